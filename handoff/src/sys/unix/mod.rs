@@ -1,0 +1,16 @@
+//! The Unix backend: Linux for real, BSD and macOS where POSIX allows.
+//!
+//! System calls go through rustix; the few it lacks go through libc, each
+//! with a comment saying why.
+
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
+pub(crate) mod handle;
+pub(crate) mod socket;
+
+/// The owned handle of this platform.
+pub(crate) type OwnedRaw = std::os::fd::OwnedFd;
+/// The borrowed handle of this platform.
+pub(crate) type BorrowedRaw<'a> = std::os::fd::BorrowedFd<'a>;
+/// The number that names a handle inside one process.
+pub(crate) type RawHandle = std::os::fd::RawFd;

@@ -1,0 +1,378 @@
+//! Unix-domain `SOCK_SEQPACKET` sockets: the transport under a channel.
+//!
+//! A seqpacket socket keeps datagram boundaries, delivers in order, reports
+//! the peer's exit as end-of-file, and carries `SCM_RIGHTS` with the datagram
+//! they were sent with. Everything here is one system call deep; framing and
+//! reassembly live in the portable `channel` module.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
+
+/// The most descriptors one `sendmsg` can carry (Linux's `SCM_MAX_FD`).
+pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
+
+/// The send buffer requested for every channel socket. The kernel doubles
+/// it; a datagram may use all of it but 32 bytes.
+const SEND_BUFFER: usize = 512 * 1024;
+
+/// Creates a connected pair of channel sockets, both close-on-exec.
+pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    Ok((a, b))
+}
+
+/// Prepares a channel socket and returns the largest datagram it can send.
+pub(crate) fn configure(fd: BorrowedFd<'_>, wanted_datagram: usize) -> io::Result<usize> {
+    // A failure only means smaller datagrams; the size is read back below.
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, SEND_BUFFER);
+    let sndbuf = rustix::net::sockopt::socket_send_buffer_size(fd)?;
+    // The kernel refuses a datagram larger than the send buffer less 32 bytes
+    // of its own bookkeeping; keep a margin.
+    Ok(wanted_datagram.min(sndbuf.saturating_sub(64)).max(4096))
+}
+
+/// True when `fd` is a Unix-domain seqpacket socket, the only kind a channel
+/// can run over.
+pub(crate) fn is_channel_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::net::sockopt;
+    Ok(sockopt::socket_domain(fd)? == AddressFamily::UNIX
+        && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    rustix::io::ioctl_fionbio(fd, nonblocking).map_err(Into::into)
+}
+
+fn send_flags(nonblocking: bool) -> SendFlags {
+    // MSG_NOSIGNAL: a vanished peer is an EPIPE error, never a SIGPIPE death.
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    let mut flags = SendFlags::NOSIGNAL;
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let mut flags = SendFlags::empty();
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    flags
+}
+
+/// Sends one datagram made of `header` and `payload`, with `handles`
+/// attached. All or nothing: a seqpacket socket never sends part of one.
+pub(crate) fn send(
+    fd: BorrowedFd<'_>,
+    header: &[u8],
+    payload: &[u8],
+    handles: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<()> {
+    let iov = [io::IoSlice::new(header), io::IoSlice::new(payload)];
+    let iov = if payload.is_empty() { &iov[..1] } else { &iov[..] };
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !handles.is_empty() && !control.push(SendAncillaryMessage::ScmRights(handles)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many handles for one datagram",
+        ));
+    }
+    loop {
+        match rustix::net::sendmsg(fd, iov, &mut control, send_flags(nonblocking)) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What one `recvmsg` delivered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// Bytes of the datagram that were stored, header included (0 means
+    /// end-of-file).
+    pub len: usize,
+    /// The datagram was longer than the buffers (`MSG_TRUNC`).
+    pub truncated: bool,
+    /// Some descriptors could not be delivered (`MSG_CTRUNC`).
+    pub handles_truncated: bool,
+}
+
+/// Receives one datagram: its first `header.len()` bytes into `header`, the
+/// rest appended to `dst`, straight into its spare capacity, with whatever
+/// does not fit there passing through `scratch` (whose capacity bounds how
+/// much more is accepted). Each descriptor that came with it is handed to
+/// `on_handle`, owned and close-on-exec, before anything else is looked at.
+///
+/// This calls `recvmsg` through libc rather than rustix: rustix receives
+/// only into initialised buffers, and the channel receives straight into a
+/// message's spare capacity to avoid zeroing or copying bulk data.
+pub(crate) fn recv(
+    fd: BorrowedFd<'_>,
+    header: &mut [u8],
+    dst: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    mut on_handle: impl FnMut(OwnedFd),
+    nonblocking: bool,
+) -> io::Result<Received> {
+    const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM)) / 8 + 1];
+    scratch.clear();
+    let spare = dst.spare_capacity_mut();
+    let (spare_ptr, spare_len) = (spare.as_mut_ptr(), spare.len());
+    let extra = scratch.spare_capacity_mut();
+    let (extra_ptr, extra_len) = (extra.as_mut_ptr(), extra.len());
+    let mut iov = [
+        libc::iovec {
+            iov_base: header.as_mut_ptr().cast(),
+            iov_len: header.len(),
+        },
+        libc::iovec {
+            iov_base: spare_ptr.cast(),
+            iov_len: spare_len,
+        },
+        libc::iovec {
+            iov_base: extra_ptr.cast(),
+            iov_len: extra_len,
+        },
+    ];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let mut flags = 0;
+    // The descriptors are created close-on-exec by the kernel itself, so no
+    // concurrent exec in this process can inherit them.
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+
+    let n = loop {
+        // SAFETY: every iovec points at writable memory of the stated length
+        // that outlives the call (the kernel only writes, so uninitialised
+        // spare capacity is fine); msg_control points at `control` of the
+        // stated size.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    };
+
+    // Take ownership of every delivered descriptor before looking at anything
+    // else, so that no early return can leak one.
+    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros walk
+    // the control buffer within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/NXTHDR only return headers inside the buffer.
+        let cm = unsafe { &*cmsg };
+        if cm.cmsg_level == libc::SOL_SOCKET && cm.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is the length of a header with no data.
+            let data_len = cm.cmsg_len as usize - unsafe { libc::CMSG_LEN(0) } as usize;
+            // SAFETY: CMSG_DATA points at the data_len bytes that follow.
+            let data = unsafe { libc::CMSG_DATA(cmsg) };
+            for i in 0..data_len / FD_SIZE {
+                // SAFETY: in bounds as above; the data may be unaligned.
+                let raw = unsafe { data.add(i * FD_SIZE).cast::<libc::c_int>().read_unaligned() };
+                // SAFETY: the kernel just installed this descriptor in our
+                // table for us; nothing else owns it.
+                let owned = unsafe { super::handle::own_raw(raw) };
+                #[cfg(any(target_os = "macos", target_os = "ios"))]
+                let _ = super::handle::set_inheritable(owned.as_fd(), false);
+                on_handle(owned);
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+
+    let payload = n.saturating_sub(header.len());
+    let in_dst = payload.min(spare_len);
+    let in_scratch = payload - in_dst;
+    // SAFETY: recvmsg wrote `payload` bytes across the iovecs in order: the
+    // first `in_dst` into dst's spare capacity, the rest into scratch's.
+    unsafe {
+        dst.set_len(dst.len() + in_dst);
+        scratch.set_len(in_scratch);
+    }
+    dst.extend_from_slice(scratch);
+    scratch.clear();
+
+    Ok(Received {
+        len: n,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        handles_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+    })
+}
+
+/// Waits until `fd` is readable (or writable), for blocking calls on a
+/// socket someone else set non-blocking.
+pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let events = if writable { PollFlags::OUT } else { PollFlags::IN };
+    let mut fds = [PollFd::new(&fd, events)];
+    loop {
+        match poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map(|_| ()).map_err(Into::into),
+        }
+    }
+}
+
+fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
+    SocketAddrUnix::new(path).map_err(|e| {
+        if e == rustix::io::Errno::NAMETOOLONG || e == rustix::io::Errno::INVAL {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path too long for a Unix socket address",
+            )
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Creates a listening socket at `path`, readable and writable by the owner
+/// only. The permission is set on the socket before `bind` creates the file,
+/// so there is no moment when another user could connect.
+pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+    let addr = unix_address(path)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // Linux creates the socket file with the socket inode's mode (less the
+    // umask), so fchmod before bind closes the window other platforms have.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))?;
+    rustix::net::bind(&fd, &addr)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(0o600))?;
+    rustix::net::listen(&fd, backlog)?;
+    Ok(fd)
+}
+
+/// Accepts one connection, close-on-exec.
+pub(crate) fn accept(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<OwnedFd> {
+    let mut flags = SocketFlags::CLOEXEC;
+    if nonblocking {
+        flags |= SocketFlags::NONBLOCK;
+    }
+    loop {
+        match rustix::net::accept_with(fd, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+/// Connects to a listener at `path`.
+pub(crate) fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let addr = unix_address(path)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map(|()| fd).map_err(Into::into),
+        }
+    }
+}
+
+/// The identity (device, inode) of the file at `path`, to recognise our own
+/// socket file before removing it.
+pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    rustix::fs::stat(path)
+        .ok()
+        .map(|s| (s.st_dev as u64, s.st_ino as u64))
+}
+
+/// Removes the file at `path` if it is still the one with `identity`, so a
+/// listener never deletes a socket someone else bound there since.
+pub(crate) fn remove_if_same(path: &Path, identity: Option<(u64, u64)>) {
+    if identity.is_some() && file_identity(path) == identity {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Peer credentials: pid, uid, gid, and a pidfd where the kernel offers one.
+pub(crate) fn peer_credentials(
+    fd: BorrowedFd<'_>,
+) -> io::Result<(u32, u32, u32, Option<OwnedFd>)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let cred = rustix::net::sockopt::socket_peercred(fd)?;
+        Ok((
+            cred.pid.as_raw_nonzero().get() as u32,
+            cred.uid.as_raw(),
+            cred.gid.as_raw(),
+            peer_pidfd(fd),
+        ))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "peer credentials are implemented for Linux only",
+        ))
+    }
+}
+
+/// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the peer that stays true even if
+/// its pid is reused. rustix has no wrapper for it, so libc's getsockopt is
+/// called directly.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_pidfd(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    #[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+    const SO_PEERPIDFD: libc::c_int = 0x0056;
+    #[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut raw: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `raw`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&mut raw as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || raw < 0 {
+        return None;
+    }
+    // SAFETY: the kernel installed a new pidfd for us (close-on-exec); we are
+    // its only owner.
+    Some(unsafe { super::handle::own_raw(raw) })
+}
