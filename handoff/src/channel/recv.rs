@@ -79,8 +79,14 @@ impl RecvState {
         };
 
         if got.len == 0 {
-            // End of file: the peer is gone. A half-assembled message and its
-            // handles are dropped with the state.
+            // A conforming sender never sends an empty datagram, so 0 bytes
+            // is end-of-file unless the peer is still there.
+            if !sys::socket::peer_hung_up(ch.socket()) {
+                return Err(reject(dst, Error::Malformed("empty datagram".into())));
+            }
+            // The peer is gone. A half-assembled message and its handles are
+            // dropped with the state.
+            drop(reject(dst, Error::Disconnected));
             *self = RecvState::Idle;
             out.clear();
             return Err(Error::Disconnected);

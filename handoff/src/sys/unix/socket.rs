@@ -228,6 +228,21 @@ pub(crate) fn recv(
     })
 }
 
+/// True when the peer has closed its end. Tells end-of-file apart from an
+/// empty datagram, which `recvmsg` also reports as 0 bytes.
+pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(_) => fds[0].revents().contains(PollFlags::HUP),
+        Err(_) => true,
+    }
+}
+
 /// Waits until `fd` is readable (or writable), for blocking calls on a
 /// socket someone else set non-blocking.
 pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {

@@ -1,0 +1,342 @@
+//! A hostile or broken peer: hand-made datagrams that break the wire format,
+//! exceed the limits, or lie about their handles. Each must give a typed
+//! error, close every handle that came with it, and never panic or hang.
+
+mod common;
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+
+use common::*;
+use handoff::{AsHandle, Channel, Error, Handle, Limits};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+const FIRST: u8 = 1;
+const LAST: u8 = 2;
+
+/// A fragment header as docs/wire-format.md specifies it.
+fn header(version: u8, flags: u8, here: u16, total_handles: u32, total_bytes: u64) -> Vec<u8> {
+    let mut h = vec![version, flags];
+    h.extend_from_slice(&here.to_le_bytes());
+    h.extend_from_slice(&total_handles.to_le_bytes());
+    h.extend_from_slice(&total_bytes.to_le_bytes());
+    h
+}
+
+/// Sends one raw datagram with `n` duplicates of /dev/null attached.
+fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if n > 0 {
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    }
+    rustix::net::sendmsg(sock, &[IoSlice::new(datagram)], &mut control, SendFlags::empty()).unwrap();
+}
+
+/// A channel whose peer is a raw socket the test writes by hand.
+fn hostile_pair() -> (Channel, OwnedFd) {
+    let (ours, theirs) = Channel::pair().unwrap();
+    (ours, OwnedFd::from(theirs.into_handle()))
+}
+
+fn with_payload(mut h: Vec<u8>, payload: &[u8]) -> Vec<u8> {
+    h.extend_from_slice(payload);
+    h
+}
+
+/// The channel still works: a proper message goes through.
+fn assert_usable(ch: &Channel, raw: &OwnedFd) {
+    raw_send(raw, &with_payload(header(1, FIRST | LAST, 1, 1, 2), b"ok"), 1);
+    let msg = ch.recv().unwrap();
+    assert_eq!(msg.bytes, b"ok");
+    assert_eq!(msg.handles.len(), 1);
+}
+
+#[test]
+fn truncated_frame_is_malformed_and_poisons() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &[1, 3, 1, 0], 1);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        assert!(ch.is_poisoned());
+        assert!(matches!(ch.recv(), Err(Error::Poisoned)));
+        assert!(matches!(ch.send(b"x", &[]), Err(Error::Poisoned)));
+    }
+    leaks.assert();
+}
+
+#[test]
+fn unknown_version_and_flags_are_malformed() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    for bad in [header(2, FIRST | LAST, 0, 0, 0), header(1, 0x80 | FIRST | LAST, 0, 0, 0)] {
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &bad, 0);
+        let e = ch.recv().unwrap_err();
+        assert!(matches!(e, Error::Malformed(_)), "{e}");
+        assert!(e.is_peer_fault());
+    }
+    leaks.assert();
+}
+
+#[test]
+fn frame_claiming_more_than_the_cap_is_rejected_before_allocating() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        let ch = ch.with_limits(Limits {
+            max_bytes: 1024,
+            max_handles: 8,
+        });
+        // 1 TiB announced: refused from the header alone.
+        raw_send(&raw, &header(1, FIRST, 3, 3, 1 << 40), 3);
+        raw_send(&raw, &header(1, LAST, 0, 3, 1 << 40), 0);
+        match ch.recv() {
+            Err(Error::TooLarge { what, got, limit }) => {
+                assert_eq!((what, got, limit), ("message bytes", 1 << 40, 1024));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Too many handles, in one fragment.
+        raw_send(&raw, &header(1, FIRST | LAST, 9, 9, 0), 9);
+        assert!(matches!(
+            ch.recv(),
+            Err(Error::TooLarge { what: "message handles", .. })
+        ));
+        assert!(!ch.is_poisoned());
+        assert_usable(&ch, &raw);
+    }
+    leaks.assert();
+}
+
+#[test]
+fn handle_count_that_lies_is_malformed() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &header(1, FIRST | LAST, 1, 1, 0), 2);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    {
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &header(1, FIRST | LAST, 2, 2, 0), 1);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    {
+        // The last fragment leaves the message short of what it announced.
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &with_payload(header(1, FIRST, 2, 5, 10), b"abc"), 2);
+        raw_send(&raw, &with_payload(header(1, LAST, 2, 5, 10), b"def"), 2);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    leaks.assert();
+}
+
+#[test]
+fn fragments_out_of_order_are_malformed() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &header(1, LAST, 1, 1, 0), 1);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    {
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 1, 2, 4), b"cd"), 1);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    {
+        // A continuation that changes the announced totals.
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
+        raw_send(&raw, &with_payload(header(1, LAST, 1, 2, 5), b"cde"), 1);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    {
+        // More bytes than announced.
+        let (ch, raw) = hostile_pair();
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 0, 0, 1), b"too long"), 0);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    leaks.assert();
+}
+
+#[test]
+fn oversized_datagram_is_malformed() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&raw, 4 << 20);
+        let big = with_payload(header(1, FIRST | LAST, 1, 1, 600_000), &vec![0u8; 600_000]);
+        raw_send(&raw, &big, 1);
+        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+    }
+    leaks.assert();
+}
+
+#[test]
+fn typed_handle_index_out_of_range_twice_or_unclaimed() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        let rx = handoff::typed::Receiver::<(Handle, Handle)>::new(ch);
+        // Index 5 of a 2-handle message.
+        let mut idx = Vec::new();
+        idx.extend_from_slice(&0u32.to_le_bytes());
+        idx.extend_from_slice(&5u32.to_le_bytes());
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 8), &idx), 2);
+        let e = rx.recv().unwrap_err();
+        assert!(matches!(&e, Error::Malformed(m) if m.contains("out of range")), "{e}");
+        // Index 0 twice.
+        let twice = [0u8; 8];
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 8), &twice), 2);
+        let e = rx.recv().unwrap_err();
+        assert!(matches!(&e, Error::Malformed(m) if m.contains("twice")), "{e}");
+        // Three handles, two claimed.
+        let mut ok = Vec::new();
+        ok.extend_from_slice(&0u32.to_le_bytes());
+        ok.extend_from_slice(&1u32.to_le_bytes());
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 3, 3, 8), &ok), 3);
+        let e = rx.recv().unwrap_err();
+        assert!(matches!(&e, Error::Malformed(m) if m.contains("not referenced")), "{e}");
+        // Trailing garbage.
+        let mut trailing = ok.clone();
+        trailing.push(9);
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 9), &trailing), 2);
+        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        // Truncated value.
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 1, 1, 4), &ok[..4]), 1);
+        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        // And a good one still decodes: the channel was never poisoned.
+        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 8), &ok), 2);
+        let (a, b) = rx.recv().unwrap();
+        assert_ne!(a.raw(), b.raw());
+    }
+    leaks.assert();
+}
+
+#[test]
+fn more_handles_than_the_fd_table_holds_is_ctrunc() {
+    const TEST: &str = "more_handles_than_the_fd_table_holds_is_ctrunc";
+    if role().is_some() {
+        let ch = parent_channel();
+        let leaks = LeakCheck::new();
+        let open = handoff::count_open_handles().unwrap() as u64;
+        // Room for 20 more descriptors; the message brings 200.
+        let limit = open + 20;
+        let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: old.maximum,
+            },
+        )
+        .unwrap();
+        ch.send(b"ready", &[]).unwrap();
+        match ch.recv() {
+            Err(Error::HandlesTruncated { expected, received }) => {
+                assert_eq!(expected, 200);
+                assert!(received < 200);
+            }
+            other => panic!("expected HandlesTruncated, got {other:?}"),
+        }
+        leaks.assert();
+        // The channel stays usable for the next message.
+        let msg = ch.recv().unwrap();
+        assert_eq!(msg.bytes, b"after");
+        assert_eq!(msg.handles.len(), 2);
+        drop(msg);
+        leaks.assert();
+        ch.send(b"done", &[]).unwrap();
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child(TEST, "child", theirs);
+        assert_eq!(ours.recv().unwrap().bytes, b"ready");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let many: Vec<_> = (0..200).map(|_| file.as_handle()).collect();
+        ours.send(b"flood", &many).unwrap();
+        ours.send(b"after", &[file.as_handle(), file.as_handle()]).unwrap();
+        assert_eq!(ours.recv().unwrap().bytes, b"done");
+        assert_success(child);
+    }
+    leaks.assert();
+}
+
+#[test]
+fn channel_from_a_handle_of_the_wrong_kind() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(matches!(
+            Channel::from_handle(Handle::from(file)),
+            Err(Error::WrongKind { .. })
+        ));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(matches!(
+            Channel::from_handle(Handle::from(a)),
+            Err(Error::WrongKind { .. })
+        ));
+        let long = "x".repeat(200);
+        assert!(matches!(
+            Channel::connect(format!("/tmp/{long}")),
+            Err(Error::InvalidArgument(_))
+        ));
+        let missing = tempfile::tempdir().unwrap().path().join("nobody-here");
+        assert!(matches!(Channel::connect(missing), Err(Error::Io { .. })));
+    }
+    leaks.assert();
+}
+
+#[test]
+fn peer_bytes_never_panic_the_receiver() {
+    // Random datagrams with random handle counts: whatever they are, the
+    // receiver answers with a value or a typed error, never a panic, and
+    // closes everything.
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..300 {
+        let (ch, raw) = hostile_pair();
+        let ch = ch.with_limits(Limits {
+            max_bytes: 4096,
+            max_handles: 16,
+        });
+        for _ in 0..(next() % 4 + 1) {
+            let len = (next() % 40) as usize;
+            let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len >= 2 && next() % 2 == 0 {
+                d[0] = 1;
+                d[1] &= 3;
+            }
+            raw_send(&raw, &d, (next() % 4) as usize);
+        }
+        drop(raw);
+        while let Ok(msg) = ch.recv() {
+            drop(msg);
+        }
+    }
+    leaks.assert();
+}
