@@ -96,6 +96,44 @@ pub enum Error {
     /// for a socket address).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// No process has this pid (or it has exited and been reaped).
+    #[error("no such process: {pid}")]
+    NoSuchProcess {
+        /// The pid asked for.
+        pid: u32,
+    },
+
+    /// The process exists but has no open handle with this number.
+    #[error("process {pid} has no open handle {handle}")]
+    NoSuchHandle {
+        /// The process.
+        pid: u32,
+        /// The handle number asked for.
+        handle: u64,
+    },
+
+    /// The operating system refused; the text says which rule applies.
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
+
+    /// A handle-passing convention in the environment or command line
+    /// (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, a handle number) is
+    /// wrong. The text names the variable and the problem.
+    #[error("bad inherited handles: {0}")]
+    BadInheritance(String),
+
+    /// A named handle was asked for but not passed.
+    #[error("no handle named {0:?} was passed")]
+    MissingHandle(String),
+
+    /// A named handle was claimed a second time.
+    #[error("the handle named {0:?} was already claimed")]
+    AlreadyClaimed(String),
+
+    /// Startup data failed validation (seals, magic, version, size).
+    #[error("bad startup data: {0}")]
+    BadStartupData(String),
 }
 
 /// The result type of this crate.
@@ -129,6 +167,8 @@ impl Error {
                 | Error::TooLarge { .. }
                 | Error::WrongKind { .. }
                 | Error::WrongAccess { .. }
+                | Error::BadInheritance(_)
+                | Error::BadStartupData(_)
         )
     }
 }
