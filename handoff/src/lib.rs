@@ -8,6 +8,9 @@
 //!   number of handles per message, with [`Listener`] for many clients,
 //!   [`typed`] serde messages with handles inside, peer credentials, and
 //!   [`AsyncChannel`] for tokio.
+//! * [`Command`]: spawn a child with exactly the chosen handles under the
+//!   systemd socket-activation convention, plus sealed [`startup`] data and
+//!   a channel; the child claims them with [`Inherited`].
 //!
 //! The portable API lives in the modules at the top; system calls live in
 //! private per-OS backends under `sys/` (see `docs/architecture.md`).
@@ -29,15 +32,25 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod channel;
+mod duplicate;
 mod error;
 mod handle;
+mod inherited;
 mod kind;
+pub mod process;
+pub mod spawn;
+pub mod startup;
 mod sys;
 
 pub use channel::typed;
 pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
 #[cfg(feature = "tokio")]
 pub use channel::{AsyncChannel, AsyncListener};
+pub use duplicate::{duplicate, DupOptions, Source, Target};
 pub use error::{Error, Result};
+pub use spawn::{Child, Command};
+pub use startup::StartupData;
 pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle};
+pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
+pub use process::Process;

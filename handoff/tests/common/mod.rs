@@ -34,6 +34,9 @@ pub fn spawn_child_with(test: &str, role: &str, channel: Channel, env: &[(&str, 
     let mut cmd = Command::new(exe);
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(ROLE_ENV, role)
+        // The child's own libtest report would muddle the parent's; its
+        // panics still reach stderr.
+        .stdout(Stdio::null())
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(channel.into_handle())));
     for (k, v) in env {
         cmd.env(k, v);
@@ -48,6 +51,7 @@ pub fn spawn_plain(test: &str, role: &str) -> Child {
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(ROLE_ENV, role)
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
         .expect("spawn test child")
 }
@@ -119,4 +123,27 @@ pub fn read_all(h: &Handle) -> Vec<u8> {
         out.extend_from_slice(&buf[..n]);
         off += n as u64;
     }
+}
+
+/// A `handoff::Command` that runs this test binary again, running only
+/// `test`, as `role`.
+pub fn self_command(test: &str, role: &str) -> handoff::Command {
+    let mut cmd = handoff::Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(ROLE_ENV, role)
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// The descriptor numbers open in this process (without the one used to
+/// list them).
+pub fn open_fds() -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The listing's own descriptor is closed by now: keep what still exists.
+    fds.retain(|fd| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok());
+    fds.sort_unstable();
+    fds
 }

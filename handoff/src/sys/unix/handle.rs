@@ -2,7 +2,7 @@
 //! do, and new descriptors to the same object.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::FdFlags;
@@ -39,7 +39,6 @@ pub(crate) fn is_inheritable(fd: BorrowedFd<'_>) -> io::Result<bool> {
 }
 
 /// Sets or clears close-on-exec.
-#[allow(dead_code)] // used by the spawn API
 pub(crate) fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Result<()> {
     let mut flags = rustix::io::fcntl_getfd(fd)?;
     flags.set(FdFlags::CLOEXEC, !inheritable);
@@ -226,6 +225,32 @@ pub(crate) fn as_raw_slice<'a, 'b>(handles: &'b [crate::BorrowedHandle<'a>]) -> 
     // SAFETY: BorrowedHandle is #[repr(transparent)] over BorrowedFd, so the
     // two slices have the same layout and lifetimes.
     unsafe { std::slice::from_raw_parts(handles.as_ptr().cast(), handles.len()) }
+}
+
+/// Takes ownership of descriptor `fd` inherited across `exec`, and makes
+/// it close-on-exec so it goes no further.
+///
+/// It must be open and must not be close-on-exec: a close-on-exec
+/// descriptor cannot have survived `exec`, so something in this process
+/// opened it and owns it.
+pub(crate) fn claim_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only asks whether the number is open; no BorrowedFd is
+    // made for a number that may not be.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "it is not open"));
+    }
+    if flags & libc::FD_CLOEXEC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is close-on-exec, so it was opened in this process, not inherited",
+        ));
+    }
+    // SAFETY: the descriptor is open, survived exec (no close-on-exec), and
+    // the caller claims each inherited number once per process.
+    let owned = unsafe { own_raw(fd) };
+    set_inheritable(owned.as_fd(), false)?;
+    Ok(owned)
 }
 
 /// Counts the open descriptors of this process.

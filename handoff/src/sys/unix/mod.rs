@@ -6,7 +6,10 @@
 #[cfg(feature = "tokio")]
 pub(crate) mod async_fd;
 pub(crate) mod handle;
+pub(crate) mod process;
+pub(crate) mod shm;
 pub(crate) mod socket;
+pub(crate) mod spawn;
 
 /// The owned handle of this platform.
 pub(crate) type OwnedRaw = std::os::fd::OwnedFd;

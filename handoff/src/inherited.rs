@@ -1,0 +1,276 @@
+//! The child's side of spawning: claim the handles a parent passed under
+//! the systemd socket-activation convention, each exactly once, and check
+//! each against what the caller expects before trusting it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::spawn::CHANNEL_NAME;
+use crate::startup::{self, StartupData};
+use crate::sys;
+use crate::{Access, Channel, Error, Handle, Kind, RawHandle, Result};
+
+/// The first inherited descriptor (`SD_LISTEN_FDS_START`).
+const FIRST_FD: RawHandle = 3;
+/// More than any real process could have been handed.
+const MAX_FDS: u64 = 1 << 16;
+
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The handles this process inherited, by name.
+#[derive(Debug)]
+pub struct Inherited {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    fd: RawHandle,
+    handle: Option<Handle>,
+}
+
+/// What a claimed handle must be.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    kind: Option<&'static str>,
+    access: Access,
+    exact_access: bool,
+    min_size: Option<u64>,
+}
+
+impl Expect {
+    /// Any handle.
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// Of this kind ([`Kind::name`]: `"file"`, `"socket"`, `"shared-memory"`, …).
+    pub fn kind(kind: &'static str) -> Self {
+        Expect {
+            kind: Some(kind),
+            ..Self::default()
+        }
+    }
+
+    /// Granting at least `access`.
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Granting exactly `access`: more rights than asked for is also wrong
+    /// (a write handle where a read-only one was promised).
+    pub fn exact_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self.exact_access = true;
+        self
+    }
+
+    /// Shared memory or a file of at least `bytes`.
+    pub fn min_size(mut self, bytes: u64) -> Self {
+        self.min_size = Some(bytes);
+        self
+    }
+
+    /// Checks `handle`; the error names what is wrong.
+    pub fn check(&self, handle: &Handle) -> Result<()> {
+        let kind = handle.kind()?;
+        if let Some(want) = self.kind {
+            if kind.name() != want {
+                return Err(Error::WrongKind {
+                    expected: want.to_owned(),
+                    actual: kind,
+                });
+            }
+        }
+        let have = handle.access()?;
+        let ok = if self.exact_access {
+            have == self.access
+        } else {
+            have.contains(self.access)
+        };
+        if !ok {
+            return Err(Error::WrongAccess {
+                expected: self.access,
+                actual: have,
+            });
+        }
+        if let Some(min) = self.min_size {
+            let size = match kind {
+                Kind::SharedMemory { size, .. } => size,
+                Kind::File => sys::shm::len(handle.borrow().into()).map_err(|e| Error::os("fstat", e))?,
+                other => {
+                    return Err(Error::WrongKind {
+                        expected: "shared-memory or file (with a size)".into(),
+                        actual: other,
+                    })
+                }
+            };
+            if size < min {
+                return Err(bad(format!("holds {size} bytes, at least {min} are required")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bad(m: String) -> Error {
+    Error::BadInheritance(m)
+}
+
+fn parse_number(var: &str, value: &str) -> Result<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(format!("{var}={value:?} is not a non-negative decimal number")));
+    }
+    value
+        .parse::<u64>()
+        .map_err(|_| bad(format!("{var}={value:?} is out of range")))
+}
+
+impl Inherited {
+    /// Reads the convention from the environment, claims the handles, and
+    /// removes the variables so children of this process do not misread
+    /// them.
+    ///
+    /// No `LISTEN_FDS` means nothing was passed: an empty set. Otherwise
+    /// every problem is an error naming it: a number that is not a number,
+    /// `LISTEN_PID` missing or not this process, more descriptors announced
+    /// than are open, a descriptor that is close-on-exec (so it was opened in
+    /// this process, not inherited), a name count that does not match.
+    /// Claiming twice in one process is [`Error::AlreadyClaimed`].
+    ///
+    /// Call it early in `main`, before other threads start: it changes the
+    /// environment.
+    pub fn from_env() -> Result<Inherited> {
+        let get = |k: &str| std::env::var(k).ok();
+        let parsed = Self::parse(
+            get("LISTEN_FDS").as_deref(),
+            get("LISTEN_PID").as_deref(),
+            get("LISTEN_FDNAMES").as_deref(),
+            std::process::id(),
+        )?;
+        if CLAIMED.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyClaimed("LISTEN_FDS".into()));
+        }
+        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+            std::env::remove_var(var);
+        }
+        let mut entries = Vec::with_capacity(parsed.len());
+        for (i, name) in parsed.into_iter().enumerate() {
+            let fd = FIRST_FD + i as RawHandle;
+            match sys::handle::claim_inherited(fd) {
+                Ok(owned) => entries.push(Entry {
+                    name,
+                    fd,
+                    handle: Some(Handle::from(owned)),
+                }),
+                // Entries claimed so far are dropped (closed) with `entries`:
+                // a broken hand-off is rejected whole.
+                Err(e) => {
+                    return Err(bad(format!(
+                        "LISTEN_FDS announces descriptor {fd} ({name}), but {e}"
+                    )))
+                }
+            }
+        }
+        Ok(Inherited { entries })
+    }
+
+    /// Checks the convention's variables without touching any descriptor:
+    /// the names of descriptors 3, 4, … in order.
+    pub fn parse(
+        listen_fds: Option<&str>,
+        listen_pid: Option<&str>,
+        listen_fdnames: Option<&str>,
+        my_pid: u32,
+    ) -> Result<Vec<String>> {
+        let Some(fds) = listen_fds else {
+            return Ok(Vec::new());
+        };
+        let count = parse_number("LISTEN_FDS", fds)?;
+        if count > MAX_FDS {
+            return Err(bad(format!("LISTEN_FDS={count} is more than any process is handed")));
+        }
+        let pid = listen_pid.ok_or_else(|| bad("LISTEN_FDS is set but LISTEN_PID is not".into()))?;
+        let pid = parse_number("LISTEN_PID", pid)?;
+        if pid != u64::from(my_pid) {
+            return Err(bad(format!(
+                "LISTEN_PID={pid} names another process (this is {my_pid}); the handles were meant for it"
+            )));
+        }
+        let names: Vec<String> = match listen_fdnames {
+            Some(list) => list.split(':').map(str::to_owned).collect(),
+            None => (0..count).map(|_| "unknown".to_owned()).collect(),
+        };
+        if names.len() as u64 != count {
+            return Err(bad(format!(
+                "LISTEN_FDNAMES has {} names for LISTEN_FDS={count}",
+                names.len()
+            )));
+        }
+        Ok(names)
+    }
+
+    /// Names in descriptor order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    /// How many handles were passed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing was passed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The descriptor number a name arrived at (for display).
+    pub fn fd_of(&self, name: &str) -> Option<RawHandle> {
+        self.entries.iter().find(|e| e.name == name).map(|e| e.fd)
+    }
+
+    /// Claims the handle named `name`. Missing is [`Error::MissingHandle`],
+    /// a second claim [`Error::AlreadyClaimed`], a name passed more than once
+    /// [`Error::BadInheritance`] (ambiguous; use [`take_index`](Self::take_index)).
+    pub fn take(&mut self, name: &str) -> Result<Handle> {
+        let mut found = self.entries.iter().enumerate().filter(|(_, e)| e.name == name);
+        let (index, _) = found.next().ok_or_else(|| Error::MissingHandle(name.to_owned()))?;
+        let dups = found.count();
+        if dups > 0 {
+            return Err(bad(format!("the name {name:?} was passed {} times", dups + 1)));
+        }
+        self.take_index(index)
+    }
+
+    /// Claims the handle named `name` and checks it against `expect`. On a
+    /// mismatch the handle is closed and the error says why.
+    pub fn take_checked(&mut self, name: &str, expect: &Expect) -> Result<Handle> {
+        let handle = self.take(name)?;
+        expect.check(&handle)?;
+        Ok(handle)
+    }
+
+    /// Claims the handle at position `index` (descriptor 3 + `index`).
+    pub fn take_index(&mut self, index: usize) -> Result<Handle> {
+        let entry = self
+            .entries
+            .get_mut(index)
+            .ok_or_else(|| Error::MissingHandle(format!("#{index}")))?;
+        entry
+            .handle
+            .take()
+            .ok_or_else(|| Error::AlreadyClaimed(entry.name.clone()))
+    }
+
+    /// Claims and validates the startup data ([`startup::NAME`]).
+    pub fn startup_data(&mut self) -> Result<StartupData> {
+        StartupData::open(self.take(startup::NAME)?)
+    }
+
+    /// Claims the channel to the parent ([`CHANNEL_NAME`]).
+    pub fn channel(&mut self) -> Result<Channel> {
+        Channel::from_handle(self.take(CHANNEL_NAME)?)
+    }
+}

@@ -1,0 +1,293 @@
+//! Spawning a child with exactly the chosen handles.
+//!
+//! [`Command`] keeps the shape of `std::process::Command` and adds named
+//! handles. Only the named handles reach the child, even handles this
+//! process itself inherited without close-on-exec. They arrive under the
+//! systemd socket-activation convention, so programs written for it run
+//! unchanged: descriptors 3, 4, … in order, `LISTEN_FDS` (their count),
+//! `LISTEN_FDNAMES` (their names, colon-separated) and `LISTEN_PID` (the
+//! child's own pid, written after `fork` without allocating). The child
+//! claims them with [`Inherited`](crate::Inherited).
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::sys;
+use crate::{startup, AsHandle, BorrowedHandle, Channel, Error, Handle, Result};
+
+/// The name under which [`Command::channel`] passes the child's end.
+pub const CHANNEL_NAME: &str = "handoff.channel";
+
+/// The variables of the convention; a child never inherits the parent's own.
+const CONVENTION_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// A process builder like `std::process::Command` that passes named handles.
+#[derive(Debug)]
+pub struct Command {
+    inner: std::process::Command,
+    hook: Arc<sys::spawn::Hook>,
+    env_clear: bool,
+    handles: Vec<(String, Handle)>,
+    /// The first error met while configuring, reported by `spawn`.
+    deferred: Option<Error>,
+}
+
+impl Command {
+    /// A command to run `program`, like `std::process::Command::new`.
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        let mut inner = std::process::Command::new(program);
+        let hook = sys::spawn::install_hook(&mut inner);
+        Command {
+            inner,
+            hook,
+            env_clear: false,
+            handles: Vec::new(),
+            deferred: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.inner.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&mut self, args: I) -> &mut Self {
+        self.inner.args(args);
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Self {
+        self.inner.env(key, val);
+        self
+    }
+
+    /// Sets environment variables for the child.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.inner.envs(vars);
+        self
+    }
+
+    /// Removes an environment variable from the child's environment.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.inner.env_remove(key);
+        self
+    }
+
+    /// Starts the child with an empty environment (plus the convention's
+    /// variables when handles are passed).
+    pub fn env_clear(&mut self) -> &mut Self {
+        self.inner.env_clear();
+        self.env_clear = true;
+        self
+    }
+
+    /// Sets the child's working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.inner.current_dir(dir);
+        self
+    }
+
+    /// Sets the child's standard input.
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.inner.stdin(cfg);
+        self
+    }
+
+    /// Sets the child's standard output.
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.inner.stdout(cfg);
+        self
+    }
+
+    /// Sets the child's standard error.
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.inner.stderr(cfg);
+        self
+    }
+
+    /// The program to run.
+    pub fn get_program(&self) -> &OsStr {
+        self.inner.get_program()
+    }
+
+    /// Passes a duplicate of `handle` to the child under `name` (the next
+    /// descriptor from 3 up). The caller keeps its own handle.
+    ///
+    /// Names may not be empty or contain `:` (the convention's separator),
+    /// `=` or NUL; an invalid name or a failed duplicate is reported by
+    /// [`spawn`](Self::spawn).
+    pub fn handle(&mut self, name: &str, handle: impl AsHandle) -> &mut Self {
+        match handle.as_handle().try_clone_to_owned() {
+            Ok(h) => self.handle_owned(name, h),
+            Err(e) => self.defer(e),
+        }
+    }
+
+    /// Passes `handle` to the child under `name`, closing this process's copy
+    /// once the child is spawned.
+    pub fn handle_owned(&mut self, name: &str, handle: Handle) -> &mut Self {
+        if name.is_empty() || name.contains([':', '=', '\0']) {
+            return self.defer(Error::InvalidArgument(format!(
+                "handle name {name:?} must be non-empty without ':', '=' or NUL"
+            )));
+        }
+        self.handles.push((name.to_owned(), handle));
+        self
+    }
+
+    /// Passes `bytes` as sealed startup data ([`startup::NAME`]).
+    pub fn startup_data(&mut self, bytes: &[u8]) -> &mut Self {
+        match startup::create(bytes) {
+            Ok(h) => self.handle_owned(startup::NAME, h),
+            Err(e) => self.defer(e),
+        }
+    }
+
+    /// Passes `value` as sealed startup data ([`startup::NAME`]).
+    pub fn startup_value<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        match startup::create_value(value) {
+            Ok(h) => self.handle_owned(startup::NAME, h),
+            Err(e) => self.defer(e),
+        }
+    }
+
+    /// Creates a channel to the child: returns this side's end and passes
+    /// the other as [`CHANNEL_NAME`].
+    pub fn channel(&mut self) -> Result<Channel> {
+        let (ours, theirs) = Channel::pair()?;
+        self.handle_owned(CHANNEL_NAME, theirs.into_handle());
+        Ok(ours)
+    }
+
+    fn defer(&mut self, e: Error) -> &mut Self {
+        self.deferred.get_or_insert(e);
+        self
+    }
+
+    /// The child's environment: this process's (unless cleared) with the
+    /// command's changes applied and the convention's variables removed.
+    fn child_env(&self) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = if self.env_clear {
+            Vec::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        for (k, v) in self.inner.get_envs() {
+            env.retain(|(ek, _)| ek != k);
+            if let Some(v) = v {
+                env.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        env.retain(|(k, _)| !CONVENTION_VARS.iter().any(|c| k == c));
+        env
+    }
+
+    /// Spawns the child. The handles passed so far go to it and are closed
+    /// here; the command can be spawned again with new handles.
+    ///
+    /// # References
+    /// [sd_listen_fds(3)](https://www.freedesktop.org/software/systemd/man/latest/sd_listen_fds.html),
+    /// [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+    pub fn spawn(&mut self) -> Result<Child> {
+        if let Some(e) = self.deferred.take() {
+            self.handles.clear();
+            return Err(e);
+        }
+        let handles = std::mem::take(&mut self.handles);
+        let args: Vec<OsString> = self.inner.get_args().map(|a| a.to_owned()).collect();
+        let env = self.child_env();
+        let program = self.inner.get_program().to_owned();
+        let cwd = self.inner.get_current_dir().map(|p| p.to_owned());
+        let request = sys::spawn::SpawnRequest {
+            program: &program,
+            args,
+            env,
+            current_dir: cwd.as_deref(),
+            handles: handles
+                .iter()
+                .map(|(name, h)| (BorrowedHandle::from(h.borrow()).into(), name.as_str()))
+                .collect(),
+        };
+        let (child, pidfd) = sys::spawn::spawn(&mut self.inner, &self.hook, request).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::InvalidInput {
+                Error::InvalidArgument(format!("{}: {e}", program.to_string_lossy()))
+            } else {
+                Error::os("spawn", e)
+            }
+        })?;
+        drop(handles);
+        Ok(Child {
+            inner: child,
+            pidfd: pidfd.map(Handle::from),
+        })
+    }
+
+    /// The std command underneath, for settings this type does not mirror
+    /// (`CommandExt::uid`, `process_group`, …). Its program, arguments,
+    /// environment and directory are read from here at spawn time.
+    pub fn as_std_mut(&mut self) -> &mut std::process::Command {
+        &mut self.inner
+    }
+}
+
+/// A spawned child.
+///
+/// Dropping it reaps the child if it has already exited, so a finished child
+/// does not linger as a zombie; a running child is left running.
+#[derive(Debug)]
+pub struct Child {
+    inner: std::process::Child,
+    pidfd: Option<Handle>,
+}
+
+impl Child {
+    /// The child's pid.
+    pub fn id(&self) -> u32 {
+        self.inner.id()
+    }
+
+    /// A process handle (pidfd) that becomes readable when the child exits;
+    /// poll it in an event loop instead of waiting. `None` where the kernel
+    /// has no pidfds.
+    pub fn exit_handle(&self) -> Option<BorrowedHandle<'_>> {
+        self.pidfd.as_ref().map(Handle::borrow)
+    }
+
+    /// Waits for the child to exit and reaps it.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        self.inner.wait().map_err(|e| Error::os("wait", e))
+    }
+
+    /// Reaps the child if it has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.inner.try_wait().map_err(|e| Error::os("wait", e))
+    }
+
+    /// Sends `SIGKILL`.
+    pub fn kill(&mut self) -> Result<()> {
+        self.inner.kill().map_err(|e| Error::os("kill", e))
+    }
+
+    /// The std child, for its stdin/stdout/stderr pipes.
+    pub fn as_std_mut(&mut self) -> &mut std::process::Child {
+        &mut self.inner
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.inner.try_wait();
+    }
+}

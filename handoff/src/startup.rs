@@ -1,0 +1,229 @@
+//! Startup data: any amount of bytes or a serde value handed to a child
+//! through sealed anonymous shared memory.
+//!
+//! The parent writes a 64-byte header and the payload into a memfd, seals it
+//! (`F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL`) so nobody,
+//! the parent included, can change it afterwards, and passes it to the child
+//! under the name [`NAME`]. Fire and forget: the parent may exit at once.
+//! The child checks the seals and the header (magic, version, sizes) before
+//! it trusts a byte, then maps it read-only. Nothing is copied between the
+//! processes and no name exists that another process could squat.
+//!
+//! The header is specified in `docs/wire-format.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+use crate::{AsHandle, Error, Handle, Kind, Result, Seals};
+
+/// The name under which startup data is passed to a child.
+pub const NAME: &str = "handoff.startup";
+
+/// Identifies handoff startup data.
+pub const MAGIC: [u8; 8] = *b"HNDOFFSD";
+/// The header version this crate writes and reads.
+pub const VERSION: u32 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: u64 = 64;
+
+/// The payload is opaque bytes.
+const FORMAT_BYTES: u32 = 0;
+/// The payload is a value encoded as in `docs/wire-format.md` (typed payloads).
+const FORMAT_VALUE: u32 = 1;
+
+fn header(format: u32, payload_len: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&format.to_le_bytes());
+    h[16..24].copy_from_slice(&payload_len.to_le_bytes());
+    h[24..32].copy_from_slice(&HEADER_LEN.to_le_bytes());
+    h
+}
+
+fn os(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::os(op, e)
+}
+
+/// Creates sealed startup data holding `bytes`.
+///
+/// # References
+/// [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html),
+/// [`F_ADD_SEALS`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+#[doc(alias = "memfd_create")]
+pub fn create(bytes: &[u8]) -> Result<Handle> {
+    let fd = begin(FORMAT_BYTES, bytes.len() as u64)?;
+    sys::shm::write_all_at(fd.borrow().into(), bytes, HEADER_LEN).map_err(os("write startup data"))?;
+    finish(fd)
+}
+
+/// Creates sealed startup data holding `value`, encoded as a typed payload.
+/// Handles cannot travel this way (pass them as named handles instead).
+pub fn create_value<T: Serialize + ?Sized>(value: &T) -> Result<Handle> {
+    let (bytes, handles) = crate::typed::encode(value)?;
+    if !handles.is_empty() {
+        return Err(Error::InvalidArgument(
+            "startup data cannot carry handles; pass them as named handles".into(),
+        ));
+    }
+    let fd = begin(FORMAT_VALUE, bytes.len() as u64)?;
+    sys::shm::write_all_at(fd.borrow().into(), &bytes, HEADER_LEN).map_err(os("write startup data"))?;
+    finish(fd)
+}
+
+/// Creates sealed startup data from the next `len` bytes of `source` (a file
+/// or a pipe), copied by the kernel where it can (`sendfile`, `splice`),
+/// else through a buffer. Fewer bytes than `len` is an error.
+pub fn create_from(source: impl AsHandle, len: u64) -> Result<Handle> {
+    let fd = begin(FORMAT_BYTES, len)?;
+    let src = source.as_handle();
+    let dst = fd.borrow();
+    let mut copied = sys::shm::copy_in_kernel(src.into(), dst.into(), HEADER_LEN, len)
+        .map_err(os("copy startup data"))?;
+    let mut buf = vec![0u8; if copied < len { 1 << 20 } else { 0 }];
+    while copied < len {
+        let want = buf.len().min((len - copied) as usize);
+        let n = match sys::shm::read(src.into(), &mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Err(Error::os("read startup data", e)),
+        };
+        sys::shm::write_all_at(dst.into(), &buf[..n], HEADER_LEN + copied).map_err(os("write startup data"))?;
+        copied += n as u64;
+    }
+    if copied != len {
+        return Err(Error::InvalidArgument(format!(
+            "source ended after {copied} of {len} bytes"
+        )));
+    }
+    finish(fd)
+}
+
+fn begin(format: u32, payload_len: u64) -> Result<Handle> {
+    let total = HEADER_LEN
+        .checked_add(payload_len)
+        .ok_or_else(|| Error::InvalidArgument("startup data too large".into()))?;
+    let fd = Handle::from(sys::shm::create("handoff-startup").map_err(os("memfd_create"))?);
+    sys::shm::set_len(fd.borrow().into(), total).map_err(os("ftruncate"))?;
+    sys::shm::write_all_at(fd.borrow().into(), &header(format, payload_len), 0)
+        .map_err(os("write startup header"))?;
+    Ok(fd)
+}
+
+fn finish(fd: Handle) -> Result<Handle> {
+    match sys::shm::add_seals(fd.borrow().into(), Seals::IMMUTABLE) {
+        Ok(()) => {}
+        // Platforms without seals still get the data; the child is told by
+        // `StartupData::open` that immutability is not enforced there.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+        Err(e) => return Err(Error::os("seal startup data", e)),
+    }
+    // Hand over a read-only handle: the child can map it read-only only.
+    fd.restrict(crate::Access::READ).or(Ok(fd))
+}
+
+/// Startup data a child received, validated and mapped read-only.
+#[derive(Debug)]
+pub struct StartupData {
+    map: sys::shm::Mapping,
+    format: u32,
+    _handle: Handle,
+}
+
+impl StartupData {
+    /// Validates `handle` as startup data and maps it read-only.
+    ///
+    /// Checks, in order, before trusting a byte: it is shared memory; it is
+    /// sealed against writing, growing and shrinking; it is at least a
+    /// header long; magic and version match; the header's payload length and
+    /// offset describe exactly the object's size. Any failure is
+    /// [`Error::BadStartupData`] naming the check (or [`Error::WrongKind`]).
+    pub fn open(handle: Handle) -> Result<StartupData> {
+        Self::open_with(handle, true)
+    }
+
+    /// As [`open`](Self::open); `populate` chooses whether every page is
+    /// faulted in at once (faster when all of it will be read).
+    pub fn open_with(handle: Handle, populate: bool) -> Result<StartupData> {
+        let bad = |m: String| Error::BadStartupData(m);
+        let size = match handle.kind()? {
+            Kind::SharedMemory { size, seals } => {
+                if cfg!(any(target_os = "linux", target_os = "android", target_os = "freebsd"))
+                    && !seals.contains(Seals::WRITE | Seals::GROW | Seals::SHRINK)
+                {
+                    return Err(bad(format!(
+                        "not sealed against change (seals: {seals}); its creator could still modify it"
+                    )));
+                }
+                size
+            }
+            actual => {
+                return Err(Error::WrongKind {
+                    expected: "shared-memory".into(),
+                    actual,
+                })
+            }
+        };
+        if size < HEADER_LEN {
+            return Err(bad(format!("{size} bytes is shorter than the {HEADER_LEN}-byte header")));
+        }
+        let mut h = [0u8; HEADER_LEN as usize];
+        read_exact_at(&handle, &mut h, 0)?;
+        if h[0..8] != MAGIC {
+            return Err(bad("wrong magic: not handoff startup data".into()));
+        }
+        let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(bad(format!("header version {version}, this side reads {VERSION}")));
+        }
+        let format = u32::from_le_bytes(h[12..16].try_into().expect("4 bytes"));
+        if format != FORMAT_BYTES && format != FORMAT_VALUE {
+            return Err(bad(format!("unknown payload format {format}")));
+        }
+        let len = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+        let offset = u64::from_le_bytes(h[24..32].try_into().expect("8 bytes"));
+        if offset != HEADER_LEN || h[32..].iter().any(|&b| b != 0) {
+            return Err(bad("header fields reserved in version 1 are not zero".into()));
+        }
+        if offset.checked_add(len) != Some(size) {
+            return Err(bad(format!(
+                "header says {len} payload bytes at offset {offset}, but the object holds {size}"
+            )));
+        }
+        let total = usize::try_from(size).map_err(|_| bad("too large to map on this machine".into()))?;
+        let map = sys::shm::Mapping::read_only(handle.borrow().into(), total, populate)
+            .map_err(os("mmap startup data"))?;
+        Ok(StartupData {
+            map,
+            format,
+            _handle: handle,
+        })
+    }
+
+    /// The payload bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map.as_slice()[HEADER_LEN as usize..]
+    }
+
+    /// Decodes the payload as a `T`, borrowing from the mapping where `T`
+    /// allows (`&str`, `&[u8]` with `serde_bytes`): zero-copy.
+    pub fn value<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
+        if self.format != FORMAT_VALUE {
+            return Err(Error::BadStartupData("the payload is bytes, not a value".into()));
+        }
+        let config = bincode::config::standard()
+            .with_little_endian()
+            .with_fixed_int_encoding();
+        let (value, used) = bincode::serde::borrow_decode_from_slice(self.bytes(), config)
+            .map_err(|e| Error::BadStartupData(format!("value does not decode: {e}")))?;
+        if used != self.bytes().len() {
+            return Err(Error::BadStartupData("trailing bytes after the value".into()));
+        }
+        Ok(value)
+    }
+}
+
+fn read_exact_at(h: &Handle, buf: &mut [u8], offset: u64) -> Result<()> {
+    sys::shm::read_exact_at(h.borrow().into(), buf, offset)
+        .map_err(|e| Error::BadStartupData(format!("cannot read the header: {e}")))
+}
