@@ -34,12 +34,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (ours, theirs) = Channel::pair()?;
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--receiver")
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs.into_handle())))
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            theirs.into_handle(),
+        )))
         .spawn()?;
-    println!("sender   {}: handing over {} and a sealed memfd", std::process::id(), path.display());
+    println!(
+        "sender   {}: handing over {} and a sealed memfd",
+        std::process::id(),
+        path.display()
+    );
     ours.send(b"report + config", &[read_only.borrow(), memfd.borrow()])?;
     let reply = ours.recv()?;
-    println!("sender   {}: receiver says {:?}", std::process::id(), String::from_utf8_lossy(&reply.bytes));
+    println!(
+        "sender   {}: receiver says {:?}",
+        std::process::id(),
+        String::from_utf8_lossy(&reply.bytes)
+    );
     let status = child.wait()?;
     std::fs::remove_dir_all(&dir)?;
     if !status.success() {
@@ -50,10 +60,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn receiver() -> Result<(), Box<dyn std::error::Error>> {
     let me = std::process::id();
-    let channel = Channel::from_handle(Handle::from(std::io::stdin().as_fd().try_clone_to_owned()?))?;
+    let channel =
+        Channel::from_handle(Handle::from(std::io::stdin().as_fd().try_clone_to_owned()?))?;
     let creds = channel.peer_credentials()?;
     let msg = channel.recv()?;
-    println!("receiver {me}: message {:?} from pid {} uid {}", String::from_utf8_lossy(&msg.bytes), creds.pid, creds.uid);
+    println!(
+        "receiver {me}: message {:?} from pid {} uid {}",
+        String::from_utf8_lossy(&msg.bytes),
+        creds.pid,
+        creds.uid
+    );
     let [report, config]: [Handle; 2] = msg
         .handles
         .try_into()
@@ -95,7 +111,7 @@ fn receiver() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn sealed_memfd(data: &[u8]) -> Result<Handle, Box<dyn std::error::Error>> {
-    let file = std::fs::File::from(std::os::fd::OwnedFd::from(memfd()?));
+    let file = std::fs::File::from(memfd()?);
     (&file).write_all(data)?;
     seal(&file)?;
     Ok(Handle::from(file))

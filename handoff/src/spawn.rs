@@ -217,16 +217,19 @@ impl Command {
             current_dir: cwd.as_deref(),
             handles: handles
                 .iter()
-                .map(|(name, h)| (BorrowedHandle::from(h.borrow()).into(), name.as_str()))
+                .map(|(name, h)| (h.borrow().into(), name.as_str()))
                 .collect(),
         };
-        let (child, pidfd) = sys::spawn::spawn(&mut self.inner, &self.hook, request).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::InvalidInput {
-                Error::InvalidArgument(format!("{}: {e}", program.to_string_lossy()))
-            } else {
-                Error::os("spawn", e)
-            }
-        })?;
+        let (child, pidfd) =
+            sys::spawn::spawn(&mut self.inner, &self.hook, request).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::InvalidInput
+                {
+                    Error::InvalidArgument(format!("{}: {e}", program.to_string_lossy()))
+                } else {
+                    Error::os("spawn", e)
+                }
+            })?;
         drop(handles);
         Ok(Child {
             inner: child,

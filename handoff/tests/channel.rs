@@ -6,7 +6,6 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use handoff::typed::{Receiver, Sender};
 use handoff::{Access, AsHandle, Channel, Error, Handle, Kind, Listener, Seals};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +19,10 @@ fn file_and_sealed_memfd_cross_processes() {
         let [file, mem]: [Handle; 2] = msg.handles.try_into().unwrap();
         assert_eq!(file.kind().unwrap(), Kind::File);
         assert_eq!(file.access().unwrap(), Access::READ);
-        assert!(!file.is_inheritable().unwrap(), "received handles are close-on-exec");
+        assert!(
+            !file.is_inheritable().unwrap(),
+            "received handles are close-on-exec"
+        );
         assert_eq!(read_all(&file), b"file contents\n");
         match mem.kind().unwrap() {
             Kind::SharedMemory { size, seals } => {
@@ -78,7 +80,13 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         let event = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
         let handles: Vec<_> = (0..1000)
-            .map(|i| if i % 2 == 0 { file.as_handle() } else { event.as_handle() })
+            .map(|i| {
+                if i % 2 == 0 {
+                    file.as_handle()
+                } else {
+                    event.as_handle()
+                }
+            })
             .collect();
         ours.send(&payload, &handles).unwrap();
         let back = ours.recv().unwrap();
@@ -126,14 +134,19 @@ fn typed_values_carry_handles_in_any_field() {
         let output = std::fs::File::create(&out_path).unwrap();
         let job = Job {
             name: "resize".into(),
-            input: std::fs::File::open(std::env::current_exe().unwrap()).unwrap().into(),
+            input: std::fs::File::open(std::env::current_exe().unwrap())
+                .unwrap()
+                .into(),
             outputs: vec![
                 Handle::from(output),
                 std::fs::File::open("/dev/null").unwrap().into(),
                 std::fs::File::open("/dev/null").unwrap().into(),
             ],
             log: None,
-            nested: vec![(1, Some(std::fs::File::open("/dev/null").unwrap().into())), (2, None)],
+            nested: vec![
+                (1, Some(std::fs::File::open("/dev/null").unwrap().into())),
+                (2, None),
+            ],
         };
         tx.send(&job).unwrap();
         drop(job);
@@ -183,7 +196,8 @@ fn listener_serves_many_client_processes() {
         let path = role.strip_prefix("client:").unwrap();
         let ch = Channel::connect(path).unwrap();
         let me = std::process::id().to_string();
-        ch.send(me.as_bytes(), &[std::io::stdout().as_handle()]).unwrap();
+        ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
+            .unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
@@ -195,7 +209,11 @@ fn listener_serves_many_client_processes() {
         let listener = Listener::bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(mode.permissions().mode() & 0o777, 0o600, "owner-only socket file");
+        assert_eq!(
+            mode.permissions().mode() & 0o777,
+            0o600,
+            "owner-only socket file"
+        );
         assert!(!listener.as_handle().is_inheritable().unwrap());
         let children: Vec<_> = (0..3)
             .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
@@ -205,7 +223,11 @@ fn listener_serves_many_client_processes() {
             let ch = listener.accept().unwrap();
             let msg = ch.recv().unwrap();
             let pid: u32 = String::from_utf8(msg.bytes).unwrap().parse().unwrap();
-            assert_eq!(ch.peer_credentials().unwrap().pid, pid, "credentials name the client");
+            assert_eq!(
+                ch.peer_credentials().unwrap().pid,
+                pid,
+                "credentials name the client"
+            );
             let creds = ch.peer_credentials().unwrap();
             if let Some(pidfd) = creds.process {
                 assert_eq!(pidfd.kind().unwrap(), Kind::Process);
@@ -217,7 +239,10 @@ fn listener_serves_many_client_processes() {
         for c in children {
             assert_success(c);
         }
-        assert!(Listener::bind(&path).is_err(), "an existing path is not replaced");
+        assert!(
+            Listener::bind(&path).is_err(),
+            "an existing path is not replaced"
+        );
     }
     assert!(!path.exists(), "the socket file is removed on drop");
     leaks.assert();
@@ -288,11 +313,15 @@ fn typed_pair_in_one_process() {
     {
         let (tx, rx) = handoff::typed::channel::<(u32, Vec<Handle>)>().unwrap();
         let f = std::fs::File::open("/dev/null").unwrap();
-        tx.send(&(7, vec![Handle::from(f.try_clone().unwrap())])).unwrap();
+        tx.send(&(7, vec![Handle::from(f.try_clone().unwrap())]))
+            .unwrap();
         let (n, hs) = rx.recv().unwrap();
         assert_eq!(n, 7);
-        assert_eq!(hs[0].kind().unwrap(), Kind::Other, "/dev/null is a character device");
-        let _: (&Sender<(u32, Vec<Handle>)>, &Receiver<(u32, Vec<Handle>)>) = (&tx, &rx);
+        assert_eq!(
+            hs[0].kind().unwrap(),
+            Kind::Other,
+            "/dev/null is a character device"
+        );
     }
     leaks.assert();
 }

@@ -7,9 +7,9 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 #[cfg(any(target_os = "macos", target_os = "ios"))]
 use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::net::{
@@ -80,8 +80,13 @@ pub(crate) fn send(
     nonblocking: bool,
 ) -> io::Result<()> {
     let iov = [io::IoSlice::new(header), io::IoSlice::new(payload)];
-    let iov = if payload.is_empty() { &iov[..1] } else { &iov[..] };
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM))];
+    let iov = if payload.is_empty() {
+        &iov[..1]
+    } else {
+        &iov[..]
+    };
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !handles.is_empty() && !control.push(SendAncillaryMessage::ScmRights(handles)) {
         return Err(io::Error::new(
@@ -247,7 +252,11 @@ pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
 /// socket someone else set non-blocking.
 pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags};
-    let events = if writable { PollFlags::OUT } else { PollFlags::IN };
+    let events = if writable {
+        PollFlags::OUT
+    } else {
+        PollFlags::IN
+    };
     let mut fds = [PollFd::new(&fd, events)];
     loop {
         match poll(&mut fds, None) {
@@ -325,6 +334,8 @@ pub(crate) fn connect(path: &Path) -> io::Result<OwnedFd> {
 
 /// The identity (device, inode) of the file at `path`, to recognise our own
 /// socket file before removing it.
+// st_dev and st_ino are narrower or signed on some platforms.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64)> {
     rustix::fs::stat(path)
         .ok()
@@ -340,9 +351,7 @@ pub(crate) fn remove_if_same(path: &Path, identity: Option<(u64, u64)>) {
 }
 
 /// Peer credentials: pid, uid, gid, and a pidfd where the kernel offers one.
-pub(crate) fn peer_credentials(
-    fd: BorrowedFd<'_>,
-) -> io::Result<(u32, u32, u32, Option<OwnedFd>)> {
+pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32, Option<OwnedFd>)> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let cred = rustix::net::sockopt::socket_peercred(fd)?;
