@@ -70,7 +70,11 @@ impl Handle {
     /// or `"any"`) and grants at least `access`. On a mismatch the handle
     /// comes back beside the reason, so the caller decides whether to close
     /// it.
-    pub fn expect(self, kind: &str, access: Access) -> std::result::Result<Handle, (Error, Handle)> {
+    pub fn expect(
+        self,
+        kind: &str,
+        access: Access,
+    ) -> std::result::Result<Handle, (Error, Handle)> {
         match self.borrow().check(kind, access) {
             Ok(()) => Ok(self),
             Err(e) => Err((e, self)),

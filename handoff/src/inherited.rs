@@ -98,7 +98,9 @@ impl Expect {
         if let Some(min) = self.min_size {
             let size = match kind {
                 Kind::SharedMemory { size, .. } => size,
-                Kind::File => sys::shm::len(handle.borrow().into()).map_err(|e| Error::os("fstat", e))?,
+                Kind::File => {
+                    sys::shm::len(handle.borrow().into()).map_err(|e| Error::os("fstat", e))?
+                }
                 other => {
                     return Err(Error::WrongKind {
                         expected: "shared-memory or file (with a size)".into(),
@@ -107,7 +109,9 @@ impl Expect {
                 }
             };
             if size < min {
-                return Err(bad(format!("holds {size} bytes, at least {min} are required")));
+                return Err(bad(format!(
+                    "holds {size} bytes, at least {min} are required"
+                )));
             }
         }
         Ok(())
@@ -120,7 +124,9 @@ fn bad(m: String) -> Error {
 
 fn parse_number(var: &str, value: &str) -> Result<u64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(format!("{var}={value:?} is not a non-negative decimal number")));
+        return Err(bad(format!(
+            "{var}={value:?} is not a non-negative decimal number"
+        )));
     }
     value
         .parse::<u64>()
@@ -189,9 +195,12 @@ impl Inherited {
         };
         let count = parse_number("LISTEN_FDS", fds)?;
         if count > MAX_FDS {
-            return Err(bad(format!("LISTEN_FDS={count} is more than any process is handed")));
+            return Err(bad(format!(
+                "LISTEN_FDS={count} is more than any process is handed"
+            )));
         }
-        let pid = listen_pid.ok_or_else(|| bad("LISTEN_FDS is set but LISTEN_PID is not".into()))?;
+        let pid =
+            listen_pid.ok_or_else(|| bad("LISTEN_FDS is set but LISTEN_PID is not".into()))?;
         let pid = parse_number("LISTEN_PID", pid)?;
         if pid != u64::from(my_pid) {
             return Err(bad(format!(
@@ -235,11 +244,20 @@ impl Inherited {
     /// a second claim [`Error::AlreadyClaimed`], a name passed more than once
     /// [`Error::BadInheritance`] (ambiguous; use [`take_index`](Self::take_index)).
     pub fn take(&mut self, name: &str) -> Result<Handle> {
-        let mut found = self.entries.iter().enumerate().filter(|(_, e)| e.name == name);
-        let (index, _) = found.next().ok_or_else(|| Error::MissingHandle(name.to_owned()))?;
+        let mut found = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.name == name);
+        let (index, _) = found
+            .next()
+            .ok_or_else(|| Error::MissingHandle(name.to_owned()))?;
         let dups = found.count();
         if dups > 0 {
-            return Err(bad(format!("the name {name:?} was passed {} times", dups + 1)));
+            return Err(bad(format!(
+                "the name {name:?} was passed {} times",
+                dups + 1
+            )));
         }
         self.take_index(index)
     }

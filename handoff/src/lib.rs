@@ -43,14 +43,14 @@ pub mod startup;
 mod sys;
 
 pub use channel::typed;
-pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
 #[cfg(feature = "tokio")]
 pub use channel::{AsyncChannel, AsyncListener};
+pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
 pub use duplicate::{duplicate, DupOptions, Source, Target};
 pub use error::{Error, Result};
-pub use spawn::{Child, Command};
-pub use startup::StartupData;
 pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle};
 pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
 pub use process::Process;
+pub use spawn::{Child, Command};
+pub use startup::StartupData;

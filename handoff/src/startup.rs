@@ -53,7 +53,8 @@ fn os(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 #[doc(alias = "memfd_create")]
 pub fn create(bytes: &[u8]) -> Result<Handle> {
     let fd = begin(FORMAT_BYTES, bytes.len() as u64)?;
-    sys::shm::write_all_at(fd.borrow().into(), bytes, HEADER_LEN).map_err(os("write startup data"))?;
+    sys::shm::write_all_at(fd.borrow().into(), bytes, HEADER_LEN)
+        .map_err(os("write startup data"))?;
     finish(fd)
 }
 
@@ -67,7 +68,8 @@ pub fn create_value<T: Serialize + ?Sized>(value: &T) -> Result<Handle> {
         ));
     }
     let fd = begin(FORMAT_VALUE, bytes.len() as u64)?;
-    sys::shm::write_all_at(fd.borrow().into(), &bytes, HEADER_LEN).map_err(os("write startup data"))?;
+    sys::shm::write_all_at(fd.borrow().into(), &bytes, HEADER_LEN)
+        .map_err(os("write startup data"))?;
     finish(fd)
 }
 
@@ -88,7 +90,8 @@ pub fn create_from(source: impl AsHandle, len: u64) -> Result<Handle> {
             Ok(n) => n,
             Err(e) => return Err(Error::os("read startup data", e)),
         };
-        sys::shm::write_all_at(dst.into(), &buf[..n], HEADER_LEN + copied).map_err(os("write startup data"))?;
+        sys::shm::write_all_at(dst.into(), &buf[..n], HEADER_LEN + copied)
+            .map_err(os("write startup data"))?;
         copied += n as u64;
     }
     if copied != len {
@@ -148,8 +151,11 @@ impl StartupData {
         let bad = |m: String| Error::BadStartupData(m);
         let size = match handle.kind()? {
             Kind::SharedMemory { size, seals } => {
-                if cfg!(any(target_os = "linux", target_os = "android", target_os = "freebsd"))
-                    && !seals.contains(Seals::WRITE | Seals::GROW | Seals::SHRINK)
+                if cfg!(any(
+                    target_os = "linux",
+                    target_os = "android",
+                    target_os = "freebsd"
+                )) && !seals.contains(Seals::WRITE | Seals::GROW | Seals::SHRINK)
                 {
                     return Err(bad(format!(
                         "not sealed against change (seals: {seals}); its creator could still modify it"
@@ -165,7 +171,9 @@ impl StartupData {
             }
         };
         if size < HEADER_LEN {
-            return Err(bad(format!("{size} bytes is shorter than the {HEADER_LEN}-byte header")));
+            return Err(bad(format!(
+                "{size} bytes is shorter than the {HEADER_LEN}-byte header"
+            )));
         }
         let mut h = [0u8; HEADER_LEN as usize];
         read_exact_at(&handle, &mut h, 0)?;
@@ -174,7 +182,9 @@ impl StartupData {
         }
         let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
         if version != VERSION {
-            return Err(bad(format!("header version {version}, this side reads {VERSION}")));
+            return Err(bad(format!(
+                "header version {version}, this side reads {VERSION}"
+            )));
         }
         let format = u32::from_le_bytes(h[12..16].try_into().expect("4 bytes"));
         if format != FORMAT_BYTES && format != FORMAT_VALUE {
@@ -183,14 +193,17 @@ impl StartupData {
         let len = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         let offset = u64::from_le_bytes(h[24..32].try_into().expect("8 bytes"));
         if offset != HEADER_LEN || h[32..].iter().any(|&b| b != 0) {
-            return Err(bad("header fields reserved in version 1 are not zero".into()));
+            return Err(bad(
+                "header fields reserved in version 1 are not zero".into()
+            ));
         }
         if offset.checked_add(len) != Some(size) {
             return Err(bad(format!(
                 "header says {len} payload bytes at offset {offset}, but the object holds {size}"
             )));
         }
-        let total = usize::try_from(size).map_err(|_| bad("too large to map on this machine".into()))?;
+        let total =
+            usize::try_from(size).map_err(|_| bad("too large to map on this machine".into()))?;
         let map = sys::shm::Mapping::read_only(handle.borrow().into(), total, populate)
             .map_err(os("mmap startup data"))?;
         Ok(StartupData {
@@ -209,7 +222,9 @@ impl StartupData {
     /// allows (`&str`, `&[u8]` with `serde_bytes`): zero-copy.
     pub fn value<'a, T: Deserialize<'a>>(&'a self) -> Result<T> {
         if self.format != FORMAT_VALUE {
-            return Err(Error::BadStartupData("the payload is bytes, not a value".into()));
+            return Err(Error::BadStartupData(
+                "the payload is bytes, not a value".into(),
+            ));
         }
         let config = bincode::config::standard()
             .with_little_endian()
@@ -217,7 +232,9 @@ impl StartupData {
         let (value, used) = bincode::serde::borrow_decode_from_slice(self.bytes(), config)
             .map_err(|e| Error::BadStartupData(format!("value does not decode: {e}")))?;
         if used != self.bytes().len() {
-            return Err(Error::BadStartupData("trailing bytes after the value".into()));
+            return Err(Error::BadStartupData(
+                "trailing bytes after the value".into(),
+            ));
         }
         Ok(value)
     }

@@ -33,7 +33,13 @@ fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
     if n > 0 {
         assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
     }
-    rustix::net::sendmsg(sock, &[IoSlice::new(datagram)], &mut control, SendFlags::empty()).unwrap();
+    rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(datagram)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .unwrap();
 }
 
 /// A channel whose peer is a raw socket the test writes by hand.
@@ -49,7 +55,11 @@ fn with_payload(mut h: Vec<u8>, payload: &[u8]) -> Vec<u8> {
 
 /// The channel still works: a proper message goes through.
 fn assert_usable(ch: &Channel, raw: &OwnedFd) {
-    raw_send(raw, &with_payload(header(1, FIRST | LAST, 1, 1, 2), b"ok"), 1);
+    raw_send(
+        raw,
+        &with_payload(header(1, FIRST | LAST, 1, 1, 2), b"ok"),
+        1,
+    );
     let msg = ch.recv().unwrap();
     assert_eq!(msg.bytes, b"ok");
     assert_eq!(msg.handles.len(), 1);
@@ -74,7 +84,10 @@ fn truncated_frame_is_malformed_and_poisons() {
 fn unknown_version_and_flags_are_malformed() {
     let _serial = serial();
     let leaks = LeakCheck::new();
-    for bad in [header(2, FIRST | LAST, 0, 0, 0), header(1, 0x80 | FIRST | LAST, 0, 0, 0)] {
+    for bad in [
+        header(2, FIRST | LAST, 0, 0, 0),
+        header(1, 0x80 | FIRST | LAST, 0, 0, 0),
+    ] {
         let (ch, raw) = hostile_pair();
         raw_send(&raw, &bad, 0);
         let e = ch.recv().unwrap_err();
@@ -107,7 +120,10 @@ fn frame_claiming_more_than_the_cap_is_rejected_before_allocating() {
         raw_send(&raw, &header(1, FIRST | LAST, 9, 9, 0), 9);
         assert!(matches!(
             ch.recv(),
-            Err(Error::TooLarge { what: "message handles", .. })
+            Err(Error::TooLarge {
+                what: "message handles",
+                ..
+            })
         ));
         assert!(!ch.is_poisoned());
         assert_usable(&ch, &raw);
@@ -151,7 +167,11 @@ fn fragments_out_of_order_are_malformed() {
     {
         let (ch, raw) = hostile_pair();
         raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 1, 2, 4), b"cd"), 1);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 1, 2, 4), b"cd"),
+            1,
+        );
         assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
     }
     {
@@ -164,7 +184,11 @@ fn fragments_out_of_order_are_malformed() {
     {
         // More bytes than announced.
         let (ch, raw) = hostile_pair();
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 0, 0, 1), b"too long"), 0);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 0, 0, 1), b"too long"),
+            0,
+        );
         assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
     }
     leaks.assert();
@@ -195,31 +219,64 @@ fn typed_handle_index_out_of_range_twice_or_unclaimed() {
         let mut idx = Vec::new();
         idx.extend_from_slice(&0u32.to_le_bytes());
         idx.extend_from_slice(&5u32.to_le_bytes());
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 8), &idx), 2);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 2, 2, 8), &idx),
+            2,
+        );
         let e = rx.recv().unwrap_err();
-        assert!(matches!(&e, Error::Malformed(m) if m.contains("out of range")), "{e}");
+        assert!(
+            matches!(&e, Error::Malformed(m) if m.contains("out of range")),
+            "{e}"
+        );
         // Index 0 twice.
         let twice = [0u8; 8];
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 8), &twice), 2);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 2, 2, 8), &twice),
+            2,
+        );
         let e = rx.recv().unwrap_err();
-        assert!(matches!(&e, Error::Malformed(m) if m.contains("twice")), "{e}");
+        assert!(
+            matches!(&e, Error::Malformed(m) if m.contains("twice")),
+            "{e}"
+        );
         // Three handles, two claimed.
         let mut ok = Vec::new();
         ok.extend_from_slice(&0u32.to_le_bytes());
         ok.extend_from_slice(&1u32.to_le_bytes());
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 3, 3, 8), &ok), 3);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 3, 3, 8), &ok),
+            3,
+        );
         let e = rx.recv().unwrap_err();
-        assert!(matches!(&e, Error::Malformed(m) if m.contains("not referenced")), "{e}");
+        assert!(
+            matches!(&e, Error::Malformed(m) if m.contains("not referenced")),
+            "{e}"
+        );
         // Trailing garbage.
         let mut trailing = ok.clone();
         trailing.push(9);
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 9), &trailing), 2);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 2, 2, 9), &trailing),
+            2,
+        );
         assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
         // Truncated value.
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 1, 1, 4), &ok[..4]), 1);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 1, 1, 4), &ok[..4]),
+            1,
+        );
         assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
         // And a good one still decodes: the channel was never poisoned.
-        raw_send(&raw, &with_payload(header(1, FIRST | LAST, 2, 2, 8), &ok), 2);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 2, 2, 8), &ok),
+            2,
+        );
         let (a, b) = rx.recv().unwrap();
         assert_ne!(a.raw(), b.raw());
     }
@@ -271,7 +328,8 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
         let file = std::fs::File::open("/dev/null").unwrap();
         let many: Vec<_> = (0..200).map(|_| file.as_handle()).collect();
         ours.send(b"flood", &many).unwrap();
-        ours.send(b"after", &[file.as_handle(), file.as_handle()]).unwrap();
+        ours.send(b"after", &[file.as_handle(), file.as_handle()])
+            .unwrap();
         assert_eq!(ours.recv().unwrap().bytes, b"done");
         assert_success(child);
     }

@@ -21,8 +21,16 @@ fn kinds_of_everything() {
         assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
 
         let (r, w) = std::io::pipe().unwrap();
-        assert_eq!(r.as_handle().kind().unwrap(), Kind::Pipe { end: PipeEnd::Read });
-        assert_eq!(w.as_handle().kind().unwrap(), Kind::Pipe { end: PipeEnd::Write });
+        assert_eq!(
+            r.as_handle().kind().unwrap(),
+            Kind::Pipe { end: PipeEnd::Read }
+        );
+        assert_eq!(
+            w.as_handle().kind().unwrap(),
+            Kind::Pipe {
+                end: PipeEnd::Write
+            }
+        );
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(
@@ -61,7 +69,10 @@ fn kinds_of_everything() {
             }
         );
         let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        assert!(matches!(unsealed.as_handle().kind().unwrap(), Kind::SharedMemory { size: 0, .. }));
+        assert!(matches!(
+            unsealed.as_handle().kind().unwrap(),
+            Kind::SharedMemory { size: 0, .. }
+        ));
 
         let ev = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
         assert_eq!(ev.as_handle().kind().unwrap(), Kind::Event);
@@ -77,8 +88,9 @@ fn kinds_of_everything() {
         )
         .unwrap();
         assert_eq!(timer.as_handle().kind().unwrap(), Kind::Timer);
-        let pty = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
-            .unwrap();
+        let pty =
+            rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+                .unwrap();
         assert_eq!(pty.as_handle().kind().unwrap(), Kind::Terminal);
         let null = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(null.as_handle().kind().unwrap(), Kind::Other);
@@ -96,7 +108,11 @@ fn access_is_read_from_the_handle() {
         std::fs::write(&p, b"x").unwrap();
         let r = std::fs::File::open(&p).unwrap();
         let w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-        let rw = std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
         assert_eq!(r.as_handle().access().unwrap(), Access::READ);
         assert_eq!(w.as_handle().access().unwrap(), Access::WRITE);
         assert_eq!(rw.as_handle().access().unwrap(), Access::READ_WRITE);
@@ -131,7 +147,10 @@ fn restrict_is_enforced_by_the_kernel() {
         assert!(!ro.is_inheritable().unwrap());
         let mut ro_file = std::fs::File::from(ro);
         let err = ro_file.write(b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::BADF.raw_os_error()));
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error())
+        );
         let mut s = String::new();
         ro_file.read_to_string(&mut s).unwrap();
         assert_eq!(s, "secret");
@@ -144,7 +163,10 @@ fn restrict_is_enforced_by_the_kernel() {
         let mem = rustix::fs::memfd_create("m", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&mem, 4096).unwrap();
         let ro_mem = mem.as_handle().restrict(Access::READ).unwrap();
-        assert!(matches!(ro_mem.kind().unwrap(), Kind::SharedMemory { size: 4096, .. }));
+        assert!(matches!(
+            ro_mem.kind().unwrap(),
+            Kind::SharedMemory { size: 4096, .. }
+        ));
         assert_eq!(ro_mem.access().unwrap(), Access::READ);
 
         // Asking for rights the handle lacks.

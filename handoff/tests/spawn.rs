@@ -18,20 +18,43 @@ fn only_the_named_handles_reach_the_child() {
         // Before claiming: exactly stdio plus the three named ones.
         assert_eq!(open_fds(), vec![0, 1, 2, 3, 4, 5]);
         let mut inherited = Inherited::from_env().unwrap();
-        assert_eq!(inherited.names().collect::<Vec<_>>(), ["config", "sock", "mem"]);
+        assert_eq!(
+            inherited.names().collect::<Vec<_>>(),
+            ["config", "sock", "mem"]
+        );
         assert!(std::env::var("LISTEN_FDS").is_err(), "variables are unset");
         let config = inherited
             .take_checked("config", &Expect::kind("file").exact_access(Access::READ))
             .unwrap();
-        assert!(!config.is_inheritable().unwrap(), "claimed handles go no further");
-        let sock = inherited.take_checked("sock", &Expect::kind("socket")).unwrap();
-        assert!(matches!(sock.kind().unwrap(), Kind::Socket { listening: true, .. }));
+        assert!(
+            !config.is_inheritable().unwrap(),
+            "claimed handles go no further"
+        );
+        let sock = inherited
+            .take_checked("sock", &Expect::kind("socket"))
+            .unwrap();
+        assert!(matches!(
+            sock.kind().unwrap(),
+            Kind::Socket {
+                listening: true,
+                ..
+            }
+        ));
         inherited
             .take_checked("mem", &Expect::kind("shared-memory").min_size(3))
             .unwrap();
-        assert!(matches!(inherited.take("mem"), Err(Error::AlreadyClaimed(_))));
-        assert!(matches!(inherited.take("nope"), Err(Error::MissingHandle(_))));
-        assert!(matches!(Inherited::from_env(), Err(Error::AlreadyClaimed(_))));
+        assert!(matches!(
+            inherited.take("mem"),
+            Err(Error::AlreadyClaimed(_))
+        ));
+        assert!(matches!(
+            inherited.take("nope"),
+            Err(Error::MissingHandle(_))
+        ));
+        assert!(matches!(
+            Inherited::from_env(),
+            Err(Error::AlreadyClaimed(_))
+        ));
         return;
     }
     let _serial = serial();
@@ -42,7 +65,9 @@ fn only_the_named_handles_reach_the_child() {
         let mut clutter: Vec<Handle> = Vec::new();
         for i in 0..200 {
             let h: Handle = match i % 4 {
-                0 => std::fs::File::create(dir.path().join(format!("f{i}"))).unwrap().into(),
+                0 => std::fs::File::create(dir.path().join(format!("f{i}")))
+                    .unwrap()
+                    .into(),
                 1 => std::os::unix::net::UnixStream::pair().unwrap().0.into(),
                 2 => sealed_memfd(b"x"),
                 _ => std::fs::File::open("/dev/null").unwrap().into(),
@@ -238,7 +263,13 @@ fn spawn_errors_close_the_handles() {
         // The command is usable again after an error.
         let mut cmd = Command::new("true");
         assert!(cmd.handle("", &f).spawn().is_err());
-        assert!(cmd.handle("ok", &f).spawn().unwrap().wait().unwrap().success());
+        assert!(cmd
+            .handle("ok", &f)
+            .spawn()
+            .unwrap()
+            .wait()
+            .unwrap()
+            .success());
     }
     leaks.assert();
 }
@@ -267,7 +298,10 @@ fn parse_rejects_bogus_convention_values() {
         (Some("1"), Some("7"), Some("a:b")),
     ] {
         let e = Inherited::parse(fds, pid, names, 7).unwrap_err();
-        assert!(matches!(e, Error::BadInheritance(_)), "{fds:?} {pid:?} {names:?}: {e}");
+        assert!(
+            matches!(e, Error::BadInheritance(_)),
+            "{fds:?} {pid:?} {names:?}: {e}"
+        );
         assert!(e.is_peer_fault());
     }
 }
@@ -294,26 +328,40 @@ fn bogus_inherited_descriptors_are_named() {
     match role().as_deref() {
         Some("not-open") => {
             let e = Inherited::from_env().unwrap_err();
-            assert!(matches!(&e, Error::BadInheritance(m) if m.contains("not open")), "{e}");
+            assert!(
+                matches!(&e, Error::BadInheritance(m) if m.contains("not open")),
+                "{e}"
+            );
         }
         Some("opened-here") => {
             // fd 3 exists, but this process opened it (close-on-exec).
             let _mine = std::fs::File::open("/dev/null").unwrap();
             let e = Inherited::from_env().unwrap_err();
-            assert!(matches!(&e, Error::BadInheritance(m) if m.contains("close-on-exec")), "{e}");
+            assert!(
+                matches!(&e, Error::BadInheritance(m) if m.contains("close-on-exec")),
+                "{e}"
+            );
         }
         Some("wrong-kind") => {
             let mut inh = Inherited::from_env().unwrap();
             let e = inh.take_checked("data", &Expect::kind("file")).unwrap_err();
             assert!(matches!(e, Error::WrongKind { .. }), "{e}");
             let e = inh.take("data").unwrap_err();
-            assert!(matches!(e, Error::AlreadyClaimed(_)), "claimed even when rejected: {e}");
+            assert!(
+                matches!(e, Error::AlreadyClaimed(_)),
+                "claimed even when rejected: {e}"
+            );
             let e = inh
                 .take_checked("out", &Expect::kind("pipe").access(Access::READ))
                 .unwrap_err();
             assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
-            let e = inh.take_checked("mem", &Expect::kind("shared-memory")).unwrap_err();
-            assert!(matches!(e, Error::WrongKind { .. }), "a FIFO is not shared memory: {e}");
+            let e = inh
+                .take_checked("mem", &Expect::kind("shared-memory"))
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::WrongKind { .. }),
+                "a FIFO is not shared memory: {e}"
+            );
         }
         Some("duplicate-names") => {
             let mut inh = Inherited::from_env().unwrap();
@@ -322,8 +370,14 @@ fn bogus_inherited_descriptors_are_named() {
         }
         Some("pid-mismatch") => {
             let e = Inherited::from_env().unwrap_err();
-            assert!(matches!(&e, Error::BadInheritance(m) if m.contains("another process")), "{e}");
-            assert!(std::env::var("LISTEN_FDS").is_ok(), "nothing claimed, nothing unset");
+            assert!(
+                matches!(&e, Error::BadInheritance(m) if m.contains("another process")),
+                "{e}"
+            );
+            assert!(
+                std::env::var("LISTEN_FDS").is_ok(),
+                "nothing claimed, nothing unset"
+            );
         }
         Some(other) => panic!("unknown role {other}"),
         None => {
@@ -361,17 +415,31 @@ fn startup_data_validation_rejects_forgeries() {
     {
         use rustix::fs::{MemfdFlags, SealFlags};
         let forge = |bytes: &[u8], seal: bool| -> Handle {
-            let fd = rustix::fs::memfd_create("forged", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+            let fd =
+                rustix::fs::memfd_create("forged", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                    .unwrap();
             rustix::io::write(&fd, bytes).unwrap();
             if seal {
-                rustix::fs::fcntl_add_seals(&fd, SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK)
-                    .unwrap();
+                rustix::fs::fcntl_add_seals(
+                    &fd,
+                    SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK,
+                )
+                .unwrap();
             }
             fd.into()
         };
         let good = handoff::startup::create(b"payload").unwrap();
-        assert_eq!(StartupData::open(good.try_clone().unwrap()).unwrap().bytes(), b"payload");
-        assert_eq!(good.access().unwrap(), Access::READ, "handed over read-only");
+        assert_eq!(
+            StartupData::open(good.try_clone().unwrap())
+                .unwrap()
+                .bytes(),
+            b"payload"
+        );
+        assert_eq!(
+            good.access().unwrap(),
+            Access::READ,
+            "handed over read-only"
+        );
         let mut header = vec![0u8; 64];
         read_at(&good, &mut header);
 
@@ -399,7 +467,10 @@ fn startup_data_validation_rejects_forgeries() {
         assert!(matches!(data.value::<u32>(), Err(Error::BadStartupData(_))));
         drop(data);
         let (r, _w) = std::io::pipe().unwrap();
-        assert!(matches!(StartupData::open(r.into()), Err(Error::WrongKind { .. })));
+        assert!(matches!(
+            StartupData::open(r.into()),
+            Err(Error::WrongKind { .. })
+        ));
     }
     leaks.assert();
 }

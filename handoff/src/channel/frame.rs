@@ -66,7 +66,9 @@ impl Header {
         }
         let flags = bytes[1];
         if flags & !(FLAG_FIRST | FLAG_LAST) != 0 {
-            return Err(Error::Malformed(format!("unknown header flags {flags:#04x}")));
+            return Err(Error::Malformed(format!(
+                "unknown header flags {flags:#04x}"
+            )));
         }
         let header = Header {
             flags,

@@ -54,7 +54,8 @@ impl Listener {
                 // A client that gave up before we accepted it is not our error.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    sys::socket::wait(sys_fd(&self.socket), false).map_err(|e| Error::os("poll", e))?;
+                    sys::socket::wait(sys_fd(&self.socket), false)
+                        .map_err(|e| Error::os("poll", e))?;
                 }
                 Err(e) => return Err(Error::os("accept", e)),
             }

@@ -41,7 +41,12 @@ impl RecvState {
 
     /// Receives one datagram. `Ok(true)`: `out` holds a whole message.
     /// `Ok(false)`: more fragments are needed.
-    pub(crate) fn step(&mut self, ch: &Channel, out: &mut Message, nonblocking: bool) -> Result<bool> {
+    pub(crate) fn step(
+        &mut self,
+        ch: &Channel,
+        out: &mut Message,
+        nonblocking: bool,
+    ) -> Result<bool> {
         let limits = ch.limits;
         // Pick the destination before receiving, because bytes and handles
         // arrive in the same call as the header that says what they are.
@@ -98,7 +103,9 @@ impl RecvState {
         if got.truncated {
             return Err(reject(
                 dst,
-                Error::Malformed(format!("datagram longer than the {MAX_DATAGRAM}-byte maximum")),
+                Error::Malformed(format!(
+                    "datagram longer than the {MAX_DATAGRAM}-byte maximum"
+                )),
             ));
         }
         if handles_here != usize::from(header.handles_here) {
@@ -128,7 +135,9 @@ impl RecvState {
                         Error::Malformed("a message continues that never started".into()),
                     ));
                 }
-                if header.total_bytes > limits.max_bytes || header.total_handles > limits.max_handles {
+                if header.total_bytes > limits.max_bytes
+                    || header.total_handles > limits.max_handles
+                {
                     let e = if header.total_bytes > limits.max_bytes {
                         Error::TooLarge {
                             what: "message bytes",
@@ -158,7 +167,8 @@ impl RecvState {
                 // A message in several fragments: reserve what it announced
                 // (already checked against the limits) and keep collecting.
                 let mut msg = std::mem::take(out);
-                msg.bytes.reserve_exact(header.total_bytes as usize - msg.bytes.len());
+                msg.bytes
+                    .reserve_exact(header.total_bytes as usize - msg.bytes.len());
                 *self = RecvState::Assembling {
                     msg,
                     total_bytes: header.total_bytes,
@@ -228,7 +238,9 @@ impl RecvState {
 
 /// Checks that the last fragment made the message exactly as announced.
 fn complete(header: &Header, msg: &mut Message) -> Result<bool> {
-    if msg.bytes.len() as u64 != header.total_bytes || msg.handles.len() as u64 != u64::from(header.total_handles) {
+    if msg.bytes.len() as u64 != header.total_bytes
+        || msg.handles.len() as u64 != u64::from(header.total_handles)
+    {
         let e = Error::Malformed(format!(
             "message announced {} bytes and {} handles, carried {} and {}",
             header.total_bytes,

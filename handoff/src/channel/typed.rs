@@ -77,11 +77,15 @@ pub fn decode<T: DeserializeOwned>(msg: Message) -> Result<T> {
     Ok(value)
 }
 
-fn push_outgoing<S: Serializer>(handle: Result<Handle>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn push_outgoing<S: Serializer>(
+    handle: Result<Handle>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     let index = OUTGOING.with(|o| match o.borrow_mut().as_mut() {
         Some(list) => {
             let handle = handle.map_err(S::Error::custom)?;
-            let index = u32::try_from(list.len()).map_err(|_| S::Error::custom("too many handles"))?;
+            let index =
+                u32::try_from(list.len()).map_err(|_| S::Error::custom("too many handles"))?;
             list.push(handle);
             Ok(index)
         }
@@ -198,12 +202,16 @@ impl Channel {
 
 impl<T: ?Sized> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sender").field("channel", &self.channel).finish()
+        f.debug_struct("Sender")
+            .field("channel", &self.channel)
+            .finish()
     }
 }
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver").field("channel", &self.channel).finish()
+        f.debug_struct("Receiver")
+            .field("channel", &self.channel)
+            .finish()
     }
 }

@@ -37,7 +37,9 @@ pub fn spawn_child_with(test: &str, role: &str, channel: Channel, env: &[(&str, 
         // The child's own libtest report would muddle the parent's; its
         // panics still reach stderr.
         .stdout(Stdio::null())
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(channel.into_handle())));
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            channel.into_handle(),
+        )));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -58,7 +60,10 @@ pub fn spawn_plain(test: &str, role: &str) -> Child {
 
 /// In a child: the channel the parent passed on standard input.
 pub fn parent_channel() -> Channel {
-    let fd = std::io::stdin().as_fd().try_clone_to_owned().expect("dup stdin");
+    let fd = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .expect("dup stdin");
     Channel::from_handle(Handle::from(fd)).expect("stdin is a channel")
 }
 

@@ -178,7 +178,9 @@ fn reopen(fd: BorrowedFd<'_>, want: Access) -> Result<OwnedFd> {
     } else if want == Access::WRITE {
         OFlags::WRONLY
     } else {
-        return Err(Error::Unsupported("a handle with no access cannot be reopened"));
+        return Err(Error::Unsupported(
+            "a handle with no access cannot be reopened",
+        ));
     };
     // Keep O_APPEND: a handle that may only append must not gain the right to
     // overwrite by being restricted.
@@ -221,7 +223,9 @@ pub(crate) unsafe fn own_raw(raw: RawFd) -> OwnedFd {
 }
 
 /// Views portable borrowed handles as the backend's borrowed descriptors.
-pub(crate) fn as_raw_slice<'a, 'b>(handles: &'b [crate::BorrowedHandle<'a>]) -> &'b [BorrowedFd<'a>] {
+pub(crate) fn as_raw_slice<'a, 'b>(
+    handles: &'b [crate::BorrowedHandle<'a>],
+) -> &'b [BorrowedFd<'a>] {
     // SAFETY: BorrowedHandle is #[repr(transparent)] over BorrowedFd, so the
     // two slices have the same layout and lifetimes.
     unsafe { std::slice::from_raw_parts(handles.as_ptr().cast(), handles.len()) }
@@ -258,7 +262,9 @@ pub(crate) fn count_open() -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // One descriptor is the directory being read; it is not counted.
-        Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+        Ok(std::fs::read_dir("/proc/self/fd")?
+            .count()
+            .saturating_sub(1))
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {

@@ -11,7 +11,8 @@ use crate::Seals;
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub(crate) fn create(name: &str) -> io::Result<OwnedFd> {
     use rustix::fs::MemfdFlags;
-    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).map_err(Into::into)
+    rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(Into::into)
 }
 
 /// Creates an empty, close-on-exec shared-memory object.
@@ -44,7 +45,10 @@ pub(crate) fn create(name: &str) -> io::Result<OwnedFd> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free shared-memory name"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free shared-memory name",
+    ))
 }
 
 /// Sets the object's size.
@@ -58,7 +62,11 @@ pub(crate) fn len(fd: BorrowedFd<'_>) -> io::Result<u64> {
 }
 
 /// Writes all of `bytes` at `offset`.
-pub(crate) fn write_all_at(fd: BorrowedFd<'_>, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn write_all_at(
+    fd: BorrowedFd<'_>,
+    mut bytes: &[u8],
+    mut offset: u64,
+) -> io::Result<()> {
     while !bytes.is_empty() {
         match rustix::io::pwrite(fd, bytes, offset) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -84,7 +92,11 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Fills `buf` from `offset`; a short object is `UnexpectedEof`.
-pub(crate) fn read_exact_at(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn read_exact_at(
+    fd: BorrowedFd<'_>,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
     while !buf.is_empty() {
         match rustix::io::pread(fd, &mut *buf, offset) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -102,7 +114,12 @@ pub(crate) fn read_exact_at(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: 
 /// Copies `len` bytes from `src` (a file or pipe) to `dst` at `offset` in
 /// the kernel where it can (`sendfile`, `splice`), returning how many bytes
 /// it copied; 0 means the caller must fall back to read and write.
-pub(crate) fn copy_in_kernel(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, offset: u64, max: u64) -> io::Result<u64> {
+pub(crate) fn copy_in_kernel(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    offset: u64,
+    max: u64,
+) -> io::Result<u64> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         rustix::fs::seek(dst, rustix::fs::SeekFrom::Start(offset))?;
@@ -160,7 +177,10 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> io::Result<()> {
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     {
         let _ = (fd, seals);
-        Err(io::Error::new(io::ErrorKind::Unsupported, "this platform has no memory seals"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this platform has no memory seals",
+        ))
     }
 }
 
@@ -168,7 +188,9 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> io::Result<()> {
 pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<Seals> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     {
-        Ok(Seals::from_bits_truncate(rustix::fs::fcntl_get_seals(fd)?.bits()))
+        Ok(Seals::from_bits_truncate(
+            rustix::fs::fcntl_get_seals(fd)?.bits(),
+        ))
     }
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     {
@@ -207,7 +229,10 @@ impl Mapping {
             ));
         }
         if (len as u64) > self::len(fd)? {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "mapping beyond the end of the object"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mapping beyond the end of the object",
+            ));
         }
         if len == 0 {
             return Ok(Mapping {
@@ -224,7 +249,8 @@ impl Mapping {
         let _ = populate;
         // SAFETY: a fresh mapping chosen by the kernel (no fixed address), so
         // no existing memory is replaced.
-        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, flags, fd, 0)? };
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, flags, fd, 0)? };
         Ok(Mapping { ptr, len })
     }
 

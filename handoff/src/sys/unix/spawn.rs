@@ -152,7 +152,10 @@ fn prepare(req: SpawnRequest<'_>) -> io::Result<Plan> {
     }
     let mut listen_pid = Box::new([0u8; LISTEN_PID_CAPACITY]);
     if n > 0 {
-        envp.push(cstring(format!("LISTEN_FDS={n}").into_bytes(), "LISTEN_FDS")?);
+        envp.push(cstring(
+            format!("LISTEN_FDS={n}").into_bytes(),
+            "LISTEN_FDS",
+        )?);
         let names: Vec<&str> = req.handles.iter().map(|(_, name)| *name).collect();
         envp.push(cstring(
             format!("LISTEN_FDNAMES={}", names.join(":")).into_bytes(),
@@ -185,7 +188,11 @@ fn prepare(req: SpawnRequest<'_>) -> io::Result<Plan> {
 
 /// Finds the program the way `execvp` would, but in the parent, with the
 /// child's `PATH`.
-fn resolve(program: &OsStr, env: &[(OsString, OsString)], cwd: Option<&Path>) -> io::Result<PathBuf> {
+fn resolve(
+    program: &OsStr,
+    env: &[(OsString, OsString)],
+    cwd: Option<&Path>,
+) -> io::Result<PathBuf> {
     let p = Path::new(program);
     if program.as_bytes().contains(&b'/') {
         return Ok(match cwd {
