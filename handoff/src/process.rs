@@ -96,9 +96,8 @@ impl Process {
     pub fn wait(&self) -> Result<ExitStatus> {
         // A blocking wait returns only after the exit, so `None` cannot
         // happen; it still becomes an error rather than a panic.
-        sys::process::wait(self.handle.borrow().into(), self.pid, true)?.ok_or_else(|| {
-            Error::os("poll(pidfd)", std::io::ErrorKind::TimedOut.into())
-        })
+        sys::process::wait(self.handle.borrow().into(), self.pid, true)?
+            .ok_or_else(|| Error::os("poll(pidfd)", std::io::ErrorKind::TimedOut.into()))
     }
 
     /// Returns the exit status if the process has exited, `None` if it is

@@ -27,7 +27,8 @@ mod linux {
     const TOO_OLD_OPEN: &str = "pidfd_open needs Linux 5.3 or newer; this kernel is too old";
     const TOO_OLD_GETFD: &str =
         "pidfd_getfd needs Linux 5.6 or newer; this kernel is too old to copy a handle out of another process";
-    const TOO_OLD_SIGNAL: &str = "pidfd_send_signal needs Linux 5.1 or newer; this kernel is too old";
+    const TOO_OLD_SIGNAL: &str =
+        "pidfd_send_signal needs Linux 5.1 or newer; this kernel is too old";
 
     /// The pid of the calling process.
     pub(crate) fn current_pid() -> u32 {
@@ -43,8 +44,9 @@ mod linux {
         rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
             Errno::SRCH => Error::NoSuchProcess { pid },
             // Without PIDFD_THREAD the kernel only accepts a thread-group
-            // leader, so a thread id that exists still fails here.
-            Errno::INVAL => Error::InvalidArgument(format!(
+            // leader, so a thread id that exists still fails here: EINVAL
+            // before Linux 6.9, ENOENT since.
+            Errno::INVAL | Errno::NOENT => Error::InvalidArgument(format!(
                 "{pid} is not the id of a process (is it a thread id?)"
             )),
             Errno::NOSYS => Error::Unsupported(TOO_OLD_OPEN),
@@ -65,12 +67,15 @@ mod linux {
             });
         }
         let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
-        let info = std::fs::read_to_string(&path).map_err(|e| Error::os("read /proc/self/fdinfo", e))?;
+        let info =
+            std::fs::read_to_string(&path).map_err(|e| Error::os("read /proc/self/fdinfo", e))?;
         let pid = info
             .lines()
             .find_map(|l| l.strip_prefix("Pid:"))
             .and_then(|v| v.trim().parse::<i64>().ok())
-            .ok_or_else(|| Error::Unsupported("this kernel does not report a pidfd's pid in /proc/self/fdinfo"))?;
+            .ok_or(Error::Unsupported(
+                "this kernel does not report a pidfd's pid in /proc/self/fdinfo",
+            ))?;
         match pid {
             -1 => Err(Error::InvalidArgument(
                 "the process this handle refers to has exited and been reaped, so it no longer has a pid".into(),
@@ -114,10 +119,19 @@ mod linux {
     /// True when the process behind `pidfd` has exited (the pidfd is
     /// readable), without waiting.
     pub(crate) fn exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
-        poll_readable(pidfd, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))
+        poll_readable(
+            pidfd,
+            Some(&rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        )
     }
 
-    fn poll_readable(pidfd: BorrowedFd<'_>, timeout: Option<&rustix::event::Timespec>) -> io::Result<bool> {
+    fn poll_readable(
+        pidfd: BorrowedFd<'_>,
+        timeout: Option<&rustix::event::Timespec>,
+    ) -> io::Result<bool> {
         let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
         loop {
             match rustix::event::poll(&mut fds, timeout) {
@@ -140,7 +154,10 @@ mod linux {
                 "a process cannot wait for its own exit".into(),
             ));
         }
-        let timeout = (!block).then_some(rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 });
+        let timeout = (!block).then_some(rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        });
         loop {
             if !poll_readable(pidfd, timeout.as_ref()).map_err(|e| Error::os("poll(pidfd)", e))? {
                 return Ok(None);
@@ -177,8 +194,9 @@ mod linux {
 
     /// Sends signal number `signo` through the pidfd.
     pub(crate) fn signal(pidfd: BorrowedFd<'_>, pid: u32, signo: i32) -> Result<()> {
-        let sig = Signal::from_named_raw(signo)
-            .ok_or_else(|| Error::InvalidArgument(format!("{signo} is not a known signal number")))?;
+        let sig = Signal::from_named_raw(signo).ok_or_else(|| {
+            Error::InvalidArgument(format!("{signo} is not a known signal number"))
+        })?;
         rustix::process::pidfd_send_signal(pidfd, sig).map_err(|e| match e {
             Errno::SRCH => Error::NoSuchProcess { pid },
             Errno::PERM => Error::NotPermitted(format!(
@@ -224,7 +242,11 @@ mod other {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    pub(crate) fn wait(_pidfd: BorrowedFd<'_>, _pid: u32, _block: bool) -> Result<Option<ExitStatus>> {
+    pub(crate) fn wait(
+        _pidfd: BorrowedFd<'_>,
+        _pid: u32,
+        _block: bool,
+    ) -> Result<Option<ExitStatus>> {
         Err(Error::Unsupported(NO_PIDFD))
     }
 
