@@ -73,18 +73,20 @@ pub fn create_value<T: Serialize + ?Sized>(value: &T) -> Result<Handle> {
     finish(fd)
 }
 
-/// Creates sealed startup data from the next `len` bytes of `source` (a file
-/// or a pipe), copied by the kernel where it can (`sendfile`, `splice`),
-/// else through a buffer. Fewer bytes than `len` is an error.
-pub fn create_from(source: impl AsHandle, len: u64) -> Result<Handle> {
-    let fd = begin(FORMAT_BYTES, len)?;
+/// Creates sealed startup data from `source` (a file or a pipe): the next
+/// `len` bytes, or everything up to end-of-file with `None`. The kernel
+/// copies where it can (`sendfile`, `splice`); otherwise a buffer does.
+/// A source that ends before `len` bytes is an error.
+pub fn create_from(source: impl AsHandle, len: Option<u64>) -> Result<Handle> {
+    let fd = begin(FORMAT_BYTES, len.unwrap_or(0))?;
     let src = source.as_handle();
     let dst = fd.borrow();
-    let mut copied = sys::shm::copy_in_kernel(src.into(), dst.into(), HEADER_LEN, len)
+    let max = len.unwrap_or(u64::MAX);
+    let mut copied = sys::shm::copy_in_kernel(src.into(), dst.into(), HEADER_LEN, max)
         .map_err(os("copy startup data"))?;
-    let mut buf = vec![0u8; if copied < len { 1 << 20 } else { 0 }];
-    while copied < len {
-        let want = buf.len().min((len - copied) as usize);
+    let mut buf = vec![0u8; if copied < max { 1 << 20 } else { 0 }];
+    while copied < max {
+        let want = (buf.len() as u64).min(max - copied) as usize;
         let n = match sys::shm::read(src.into(), &mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
@@ -94,10 +96,16 @@ pub fn create_from(source: impl AsHandle, len: u64) -> Result<Handle> {
             .map_err(os("write startup data"))?;
         copied += n as u64;
     }
-    if copied != len {
-        return Err(Error::InvalidArgument(format!(
-            "source ended after {copied} of {len} bytes"
-        )));
+    match len {
+        Some(len) if copied != len => {
+            return Err(Error::InvalidArgument(format!(
+                "source ended after {copied} of {len} bytes"
+            )))
+        }
+        Some(_) => {}
+        // Only now is the length known: the header says what was copied.
+        None => sys::shm::write_all_at(dst.into(), &header(FORMAT_BYTES, copied), 0)
+            .map_err(os("write startup header"))?,
     }
     finish(fd)
 }

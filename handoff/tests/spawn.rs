@@ -491,7 +491,7 @@ fn startup_data_from_a_file_and_a_pipe() {
         std::fs::write(&p, &contents).unwrap();
         let f = std::fs::File::open(&p).unwrap();
         let len = f.metadata().unwrap().size();
-        let h = handoff::startup::create_from(&f, len).unwrap();
+        let h = handoff::startup::create_from(&f, Some(len)).unwrap();
         assert!(StartupData::open(h).unwrap().bytes() == contents);
 
         let (r, mut w) = std::io::pipe().unwrap();
@@ -499,13 +499,13 @@ fn startup_data_from_a_file_and_a_pipe() {
             let contents = contents.clone();
             std::thread::spawn(move || w.write_all(&contents).unwrap())
         };
-        let h = handoff::startup::create_from(&r, contents.len() as u64).unwrap();
+        let h = handoff::startup::create_from(&r, None).unwrap();
         writer.join().unwrap();
-        assert!(StartupData::open(h).unwrap().bytes() == contents);
+        assert!(StartupData::open(h).unwrap().bytes() == contents, "a pipe, to its end");
 
         let short = std::fs::File::open(&p).unwrap();
         assert!(matches!(
-            handoff::startup::create_from(&short, len + 1),
+            handoff::startup::create_from(&short, Some(len + 1)),
             Err(Error::InvalidArgument(_))
         ));
     }
