@@ -134,6 +134,16 @@ pub enum Error {
     /// Startup data failed validation (seals, magic, version, size).
     #[error("bad startup data: {0}")]
     BadStartupData(String),
+
+    /// An RPC client and server were built from different interface
+    /// definitions (name, version or method signatures). Both are named.
+    #[error("interface mismatch: the client speaks {client}, the server speaks {server}")]
+    InterfaceMismatch {
+        /// The client's interface: name, version and signature hash.
+        client: String,
+        /// The server's interface: name, version and signature hash.
+        server: String,
+    },
 }
 
 /// The result type of this crate.

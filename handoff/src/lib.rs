@@ -11,6 +11,8 @@
 //! * [`Command`]: spawn a child with exactly the chosen handles under the
 //!   systemd socket-activation convention, plus sealed [`startup`] data and
 //!   a channel; the child claims them with [`Inherited`].
+//! * [`rpc`] and [`#[interface]`](interface): RPC on a trait, with handle
+//!   parameters of a declared kind and access, and context handles.
 //!
 //! The portable API lives in the modules at the top; system calls live in
 //! private per-OS backends under `sys/` (see `docs/architecture.md`).
@@ -38,6 +40,8 @@ mod handle;
 mod inherited;
 mod kind;
 pub mod process;
+#[cfg(feature = "tokio")]
+pub mod rpc;
 pub mod spawn;
 pub mod startup;
 mod sys;
@@ -54,3 +58,8 @@ pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
 pub use process::Process;
 pub use spawn::{Child, Command};
 pub use startup::StartupData;
+
+/// Makes a trait an RPC interface whose parameters can be handles; see
+/// [`rpc`].
+#[cfg(feature = "tokio")]
+pub use handoff_macros::interface;

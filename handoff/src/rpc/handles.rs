@@ -1,0 +1,132 @@
+//! Handle parameters and results: what was declared, and the checks that
+//! hold a handle to it on both sides.
+
+use crate::{Access, BorrowedHandle, Error, Handle, Result};
+
+/// What the signature declares for a handle parameter or result:
+/// `#[handle(kind, access, max = N)]` or `#[out(...)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandleSpec {
+    /// The parameter's name (`"result"` for out handles), for errors.
+    pub name: &'static str,
+    /// [`Kind::name`](crate::Kind::name) of the declared kind, or `"any"`.
+    pub kind: &'static str,
+    /// The exact access the handle must grant; `None` takes it as it is.
+    pub access: Option<Access>,
+    /// The most handles the parameter may carry (1 unless it is a `Vec`).
+    pub max: u32,
+}
+
+impl HandleSpec {
+    /// Checks a handle that arrived against the declaration: its kind, and
+    /// its access exactly (a handle with more rights than declared is as
+    /// wrong as one with fewer).
+    pub fn check(&self, handle: BorrowedHandle<'_>) -> Result<()> {
+        let kind = handle.kind()?;
+        if self.kind != "any" && kind.name() != self.kind {
+            return Err(Error::WrongKind {
+                expected: self.kind.to_owned(),
+                actual: kind,
+            });
+        }
+        if let Some(want) = self.access {
+            let have = handle.access()?;
+            if have != want {
+                return Err(Error::WrongAccess {
+                    expected: want,
+                    actual: have,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The duplicate to send for `handle`: restricted to the declared
+    /// access. A handle lacking a declared right is [`Error::WrongAccess`].
+    pub(crate) fn prepare(&self, handle: BorrowedHandle<'_>) -> Result<Handle> {
+        match self.access {
+            Some(access) => handle.restrict(access),
+            None => handle.try_clone_to_owned(),
+        }
+    }
+
+    pub(crate) fn check_count(&self, got: usize) -> Result<()> {
+        if got > self.max as usize {
+            return Err(Error::TooLarge {
+                what: "handles in one parameter",
+                got: got as u64,
+                limit: u64::from(self.max),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The handles of a message being built, in index order.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    pub handles: Vec<Handle>,
+}
+
+impl Outgoing {
+    pub fn push(&mut self, handle: Handle) -> Result<u32> {
+        let index = u32::try_from(self.handles.len())
+            .map_err(|_| Error::InvalidArgument("too many handles in one call".into()))?;
+        self.handles.push(handle);
+        Ok(index)
+    }
+}
+
+/// The handles of a received message, each claimed at most once by index.
+/// Dropping it closes every unclaimed handle.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    slots: Vec<Option<Handle>>,
+}
+
+impl Slots {
+    pub fn new(handles: Vec<Handle>) -> Slots {
+        Slots {
+            slots: handles.into_iter().map(Some).collect(),
+        }
+    }
+
+    pub fn take(&mut self, index: u32, spec: &HandleSpec) -> Result<Handle> {
+        let count = self.slots.len();
+        let slot = self.slots.get_mut(index as usize).ok_or_else(|| {
+            Error::Malformed(format!(
+                "handle index {index} out of range (message has {count})"
+            ))
+        })?;
+        let handle = slot
+            .take()
+            .ok_or_else(|| Error::Malformed(format!("handle index {index} used twice")))?;
+        spec.check(handle.borrow())?;
+        Ok(handle)
+    }
+
+    pub fn take_opt(&mut self, index: Option<u32>, spec: &HandleSpec) -> Result<Option<Handle>> {
+        index.map(|i| self.take(i, spec)).transpose()
+    }
+
+    pub fn take_many(&mut self, indices: Vec<u32>, spec: &HandleSpec) -> Result<Vec<Handle>> {
+        spec.check_count(indices.len())?;
+        indices.into_iter().map(|i| self.take(i, spec)).collect()
+    }
+
+    /// Every handle must have been claimed by a declared parameter.
+    pub fn finish(&mut self) -> Result<()> {
+        let unclaimed = self.slots.iter().filter(|s| s.is_some()).count();
+        self.slots.clear();
+        if unclaimed > 0 {
+            return Err(Error::Malformed(format!(
+                "{unclaimed} handles are not claimed by a declared handle parameter"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+}

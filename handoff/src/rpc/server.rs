@@ -1,0 +1,569 @@
+//! The server side: connections, concurrent calls, checks on arrival,
+//! replies, and context rundown when a connection ends.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::context::{Context, ContextRef, ContextTable};
+use super::handles::{HandleSpec, Outgoing, Slots};
+use super::wire::{self, FrameType, Header, Hello, Welcome};
+use super::{Dispatch, Fault};
+use crate::{AsyncChannel, AsyncListener, Error, Handle, Limits, Message, Result};
+
+/// Serves an interface: accepts connections and runs their calls.
+///
+/// ```no_run
+/// # #[handoff::interface] trait Echo { async fn echo(&self, s: String) -> Result<String, ()>; }
+/// # struct Impl;
+/// # impl Echo for Impl { async fn echo(&self, s: String) -> Result<String, ()> { Ok(s) } }
+/// # async fn run() -> handoff::Result<()> {
+/// let listener = handoff::AsyncListener::bind("/tmp/echo.sock")?;
+/// handoff::rpc::Server::new(EchoServer::new(Impl))
+///     .max_in_flight(16)
+///     .serve(listener)
+///     .await
+/// # }
+/// ```
+pub struct Server<D> {
+    dispatch: Arc<D>,
+    max_in_flight: u32,
+    limits: Limits,
+}
+
+impl<D> Clone for Server<D> {
+    fn clone(&self) -> Self {
+        Server {
+            dispatch: self.dispatch.clone(),
+            max_in_flight: self.max_in_flight,
+            limits: self.limits,
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for Server<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("max_in_flight", &self.max_in_flight)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dispatch> Server<D> {
+    /// A server for `dispatch` (a generated `<Trait>Server`), allowing 64
+    /// calls in flight per connection and messages of at most 16 MiB and
+    /// 1024 handles.
+    pub fn new(dispatch: D) -> Server<D> {
+        Server {
+            dispatch: Arc::new(dispatch),
+            max_in_flight: 64,
+            limits: Limits {
+                max_bytes: 16 << 20,
+                max_handles: 1024,
+            },
+        }
+    }
+
+    /// The most calls one connection may have running at once; a call over
+    /// it is refused with [`Fault::Busy`] (the generated clients queue
+    /// instead, having learned the limit in the handshake).
+    pub fn max_in_flight(mut self, calls: u32) -> Self {
+        self.max_in_flight = calls.max(1);
+        self
+    }
+
+    /// The most bytes and handles one message from a client may carry. A
+    /// message over them closes the connection (clients check before
+    /// sending).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The dispatcher (and through it the implementation).
+    pub fn dispatcher(&self) -> &D {
+        &self.dispatch
+    }
+
+    /// Accepts connections for ever, serving each on its own task. Returns
+    /// only if accepting fails.
+    pub async fn serve(self, listener: AsyncListener) -> Result<()> {
+        loop {
+            let channel = listener.accept().await?;
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.serve_connection(channel).await {
+                    tracing::debug!(error = %e, "rpc connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Serves one connection until the client disconnects or breaks the
+    /// protocol. Then its calls in flight are cancelled and its contexts
+    /// run down.
+    pub async fn serve_connection(&self, channel: AsyncChannel) -> Result<()> {
+        let channel = AsyncChannel::new(channel.into_inner().with_limits(self.limits))?;
+        self.handshake(&channel).await?;
+        let conn = Arc::new(Connection {
+            channel,
+            contexts: Arc::new(ContextTable::default()),
+        });
+        let running = Arc::new(Semaphore::new(self.max_in_flight as usize));
+        // A call holds a credit until its reply is sent. A client that does
+        // not read its replies runs out of credits and this loop stops
+        // reading its calls, so it cannot pile up tasks holding replies
+        // (and their handles). Twice the limit, so that even with every
+        // method hung the loop still reads: calls over the limit get Busy
+        // and a hang-up is noticed.
+        let credits = Arc::new(Semaphore::new(2 * self.max_in_flight as usize));
+        let mut tasks = JoinSet::new();
+        let result = loop {
+            while tasks.try_join_next().is_some() {}
+            let msg = match conn.channel.recv().await {
+                Ok(msg) => msg,
+                Err(Error::Disconnected) => break Ok(()),
+                Err(e) => {
+                    conn.fault_connection(fault_of(&e)).await;
+                    break Err(e);
+                }
+            };
+            let header = match Header::decode(&msg.bytes, msg.handles.len()) {
+                Ok(h) => h,
+                Err(e) => {
+                    conn.fault_connection(fault_of(&e)).await;
+                    break Err(e);
+                }
+            };
+            match header.ty {
+                FrameType::Call => {
+                    let Ok(credit) = credits.clone().acquire_owned().await else {
+                        break Ok(());
+                    };
+                    let Ok(permit) = running.clone().try_acquire_owned() else {
+                        conn.send_fault(
+                            header.call_id,
+                            Fault::Busy {
+                                limit: self.max_in_flight,
+                            },
+                        )
+                        .await;
+                        continue;
+                    };
+                    let call = ServerCall::new(header, msg, conn.contexts.clone());
+                    tasks.spawn(run_call(
+                        self.dispatch.clone(),
+                        conn.clone(),
+                        call,
+                        permit,
+                        credit,
+                    ));
+                }
+                FrameType::Close => conn.close_context(header, &msg).await,
+                other => {
+                    let e = Error::Malformed(format!(
+                        "rpc: a client sent a {other:?} frame after the handshake"
+                    ));
+                    conn.fault_connection(fault_of(&e)).await;
+                    break Err(e);
+                }
+            }
+        };
+        // Cancel what the client can no longer receive, so the calls drop
+        // their references to context state, then run every context down.
+        tasks.shutdown().await;
+        conn.contexts.close();
+        result
+    }
+
+    async fn handshake(&self, channel: &AsyncChannel) -> Result<()> {
+        let msg = channel.recv().await?;
+        let hello = Header::decode(&msg.bytes, msg.handles.len()).and_then(|h| match h.ty {
+            FrameType::Hello => wire::body::<Hello>(&msg.bytes),
+            other => Err(Error::Malformed(format!(
+                "rpc handshake: expected HELLO, got {other:?}"
+            ))),
+        });
+        let hello = match hello {
+            Ok(hello) => hello,
+            Err(e) => {
+                if let Some(frame) = wire::connection_fault(&fault_of(&e)) {
+                    let _ = channel.send(&frame, &[]).await;
+                }
+                return Err(e);
+            }
+        };
+        let ours = self.dispatch.identity();
+        let theirs = hello.identity();
+        let accepted = ours == theirs;
+        let welcome = Welcome {
+            accepted,
+            name: ours.name.clone().into_owned(),
+            version: ours.version,
+            hash: ours.hash,
+            max_bytes: self.limits.max_bytes,
+            max_handles: self.limits.max_handles,
+            max_in_flight: self.max_in_flight,
+        };
+        channel
+            .send(&wire::frame(FrameType::Welcome, 0, 0, 0, &welcome)?, &[])
+            .await?;
+        if !accepted {
+            return Err(Error::InterfaceMismatch {
+                client: theirs.to_string(),
+                server: ours.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+struct Connection {
+    channel: AsyncChannel,
+    contexts: Arc<ContextTable>,
+}
+
+impl Connection {
+    async fn send_fault(&self, call_id: u64, fault: Fault) {
+        if let Ok(frame) = wire::frame(FrameType::Fault, 0, call_id, 0, &fault) {
+            let _ = self.channel.send(&frame, &[]).await;
+        }
+    }
+
+    /// Tells the client why the connection is being closed.
+    async fn fault_connection(&self, fault: Fault) {
+        tracing::debug!(%fault, "rpc: closing a connection");
+        if !self.channel.get_ref().is_poisoned() {
+            self.send_fault(0, fault).await;
+        }
+    }
+
+    async fn close_context(&self, header: Header, msg: &Message) {
+        let outcome = match wire::body::<u64>(&msg.bytes) {
+            Err(e) => Err(fault_of(&e)),
+            Ok(token) if self.contexts.remove(token) => Ok(()),
+            Ok(_) => Err(Fault::UnknownContext {
+                parameter: "context".into(),
+            }),
+        };
+        match outcome {
+            Ok(()) => {
+                if let Ok(frame) = wire::frame(FrameType::Reply, 0, header.call_id, 0, &()) {
+                    let _ = self.channel.send(&frame, &[]).await;
+                }
+            }
+            Err(fault) => self.send_fault(header.call_id, fault).await,
+        }
+    }
+}
+
+fn fault_of(e: &Error) -> Fault {
+    match e {
+        Error::TooLarge { what, got, limit } => Fault::TooLarge {
+            what: (*what).to_owned(),
+            got: *got,
+            limit: *limit,
+        },
+        other => Fault::Malformed {
+            detail: other.to_string(),
+        },
+    }
+}
+
+async fn run_call<D: Dispatch>(
+    dispatch: Arc<D>,
+    conn: Arc<Connection>,
+    call: ServerCall,
+    running: OwnedSemaphorePermit,
+    _credit: OwnedSemaphorePermit,
+) {
+    let id = call.id;
+    let reply = CatchPanic(dispatch.dispatch(call))
+        .await
+        .unwrap_or_else(|| ServerReply::fault(id, Fault::Panicked));
+    // Before the reply goes out: a client that sends its next call the
+    // moment this reply arrives must find the slot free.
+    drop(running);
+    let ServerReply { frame, mut handles } = reply;
+    // The out handles are moved: sent, then closed here.
+    if let Err(e) = conn.channel.send_moved(&frame, &mut handles).await {
+        tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
+    }
+}
+
+/// Turns a panic in a method into a fault reply instead of a lost call.
+struct CatchPanic<F>(F);
+
+impl<F: Future + Unpin> Future for CatchPanic<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Some(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
+/// One call as the dispatcher sees it: arguments to decode, handles to
+/// check and claim, the connection's contexts, and the reply to build.
+#[derive(Debug)]
+pub struct ServerCall {
+    id: u64,
+    method: u32,
+    bytes: Vec<u8>,
+    slots: Slots,
+    contexts: Arc<ContextTable>,
+}
+
+/// The frame and handles that answer one call.
+#[derive(Debug)]
+pub struct ServerReply {
+    frame: Vec<u8>,
+    handles: Vec<Handle>,
+}
+
+impl ServerReply {
+    fn fault(call_id: u64, fault: Fault) -> ServerReply {
+        let frame = wire::frame(FrameType::Fault, 0, call_id, 0, &fault)
+            .or_else(|_| wire::frame(FrameType::Fault, 0, call_id, 0, &Fault::Panicked))
+            .unwrap_or_default();
+        ServerReply {
+            frame,
+            handles: Vec::new(),
+        }
+    }
+}
+
+fn handle_fault(spec: &HandleSpec, e: Error) -> Fault {
+    let parameter = spec.name.to_owned();
+    match e {
+        Error::WrongKind { expected, actual } => Fault::WrongKind {
+            parameter,
+            expected,
+            actual: actual.to_string(),
+        },
+        Error::WrongAccess { expected, actual } => Fault::WrongAccess {
+            parameter,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        },
+        Error::TooLarge { got, limit, .. } => Fault::TooManyHandles {
+            parameter,
+            max: limit as u32,
+            got: got.min(u64::from(u32::MAX)) as u32,
+        },
+        other => Fault::Malformed {
+            detail: format!("parameter `{parameter}`: {other}"),
+        },
+    }
+}
+
+fn bad_result(e: impl std::fmt::Display) -> Fault {
+    Fault::BadResult {
+        detail: e.to_string(),
+    }
+}
+
+impl ServerCall {
+    fn new(header: Header, msg: Message, contexts: Arc<ContextTable>) -> ServerCall {
+        ServerCall {
+            id: header.call_id,
+            method: header.method,
+            bytes: msg.bytes,
+            slots: Slots::new(msg.handles),
+            contexts,
+        }
+    }
+
+    /// The method's index (its position in the trait).
+    pub fn method(&self) -> u32 {
+        self.method
+    }
+
+    /// Decodes the arguments (a tuple of the parameters' wire forms).
+    pub fn args<A: DeserializeOwned>(&self) -> std::result::Result<A, Fault> {
+        wire::body(&self.bytes).map_err(|e| fault_of(&e))
+    }
+
+    /// Claims the handle for a parameter, checking kind and exact access.
+    pub fn take(&mut self, index: u32, spec: &HandleSpec) -> std::result::Result<Handle, Fault> {
+        self.slots
+            .take(index, spec)
+            .map_err(|e| handle_fault(spec, e))
+    }
+
+    /// [`take`](Self::take) for an optional parameter.
+    pub fn take_opt(
+        &mut self,
+        index: Option<u32>,
+        spec: &HandleSpec,
+    ) -> std::result::Result<Option<Handle>, Fault> {
+        self.slots
+            .take_opt(index, spec)
+            .map_err(|e| handle_fault(spec, e))
+    }
+
+    /// [`take`](Self::take) for an array parameter, at most the declared
+    /// maximum.
+    pub fn take_many(
+        &mut self,
+        indices: Vec<u32>,
+        spec: &HandleSpec,
+    ) -> std::result::Result<Vec<Handle>, Fault> {
+        self.slots
+            .take_many(indices, spec)
+            .map_err(|e| handle_fault(spec, e))
+    }
+
+    /// Looks up the state of a context parameter on this connection.
+    pub fn context<S: Send + Sync + 'static>(
+        &self,
+        token: u64,
+        parameter: &str,
+    ) -> std::result::Result<ContextRef<S>, Fault> {
+        self.contexts.get(token, parameter)
+    }
+
+    /// Checks that every handle that came with the call was claimed by a
+    /// declared parameter; call before running the method.
+    pub fn finish_args(&mut self) -> std::result::Result<(), Fault> {
+        self.slots.finish().map_err(|e| fault_of(&e))
+    }
+
+    /// The reply for a method whose result carries no handles.
+    pub fn reply<T: Serialize, E: Serialize>(
+        &self,
+        result: &std::result::Result<T, E>,
+    ) -> std::result::Result<ServerReply, Fault> {
+        let frame = wire::frame(FrameType::Reply, 0, self.id, 0, result).map_err(bad_result)?;
+        Ok(ServerReply {
+            frame,
+            handles: Vec::new(),
+        })
+    }
+
+    /// The reply for a method declared `#[out(...)]`: its handles are
+    /// restricted to the declared access if they have more, and moved to
+    /// the client.
+    pub fn reply_handles<H: OutHandles, E: Serialize>(
+        &self,
+        result: std::result::Result<H, E>,
+        spec: &HandleSpec,
+    ) -> std::result::Result<ServerReply, Fault> {
+        let mut out = Outgoing::default();
+        let wire = match result {
+            Ok(value) => {
+                spec.check_count(value.count()).map_err(bad_result)?;
+                Ok(value.put(&mut |h| out.push(prepare_out(h, spec)?).map_err(bad_result))?)
+            }
+            Err(e) => Err(e),
+        };
+        let frame = wire::frame(FrameType::Reply, 0, self.id, out.handles.len(), &wire)
+            .map_err(bad_result)?;
+        Ok(ServerReply {
+            frame,
+            handles: out.handles,
+        })
+    }
+
+    /// The reply for a method returning a new context: its state goes into
+    /// this connection's table and the client gets the token.
+    pub fn reply_context<S: Send + Sync + 'static, E: Serialize>(
+        &self,
+        result: std::result::Result<Context<S>, E>,
+    ) -> std::result::Result<ServerReply, Fault> {
+        let wire = match result {
+            Ok(context) => Ok(self.contexts.insert(context)?),
+            Err(e) => Err(e),
+        };
+        self.reply(&wire)
+    }
+
+    /// The reply for a call that was refused or failed.
+    pub fn respond(&self, outcome: std::result::Result<ServerReply, Fault>) -> ServerReply {
+        outcome.unwrap_or_else(|fault| ServerReply::fault(self.id, fault))
+    }
+}
+
+/// What a method declared `#[out(...)]` may return: `Handle`,
+/// `Option<Handle>` or `Vec<Handle>`.
+pub trait OutHandles: sealed::Sealed {
+    /// The wire form: `u32`, `Option<u32>`, `Vec<u32>` indices.
+    type Wire: Serialize;
+    /// How many handles the value holds.
+    fn count(&self) -> usize;
+    /// Hands every handle to `push`, which returns its index.
+    fn put(
+        self,
+        push: &mut dyn FnMut(Handle) -> std::result::Result<u32, Fault>,
+    ) -> std::result::Result<Self::Wire, Fault>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Handle {}
+    impl Sealed for Option<crate::Handle> {}
+    impl Sealed for Vec<crate::Handle> {}
+}
+
+fn prepare_out(handle: Handle, spec: &HandleSpec) -> std::result::Result<Handle, Fault> {
+    let fault = |e: Error| Fault::BadResult {
+        detail: format!("out handle: {e}"),
+    };
+    match spec.access {
+        Some(want) if handle.access().map_err(fault)? != want => {
+            handle.restrict(want).map_err(fault)
+        }
+        _ => Ok(handle),
+    }
+}
+
+impl OutHandles for Handle {
+    type Wire = u32;
+    fn count(&self) -> usize {
+        1
+    }
+    fn put(
+        self,
+        push: &mut dyn FnMut(Handle) -> std::result::Result<u32, Fault>,
+    ) -> std::result::Result<u32, Fault> {
+        push(self)
+    }
+}
+
+impl OutHandles for Option<Handle> {
+    type Wire = Option<u32>;
+    fn count(&self) -> usize {
+        usize::from(self.is_some())
+    }
+    fn put(
+        self,
+        push: &mut dyn FnMut(Handle) -> std::result::Result<u32, Fault>,
+    ) -> std::result::Result<Option<u32>, Fault> {
+        self.map(push).transpose()
+    }
+}
+
+impl OutHandles for Vec<Handle> {
+    type Wire = Vec<u32>;
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn put(
+        self,
+        push: &mut dyn FnMut(Handle) -> std::result::Result<u32, Fault>,
+    ) -> std::result::Result<Vec<u32>, Fault> {
+        self.into_iter().map(push).collect()
+    }
+}
