@@ -234,10 +234,7 @@ impl StartupData {
                 "the payload is bytes, not a value".into(),
             ));
         }
-        let config = bincode::config::standard()
-            .with_little_endian()
-            .with_fixed_int_encoding();
-        let (value, used) = bincode::serde::borrow_decode_from_slice(self.bytes(), config)
+        let (value, used) = crate::channel::typed::decode_bounded(self.bytes())
             .map_err(|e| Error::BadStartupData(format!("value does not decode: {e}")))?;
         if used != self.bytes().len() {
             return Err(Error::BadStartupData(

@@ -1,6 +1,7 @@
 //! A hostile or broken peer: hand-made datagrams that break the wire format,
 //! exceed the limits, or lie about their handles. Each must give a typed
 //! error, close every handle that came with it, and never panic or hang.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -395,6 +396,39 @@ fn peer_bytes_never_panic_the_receiver() {
         while let Ok(msg) = ch.recv() {
             drop(msg);
         }
+    }
+    leaks.assert();
+}
+
+#[test]
+fn length_prefix_lies_are_rejected_without_allocating() {
+    // Found by fuzzing: an unchecked length prefix made the decoder try to
+    // allocate it, aborting the receiver.
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        let rx = handoff::typed::Receiver::<(String, Vec<u8>)>::new(ch);
+        let mut lie = Vec::new();
+        lie.extend_from_slice(&(1u64 << 47).to_le_bytes());
+        lie.extend_from_slice(b"tiny");
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 0, 0, lie.len() as u64), &lie),
+            0,
+        );
+        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        let mut ok = Vec::new();
+        ok.extend_from_slice(&2u64.to_le_bytes());
+        ok.extend_from_slice(b"hi");
+        ok.extend_from_slice(&1u64.to_le_bytes());
+        ok.push(7);
+        raw_send(
+            &raw,
+            &with_payload(header(1, FIRST | LAST, 0, 0, ok.len() as u64), &ok),
+            0,
+        );
+        assert_eq!(rx.recv().unwrap(), ("hi".to_string(), vec![7]));
     }
     leaks.assert();
 }

@@ -35,6 +35,39 @@ fn config() -> impl bincode::config::Config {
         .with_fixed_int_encoding()
 }
 
+/// Decodes `bytes` as a `T` with bincode's read limit set to the smallest
+/// power of two that holds `bytes`.
+///
+/// Without a limit a length prefix is trusted before it is checked against
+/// the input: a peer announcing a 2^47-byte string makes the decoder try to
+/// allocate it and abort the process (found by fuzzing). Honest input never
+/// claims more than its own length (every claim is bytes read or a byte
+/// string's length), so the limit rejects only lies, and caps what a lie
+/// can allocate at twice the payload.
+pub(crate) fn decode_bounded<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+) -> std::result::Result<(T, usize), String> {
+    macro_rules! ladder {
+        ($($bits:literal),*) => {$(
+            if bytes.len() <= 1usize << $bits {
+                return bincode::serde::borrow_decode_from_slice(
+                    bytes,
+                    bincode::config::standard()
+                        .with_little_endian()
+                        .with_fixed_int_encoding()
+                        .with_limit::<{ 1usize << $bits }>(),
+                )
+                .map_err(|e| e.to_string());
+            }
+        )*};
+    }
+    ladder!(12, 16, 20, 24, 28, 32, 36, 40, 44, 48);
+    Err(format!(
+        "{} bytes is more than a value may hold",
+        bytes.len()
+    ))
+}
+
 /// Encodes `value` into bytes plus the handles it contains, each duplicated
 /// (so the value keeps its own).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<Handle>)> {
@@ -55,7 +88,7 @@ pub fn decode<T: DeserializeOwned>(msg: Message) -> Result<T> {
     let Message { bytes, handles } = msg;
     let slots: Vec<Option<Handle>> = handles.into_iter().map(Some).collect();
     let previous = INCOMING.with(|i| i.borrow_mut().replace(slots));
-    let decoded = bincode::serde::decode_from_slice::<T, _>(&bytes, config());
+    let decoded = decode_bounded::<T>(&bytes);
     let slots = INCOMING
         .with(|i| std::mem::replace(&mut *i.borrow_mut(), previous))
         .unwrap_or_default();
