@@ -15,13 +15,13 @@
 //!   definitions refuse each other with [`Error::InterfaceMismatch`].
 //!
 //! ```
-//! use handoff::rpc::{CallError, Context};
-//! use handoff::{BorrowedHandle, Handle};
+//! use handoff::rpc::{Context, Server};
+//! use handoff::{AsyncChannel, BorrowedHandle, Handle};
 //!
 //! #[handoff::interface(name = "example.Files", version = 1)]
 //! pub trait Files {
-//!     /// Appends `text` to the file the client passes, opened for writing.
-//!     async fn append(
+//!     /// Writes `text` to the file the client passes, opened for writing.
+//!     async fn write(
 //!         &self,
 //!         #[handle(file, write)] target: BorrowedHandle<'_>,
 //!         text: String,
@@ -35,13 +35,54 @@
 //!     async fn open(&self, label: String) -> Result<Context<Session>, String>;
 //!
 //!     /// Uses it: the server sees the state, the client passes its token.
-//!     async fn touch(&self, #[context] session: &Session) -> Result<u64, String>;
+//!     async fn label(&self, #[context] session: &Session) -> Result<String, String>;
 //! }
 //!
 //! pub struct Session {
 //!     label: String,
 //! }
-//! # fn main() {}
+//!
+//! struct Service;
+//!
+//! impl Files for Service {
+//!     async fn write(&self, target: BorrowedHandle<'_>, text: String) -> Result<u64, String> {
+//!         // `target` is valid for this call only; the runtime closes it.
+//!         let mut file = std::fs::File::from(target.try_clone_to_owned().map_err(|e| e.to_string())?);
+//!         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| e.to_string())?;
+//!         Ok(text.len() as u64)
+//!     }
+//!
+//!     async fn snapshot(&self) -> Result<Handle, String> {
+//!         handoff::startup::create(b"v1").map_err(|e| e.to_string())
+//!     }
+//!
+//!     async fn open(&self, label: String) -> Result<Context<Session>, String> {
+//!         Ok(Context::with_rundown(Session { label }, |s| println!("{} ran down", s.label)))
+//!     }
+//!
+//!     async fn label(&self, session: &Session) -> Result<String, String> {
+//!         Ok(session.label.clone())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     let (client_end, server_end) = AsyncChannel::pair()?;
+//!     let server = Server::new(FilesServer::new(Service));
+//!     tokio::spawn(async move { server.serve_connection(server_end).await });
+//!     let client = FilesClient::handshake(client_end).await?;
+//!
+//!     let file = tempfile::tempfile()?;
+//!     assert_eq!(client.write(&file, "hello".into()).await?, 5);
+//!     let region = client.snapshot().await?;
+//!     assert_eq!(handoff::StartupData::open(region)?.bytes(), b"v1");
+//!     let session = client.open("mine".into()).await?;
+//!     assert_eq!(client.label(&session).await?, "mine");
+//!     client.close_context(session).await?; // prints "mine ran down"
+//!     Ok(())
+//! })
+//! # }
 //! ```
 //!
 //! # Writing an interface

@@ -21,10 +21,12 @@ use crate::{AsyncChannel, AsyncListener, Error, Handle, Limits, Message, Result}
 /// Serves an interface: accepts connections and runs their calls.
 ///
 /// ```no_run
-/// # #[handoff::interface] trait Echo { async fn echo(&self, s: String) -> Result<String, ()>; }
-/// # struct Impl;
+/// # #[handoff::interface]
+/// # pub trait Echo { async fn echo(&self, s: String) -> Result<String, ()>; }
+/// # pub struct Impl;
 /// # impl Echo for Impl { async fn echo(&self, s: String) -> Result<String, ()> { Ok(s) } }
-/// # async fn run() -> handoff::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> handoff::Result<()> {
 /// let listener = handoff::AsyncListener::bind("/tmp/echo.sock")?;
 /// handoff::rpc::Server::new(EchoServer::new(Impl))
 ///     .max_in_flight(16)
