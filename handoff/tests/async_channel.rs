@@ -1,4 +1,5 @@
 //! The tokio side of channels and listeners, across real processes.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The broker pattern across three real processes: A owns a file opened
 //! read-write, the broker (this test process) moves it to B with read
 //! access only, and B checks that the kernel refuses writes.
+#![cfg(target_os = "linux")]
 
 mod common;
 

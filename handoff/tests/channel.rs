@@ -1,5 +1,6 @@
 //! Channels between real processes: handles and bytes in both directions,
 //! splitting and reassembly, typed values, credentials, disconnects.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Handles: kind and access read from the kernel, restriction enforced by
 //! the kernel, close-on-exec everywhere, interop with std.
+#![cfg(target_os = "linux")]
 
 mod common;
 

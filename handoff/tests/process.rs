@@ -1,5 +1,6 @@
 //! Processes held by pidfd: opening, waiting, signalling, pulling handles
 //! out of real child processes, and `duplicate`'s option rules.
+#![cfg(target_os = "linux")]
 
 mod common;
 

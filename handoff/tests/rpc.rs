@@ -2,6 +2,7 @@
 //! context handles run down exactly once, handshakes, hostile frames,
 //! concurrency and limits. The server runs in the test process; clients are
 //! children re-running this binary, or tasks in the same runtime.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Spawning children with exactly the chosen handles, the child's side of
 //! the convention, startup data and a channel to the child.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -501,7 +502,10 @@ fn startup_data_from_a_file_and_a_pipe() {
         };
         let h = handoff::startup::create_from(&r, None).unwrap();
         writer.join().unwrap();
-        assert!(StartupData::open(h).unwrap().bytes() == contents, "a pipe, to its end");
+        assert!(
+            StartupData::open(h).unwrap().bytes() == contents,
+            "a pipe, to its end"
+        );
 
         let short = std::fs::File::open(&p).unwrap();
         assert!(matches!(

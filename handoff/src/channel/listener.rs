@@ -30,7 +30,7 @@ impl Listener {
         let path = path.as_ref();
         let socket = sys::socket::bind(path, 1024).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
-            _ => Error::os("bind", e),
+            _ => super::transport_error("bind", e),
         })?;
         Ok(Listener {
             socket,
@@ -62,6 +62,7 @@ impl Listener {
         }
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn try_accept(&self) -> Result<Channel> {
         match sys::socket::accept(sys_fd(&self.socket), true) {
             Ok(fd) => Ok(Channel::from_socket(fd)?.with_limits(self.limits)),
@@ -74,6 +75,7 @@ impl Listener {
         &self.path
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn socket(&self) -> sys::BorrowedRaw<'_> {
         sys_fd(&self.socket)
     }

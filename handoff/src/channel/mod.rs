@@ -94,7 +94,7 @@ impl Channel {
     /// [`socketpair(2)`](https://man7.org/linux/man-pages/man2/socketpair.2.html)
     #[doc(alias = "socketpair")]
     pub fn pair() -> Result<(Channel, Channel)> {
-        let (a, b) = sys::socket::pair().map_err(|e| Error::os("socketpair", e))?;
+        let (a, b) = sys::socket::pair().map_err(|e| transport_error("socketpair", e))?;
         Ok((Channel::from_socket(a)?, Channel::from_socket(b)?))
     }
 
@@ -102,7 +102,7 @@ impl Channel {
     pub fn connect(path: impl AsRef<Path>) -> Result<Channel> {
         let socket = sys::socket::connect(path.as_ref()).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
-            _ => Error::os("connect", e),
+            _ => transport_error("connect", e),
         })?;
         Channel::from_socket(socket)
     }
@@ -300,6 +300,7 @@ impl Channel {
     }
 
     /// The largest datagram this end sends.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn max_datagram(&self) -> usize {
         self.max_datagram
     }
@@ -317,6 +318,16 @@ impl Channel {
 
     pub(crate) fn socket(&self) -> sys::BorrowedRaw<'_> {
         sys_fd(&self.socket)
+    }
+}
+
+/// A backend that cannot provide the transport says `Unsupported`; that
+/// becomes [`Error::Unsupported`] with the backend's reason.
+pub(crate) fn transport_error(op: &'static str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::Unsupported {
+        Error::Unsupported(sys::socket::NO_TRANSPORT)
+    } else {
+        Error::os(op, e)
     }
 }
 

@@ -4,7 +4,9 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
-use rustix::fs::{FileType, Mode, OFlags};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use rustix::fs::Mode;
+use rustix::fs::{FileType, OFlags};
 use rustix::io::FdFlags;
 
 use crate::{Access, Error, Kind, PipeEnd, Result, Seals, SocketFamily, SocketType};
@@ -98,7 +100,7 @@ fn shared_memory_seals(fd: BorrowedFd<'_>) -> Option<Seals> {
 
 fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
     use rustix::net::{sockopt, AddressFamily, SocketType as St};
-    let family = match sockopt::socket_domain(fd)? {
+    let family = match super::socket::family(fd)? {
         AddressFamily::UNIX => SocketFamily::Unix,
         AddressFamily::INET => SocketFamily::Inet,
         AddressFamily::INET6 => SocketFamily::Inet6,
@@ -110,7 +112,12 @@ fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
         St::SEQPACKET => SocketType::SeqPacket,
         other => SocketType::Other(other.as_raw()),
     };
+    // Apple declares SO_ACCEPTCONN but does not implement it, and offers no
+    // other way to ask; a listening socket there reads as not listening.
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     let listening = sockopt::socket_acceptconn(fd).unwrap_or(false);
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let listening = false;
     Ok(Kind::Socket {
         family,
         ty,

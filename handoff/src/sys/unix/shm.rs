@@ -184,19 +184,12 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> io::Result<()> {
     }
 }
 
-/// The seals in force; empty where the platform has none.
+/// The seals in force.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<Seals> {
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-    {
-        Ok(Seals::from_bits_truncate(
-            rustix::fs::fcntl_get_seals(fd)?.bits(),
-        ))
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    {
-        let _ = fd;
-        Ok(Seals::NONE)
-    }
+    Ok(Seals::from_bits_truncate(
+        rustix::fs::fcntl_get_seals(fd)?.bits(),
+    ))
 }
 
 /// A read-only shared mapping, unmapped on drop.

@@ -24,21 +24,77 @@ pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
 /// it; a datagram may use all of it but 32 bytes.
 const SEND_BUFFER: usize = 512 * 1024;
 
+/// Why channels are unavailable where the kernel has no Unix-domain
+/// seqpacket sockets (macOS and iOS, at the time of writing).
+pub(crate) const NO_TRANSPORT: &str =
+    "this kernel has no SOCK_SEQPACKET Unix-domain sockets, which channels need to keep message boundaries";
+
+/// Creation flags for every socket: close-on-exec in the same call where
+/// the platform can.
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+const CLOEXEC: SocketFlags = SocketFlags::CLOEXEC;
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+const CLOEXEC: SocketFlags = SocketFlags::empty();
+
+/// Apple has no `SOCK_CLOEXEC`: the flag is set right after the socket
+/// exists, so an `exec` on another thread in between can still inherit it.
+/// There is no race-free alternative on those systems.
+#[cfg(any(target_os = "macos", target_os = "ios"))]
+fn after_create(fd: OwnedFd) -> io::Result<OwnedFd> {
+    super::handle::set_inheritable(fd.as_fd(), false)?;
+    Ok(fd)
+}
+
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
+fn after_create(fd: OwnedFd) -> io::Result<OwnedFd> {
+    Ok(fd)
+}
+
+/// A kernel without seqpacket Unix sockets says so in one of these ways;
+/// each becomes `ErrorKind::Unsupported`, never a pretend channel.
+fn seqpacket_errno(e: rustix::io::Errno) -> io::Error {
+    use rustix::io::Errno;
+    match e {
+        Errno::PROTONOSUPPORT | Errno::PROTOTYPE | Errno::SOCKTNOSUPPORT | Errno::OPNOTSUPP => {
+            io::Error::new(io::ErrorKind::Unsupported, NO_TRANSPORT)
+        }
+        e => e.into(),
+    }
+}
+
+fn seqpacket_socket() -> io::Result<OwnedFd> {
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, CLOEXEC, None)
+        .map_err(seqpacket_errno)?;
+    after_create(fd)
+}
+
 /// Creates a connected pair of channel sockets, both close-on-exec.
 pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (a, b) = rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    Ok((a, b))
+    let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, CLOEXEC, None)
+        .map_err(seqpacket_errno)?;
+    Ok((after_create(a)?, after_create(b)?))
+}
+
+/// The socket's address family: `SO_DOMAIN` where it exists, else the
+/// family of its local address (Apple and some BSDs have no `SO_DOMAIN`).
+pub(crate) fn family(fd: BorrowedFd<'_>) -> io::Result<AddressFamily> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        Ok(rustix::net::sockopt::socket_domain(fd)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        Ok(rustix::net::getsockname(fd)?.address_family())
+    }
 }
 
 /// Prepares a channel socket and returns the largest datagram it can send.
 pub(crate) fn configure(fd: BorrowedFd<'_>, wanted_datagram: usize) -> io::Result<usize> {
     // A failure only means smaller datagrams; the size is read back below.
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, SEND_BUFFER);
+    // Apple has no MSG_NOSIGNAL; the socket option is its per-socket form.
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    rustix::net::sockopt::set_socket_nosigpipe(fd, true)?;
     let sndbuf = rustix::net::sockopt::socket_send_buffer_size(fd)?;
     // The kernel refuses a datagram larger than the send buffer less 32 bytes
     // of its own bookkeeping; keep a margin.
@@ -49,11 +105,11 @@ pub(crate) fn configure(fd: BorrowedFd<'_>, wanted_datagram: usize) -> io::Resul
 /// can run over.
 pub(crate) fn is_channel_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     use rustix::net::sockopt;
-    Ok(sockopt::socket_domain(fd)? == AddressFamily::UNIX
-        && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
+    Ok(family(fd)? == AddressFamily::UNIX && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
 }
 
 /// Sets or clears `O_NONBLOCK`.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
     rustix::io::ioctl_fionbio(fd, nonblocking).map_err(Into::into)
 }
@@ -284,12 +340,7 @@ fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
 /// so there is no moment when another user could connect.
 pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     let addr = unix_address(path)?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let fd = seqpacket_socket()?;
     // Linux creates the socket file with the socket inode's mode (less the
     // umask), so fchmod before bind closes the window other platforms have.
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -302,15 +353,25 @@ pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 }
 
 /// Accepts one connection, close-on-exec.
+///
+/// `nonblocking` only matters where `accept4` cannot take it per call: the
+/// listening socket is then already non-blocking (`AsyncListener` sets it).
 pub(crate) fn accept(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<OwnedFd> {
-    let mut flags = SocketFlags::CLOEXEC;
-    if nonblocking {
-        flags |= SocketFlags::NONBLOCK;
-    }
+    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
+    let flags = if nonblocking {
+        CLOEXEC | SocketFlags::NONBLOCK
+    } else {
+        CLOEXEC
+    };
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let flags = {
+        let _ = nonblocking;
+        CLOEXEC
+    };
     loop {
         match rustix::net::accept_with(fd, flags) {
             Err(rustix::io::Errno::INTR) => continue,
-            other => return other.map_err(Into::into),
+            other => return after_create(other?),
         }
     }
 }
@@ -318,12 +379,7 @@ pub(crate) fn accept(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<OwnedF
 /// Connects to a listener at `path`.
 pub(crate) fn connect(path: &Path) -> io::Result<OwnedFd> {
     let addr = unix_address(path)?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let fd = seqpacket_socket()?;
     loop {
         match rustix::net::connect(&fd, &addr) {
             Err(rustix::io::Errno::INTR) => continue,
