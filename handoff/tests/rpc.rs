@@ -1181,8 +1181,17 @@ fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
                     tokio::spawn(async move { client.wait(k).await })
                 })
                 .collect();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while server.stats.waiting.load(Ordering::SeqCst) < 2 {
+                assert!(Instant::now() < deadline, "the second call never started");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(server.stats.waiting.load(Ordering::SeqCst), 2);
+            assert_eq!(
+                server.stats.waiting.load(Ordering::SeqCst),
+                2,
+                "the rest wait in the client"
+            );
             for k in 1..5 {
                 server.stats.release(k);
             }
@@ -1294,6 +1303,42 @@ fn many_clients_at_once() {
             }
         });
         assert_eq!(server.stats.rundown_total(), 16);
+        server.stop();
+    }
+    leaks.assert();
+}
+
+#[test]
+fn in_handles_live_for_the_call_unless_the_method_keeps_a_duplicate() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let server = start_server(|s| s);
+        let dir = tempfile::tempdir().unwrap();
+        server.block_on(async {
+            let client = FilesClient::connect(&server.path).await.unwrap();
+            let file = rw_file(dir.path(), "f");
+            let read_only = std::fs::File::open(dir.path().join("f")).unwrap();
+            // Client and server share this process: every duplicate made on
+            // the way (the client's restricted copy, the server's received
+            // one) must be gone when the call returns.
+            let before = handoff::count_open_handles().unwrap();
+            for _ in 0..10 {
+                client.write_file(&file, "x".into()).await.unwrap();
+                client
+                    .count_some(Some(read_only.as_handle()), &[])
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(handoff::count_open_handles().unwrap(), before);
+            client.keep(&read_only).await.unwrap();
+            assert_eq!(
+                handoff::count_open_handles().unwrap(),
+                before + 1,
+                "the method's duplicate"
+            );
+            assert_eq!(server.stats.kept.lock().unwrap().len(), 1);
+        });
         server.stop();
     }
     leaks.assert();

@@ -105,7 +105,12 @@ impl<S> Drop for Slot<S> {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let (Some(state), Some(hook)) = (self.state.take(), hook) {
-            hook(state);
+            // A panicking hook must not stop the rest of a connection's
+            // contexts from running down (they are dropped in a batch).
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(state)));
+            if ran.is_err() {
+                tracing::warn!("rpc: a context rundown hook panicked");
+            }
         }
     }
 }
@@ -235,4 +240,12 @@ fn random_token() -> std::io::Result<u64> {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn random_token() -> std::io::Result<u64> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "no random source for context tokens on this platform yet",
+    ))
 }
