@@ -202,7 +202,7 @@ impl fmt::Display for Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError<E> {
     /// The method ran and returned this error.
-    #[error("the method failed")]
+    #[error("the method returned an error: {0:?}")]
     Application(E),
     /// The server's runtime refused or failed the call; unless the fault
     /// says otherwise, the method did not run.
