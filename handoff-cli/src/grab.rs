@@ -7,12 +7,8 @@ use std::process::{ExitCode, Stdio};
 
 use handoff::{Access, Error, Handle, Process};
 
-use crate::{describe, Failure};
-
-/// The exit statuses `env(1)` uses for its own failures, so that CMD's
-/// statuses pass through unambiguously.
-const FAILED: u8 = 125;
-const CANNOT_RUN: u8 = 127;
+use crate::status::{cannot_run, exit_code, CANNOT_RUN, FAILED};
+use crate::Failure;
 
 /// The handle's name in `LISTEN_FDNAMES` when it goes to descriptor 3.
 const LISTEN_NAME: &str = "grabbed";
@@ -172,24 +168,4 @@ fn run_at(
             format!("waiting for {}: {e}", program.to_string_lossy()),
         )
     })
-}
-
-fn cannot_run(program: &OsStr, e: &Error) -> Failure {
-    let why = match e {
-        // Already names the program and the system's reason.
-        Error::InvalidArgument(text) => text.clone(),
-        e => format!("{}: {}", program.to_string_lossy(), describe(e)),
-    };
-    Failure::new(CANNOT_RUN, format!("cannot run {why}"))
-}
-
-/// CMD's status as ours: its code, or 128 + the signal that killed it, as
-/// shells report it.
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitCode::from(code as u8),
-        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
-        (None, None) => ExitCode::from(FAILED),
-    }
 }

@@ -5,8 +5,12 @@
 //! new file, a variant below and an arm in `main`.
 
 mod args;
+mod exec;
 mod grab;
+mod inherited;
 mod ls;
+mod spec;
+mod status;
 
 use std::error::Error as _;
 use std::process::ExitCode;
@@ -27,6 +31,10 @@ enum Command {
     Ls(ls::Args),
     /// Pull a handle out of another process and run a command with it.
     Grab(grab::Args),
+    /// Run a command with exactly the given files, sockets and startup data.
+    Exec(exec::Args),
+    /// Check and list what this process inherited (run it as the child).
+    Inherited(inherited::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +45,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ls(args) => ls::run(args),
         Command::Grab(args) => grab::run(args),
+        Command::Exec(args) => exec::run(args),
+        Command::Inherited(args) => inherited::run(args),
     };
     result.unwrap_or_else(Failure::report)
 }
