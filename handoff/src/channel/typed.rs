@@ -29,7 +29,8 @@ thread_local! {
     static INCOMING: RefCell<Option<Vec<Option<Handle>>>> = const { RefCell::new(None) };
 }
 
-fn config() -> impl bincode::config::Config {
+/// The bincode configuration of typed payloads (`docs/wire-format.md`).
+pub(crate) fn config() -> impl bincode::config::Config {
     bincode::config::standard()
         .with_little_endian()
         .with_fixed_int_encoding()

@@ -137,13 +137,6 @@ impl Header {
     }
 }
 
-/// The bincode configuration of typed payloads (`docs/wire-format.md`).
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_fixed_int_encoding()
-}
-
 /// Builds a frame: the header, then `body` encoded as a typed payload.
 ///
 /// A value with a [`Handle`](crate::Handle) inside does not encode: handles
@@ -156,7 +149,7 @@ pub fn frame<T: Serialize + ?Sized>(
     body: &T,
 ) -> Result<Vec<u8>> {
     let mut bytes = vec![0u8; HEADER_LEN];
-    bincode::serde::encode_into_std_write(body, &mut bytes, config())
+    bincode::serde::encode_into_std_write(body, &mut bytes, crate::channel::typed::config())
         .map_err(|e| Error::Encode(e.to_string()))?;
     let body_len = u32::try_from(bytes.len() - HEADER_LEN).map_err(|_| Error::TooLarge {
         what: "rpc frame body bytes",
@@ -183,7 +176,9 @@ pub fn frame<T: Serialize + ?Sized>(
 /// must end exactly where the value does.
 pub fn body<T: DeserializeOwned>(frame: &[u8]) -> Result<T> {
     let body = frame.get(HEADER_LEN..).unwrap_or_default();
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(body, config())
+    // Bounded like typed messages: a lying length prefix must not make the
+    // server allocate it.
+    let (value, used) = crate::channel::typed::decode_bounded::<T>(body)
         .map_err(|e| Error::Malformed(format!("rpc frame body: {e}")))?;
     if used != body.len() {
         return Err(Error::Malformed(format!(
