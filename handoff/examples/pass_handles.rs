@@ -77,7 +77,7 @@ fn receiver() -> Result<(), Box<dyn std::error::Error>> {
     // Never trust the sender's word: ask the kernel.
     let report = report.expect("file", Access::READ).map_err(|(e, _)| e)?;
     println!(
-        "receiver {me}: handle {} is a {} with access {} (close-on-exec: {})",
+        "receiver {me}: handle {:?} is a {} with access {} (close-on-exec: {})",
         report.raw(),
         report.kind()?,
         report.access()?.short(),

@@ -152,8 +152,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Wraps an `io::Error` from the system call `op`, turning the errors
     /// that mean "the peer is gone" or "would block" into their own variants.
+    /// `InvalidData`, which no system call reports, is how a backend says the
+    /// peer broke its transport's own framing (the Windows datagram prefix).
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         match source.kind() {
+            io::ErrorKind::InvalidData => Error::Malformed(source.to_string()),
             io::ErrorKind::BrokenPipe
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted

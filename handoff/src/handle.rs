@@ -1,17 +1,19 @@
-//! Owned and borrowed handles, in the io-safety sense of `std::os::fd`.
+//! Owned and borrowed handles, in the io-safety sense of `std::os::fd` and
+//! `std::os::windows::io`.
 //!
 //! A [`Handle`] is closed exactly once, by its one owner, when dropped.
 //! [`Handle::try_clone`] is how ownership is split. A [`BorrowedHandle`] is
 //! valid for a lifetime and never closed. Everything std can turn into an
-//! `OwnedFd` (a `File`, a `UnixStream`, a `TcpListener`, …) converts into a
-//! `Handle` and back.
+//! `OwnedFd` (a `File`, a `UnixStream`, a `TcpListener`, …) or, on Windows,
+//! an `OwnedHandle` (a `File`, a pipe end, a `Child`'s stdio, …) converts
+//! into a `Handle` and back.
 
 use std::fmt;
 
 use crate::sys;
 use crate::{Access, Error, Kind, Result};
 
-/// An owned OS handle: a file descriptor on Unix.
+/// An owned OS handle: a file descriptor on Unix, a `HANDLE` on Windows.
 ///
 /// Created non-inheritable (close-on-exec). Dropping it closes it.
 #[repr(transparent)]
@@ -22,7 +24,8 @@ pub struct Handle(sys::OwnedRaw);
 #[repr(transparent)]
 pub struct BorrowedHandle<'a>(sys::BorrowedRaw<'a>);
 
-/// Anything that can lend out a handle: on Unix, every `AsFd` type.
+/// Anything that can lend out a handle: on Unix, every `AsFd` type; on
+/// Windows, every `std::os::windows::io::AsHandle` type.
 pub trait AsHandle {
     /// Borrows the handle.
     fn as_handle(&self) -> BorrowedHandle<'_>;
@@ -38,7 +41,8 @@ impl Handle {
     /// non-inheritable in the same step.
     ///
     /// # References
-    /// [`fcntl(F_DUPFD_CLOEXEC)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+    /// [`fcntl(F_DUPFD_CLOEXEC)`](https://man7.org/linux/man-pages/man2/fcntl.2.html),
+    /// [`DuplicateHandle`](https://learn.microsoft.com/en-us/windows/win32/api/handleapi/nf-handleapi-duplicatehandle)
     #[doc(alias = "dup")]
     #[doc(alias = "DuplicateHandle")]
     pub fn try_clone(&self) -> Result<Handle> {
@@ -99,13 +103,18 @@ impl Handle {
     }
 }
 
-/// The number that names a handle inside one process (`RawFd` on Unix).
+/// The number that names a handle inside one process (`RawFd` on Unix,
+/// `std::os::windows::io::RawHandle` on Windows).
 pub type RawHandle = sys::RawHandle;
 
 fn sys_borrow(owned: &sys::OwnedRaw) -> sys::BorrowedRaw<'_> {
     #[cfg(unix)]
     {
         std::os::fd::AsFd::as_fd(owned)
+    }
+    #[cfg(windows)]
+    {
+        std::os::windows::io::AsHandle::as_handle(owned)
     }
 }
 
@@ -146,7 +155,9 @@ impl<'a> BorrowedHandle<'a> {
     /// kernel.
     ///
     /// On Linux, files and shared memory are reopened through
-    /// `/proc/self/fd` with the reduced mode. Asking for rights the handle
+    /// `/proc/self/fd` with the reduced mode. On Windows the handle is
+    /// duplicated with a smaller access mask (`FILE_GENERIC_READ`,
+    /// `SECTION_MAP_READ | SECTION_QUERY`, …). Asking for rights the handle
     /// lacks is [`Error::WrongAccess`]; a kind whose rights cannot be reduced
     /// (sockets, eventfds, a read-write FIFO) is [`Error::Unsupported`].
     ///
@@ -157,7 +168,8 @@ impl<'a> BorrowedHandle<'a> {
     ///
     /// # References
     /// [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html),
-    /// [`proc_pid_fd(5)`](https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html)
+    /// [`proc_pid_fd(5)`](https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
+    /// [`DuplicateHandle`](https://learn.microsoft.com/en-us/windows/win32/api/handleapi/nf-handleapi-duplicatehandle)
     pub fn restrict(self, access: Access) -> Result<Handle> {
         sys::handle::restrict(self.0, access).map(Handle)
     }
@@ -187,6 +199,10 @@ impl<'a> BorrowedHandle<'a> {
         #[cfg(unix)]
         {
             std::os::fd::AsRawFd::as_raw_fd(&self.0)
+        }
+        #[cfg(windows)]
+        {
+            std::os::windows::io::AsRawHandle::as_raw_handle(&self.0)
         }
     }
 }
@@ -282,5 +298,90 @@ mod unix_interop {
         std::os::unix::net::UnixDatagram,
         std::io::PipeReader,
         std::io::PipeWriter
+    );
+}
+
+#[cfg(windows)]
+mod windows_interop {
+    use super::*;
+    use std::os::windows::io::{
+        AsHandle as StdAsHandle, AsRawHandle, BorrowedHandle as StdBorrowed, OwnedHandle,
+        RawHandle as StdRaw,
+    };
+
+    impl<T: StdAsHandle + ?Sized> AsHandle for T {
+        fn as_handle(&self) -> BorrowedHandle<'_> {
+            BorrowedHandle(StdAsHandle::as_handle(self))
+        }
+    }
+
+    impl From<OwnedHandle> for Handle {
+        fn from(h: OwnedHandle) -> Self {
+            Handle(h)
+        }
+    }
+
+    impl From<Handle> for OwnedHandle {
+        fn from(h: Handle) -> Self {
+            h.0
+        }
+    }
+
+    impl<'a> From<StdBorrowed<'a>> for BorrowedHandle<'a> {
+        fn from(h: StdBorrowed<'a>) -> Self {
+            BorrowedHandle(h)
+        }
+    }
+
+    impl<'a> From<BorrowedHandle<'a>> for StdBorrowed<'a> {
+        fn from(h: BorrowedHandle<'a>) -> Self {
+            h.0
+        }
+    }
+
+    impl StdAsHandle for Handle {
+        fn as_handle(&self) -> StdBorrowed<'_> {
+            StdAsHandle::as_handle(&self.0)
+        }
+    }
+
+    impl StdAsHandle for BorrowedHandle<'_> {
+        fn as_handle(&self) -> StdBorrowed<'_> {
+            self.0
+        }
+    }
+
+    impl AsRawHandle for Handle {
+        fn as_raw_handle(&self) -> StdRaw {
+            self.0.as_raw_handle()
+        }
+    }
+
+    // Sockets are SOCKETs to std (OwnedSocket), not HANDLEs, and must be
+    // closed with closesocket: they do not convert.
+    macro_rules! via_owned_handle {
+        ($($t:ty),*) => {$(
+            impl From<$t> for Handle {
+                fn from(v: $t) -> Self { Handle(OwnedHandle::from(v)) }
+            }
+            impl From<Handle> for $t {
+                fn from(h: Handle) -> Self { <$t>::from(h.0) }
+            }
+        )*};
+    }
+    via_owned_handle!(std::fs::File, std::io::PipeReader, std::io::PipeWriter);
+
+    macro_rules! into_handle_only {
+        ($($t:ty),*) => {$(
+            impl From<$t> for Handle {
+                fn from(v: $t) -> Self { Handle(OwnedHandle::from(v)) }
+            }
+        )*};
+    }
+    into_handle_only!(
+        std::process::Child,
+        std::process::ChildStdin,
+        std::process::ChildStdout,
+        std::process::ChildStderr
     );
 }

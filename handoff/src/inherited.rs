@@ -1,6 +1,7 @@
 //! The child's side of spawning: claim the handles a parent passed under
-//! the systemd socket-activation convention, each exactly once, and check
-//! each against what the caller expects before trusting it.
+//! the systemd socket-activation convention (on Windows, its Windows form:
+//! `HANDOFF_HANDLES`, `HANDOFF_PARENT_PID`, `LISTEN_FDNAMES`), each exactly
+//! once, and check each against what the caller expects before trusting it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,7 +11,8 @@ use crate::sys;
 use crate::{Access, Channel, Error, Handle, Kind, RawHandle, Result};
 
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
-const FIRST_FD: RawHandle = 3;
+#[cfg(unix)]
+const FIRST_FD: u64 = 3;
 /// More than any real process could have been handed.
 const MAX_FDS: u64 = 1 << 16;
 
@@ -25,7 +27,9 @@ pub struct Inherited {
 #[derive(Debug)]
 struct Entry {
     name: String,
-    fd: RawHandle,
+    /// The handle's number, widened (a `RawHandle` is a pointer on Windows,
+    /// which would make `Inherited` neither `Send` nor `Sync`).
+    raw: u64,
     handle: Option<Handle>,
 }
 
@@ -149,32 +153,57 @@ impl Inherited {
     /// environment.
     pub fn from_env() -> Result<Inherited> {
         let get = |k: &str| std::env::var(k).ok();
-        let parsed = Self::parse(
+        #[cfg(unix)]
+        let parsed: Vec<(String, u64)> = Self::parse(
             get("LISTEN_FDS").as_deref(),
             get("LISTEN_PID").as_deref(),
             get("LISTEN_FDNAMES").as_deref(),
             std::process::id(),
-        )?;
+        )?
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| (name, FIRST_FD + i as u64))
+        .collect();
+        #[cfg(windows)]
+        let parsed: Vec<(String, u64)> = {
+            // Only read when handles were announced: most processes have none.
+            let handles = get("HANDOFF_HANDLES");
+            let parent = match handles {
+                Some(_) => {
+                    sys::spawn::parent_pid().map_err(|e| Error::os("query parent pid", e))?
+                }
+                None => 0,
+            };
+            Self::parse_windows(
+                handles.as_deref(),
+                get("HANDOFF_PARENT_PID").as_deref(),
+                get("LISTEN_FDNAMES").as_deref(),
+                parent,
+            )?
+            .into_iter()
+            .map(|(name, value)| (name, u64::from(value)))
+            .collect()
+        };
+        let var = sys::spawn::HANDLES_VAR;
         if CLAIMED.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyClaimed("LISTEN_FDS".into()));
+            return Err(Error::AlreadyClaimed(var.into()));
         }
-        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        for var in sys::spawn::CONVENTION_VARS {
             std::env::remove_var(var);
         }
         let mut entries = Vec::with_capacity(parsed.len());
-        for (i, name) in parsed.into_iter().enumerate() {
-            let fd = FIRST_FD + i as RawHandle;
-            match sys::handle::claim_inherited(fd) {
+        for (name, raw) in parsed {
+            match sys::handle::claim_inherited(sys::handle::raw_from_bits(raw)) {
                 Ok(owned) => entries.push(Entry {
                     name,
-                    fd,
+                    raw,
                     handle: Some(Handle::from(owned)),
                 }),
                 // Entries claimed so far are dropped (closed) with `entries`:
                 // a broken hand-off is rejected whole.
                 Err(e) => {
                     return Err(bad(format!(
-                        "LISTEN_FDS announces descriptor {fd} ({name}), but {e}"
+                        "{var} announces handle {raw} ({name}), but {e}"
                     )))
                 }
             }
@@ -220,6 +249,71 @@ impl Inherited {
         Ok(names)
     }
 
+    /// Checks the Windows form of the convention without touching any
+    /// handle: the names and handle values, in order.
+    ///
+    /// `handles` is `HANDOFF_HANDLES`, the values in decimal separated by
+    /// `:`; `parent_pid` is `HANDOFF_PARENT_PID`, which must be the pid of
+    /// the process that created this one (`my_parent_pid`), so a grandchild
+    /// that inherited the variables but not the handles refuses them;
+    /// `names` is `LISTEN_FDNAMES` as on Unix. A value must be a nonzero
+    /// multiple of 4 below 2^32 (the low two bits of a handle value are
+    /// ignored by the kernel, so `0x1a5` would name the same handle as
+    /// `0x1a4` and be claimed twice) and appear once.
+    pub fn parse_windows(
+        handles: Option<&str>,
+        parent_pid: Option<&str>,
+        names: Option<&str>,
+        my_parent_pid: u32,
+    ) -> Result<Vec<(String, u32)>> {
+        let Some(list) = handles else {
+            return Ok(Vec::new());
+        };
+        let parts: Vec<&str> = list.split(':').collect();
+        if parts.len() as u64 > MAX_FDS {
+            return Err(bad(format!(
+                "HANDOFF_HANDLES lists {} handles, more than any process is handed",
+                parts.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(parts.len());
+        for part in parts {
+            let v = parse_number("HANDOFF_HANDLES", part)?;
+            let v = u32::try_from(v)
+                .ok()
+                .filter(|v| *v != 0 && v % 4 == 0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "HANDOFF_HANDLES value {v} is not a handle value (a nonzero multiple of 4 below 2^32)"
+                    ))
+                })?;
+            if values.contains(&v) {
+                return Err(bad(format!("HANDOFF_HANDLES lists handle {v} twice")));
+            }
+            values.push(v);
+        }
+        let pid = parent_pid
+            .ok_or_else(|| bad("HANDOFF_HANDLES is set but HANDOFF_PARENT_PID is not".into()))?;
+        let pid = parse_number("HANDOFF_PARENT_PID", pid)?;
+        if pid != u64::from(my_parent_pid) {
+            return Err(bad(format!(
+                "HANDOFF_PARENT_PID={pid} is not this process's parent ({my_parent_pid}); the handles were meant for another process"
+            )));
+        }
+        let names: Vec<String> = match names {
+            Some(list) => list.split(':').map(str::to_owned).collect(),
+            None => values.iter().map(|_| "unknown".to_owned()).collect(),
+        };
+        if names.len() != values.len() {
+            return Err(bad(format!(
+                "LISTEN_FDNAMES has {} names for {} values in HANDOFF_HANDLES",
+                names.len(),
+                values.len()
+            )));
+        }
+        Ok(names.into_iter().zip(values).collect())
+    }
+
     /// Names in descriptor order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.name.as_str())
@@ -235,9 +329,12 @@ impl Inherited {
         self.entries.is_empty()
     }
 
-    /// The descriptor number a name arrived at (for display).
+    /// The descriptor number (handle value) a name arrived at (for display).
     pub fn fd_of(&self, name: &str) -> Option<RawHandle> {
-        self.entries.iter().find(|e| e.name == name).map(|e| e.fd)
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| sys::handle::raw_from_bits(e.raw))
     }
 
     /// Claims the handle named `name`. Missing is [`Error::MissingHandle`],
@@ -270,7 +367,8 @@ impl Inherited {
         Ok(handle)
     }
 
-    /// Claims the handle at position `index` (descriptor 3 + `index`).
+    /// Claims the handle at position `index` (descriptor 3 + `index` on
+    /// Unix, the `index`th value of `HANDOFF_HANDLES` on Windows).
     pub fn take_index(&mut self, index: usize) -> Result<Handle> {
         let entry = self
             .entries

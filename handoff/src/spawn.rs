@@ -8,29 +8,38 @@
 //! `LISTEN_FDNAMES` (their names, colon-separated) and `LISTEN_PID` (the
 //! child's own pid, written after `fork` without allocating). The child
 //! claims them with [`Inherited`](crate::Inherited).
+//!
+//! On Windows the child is created with `CreateProcessW` and a
+//! `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` naming exactly the passed handles
+//! (and its standard handles); their values arrive in `HANDOFF_HANDLES`,
+//! their names in `LISTEN_FDNAMES` and the parent's pid in
+//! `HANDOFF_PARENT_PID` (see `docs/wire-format.md`).
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::ExitStatus;
 
 use serde::Serialize;
 
 use crate::sys;
 use crate::{startup, AsHandle, BorrowedHandle, Channel, Error, Handle, Result};
 
+#[cfg(windows)]
+pub use crate::sys::spawn::Stdio;
+/// How a child's standard input, output or error is set up: std's `Stdio`
+/// on Unix, handoff's own on Windows (where std's cannot be taken apart to
+/// build a handle list). `Stdio::null()`, `Stdio::piped()` and
+/// `Stdio::inherit()` work on both.
+#[cfg(unix)]
+pub use std::process::Stdio;
+
 /// The name under which [`Command::channel`] passes the child's end.
 pub const CHANNEL_NAME: &str = "handoff.channel";
-
-/// The variables of the convention; a child never inherits the parent's own.
-const CONVENTION_VARS: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
 /// A process builder like `std::process::Command` that passes named handles.
 #[derive(Debug)]
 pub struct Command {
-    inner: std::process::Command,
-    hook: Arc<sys::spawn::Hook>,
-    env_clear: bool,
+    inner: sys::spawn::Builder,
     handles: Vec<(String, Handle)>,
     /// The first error met while configuring, reported by `spawn`.
     deferred: Option<Error>,
@@ -39,12 +48,8 @@ pub struct Command {
 impl Command {
     /// A command to run `program`, like `std::process::Command::new`.
     pub fn new(program: impl AsRef<OsStr>) -> Command {
-        let mut inner = std::process::Command::new(program);
-        let hook = sys::spawn::install_hook(&mut inner);
         Command {
-            inner,
-            hook,
-            env_clear: false,
+            inner: sys::spawn::Builder::new(program.as_ref()),
             handles: Vec::new(),
             deferred: None,
         }
@@ -52,19 +57,21 @@ impl Command {
 
     /// Adds an argument.
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
-        self.inner.arg(arg);
+        self.inner.arg(arg.as_ref());
         self
     }
 
     /// Adds arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&mut self, args: I) -> &mut Self {
-        self.inner.args(args);
+        for a in args {
+            self.inner.arg(a.as_ref());
+        }
         self
     }
 
     /// Sets an environment variable for the child.
     pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Self {
-        self.inner.env(key, val);
+        self.inner.env(key.as_ref(), Some(val.as_ref()));
         self
     }
 
@@ -75,13 +82,15 @@ impl Command {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        self.inner.envs(vars);
+        for (k, v) in vars {
+            self.inner.env(k.as_ref(), Some(v.as_ref()));
+        }
         self
     }
 
     /// Removes an environment variable from the child's environment.
     pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
-        self.inner.env_remove(key);
+        self.inner.env(key.as_ref(), None);
         self
     }
 
@@ -89,31 +98,30 @@ impl Command {
     /// variables when handles are passed).
     pub fn env_clear(&mut self) -> &mut Self {
         self.inner.env_clear();
-        self.env_clear = true;
         self
     }
 
     /// Sets the child's working directory.
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
-        self.inner.current_dir(dir);
+        self.inner.current_dir(dir.as_ref());
         self
     }
 
     /// Sets the child's standard input.
     pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
-        self.inner.stdin(cfg);
+        self.inner.stdio(0, cfg.into());
         self
     }
 
     /// Sets the child's standard output.
     pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
-        self.inner.stdout(cfg);
+        self.inner.stdio(1, cfg.into());
         self
     }
 
     /// Sets the child's standard error.
     pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
-        self.inner.stderr(cfg);
+        self.inner.stdio(2, cfg.into());
         self
     }
 
@@ -123,7 +131,8 @@ impl Command {
     }
 
     /// Passes a duplicate of `handle` to the child under `name` (the next
-    /// descriptor from 3 up). The caller keeps its own handle.
+    /// descriptor from 3 up; on Windows, the next value in
+    /// `HANDOFF_HANDLES`). The caller keeps its own handle.
     ///
     /// Names may not be empty or contain `:` (the convention's separator),
     /// `=` or NUL; an invalid name or a failed duplicate is reported by
@@ -179,18 +188,22 @@ impl Command {
     /// The child's environment: this process's (unless cleared) with the
     /// command's changes applied and the convention's variables removed.
     fn child_env(&self) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> = if self.env_clear {
+        let mut env: Vec<(OsString, OsString)> = if self.inner.env_cleared() {
             Vec::new()
         } else {
             std::env::vars_os().collect()
         };
-        for (k, v) in self.inner.get_envs() {
-            env.retain(|(ek, _)| ek != k);
+        for (k, v) in self.inner.env_changes() {
+            env.retain(|(ek, _)| !sys::spawn::same_var(ek, k));
             if let Some(v) = v {
                 env.push((k.to_owned(), v.to_owned()));
             }
         }
-        env.retain(|(k, _)| !CONVENTION_VARS.iter().any(|c| k == c));
+        env.retain(|(k, _)| {
+            !sys::spawn::CONVENTION_VARS
+                .iter()
+                .any(|c| sys::spawn::same_var(k, OsStr::new(c)))
+        });
         env
     }
 
@@ -199,49 +212,43 @@ impl Command {
     ///
     /// # References
     /// [sd_listen_fds(3)](https://www.freedesktop.org/software/systemd/man/latest/sd_listen_fds.html),
-    /// [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+    /// [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html),
+    /// [`UpdateProcThreadAttribute`](https://learn.microsoft.com/en-us/windows/win32/api/processthreadsapi/nf-processthreadsapi-updateprocthreadattribute)
+    /// (`PROC_THREAD_ATTRIBUTE_HANDLE_LIST`)
     pub fn spawn(&mut self) -> Result<Child> {
         if let Some(e) = self.deferred.take() {
             self.handles.clear();
             return Err(e);
         }
         let handles = std::mem::take(&mut self.handles);
-        let args: Vec<OsString> = self.inner.get_args().map(|a| a.to_owned()).collect();
         let env = self.child_env();
         let program = self.inner.get_program().to_owned();
-        let cwd = self.inner.get_current_dir().map(|p| p.to_owned());
         let request = sys::spawn::SpawnRequest {
-            program: &program,
-            args,
             env,
-            current_dir: cwd.as_deref(),
             handles: handles
                 .iter()
                 .map(|(name, h)| (h.borrow().into(), name.as_str()))
                 .collect(),
         };
-        let (child, pidfd) =
-            sys::spawn::spawn(&mut self.inner, &self.hook, request).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound
-                    || e.kind() == std::io::ErrorKind::InvalidInput
-                {
-                    Error::InvalidArgument(format!("{}: {e}", program.to_string_lossy()))
-                } else {
-                    Error::os("spawn", e)
-                }
-            })?;
+        let child = sys::spawn::spawn(&mut self.inner, request).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::InvalidInput
+            {
+                Error::InvalidArgument(format!("{}: {e}", program.to_string_lossy()))
+            } else {
+                Error::os("spawn", e)
+            }
+        })?;
         drop(handles);
-        Ok(Child {
-            inner: child,
-            pidfd: pidfd.map(Handle::from),
-        })
+        Ok(Child { inner: child })
     }
 
     /// The std command underneath, for settings this type does not mirror
     /// (`CommandExt::uid`, `process_group`, …). Its program, arguments,
     /// environment and directory are read from here at spawn time.
+    #[cfg(unix)]
     pub fn as_std_mut(&mut self) -> &mut std::process::Command {
-        &mut self.inner
+        self.inner.as_std_mut()
     }
 }
 
@@ -251,8 +258,7 @@ impl Command {
 /// does not linger as a zombie; a running child is left running.
 #[derive(Debug)]
 pub struct Child {
-    inner: std::process::Child,
-    pidfd: Option<Handle>,
+    inner: sys::spawn::Child,
 }
 
 impl Child {
@@ -261,11 +267,12 @@ impl Child {
         self.inner.id()
     }
 
-    /// A process handle (pidfd) that becomes readable when the child exits;
-    /// poll it in an event loop instead of waiting. `None` where the kernel
-    /// has no pidfds.
+    /// A process handle (a pidfd on Linux, the process handle on Windows)
+    /// that becomes readable (signalled) when the child exits; wait on it in
+    /// an event loop instead of calling [`wait`](Self::wait). `None` where
+    /// the kernel has no pidfds.
     pub fn exit_handle(&self) -> Option<BorrowedHandle<'_>> {
-        self.pidfd.as_ref().map(Handle::borrow)
+        self.inner.exit_handle().map(BorrowedHandle::from)
     }
 
     /// Waits for the child to exit and reaps it.
@@ -278,14 +285,33 @@ impl Child {
         self.inner.try_wait().map_err(|e| Error::os("wait", e))
     }
 
-    /// Sends `SIGKILL`.
+    /// Kills the child (`SIGKILL`; `TerminateProcess` on Windows).
     pub fn kill(&mut self) -> Result<()> {
         self.inner.kill().map_err(|e| Error::os("kill", e))
     }
 
+    /// Takes the parent's end of the child's standard input, if it was
+    /// [`Stdio::piped`].
+    pub fn take_stdin(&mut self) -> Option<Handle> {
+        self.inner.take_stdio(0).map(Handle::from)
+    }
+
+    /// Takes the parent's end of the child's standard output, if it was
+    /// [`Stdio::piped`].
+    pub fn take_stdout(&mut self) -> Option<Handle> {
+        self.inner.take_stdio(1).map(Handle::from)
+    }
+
+    /// Takes the parent's end of the child's standard error, if it was
+    /// [`Stdio::piped`].
+    pub fn take_stderr(&mut self) -> Option<Handle> {
+        self.inner.take_stdio(2).map(Handle::from)
+    }
+
     /// The std child, for its stdin/stdout/stderr pipes.
+    #[cfg(unix)]
     pub fn as_std_mut(&mut self) -> &mut std::process::Child {
-        &mut self.inner
+        self.inner.as_std_mut()
     }
 }
 

@@ -9,12 +9,21 @@
 //! it trusts a byte, then maps it read-only. Nothing is copied between the
 //! processes and no name exists that another process could squat.
 //!
+//! Windows sections cannot be sealed. There the object is an anonymous
+//! section (`CreateFileMappingW` on the paging file) whose size is fixed at
+//! creation; the creator writes it, then keeps only a read-only duplicate
+//! (`SECTION_MAP_READ | SECTION_QUERY`) and closes the writable handle, so
+//! once the child holds its handle no writable handle exists anywhere. The
+//! child checks that its handle cannot map the section writable: that
+//! replaces the seal, and it trusts the creator (the parent) not to have
+//! kept a writable duplicate.
+//!
 //! The header is specified in `docs/wire-format.md`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::sys;
-use crate::{AsHandle, Error, Handle, Kind, Result, Seals};
+use crate::{Access, AsHandle, Error, Handle, Kind, Result, Seals};
 
 /// The name under which startup data is passed to a child.
 pub const NAME: &str = "handoff.startup";
@@ -77,9 +86,24 @@ pub fn create_value<T: Serialize + ?Sized>(value: &T) -> Result<Handle> {
 /// `len` bytes, or everything up to end-of-file with `None`. The kernel
 /// copies where it can (`sendfile`, `splice`); otherwise a buffer does.
 /// A source that ends before `len` bytes is an error.
+///
+/// Where shared memory cannot grow after creation (Windows sections), a
+/// source of unknown length is read to its end in memory first.
 pub fn create_from(source: impl AsHandle, len: Option<u64>) -> Result<Handle> {
-    let fd = begin(FORMAT_BYTES, len.unwrap_or(0))?;
     let src = source.as_handle();
+    if len.is_none() && !sys::shm::CAN_GROW {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match sys::shm::read(src.into(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(Error::os("read startup data", e)),
+            }
+        }
+        return create(&all);
+    }
+    let fd = begin(FORMAT_BYTES, len.unwrap_or(0))?;
     let dst = fd.borrow();
     let max = len.unwrap_or(u64::MAX);
     let mut copied = sys::shm::copy_in_kernel(src.into(), dst.into(), HEADER_LEN, max)
@@ -114,8 +138,9 @@ fn begin(format: u32, payload_len: u64) -> Result<Handle> {
     let total = HEADER_LEN
         .checked_add(payload_len)
         .ok_or_else(|| Error::InvalidArgument("startup data too large".into()))?;
-    let fd = Handle::from(sys::shm::create("handoff-startup").map_err(os("memfd_create"))?);
-    sys::shm::set_len(fd.borrow().into(), total).map_err(os("ftruncate"))?;
+    let fd = Handle::from(
+        sys::shm::create("handoff-startup", total).map_err(os("create shared memory"))?,
+    );
     sys::shm::write_all_at(fd.borrow().into(), &header(format, payload_len), 0)
         .map_err(os("write startup header"))?;
     Ok(fd)
@@ -130,7 +155,7 @@ fn finish(fd: Handle) -> Result<Handle> {
         Err(e) => return Err(Error::os("seal startup data", e)),
     }
     // Hand over a read-only handle: the child can map it read-only only.
-    fd.restrict(crate::Access::READ).or(Ok(fd))
+    fd.restrict(Access::READ).or(Ok(fd))
 }
 
 /// Startup data a child received, validated and mapped read-only.
@@ -145,9 +170,10 @@ impl StartupData {
     /// Validates `handle` as startup data and maps it read-only.
     ///
     /// Checks, in order, before trusting a byte: it is shared memory; it is
-    /// sealed against writing, growing and shrinking; it is at least a
-    /// header long; magic and version match; the header's payload length and
-    /// offset describe exactly the object's size. Any failure is
+    /// sealed against writing, growing and shrinking (on Windows, where
+    /// nothing can be sealed: the handle cannot map it writable); it is at
+    /// least a header long; magic and version match; the header's payload
+    /// length and offset describe exactly the object's size. Any failure is
     /// [`Error::BadStartupData`] naming the check (or [`Error::WrongKind`]).
     pub fn open(handle: Handle) -> Result<StartupData> {
         Self::open_with(handle, true)
@@ -168,6 +194,11 @@ impl StartupData {
                     return Err(bad(format!(
                         "not sealed against change (seals: {seals}); its creator could still modify it"
                     )));
+                }
+                if cfg!(windows) && handle.access()?.contains(Access::WRITE) {
+                    return Err(bad(
+                        "the handle can map the section writable; startup data must arrive read-only".into(),
+                    ));
                 }
                 size
             }

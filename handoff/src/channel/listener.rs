@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{sys_fd, Channel, Limits};
+use super::{Channel, Limits};
 use crate::{sys, Error, Result};
 
 /// Accepts channel connections on a filesystem path.
@@ -13,7 +13,7 @@ use crate::{sys, Error, Result};
 /// first.
 #[derive(Debug)]
 pub struct Listener {
-    socket: sys::OwnedRaw,
+    socket: sys::socket::Listening,
     path: PathBuf,
     identity: Option<(u64, u64)>,
     limits: Limits,
@@ -49,22 +49,21 @@ impl Listener {
     /// Waits for the next client and returns a channel to it.
     pub fn accept(&self) -> Result<Channel> {
         loop {
-            match sys::socket::accept(sys_fd(&self.socket), false) {
+            match sys::socket::accept(&self.socket, false) {
                 Ok(fd) => return Ok(Channel::from_socket(fd)?.with_limits(self.limits)),
                 // A client that gave up before we accepted it is not our error.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    sys::socket::wait(sys_fd(&self.socket), false)
-                        .map_err(|e| Error::os("poll", e))?;
+                    sys::socket::wait_accept(&self.socket).map_err(|e| Error::os("poll", e))?;
                 }
                 Err(e) => return Err(Error::os("accept", e)),
             }
         }
     }
 
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg(all(feature = "tokio", unix))]
     pub(crate) fn try_accept(&self) -> Result<Channel> {
-        match sys::socket::accept(sys_fd(&self.socket), true) {
+        match sys::socket::accept(&self.socket, true) {
             Ok(fd) => Ok(Channel::from_socket(fd)?.with_limits(self.limits)),
             Err(e) => Err(Error::io("accept", e)),
         }
@@ -75,9 +74,9 @@ impl Listener {
         &self.path
     }
 
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn socket(&self) -> sys::BorrowedRaw<'_> {
-        sys_fd(&self.socket)
+    #[cfg(all(feature = "tokio", unix))]
+    pub(crate) fn socket(&self) -> &sys::socket::Listening {
+        &self.socket
     }
 }
 
@@ -90,7 +89,7 @@ impl Drop for Listener {
 #[cfg(unix)]
 impl std::os::fd::AsFd for Listener {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        sys_fd(&self.socket)
+        std::os::fd::AsFd::as_fd(&self.socket)
     }
 }
 

@@ -9,7 +9,9 @@
 pub(crate) mod frame;
 mod listener;
 mod recv;
-#[cfg(feature = "tokio")]
+// The Windows backend has no reactor registration yet (see
+// docs/architecture.md): the async wrappers are Unix-only for now.
+#[cfg(all(feature = "tokio", unix))]
 mod tokio;
 pub mod typed;
 
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 pub use listener::Listener;
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", unix))]
 pub use tokio::{AsyncChannel, AsyncListener};
 
 use crate::sys;
@@ -76,10 +78,11 @@ impl Message {
 /// threads, one sending while another receives. Concurrent senders are
 /// serialised per message, so fragments of two messages never interleave.
 ///
-/// On Unix a channel is a `SOCK_SEQPACKET` Unix-domain socket.
+/// On Unix a channel is a `SOCK_SEQPACKET` Unix-domain socket; on Windows a
+/// message-mode named pipe.
 #[derive(Debug)]
 pub struct Channel {
-    socket: sys::OwnedRaw,
+    socket: sys::socket::Socket,
     max_datagram: usize,
     limits: Limits,
     send_lock: Mutex<()>,
@@ -109,21 +112,23 @@ impl Channel {
 
     /// Builds a channel from a handle, e.g. one inherited from a parent.
     ///
-    /// The handle must be a connected Unix-domain seqpacket socket; anything
-    /// else is [`Error::WrongKind`] (and the handle is closed).
+    /// The handle must be a connected Unix-domain seqpacket socket (on
+    /// Windows, one end of a message-mode pipe); anything else is
+    /// [`Error::WrongKind`] (and the handle is closed).
     pub fn from_handle(handle: Handle) -> Result<Channel> {
-        let socket = sys::OwnedRaw::from(handle);
-        match sys::socket::is_channel_socket(sys_fd(&socket)) {
-            Ok(true) => Channel::from_socket(socket),
+        match sys::socket::is_channel(handle.borrow().into()) {
+            Ok(true) => {
+                Channel::from_socket(sys::socket::Socket::from(sys::OwnedRaw::from(handle)))
+            }
             Ok(false) | Err(_) => Err(Error::WrongKind {
-                expected: "socket (unix, seqpacket)".into(),
-                actual: crate::BorrowedHandle::from(sys_fd(&socket)).kind()?,
+                expected: sys::socket::CHANNEL_KIND.into(),
+                actual: handle.kind()?,
             }),
         }
     }
 
-    fn from_socket(socket: sys::OwnedRaw) -> Result<Channel> {
-        let max_datagram = sys::socket::configure(sys_fd(&socket), frame::MAX_DATAGRAM)
+    pub(crate) fn from_socket(socket: sys::socket::Socket) -> Result<Channel> {
+        let max_datagram = sys::socket::configure(&socket, frame::MAX_DATAGRAM)
             .map_err(|e| Error::os("configure socket", e))?;
         Ok(Channel {
             socket,
@@ -192,15 +197,20 @@ impl Channel {
         handles: &[BorrowedHandle<'_>],
         nonblocking: bool,
     ) -> Result<()> {
-        let fd = sys_fd(&self.socket);
         let raw = sys::handle::as_raw_slice(&handles[f.handles.clone()]);
         loop {
-            match sys::socket::send(fd, &f.header, &bytes[f.bytes.clone()], raw, nonblocking) {
+            match sys::socket::send(
+                &self.socket,
+                &f.header,
+                &bytes[f.bytes.clone()],
+                raw,
+                nonblocking,
+            ) {
                 Ok(()) => return Ok(()),
                 // Someone set the socket non-blocking under a blocking call:
                 // wait for room instead of failing.
                 Err(e) if !nonblocking && e.kind() == std::io::ErrorKind::WouldBlock => {
-                    sys::socket::wait(fd, true).map_err(|e| Error::os("poll", e))?;
+                    sys::socket::wait(&self.socket, true).map_err(|e| Error::os("poll", e))?;
                 }
                 Err(e) => return Err(Error::io("sendmsg", e)),
             }
@@ -250,8 +260,7 @@ impl Channel {
                 Ok(true) => return Ok(()),
                 Ok(false) => continue,
                 Err(Error::WouldBlock) if !nonblocking => {
-                    sys::socket::wait(sys_fd(&self.socket), false)
-                        .map_err(|e| Error::os("poll", e))?;
+                    sys::socket::wait(&self.socket, false).map_err(|e| Error::os("poll", e))?;
                 }
                 Err(e) => {
                     if matches!(e, Error::Malformed(_)) {
@@ -272,8 +281,13 @@ impl Channel {
     #[doc(alias = "SO_PEERCRED")]
     #[doc(alias = "SO_PEERPIDFD")]
     pub fn peer_credentials(&self) -> Result<PeerCredentials> {
-        let (pid, uid, gid, pidfd) = sys::socket::peer_credentials(sys_fd(&self.socket))
-            .map_err(|e| Error::os("getsockopt(SO_PEERCRED)", e))?;
+        let (pid, uid, gid, pidfd) =
+            sys::socket::peer_credentials(&self.socket).map_err(|e| match e.kind() {
+                std::io::ErrorKind::Unsupported => {
+                    Error::Unsupported(sys::socket::NO_PEER_CREDENTIALS)
+                }
+                _ => Error::os("getsockopt(SO_PEERCRED)", e),
+            })?;
         Ok(PeerCredentials {
             pid,
             uid,
@@ -300,7 +314,7 @@ impl Channel {
     }
 
     /// The largest datagram this end sends.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg(all(feature = "tokio", unix))]
     pub(crate) fn max_datagram(&self) -> usize {
         self.max_datagram
     }
@@ -308,16 +322,16 @@ impl Channel {
     /// Gives up the channel and returns its socket, e.g. to pass it to a
     /// child process.
     pub fn into_handle(self) -> Handle {
-        Handle::from(self.socket)
+        Handle::from(sys::socket::into_raw(self.socket))
     }
 
     /// Borrows the channel's socket.
     pub fn as_borrowed(&self) -> BorrowedHandle<'_> {
-        BorrowedHandle::from(sys_fd(&self.socket))
+        BorrowedHandle::from(sys::socket::as_raw(&self.socket))
     }
 
-    pub(crate) fn socket(&self) -> sys::BorrowedRaw<'_> {
-        sys_fd(&self.socket)
+    pub(crate) fn socket(&self) -> &sys::socket::Socket {
+        &self.socket
     }
 }
 
@@ -347,20 +361,29 @@ pub struct PeerCredentials {
 }
 
 #[cfg(unix)]
-fn sys_fd(s: &sys::OwnedRaw) -> sys::BorrowedRaw<'_> {
-    std::os::fd::AsFd::as_fd(s)
-}
-
-#[cfg(unix)]
 impl std::os::fd::AsFd for Channel {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        sys_fd(&self.socket)
+        sys::socket::as_raw(&self.socket)
     }
 }
 
 #[cfg(unix)]
 impl std::os::fd::AsRawFd for Channel {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+        std::os::fd::AsRawFd::as_raw_fd(&sys::socket::as_raw(&self.socket))
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for Channel {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        sys::socket::as_raw(&self.socket)
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawHandle for Channel {
+    fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
+        std::os::windows::io::AsRawHandle::as_raw_handle(&sys::socket::as_raw(&self.socket))
     }
 }

@@ -169,7 +169,7 @@ impl AsyncListener {
     pub fn new(listener: Listener) -> Result<Self> {
         // accept4 has no per-call non-blocking flag; the listening socket is
         // ours alone, so setting O_NONBLOCK on it is safe.
-        sys::socket::set_nonblocking(listener.socket(), true)
+        sys::socket::set_nonblocking(std::os::fd::AsFd::as_fd(listener.socket()), true)
             .map_err(|e| Error::os("ioctl(FIONBIO)", e))?;
         let inner = sys::async_fd::register(listener, Interest::READABLE)
             .map_err(|e| Error::os("register with tokio", e))?;

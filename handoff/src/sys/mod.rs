@@ -6,28 +6,49 @@
 //!
 //! | item | meaning |
 //! |---|---|
-//! | `OwnedRaw`, `BorrowedRaw<'a>`, `RawHandle` | the platform's owned and borrowed handle types and the number that names a handle in one process |
+//! | `OwnedRaw`, `BorrowedRaw<'a>`, `RawHandle` | the platform's owned and borrowed handle types (std's `OwnedFd`/`BorrowedFd`, `OwnedHandle`/`BorrowedHandle`) and the number that names a handle in one process |
 //! | `handle::try_clone(b) -> io::Result<OwnedRaw>` | a new handle to the same object, created non-inheritable in one step |
 //! | `handle::kind(b) -> io::Result<Kind>` | what the object is, read from the kernel |
 //! | `handle::access(b) -> io::Result<Access>` | the rights the handle grants, read from the kernel |
 //! | `handle::is_inheritable(b)`, `handle::set_inheritable(b, on)` | close-on-exec / `HANDLE_FLAG_INHERIT` |
 //! | `handle::restrict(b, access) -> Result<OwnedRaw>` | a new handle with fewer rights enforced by the kernel, `Error::Unsupported` where the kind cannot be narrowed, `Error::WrongAccess` when asking for rights the handle lacks |
 //! | `handle::borrow_raw`, `handle::own_raw` (`unsafe`) | the one place raw numbers become handles |
+//! | `handle::as_raw_slice(&[BorrowedHandle]) -> &[BorrowedRaw]` | the portable borrowed handles as the backend's, without copying |
+//! | `handle::raw_from_bits(u64) -> RawHandle` | a handle number from its widened form (`Inherited` stores numbers as `u64`) |
+//! | `handle::claim_inherited(raw) -> io::Result<OwnedRaw>` | own a handle the parent passed, after checking it is open and arrived by inheritance; make it non-inheritable |
 //! | `handle::count_open() -> io::Result<usize>` | how many handles the process holds (leak checks) |
-//! | `socket::pair()`, `socket::bind(path)`, `socket::connect(path)`, `socket::accept(l, nb)` | message sockets that keep datagram boundaries |
-//! | `socket::configure(s, want) -> io::Result<usize>` | prepare a socket, return the largest datagram it can send |
+//! | `socket::Socket`, `From<OwnedRaw> for Socket`, `socket::as_raw`, `socket::into_raw` | one end of a channel, made from, lent as and given up as a handle |
+//! | `socket::pair()`, `socket::connect(path)` | channel ends that keep datagram boundaries |
+//! | `socket::Listening`, `socket::bind(path, backlog)`, `socket::accept(l, nb)`, `socket::wait_accept(l)`, `socket::file_identity`, `socket::remove_if_same` | listeners many clients connect to (an uninhabited type and `Unsupported` where there are none) |
+//! | `socket::is_channel(b)`, `socket::CHANNEL_KIND` | whether a handle can be a channel end, and what one is called in errors |
+//! | `socket::configure(s, want) -> io::Result<usize>` | prepare a channel end, return the largest datagram it can send |
 //! | `socket::send(s, header, payload, handles, nb)` | send one datagram atomically with its handles |
-//! | `socket::recv(s, header, first, second, handles, nb) -> io::Result<Received>` | receive one datagram, owning every handle it carried before returning, and report truncation of bytes or handles |
+//! | `socket::recv(s, header, dst, scratch, on_handle, nb) -> io::Result<Received>` | receive one datagram, handing every handle it carried to `on_handle`, owned, before anything is checked; report truncation of bytes or handles; the transport's own framing errors are `InvalidData` |
+//! | `socket::peer_hung_up(s)`, `socket::wait(s, writable)` | end-of-file told from an empty datagram; wait for readiness after a would-block |
 //! | `socket::MAX_HANDLES_PER_DATAGRAM` | how many handles one datagram carries |
-//! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one |
+//! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one, else `Unsupported` (`socket::NO_PEER_CREDENTIALS` says why) |
+//! | `socket::NO_TRANSPORT` | why channels or listeners are `Unsupported` where a backend reports `ErrorKind::Unsupported` |
+//! | `shm::create(name, len)`, `shm::CAN_GROW` | anonymous, non-inheritable shared memory of `len` bytes; whether it can grow after creation |
+//! | `shm::write_all_at`, `shm::read_exact_at`, `shm::read`, `shm::len`, `shm::copy_in_kernel`, `shm::add_seals` | fill and inspect it (`add_seals` is `Unsupported` where nothing can be sealed) |
+//! | `shm::Mapping::read_only(b, len, populate)`, `Mapping::as_slice` | a read-only mapping whose bytes cannot change under the slice |
+//! | `spawn::Builder`, `spawn::SpawnRequest`, `spawn::spawn(b, req) -> io::Result<spawn::Child>` | start a child that inherits exactly its standard handles and the named handles, under the platform's convention |
+//! | `spawn::CONVENTION_VARS`, `spawn::HANDLES_VAR`, `spawn::same_var` | the convention's variables (never passed on from the parent's own environment) and how names compare |
+//! | `spawn::Child` | `id`, `exit_handle`, `wait`, `try_wait`, `kill`, `take_stdio` |
 //!
-//! Rules every backend keeps: every handle it creates is non-inheritable;
-//! a received handle is owned before any check can return early; `Drop`
-//! never panics; errors are `io::Error` from the call that failed, mapped to
-//! `crate::Error` by the portable layer.
+//! Rules every backend keeps: every handle it creates is non-inheritable
+//! (except the duplicates it makes for one child); a received handle is
+//! owned before any check can return early; `Drop` never panics; errors are
+//! `io::Error` from the call that failed, mapped to `crate::Error` by the
+//! portable layer. The Unix backend also provides `process` (pidfds), used
+//! by `Process` and `duplicate`, which are Unix-only for now.
 #![allow(unsafe_code)]
 
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;

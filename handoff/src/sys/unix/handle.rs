@@ -229,6 +229,11 @@ pub(crate) unsafe fn own_raw(raw: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(raw) }
 }
 
+/// A descriptor number from its widened form (see `Inherited`).
+pub(crate) fn raw_from_bits(bits: u64) -> RawFd {
+    bits as RawFd
+}
+
 /// Views portable borrowed handles as the backend's borrowed descriptors.
 pub(crate) fn as_raw_slice<'a, 'b>(
     handles: &'b [crate::BorrowedHandle<'a>],

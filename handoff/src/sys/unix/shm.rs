@@ -7,17 +7,26 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::Seals;
 
-/// Creates an empty, sealable, close-on-exec shared-memory object.
+/// Shared memory here can grow after it is created (it is a file).
+pub(crate) const CAN_GROW: bool = true;
+
+/// Creates a sealable, close-on-exec shared-memory object of `len` bytes.
+pub(crate) fn create(name: &str, len: u64) -> io::Result<OwnedFd> {
+    use std::os::fd::AsFd;
+    let fd = create_empty(name)?;
+    rustix::fs::ftruncate(fd.as_fd(), len)?;
+    Ok(fd)
+}
+
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-pub(crate) fn create(name: &str) -> io::Result<OwnedFd> {
+fn create_empty(name: &str) -> io::Result<OwnedFd> {
     use rustix::fs::MemfdFlags;
     rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(Into::into)
 }
 
-/// Creates an empty, close-on-exec shared-memory object.
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-pub(crate) fn create(name: &str) -> io::Result<OwnedFd> {
+fn create_empty(name: &str) -> io::Result<OwnedFd> {
     use rustix::fs::Mode;
     use rustix::shm::OFlags;
     use std::os::fd::AsFd;
@@ -49,11 +58,6 @@ pub(crate) fn create(name: &str) -> io::Result<OwnedFd> {
         io::ErrorKind::AlreadyExists,
         "no free shared-memory name",
     ))
-}
-
-/// Sets the object's size.
-pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    rustix::fs::ftruncate(fd, len).map_err(Into::into)
 }
 
 /// The object's size.

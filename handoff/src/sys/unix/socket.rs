@@ -7,15 +7,18 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-#[cfg(any(target_os = "macos", target_os = "ios"))]
-use std::os::fd::AsFd;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::net::{
     AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
     SocketFlags, SocketType,
 };
+
+/// One end of a channel: a connected seqpacket socket.
+pub(crate) type Socket = OwnedFd;
+/// A listening seqpacket socket.
+pub(crate) type Listening = OwnedFd;
 
 /// The most descriptors one `sendmsg` can carry (Linux's `SCM_MAX_FD`).
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
@@ -89,7 +92,8 @@ pub(crate) fn family(fd: BorrowedFd<'_>) -> io::Result<AddressFamily> {
 }
 
 /// Prepares a channel socket and returns the largest datagram it can send.
-pub(crate) fn configure(fd: BorrowedFd<'_>, wanted_datagram: usize) -> io::Result<usize> {
+pub(crate) fn configure(s: &Socket, wanted_datagram: usize) -> io::Result<usize> {
+    let fd = s.as_fd();
     // A failure only means smaller datagrams; the size is read back below.
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, SEND_BUFFER);
     // Apple has no MSG_NOSIGNAL; the socket option is its per-socket form.
@@ -101,9 +105,12 @@ pub(crate) fn configure(fd: BorrowedFd<'_>, wanted_datagram: usize) -> io::Resul
     Ok(wanted_datagram.min(sndbuf.saturating_sub(64)).max(4096))
 }
 
+/// What [`is_channel`] wants, for the error when it is not.
+pub(crate) const CHANNEL_KIND: &str = "socket (unix, seqpacket)";
+
 /// True when `fd` is a Unix-domain seqpacket socket, the only kind a channel
 /// can run over.
-pub(crate) fn is_channel_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn is_channel(fd: BorrowedFd<'_>) -> io::Result<bool> {
     use rustix::net::sockopt;
     Ok(family(fd)? == AddressFamily::UNIX && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
 }
@@ -129,12 +136,13 @@ fn send_flags(nonblocking: bool) -> SendFlags {
 /// Sends one datagram made of `header` and `payload`, with `handles`
 /// attached. All or nothing: a seqpacket socket never sends part of one.
 pub(crate) fn send(
-    fd: BorrowedFd<'_>,
+    s: &Socket,
     header: &[u8],
     payload: &[u8],
     handles: &[BorrowedFd<'_>],
     nonblocking: bool,
 ) -> io::Result<()> {
+    let fd = s.as_fd();
     let iov = [io::IoSlice::new(header), io::IoSlice::new(payload)];
     let iov = if payload.is_empty() {
         &iov[..1]
@@ -181,13 +189,14 @@ pub(crate) struct Received {
 /// only into initialised buffers, and the channel receives straight into a
 /// message's spare capacity to avoid zeroing or copying bulk data.
 pub(crate) fn recv(
-    fd: BorrowedFd<'_>,
+    s: &Socket,
     header: &mut [u8],
     dst: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     mut on_handle: impl FnMut(OwnedFd),
     nonblocking: bool,
 ) -> io::Result<Received> {
+    let fd = s.as_fd();
     const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
     // u64 elements keep the control buffer aligned for cmsghdr.
     let mut control = [0u64; rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM)) / 8 + 1];
@@ -291,7 +300,8 @@ pub(crate) fn recv(
 
 /// True when the peer has closed its end. Tells end-of-file apart from an
 /// empty datagram, which `recvmsg` also reports as 0 bytes.
-pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn peer_hung_up(s: &Socket) -> bool {
+    let fd = s.as_fd();
     use rustix::event::{poll, PollFd, PollFlags};
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
     let zero = rustix::event::Timespec {
@@ -306,7 +316,8 @@ pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
 
 /// Waits until `fd` is readable (or writable), for blocking calls on a
 /// socket someone else set non-blocking.
-pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {
+pub(crate) fn wait(s: &Socket, writable: bool) -> io::Result<()> {
+    let fd = s.as_fd();
     use rustix::event::{poll, PollFd, PollFlags};
     let events = if writable {
         PollFlags::OUT
@@ -320,6 +331,25 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {
             other => return other.map(|_| ()).map_err(Into::into),
         }
     }
+}
+
+/// Why peer credentials are unavailable.
+pub(crate) const NO_PEER_CREDENTIALS: &str = "peer credentials are implemented for Linux only";
+
+/// Borrows the socket's descriptor.
+pub(crate) fn as_raw(s: &Socket) -> BorrowedFd<'_> {
+    s.as_fd()
+}
+
+/// Gives up the socket's descriptor.
+pub(crate) fn into_raw(s: Socket) -> OwnedFd {
+    s
+}
+
+/// Waits until a connection is ready to accept, for blocking accepts on a
+/// listening socket someone set non-blocking.
+pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
+    wait(l, false)
 }
 
 fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
@@ -356,7 +386,8 @@ pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 ///
 /// `nonblocking` only matters where `accept4` cannot take it per call: the
 /// listening socket is then already non-blocking (`AsyncListener` sets it).
-pub(crate) fn accept(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<OwnedFd> {
+pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<OwnedFd> {
+    let fd = l.as_fd();
     #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     let flags = if nonblocking {
         CLOEXEC | SocketFlags::NONBLOCK
@@ -407,7 +438,8 @@ pub(crate) fn remove_if_same(path: &Path, identity: Option<(u64, u64)>) {
 }
 
 /// Peer credentials: pid, uid, gid, and a pidfd where the kernel offers one.
-pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32, Option<OwnedFd>)> {
+pub(crate) fn peer_credentials(s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedFd>)> {
+    let fd = s.as_fd();
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         let cred = rustix::net::sockopt::socket_peercred(fd)?;
@@ -423,7 +455,7 @@ pub(crate) fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32,
         let _ = fd;
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "peer credentials are implemented for Linux only",
+            NO_PEER_CREDENTIALS,
         ))
     }
 }

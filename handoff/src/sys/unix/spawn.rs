@@ -23,7 +23,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -80,35 +80,147 @@ pub(crate) fn install_hook(cmd: &mut std::process::Command) -> Arc<Hook> {
     hook
 }
 
-/// What the caller hands to [`spawn`].
+/// The convention's variables; a child never inherits the parent's own.
+pub(crate) const CONVENTION_VARS: &[&str] = &["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// The variable that announces the handles (named in errors).
+pub(crate) const HANDLES_VAR: &str = "LISTEN_FDS";
+
+/// True when two environment variable names are the same variable.
+pub(crate) fn same_var(a: &OsStr, b: &OsStr) -> bool {
+    a == b
+}
+
+/// The command being built: std's, which applies stdio, working directory,
+/// uid and the rest, plus the hook that places the handles.
+#[derive(Debug)]
+pub(crate) struct Builder {
+    cmd: std::process::Command,
+    hook: Arc<Hook>,
+    env_clear: bool,
+}
+
+impl Builder {
+    pub(crate) fn new(program: &OsStr) -> Builder {
+        let mut cmd = std::process::Command::new(program);
+        let hook = install_hook(&mut cmd);
+        Builder {
+            cmd,
+            hook,
+            env_clear: false,
+        }
+    }
+
+    pub(crate) fn arg(&mut self, arg: &OsStr) {
+        self.cmd.arg(arg);
+    }
+
+    pub(crate) fn env(&mut self, key: &OsStr, val: Option<&OsStr>) {
+        match val {
+            Some(v) => self.cmd.env(key, v),
+            None => self.cmd.env_remove(key),
+        };
+    }
+
+    pub(crate) fn env_clear(&mut self) {
+        self.cmd.env_clear();
+        self.env_clear = true;
+    }
+
+    pub(crate) fn env_cleared(&self) -> bool {
+        self.env_clear
+    }
+
+    pub(crate) fn env_changes(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
+        self.cmd.get_envs()
+    }
+
+    pub(crate) fn current_dir(&mut self, dir: &Path) {
+        self.cmd.current_dir(dir);
+    }
+
+    /// Sets standard input (0), output (1) or error (2).
+    pub(crate) fn stdio(&mut self, which: u8, cfg: std::process::Stdio) {
+        match which {
+            0 => self.cmd.stdin(cfg),
+            1 => self.cmd.stdout(cfg),
+            _ => self.cmd.stderr(cfg),
+        };
+    }
+
+    pub(crate) fn get_program(&self) -> &OsStr {
+        self.cmd.get_program()
+    }
+
+    pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Command {
+        &mut self.cmd
+    }
+}
+
+/// What the caller hands to [`spawn`] besides the builder.
 pub(crate) struct SpawnRequest<'a> {
-    pub program: &'a OsStr,
-    pub args: Vec<OsString>,
     /// The child's full environment, without any `LISTEN_*` variable.
     pub env: Vec<(OsString, OsString)>,
-    pub current_dir: Option<&'a Path>,
     /// Descriptors for 3, 4, … in order, with their names.
     pub handles: Vec<(BorrowedFd<'a>, &'a str)>,
 }
 
-/// Spawns `cmd` (whose stdio, uid, and so on std applies) with exactly the
-/// requested descriptors, and returns the child and a pidfd for it where the
-/// kernel has one.
-pub(crate) fn spawn(
-    cmd: &mut std::process::Command,
-    hook: &Hook,
-    req: SpawnRequest<'_>,
-) -> io::Result<(std::process::Child, Option<OwnedFd>)> {
-    let mut plan = Box::new(prepare(req)?);
-    hook.plan.store(&mut *plan, Ordering::Release);
-    let spawned = cmd.spawn();
-    hook.plan.store(std::ptr::null_mut(), Ordering::Release);
+/// A spawned child: std's, plus a pidfd where the kernel has them.
+#[derive(Debug)]
+pub(crate) struct Child {
+    std: std::process::Child,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Child {
+    pub(crate) fn id(&self) -> u32 {
+        self.std.id()
+    }
+
+    pub(crate) fn exit_handle(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
+    pub(crate) fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        self.std.wait()
+    }
+
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        self.std.try_wait()
+    }
+
+    pub(crate) fn kill(&mut self) -> io::Result<()> {
+        self.std.kill()
+    }
+
+    /// Takes the parent's end of a piped standard stream (0, 1 or 2).
+    pub(crate) fn take_stdio(&mut self, which: u8) -> Option<OwnedFd> {
+        match which {
+            0 => self.std.stdin.take().map(OwnedFd::from),
+            1 => self.std.stdout.take().map(OwnedFd::from),
+            _ => self.std.stderr.take().map(OwnedFd::from),
+        }
+    }
+
+    pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Child {
+        &mut self.std
+    }
+}
+
+/// Spawns the builder's command (whose stdio, uid, and so on std applies)
+/// with exactly the requested descriptors, and returns the child with a
+/// pidfd for it where the kernel has one.
+pub(crate) fn spawn(b: &mut Builder, req: SpawnRequest<'_>) -> io::Result<Child> {
+    let mut plan = Box::new(prepare(&b.cmd, req)?);
+    b.hook.plan.store(&mut *plan, Ordering::Release);
+    let spawned = b.cmd.spawn();
+    b.hook.plan.store(std::ptr::null_mut(), Ordering::Release);
     drop(plan);
     let child = spawned?;
     // The child is not reaped until we wait for it, so its pid cannot be
     // reused before this call: the pidfd names exactly this child.
     let pidfd = pidfd_for(child.id());
-    Ok((child, pidfd))
+    Ok(Child { std: child, pidfd })
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -131,13 +243,14 @@ fn cstring(bytes: Vec<u8>, what: &str) -> io::Result<CString> {
     })
 }
 
-fn prepare(req: SpawnRequest<'_>) -> io::Result<Plan> {
-    let path = resolve(req.program, &req.env, req.current_dir)?;
+fn prepare(cmd: &std::process::Command, req: SpawnRequest<'_>) -> io::Result<Plan> {
+    let program = cmd.get_program();
+    let path = resolve(program, &req.env, cmd.get_current_dir())?;
     let path = cstring(path.into_os_string().into_vec(), "program path")?;
 
-    let mut argv = vec![cstring(req.program.as_bytes().to_vec(), "program")?];
-    for a in req.args {
-        argv.push(cstring(a.into_vec(), "argument")?);
+    let mut argv = vec![cstring(program.as_bytes().to_vec(), "program")?];
+    for a in cmd.get_args() {
+        argv.push(cstring(a.as_bytes().to_vec(), "argument")?);
     }
     let mut argv_ptrs: Vec<_> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());

@@ -1,0 +1,958 @@
+//! Channels on Windows: a message-mode named pipe, with handles pulled by
+//! whichever process reads the message.
+//!
+//! A pipe keeps message boundaries (as a seqpacket socket does) but carries
+//! no handles, so each datagram starts with a transport prefix
+//! (`docs/wire-format.md`, "Windows"):
+//!
+//! * the sender duplicates each handle into *its own* process (an in-flight
+//!   copy, owned by the sending end) and writes its pid, its creation time,
+//!   a batch sequence number and the copies' 32-bit values;
+//! * the reader opens the sender by pid (`PROCESS_DUP_HANDLE`), checks its
+//!   creation time (so a reused pid is never pulled from), copies each value
+//!   into itself with `DuplicateHandle` and owns the copy at once, then
+//!   acknowledges the batch;
+//! * the acknowledgement tells the sender to close its in-flight copies.
+//!
+//! Who owns a handle in flight, then, is always the sender's process:
+//! a reader never owns a value it did not create by pulling, so a forged or
+//! stale value can never make it close one of its own handles; a reader that
+//! dies just never acknowledges, and the sender closes its copies when the
+//! pipe breaks or the end is dropped; a reader end that moved to another
+//! process is no different, because every message names the process to pull
+//! from (servo/ipc-channel#277 and #310 pushed handles into a process fixed
+//! when the pipe was made).
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use windows_sys::core::BOOL;
+use windows_sys::Win32::Foundation::{
+    DuplicateHandle, LocalFree, DUPLICATE_SAME_ACCESS, ERROR_IO_PENDING, ERROR_MORE_DATA,
+    ERROR_PIPE_CONNECTED, GENERIC_READ, GENERIC_WRITE, HANDLE, WAIT_OBJECT_0,
+};
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, GetFileType, ReadFile, WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE,
+    FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
+    SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
+};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeInfo,
+    PeekNamedPipe, SetNamedPipeHandleState, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS,
+    PIPE_TYPE_MESSAGE, PIPE_WAIT,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, GetCurrentProcess, OpenProcess, WaitForSingleObject, PROCESS_DUP_HANDLE,
+    PROCESS_QUERY_LIMITED_INFORMATION,
+};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
+
+use super::handle::{from_wire, to_wire};
+use super::{cvt, process_identity};
+use crate::channel::frame::MAX_DATAGRAM;
+
+/// Handles per datagram, as on Linux (the prefix grows 4 bytes per handle).
+pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
+
+/// Why listeners are unavailable.
+pub(crate) const NO_TRANSPORT: &str = "named-pipe listeners are not implemented on Windows yet; \
+     create a Channel::pair and pass one end (Command::channel does this for a child)";
+
+/// Why peer credentials are unavailable.
+pub(crate) const NO_PEER_CREDENTIALS: &str = "a Windows pipe records only the processes that \
+     created its ends, which need not be the ones holding them now";
+
+/// What [`is_channel`] wants, for the error when it is not.
+pub(crate) const CHANNEL_KIND: &str = "pipe (message mode)";
+
+/// A datagram carrying a fragment.
+const KIND_FRAGMENT: u8 = 1;
+/// A datagram acknowledging one batch of handles.
+const KIND_ACK: u8 = 2;
+/// Bytes of the fragment prefix before the handle values.
+const PREFIX_LEN: usize = 24;
+/// Bytes of an acknowledgement.
+const ACK_LEN: usize = 16;
+/// The largest datagram a conforming sender writes.
+const MAX_WIRE: usize = PREFIX_LEN + 4 * MAX_HANDLES_PER_DATAGRAM + MAX_DATAGRAM;
+/// How long a dropped end waits for its peer to take handles still in
+/// flight before closing them.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// In-flight copies whose end was turned into a raw handle before they
+/// were acknowledged. The new holder of the end cannot know them, and
+/// closing them early could let the reader pull whatever handle reuses the
+/// value, so they stay open until this process exits.
+static ORPHANS: Mutex<Vec<OwnedHandle>> = Mutex::new(Vec::new());
+
+/// One end of a channel.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    /// `None` only after `into_raw` took it.
+    pipe: Option<OwnedHandle>,
+    state: Mutex<State>,
+    /// Held by whoever reads from the pipe, so a send that drains
+    /// acknowledgements never takes a datagram meant for `recv`.
+    reader: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Copies this end sent, by batch, oldest first, until acknowledged.
+    in_flight: VecDeque<(u64, Vec<OwnedHandle>)>,
+    /// The next batch number; starts random so that acknowledgements meant
+    /// for an earlier holder of this end can never match.
+    next_batch: u64,
+    /// The process last pulled from: pid, creation time, handle.
+    source: Option<(u32, u64, OwnedHandle)>,
+}
+
+impl From<OwnedHandle> for Socket {
+    fn from(pipe: OwnedHandle) -> Socket {
+        let mut seed = [0u8; 8];
+        let _ = super::random(&mut seed);
+        Socket {
+            pipe: Some(pipe),
+            state: Mutex::new(State {
+                in_flight: VecDeque::new(),
+                next_batch: u64::from_le_bytes(seed),
+                source: None,
+            }),
+            reader: Mutex::new(()),
+        }
+    }
+}
+
+impl Socket {
+    fn pipe(&self) -> HANDLE {
+        match &self.pipe {
+            Some(p) => p.as_raw_handle() as HANDLE,
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the copies of batch `batch`, which the peer has taken.
+    fn release(&self, batch: u64) {
+        let mut state = self.state();
+        if let Some(i) = state.in_flight.iter().position(|(b, _)| *b == batch) {
+            state.in_flight.remove(i);
+        }
+    }
+
+    /// The peer is gone: nothing in flight can be taken any more.
+    fn release_all(&self) {
+        self.state().in_flight.clear();
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.pipe.is_some() && !self.state().in_flight.is_empty() {
+            linger(self);
+        }
+    }
+}
+
+/// Waits (bounded) for the peer to acknowledge what is still in flight, so
+/// a process that sends handles and exits does not take them with it.
+/// Everything else that arrives is discarded, as closing the end would; a
+/// batch of handles among it is acknowledged so the peer frees its copies.
+fn linger(s: &Socket) {
+    let deadline = Instant::now() + LINGER;
+    let mut buf = Vec::with_capacity(MAX_WIRE);
+    let _reading = s.reader.lock().unwrap_or_else(|p| p.into_inner());
+    while !s.state().in_flight.is_empty() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        match read_message(s, &mut buf, Some(left)) {
+            Ok(_) => match parse(&buf) {
+                Datagram::Ack(batch) => s.release(batch),
+                Datagram::Fragment { count, batch, .. } if count > 0 => ack(s, batch),
+                _ => {}
+            },
+            Err(_) => break,
+        }
+    }
+}
+
+fn event() -> io::Result<OwnedHandle> {
+    // SAFETY: an unnamed manual-reset event, non-inheritable (null
+    // attributes); the result is checked and owned at once.
+    unsafe { super::owned(CreateEventW(std::ptr::null(), 1, 0, std::ptr::null())) }
+}
+
+/// Runs one overlapped operation on the pipe to completion (or until
+/// `timeout`, then cancels it). Returns the bytes transferred and whether a
+/// message was longer than the buffer (`ERROR_MORE_DATA`).
+fn overlapped(
+    pipe: HANDLE,
+    timeout: Option<Duration>,
+    start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
+) -> io::Result<(usize, bool)> {
+    let ev = event()?;
+    // SAFETY: zeroed plain data is a valid OVERLAPPED.
+    let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+    ov.hEvent = ev.as_raw_handle() as HANDLE;
+    if start(&mut ov) == 0 {
+        let e = io::Error::last_os_error();
+        match e.raw_os_error().map(|c| c as u32) {
+            Some(ERROR_IO_PENDING) | Some(ERROR_MORE_DATA) => {}
+            _ => return Err(e),
+        }
+    }
+    if let Some(t) = timeout {
+        let ms = t.as_millis().min(u128::from(u32::MAX - 1)) as u32;
+        // SAFETY: waiting on our own event.
+        if unsafe { WaitForSingleObject(ov.hEvent, ms) } != WAIT_OBJECT_0 {
+            // SAFETY: cancels only this operation; it completes (aborted)
+            // before GetOverlappedResult below returns.
+            unsafe { CancelIoEx(pipe, &ov) };
+        }
+    }
+    let mut n = 0u32;
+    // SAFETY: waits for the operation to finish, so `ov` and the buffer it
+    // uses outlive it.
+    if unsafe { GetOverlappedResult(pipe, &ov, &mut n, 1) } == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(ERROR_MORE_DATA as i32) {
+            return Ok((n as usize, true));
+        }
+        return Err(e);
+    }
+    Ok((n as usize, false))
+}
+
+/// Reads one whole datagram into `buf` (cleared first). A datagram longer
+/// than `MAX_WIRE` is read to its end and reported as `InvalidData`.
+fn read_message(s: &Socket, buf: &mut Vec<u8>, timeout: Option<Duration>) -> io::Result<()> {
+    buf.clear();
+    let pipe = s.pipe();
+    let spare = buf.spare_capacity_mut();
+    let (ptr, cap) = (spare.as_mut_ptr().cast::<u8>(), spare.len().min(MAX_WIRE));
+    let (n, more) = overlapped(pipe, timeout, |ov| {
+        // SAFETY: the buffer is writable for `cap` bytes and outlives the
+        // operation (overlapped() waits for it); the kernel only writes.
+        unsafe { ReadFile(pipe, ptr, cap as u32, std::ptr::null_mut(), ov) }
+    })?;
+    // SAFETY: the read wrote `n` bytes at the start of the spare capacity.
+    unsafe { buf.set_len(n) };
+    if more {
+        let mut rest = vec![0u8; 64 * 1024];
+        loop {
+            let (_, more) = overlapped(pipe, None, |ov| {
+                // SAFETY: as above, into `rest`.
+                unsafe {
+                    ReadFile(
+                        pipe,
+                        rest.as_mut_ptr(),
+                        rest.len() as u32,
+                        std::ptr::null_mut(),
+                        ov,
+                    )
+                }
+            })?;
+            if !more {
+                break;
+            }
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("datagram longer than the {MAX_WIRE}-byte maximum"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes one datagram.
+fn write_message(s: &Socket, bytes: &[u8]) -> io::Result<()> {
+    let pipe = s.pipe();
+    let (n, _) = overlapped(pipe, None, |ov| {
+        // SAFETY: `bytes` is readable and outlives the operation.
+        unsafe {
+            WriteFile(
+                pipe,
+                bytes.as_ptr(),
+                bytes.len() as u32,
+                std::ptr::null_mut(),
+                ov,
+            )
+        }
+    })?;
+    if n != bytes.len() {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(())
+}
+
+/// What one datagram's transport prefix says.
+enum Datagram<'a> {
+    Ack(u64),
+    Fragment {
+        count: usize,
+        pid: u32,
+        created: u64,
+        batch: u64,
+        values: &'a [u8],
+        fragment: &'a [u8],
+    },
+    Bad(&'static str),
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([b[i], b[i + 1]])
+}
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]))
+}
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]))
+}
+
+fn parse(d: &[u8]) -> Datagram<'_> {
+    match d.first() {
+        None => Datagram::Bad("empty datagram"),
+        Some(&KIND_ACK) => {
+            if d.len() != ACK_LEN || d[1..8].iter().any(|&b| b != 0) {
+                return Datagram::Bad("malformed acknowledgement");
+            }
+            Datagram::Ack(u64_at(d, 8))
+        }
+        Some(&KIND_FRAGMENT) => {
+            if d.len() < PREFIX_LEN || d[1] != 0 {
+                return Datagram::Bad("malformed fragment prefix");
+            }
+            let count = usize::from(u16_at(d, 2));
+            if count > MAX_HANDLES_PER_DATAGRAM || d.len() < PREFIX_LEN + 4 * count {
+                return Datagram::Bad("fragment prefix announces more handles than it holds");
+            }
+            Datagram::Fragment {
+                count,
+                pid: u32_at(d, 4),
+                created: u64_at(d, 8),
+                batch: u64_at(d, 16),
+                values: &d[PREFIX_LEN..PREFIX_LEN + 4 * count],
+                fragment: &d[PREFIX_LEN + 4 * count..],
+            }
+        }
+        Some(_) => Datagram::Bad("unknown datagram kind"),
+    }
+}
+
+fn malformed(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.to_owned())
+}
+
+/// Tells the peer its batch was taken (or discarded). A peer that is gone
+/// needs no telling.
+fn ack(s: &Socket, batch: u64) {
+    let mut d = [0u8; ACK_LEN];
+    d[0] = KIND_ACK;
+    d[8..].copy_from_slice(&batch.to_le_bytes());
+    let _ = write_message(s, &d);
+}
+
+/// A handle to the process that sent a batch, checked to be the process
+/// that wrote it (pid and creation time), cached per channel end.
+fn source(state: &mut State, pid: u32, created: u64) -> io::Result<HANDLE> {
+    if (pid, created) == process_identity() {
+        // SAFETY: the pseudo handle of this process, valid forever.
+        return Ok(unsafe { GetCurrentProcess() });
+    }
+    if let Some((p, c, h)) = &state.source {
+        if (*p, *c) == (pid, created) {
+            return Ok(h.as_raw_handle() as HANDLE);
+        }
+    }
+    // SAFETY: opening a process by id; the result is checked and owned.
+    let h = unsafe {
+        super::owned(OpenProcess(
+            PROCESS_DUP_HANDLE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            pid,
+        ))
+    }?;
+    // SAFETY: `h` is a process handle with PROCESS_QUERY_LIMITED_INFORMATION.
+    if unsafe { super::creation_time(h.as_raw_handle() as HANDLE) }? != created {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the sending process has exited (its pid now names another process)",
+        ));
+    }
+    let raw = h.as_raw_handle() as HANDLE;
+    state.source = Some((pid, created, h));
+    Ok(raw)
+}
+
+/// Copies handle `value` out of process `from` into this one.
+fn pull(from: HANDLE, value: u32) -> io::Result<OwnedHandle> {
+    let mut out: HANDLE = std::ptr::null_mut();
+    // SAFETY: `from` is a process handle with PROCESS_DUP_HANDLE (or this
+    // process's pseudo handle); the value names a handle in *that* process,
+    // so a wrong value can only fail or copy one of the sender's own
+    // handles, never touch ours; `out` is ours to write.
+    cvt(unsafe {
+        DuplicateHandle(
+            from,
+            from_wire(value) as HANDLE,
+            GetCurrentProcess(),
+            &mut out,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS,
+        )
+    })?;
+    // SAFETY: DuplicateHandle created `out` in this process for us alone.
+    Ok(unsafe { super::handle::own_raw(out as std::os::windows::io::RawHandle) })
+}
+
+/// Creates a connected pair: the two ends of a new named pipe whose name
+/// is random, which only this user may open, and which only this process
+/// has connected to.
+pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
+    let mut nonce = [0u8; 16];
+    super::random(&mut nonce)?;
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!(r"\\.\pipe\handoff-{}-{hex}", std::process::id());
+    let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
+    let sd = UserOnly::new()?;
+    let sa = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: sd.0,
+        bInheritHandle: 0,
+    };
+    let buffer = MAX_WIRE as u32;
+    // SAFETY: a NUL-terminated name, valid attributes; the result is
+    // checked and owned at once. FIRST_PIPE_INSTANCE fails if anyone
+    // created the name first; one instance means nobody can open a second.
+    let server = unsafe {
+        super::owned(CreateNamedPipeW(
+            wide.as_ptr(),
+            PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            buffer,
+            buffer,
+            0,
+            &sa,
+        ))
+    }?;
+    drop(sd);
+    // SAFETY: as above; null attributes make the handle non-inheritable.
+    // SQOS limits the server (us) to identifying, not impersonating, us.
+    let client = unsafe {
+        super::owned(CreateFileW(
+            wide.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+            std::ptr::null_mut(),
+        ))
+    }?;
+    let mode = PIPE_READMODE_MESSAGE;
+    // SAFETY: the handle is ours; only the read mode changes.
+    cvt(unsafe {
+        SetNamedPipeHandleState(
+            client.as_raw_handle() as HANDLE,
+            &mode,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    })?;
+    let server_h = server.as_raw_handle() as HANDLE;
+    match overlapped(server_h, None, |ov| {
+        // SAFETY: the server end is ours; `ov` outlives the operation.
+        unsafe { ConnectNamedPipe(server_h, ov) }
+    }) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED as i32) => {}
+        Err(e) => return Err(e),
+    }
+    let mut client_pid = 0u32;
+    // SAFETY: the server end is ours; `client_pid` is ours to write.
+    cvt(unsafe { GetNamedPipeClientProcessId(server_h, &mut client_pid) })?;
+    if client_pid != std::process::id() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "another process connected to the new pipe first",
+        ));
+    }
+    Ok((Socket::from(server), Socket::from(client)))
+}
+
+/// A security descriptor granting access to the current user only,
+/// freed on drop.
+struct UserOnly(PSECURITY_DESCRIPTOR);
+
+impl UserOnly {
+    fn new() -> io::Result<UserOnly> {
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+        };
+        static SDDL: OnceLock<Vec<u16>> = OnceLock::new();
+        let sddl = match SDDL.get() {
+            Some(s) => s,
+            None => {
+                let sid = user_sid()?;
+                // Protected DACL, one ACE: generic all for the user.
+                let text = format!("D:P(A;;GA;;;{sid})");
+                SDDL.get_or_init(|| text.encode_utf16().chain(Some(0)).collect())
+            }
+        };
+        let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated SDDL string; `sd` receives a LocalAlloc'd
+        // descriptor we free in Drop.
+        cvt(unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut sd,
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(UserOnly(sd))
+    }
+}
+
+impl Drop for UserOnly {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor was LocalAlloc'd by the conversion above.
+        unsafe { LocalFree(self.0) };
+    }
+}
+
+/// The current user's SID in string form (`S-1-5-21-…`).
+fn user_sid() -> io::Result<String> {
+    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+    use windows_sys::Win32::Security::{GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
+    use windows_sys::Win32::System::Threading::OpenProcessToken;
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: our own process's token, for querying; `token` is ours.
+    cvt(unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) })?;
+    // SAFETY: OpenProcessToken succeeded: a new handle we own.
+    let token = unsafe { super::handle::own_raw(token as std::os::windows::io::RawHandle) };
+    let mut buf = [0u64; 64];
+    let mut len = 0u32;
+    // SAFETY: the buffer is writable for its size, which is passed.
+    cvt(unsafe {
+        GetTokenInformation(
+            token.as_raw_handle() as HANDLE,
+            TokenUser,
+            buf.as_mut_ptr().cast(),
+            std::mem::size_of_val(&buf) as u32,
+            &mut len,
+        )
+    })?;
+    // SAFETY: on success the buffer starts with a TOKEN_USER whose SID
+    // points into the same buffer.
+    let user = unsafe { &*buf.as_ptr().cast::<TOKEN_USER>() };
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: a valid SID; `text` receives a LocalAlloc'd string.
+    cvt(unsafe { ConvertSidToStringSidW(user.User.Sid, &mut text) })?;
+    let mut n = 0;
+    // SAFETY: the string is NUL-terminated.
+    while unsafe { *text.add(n) } != 0 {
+        n += 1;
+    }
+    // SAFETY: `n` UTF-16 units before the NUL.
+    let sid = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, n) });
+    // SAFETY: allocated by ConvertSidToStringSidW with LocalAlloc.
+    unsafe { LocalFree(text.cast()) };
+    Ok(sid)
+}
+
+/// Prepares a channel end and returns the largest datagram it sends.
+pub(crate) fn configure(_s: &Socket, wanted_datagram: usize) -> io::Result<usize> {
+    Ok(wanted_datagram.min(MAX_DATAGRAM))
+}
+
+/// True when `h` is a message-mode pipe, the only kind a channel runs over.
+pub(crate) fn is_channel(h: BorrowedHandle<'_>) -> io::Result<bool> {
+    let raw = h.as_raw_handle() as HANDLE;
+    // SAFETY: the handle is borrowed for the call.
+    if unsafe { GetFileType(raw) } != FILE_TYPE_PIPE {
+        return Ok(false);
+    }
+    let mut flags = 0u32;
+    // SAFETY: as above; unneeded out pointers may be null.
+    let ok = unsafe {
+        GetNamedPipeInfo(
+            raw,
+            &mut flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    Ok(ok != 0 && flags & PIPE_TYPE_MESSAGE != 0)
+}
+
+/// Bytes waiting in the pipe (0 when none), or the pipe's error.
+fn available(s: &Socket) -> io::Result<(u32, [u8; ACK_LEN], u32, u32)> {
+    let mut head = [0u8; ACK_LEN];
+    let (mut read, mut total, mut left) = (0u32, 0u32, 0u32);
+    // SAFETY: `head` is writable for its size; the pipe is ours.
+    cvt(unsafe {
+        PeekNamedPipe(
+            s.pipe(),
+            head.as_mut_ptr().cast(),
+            ACK_LEN as u32,
+            &mut read,
+            &mut total,
+            &mut left,
+        )
+    })?;
+    Ok((total, head, read, left))
+}
+
+/// Closes in-flight copies the peer has acknowledged, as long as
+/// acknowledgements are what waits at the head of the pipe and nobody is
+/// in `recv` (which handles them itself). Keeps a send-only end from
+/// piling up copies.
+fn drain_acks(s: &Socket) {
+    let Ok(_reading) = s.reader.try_lock() else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(ACK_LEN);
+    loop {
+        match available(s) {
+            Ok((total, head, read, left))
+                if total > 0 && read as usize == ACK_LEN && left == 0 && head[0] == KIND_ACK => {}
+            _ => return,
+        }
+        match read_message(s, &mut buf, None) {
+            Ok(()) => match parse(&buf) {
+                Datagram::Ack(batch) => s.release(batch),
+                _ => return,
+            },
+            Err(_) => return,
+        }
+    }
+}
+
+/// Sends one datagram: the fragment (`header` and `payload`) behind the
+/// transport prefix naming in-flight copies of `handles`.
+pub(crate) fn send(
+    s: &Socket,
+    header: &[u8],
+    payload: &[u8],
+    handles: &[BorrowedHandle<'_>],
+    _nonblocking: bool,
+) -> io::Result<()> {
+    if handles.len() > MAX_HANDLES_PER_DATAGRAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many handles for one datagram",
+        ));
+    }
+    if !handles.is_empty() {
+        drain_acks(s);
+    }
+    let copies = handles
+        .iter()
+        .map(|h| h.try_clone_to_owned())
+        .collect::<io::Result<Vec<_>>>()?;
+    let (pid, created) = process_identity();
+    let mut d = Vec::with_capacity(PREFIX_LEN + 4 * copies.len() + header.len() + payload.len());
+    d.push(KIND_FRAGMENT);
+    d.push(0);
+    d.extend_from_slice(&(copies.len() as u16).to_le_bytes());
+    d.extend_from_slice(&pid.to_le_bytes());
+    d.extend_from_slice(&created.to_le_bytes());
+    let batch = if copies.is_empty() {
+        0
+    } else {
+        let mut state = s.state();
+        state.next_batch = state.next_batch.wrapping_add(1);
+        state.next_batch
+    };
+    d.extend_from_slice(&batch.to_le_bytes());
+    for c in &copies {
+        let v = to_wire(c.as_raw_handle()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a handle value does not fit in 32 bits",
+            )
+        })?;
+        d.extend_from_slice(&v.to_le_bytes());
+    }
+    d.extend_from_slice(header);
+    d.extend_from_slice(payload);
+    if !copies.is_empty() {
+        s.state().in_flight.push_back((batch, copies));
+    }
+    match write_message(s, &d) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Never written, so never pulled: close the copies now.
+            s.release(batch);
+            if is_gone(&e) {
+                s.release_all();
+            }
+            Err(e)
+        }
+    }
+}
+
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::NotConnected | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// What one read delivered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// Bytes of the fragment (header included) that were stored; 0 means
+    /// the datagram held no fragment.
+    pub len: usize,
+    /// The datagram was longer than the maximum (never set here: such a
+    /// datagram is `InvalidData`).
+    pub truncated: bool,
+    /// Some handles could not be pulled from the sender.
+    pub handles_truncated: bool,
+}
+
+thread_local! {
+    /// Where datagrams land before they are taken apart. One per thread,
+    /// not per channel.
+    static WIRE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Receives one fragment: its header into `header`, its payload appended
+/// to `dst`, and each handle it names pulled from the sender and handed to
+/// `on_handle`, owned, before anything else is looked at. Acknowledgements
+/// that arrive first are consumed here.
+pub(crate) fn recv(
+    s: &Socket,
+    header: &mut [u8],
+    dst: &mut Vec<u8>,
+    _scratch: &mut Vec<u8>,
+    mut on_handle: impl FnMut(OwnedHandle),
+    nonblocking: bool,
+) -> io::Result<Received> {
+    let _reading = s.reader.lock().unwrap_or_else(|p| p.into_inner());
+    WIRE.with(|wire| {
+        let mut buf = wire.borrow_mut();
+        if buf.capacity() < MAX_WIRE {
+            buf.reserve_exact(MAX_WIRE);
+        }
+        loop {
+            if nonblocking {
+                match available(s) {
+                    Ok((0, ..)) => return Err(io::ErrorKind::WouldBlock.into()),
+                    Ok(_) => {}
+                    Err(e) => return Err(gone(s, e)),
+                }
+            }
+            read_message(s, &mut buf, None).map_err(|e| gone(s, e))?;
+            let (count, pid, created, batch, values, fragment) = match parse(&buf) {
+                Datagram::Ack(batch) => {
+                    s.release(batch);
+                    continue;
+                }
+                Datagram::Bad(why) => return Err(malformed(why)),
+                Datagram::Fragment {
+                    count,
+                    pid,
+                    created,
+                    batch,
+                    values,
+                    fragment,
+                } => (count, pid, created, batch, values, fragment),
+            };
+            let mut handles_truncated = false;
+            if count > 0 {
+                let mut state = s.state();
+                match source(&mut state, pid, created) {
+                    Ok(from) => {
+                        for v in values.chunks_exact(4) {
+                            match pull(from, u32_at(v, 0)) {
+                                Ok(h) => on_handle(h),
+                                Err(_) => {
+                                    handles_truncated = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => handles_truncated = true,
+                }
+                drop(state);
+                ack(s, batch);
+            }
+            let in_header = fragment.len().min(header.len());
+            header[..in_header].copy_from_slice(&fragment[..in_header]);
+            if fragment.len() > header.len() {
+                dst.extend_from_slice(&fragment[header.len()..]);
+            }
+            return Ok(Received {
+                len: fragment.len(),
+                truncated: false,
+                handles_truncated,
+            });
+        }
+    })
+}
+
+/// A failed read: when the peer is gone, nothing in flight can be taken.
+fn gone(s: &Socket, e: io::Error) -> io::Error {
+    if is_gone(&e) {
+        s.release_all();
+    }
+    e
+}
+
+/// True when the peer has closed its end.
+pub(crate) fn peer_hung_up(s: &Socket) -> bool {
+    available(s).is_err()
+}
+
+/// Waits until a datagram is waiting (writes never report would-block).
+pub(crate) fn wait(s: &Socket, writable: bool) -> io::Result<()> {
+    if writable {
+        return Ok(());
+    }
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if available(s)?.0 > 0 {
+            return Ok(());
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Borrows the pipe.
+pub(crate) fn as_raw(s: &Socket) -> BorrowedHandle<'_> {
+    match &s.pipe {
+        Some(p) => p.as_handle(),
+        // `into_raw` consumes the socket, so a live socket always has it.
+        None => unreachable!("a channel end without its pipe"),
+    }
+}
+
+/// Gives up the pipe, e.g. to pass it to another process. Copies still in
+/// flight are kept until this process exits (see [`ORPHANS`]).
+pub(crate) fn into_raw(mut s: Socket) -> OwnedHandle {
+    let in_flight = std::mem::take(&mut s.state().in_flight);
+    if !in_flight.is_empty() {
+        let mut orphans = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
+        orphans.extend(in_flight.into_iter().flat_map(|(_, copies)| copies));
+    }
+    match s.pipe.take() {
+        Some(p) => p,
+        None => unreachable!("a channel end without its pipe"),
+    }
+}
+
+/// Peer credentials are not offered (see [`NO_PEER_CREDENTIALS`]).
+pub(crate) fn peer_credentials(_s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedHandle>)> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        NO_PEER_CREDENTIALS,
+    ))
+}
+
+/// A listening endpoint; none can exist yet (see [`NO_TRANSPORT`]).
+#[derive(Debug)]
+pub(crate) enum Listening {}
+
+fn no_listener<T>() -> io::Result<T> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, NO_TRANSPORT))
+}
+
+pub(crate) fn bind(_path: &Path, _backlog: i32) -> io::Result<Listening> {
+    no_listener()
+}
+
+pub(crate) fn connect(_path: &Path) -> io::Result<Socket> {
+    no_listener()
+}
+
+pub(crate) fn accept(l: &Listening, _nonblocking: bool) -> io::Result<Socket> {
+    match *l {}
+}
+
+pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
+    match *l {}
+}
+
+pub(crate) fn file_identity(_path: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+pub(crate) fn remove_if_same(_path: &Path, _identity: Option<(u64, u64)>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_prefix_and_ack() {
+        let mut d = vec![KIND_FRAGMENT, 0, 2, 0];
+        d.extend_from_slice(&7u32.to_le_bytes());
+        d.extend_from_slice(&9u64.to_le_bytes());
+        d.extend_from_slice(&5u64.to_le_bytes());
+        d.extend_from_slice(&0x1a4u32.to_le_bytes());
+        d.extend_from_slice(&0x1b0u32.to_le_bytes());
+        d.extend_from_slice(&[1, 3, 2, 0]);
+        assert_eq!(
+            &d[..PREFIX_LEN],
+            &[1, 0, 2, 0, 7, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0],
+            "see docs/wire-format.md, Windows transport prefix"
+        );
+        match parse(&d) {
+            Datagram::Fragment {
+                count,
+                pid,
+                created,
+                batch,
+                values,
+                fragment,
+            } => {
+                assert_eq!((count, pid, created, batch), (2, 7, 9, 5));
+                assert_eq!(values, &[0xa4, 1, 0, 0, 0xb0, 1, 0, 0]);
+                assert_eq!(fragment, &[1, 3, 2, 0]);
+            }
+            _ => panic!("not a fragment"),
+        }
+        let mut a = [0u8; ACK_LEN];
+        a[0] = KIND_ACK;
+        a[8] = 5;
+        assert!(matches!(parse(&a), Datagram::Ack(5)));
+        a[3] = 1;
+        assert!(matches!(parse(&a), Datagram::Bad(_)));
+        assert!(matches!(
+            parse(&[KIND_FRAGMENT, 0, 0xff, 0]),
+            Datagram::Bad(_)
+        ));
+        assert!(matches!(parse(&[9]), Datagram::Bad(_)));
+    }
+
+    #[test]
+    fn handle_values_travel_as_32_bits() {
+        let v = 0x1a4usize as std::os::windows::io::RawHandle;
+        assert_eq!(to_wire(v), Some(0x1a4));
+        assert_eq!(from_wire(0x1a4), v);
+        // Pseudo handles are sign-extended -1, -2, …
+        let pseudo = -1isize as std::os::windows::io::RawHandle;
+        assert_eq!(from_wire(to_wire(pseudo).unwrap()), pseudo);
+        assert_eq!(
+            to_wire((1usize << 40) as std::os::windows::io::RawHandle),
+            None
+        );
+    }
+}
