@@ -1,9 +1,30 @@
 //! A listener that many clients can connect to, bound to a filesystem path.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{Channel, Limits};
+use super::{Channel, Limits, PeerCredentials};
 use crate::{sys, Error, Result};
+
+/// A caller-supplied test of a connecting peer's credentials.
+type PeerCheck = Arc<dyn Fn(&PeerCredentials) -> bool + Send + Sync>;
+
+/// Who may connect: every peer passes unless a rule is set.
+#[derive(Clone, Default)]
+struct Admission {
+    uids: Option<Vec<u32>>,
+    check: Option<PeerCheck>,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("uids", &self.uids)
+            .field("check", &self.check.as_ref().map(|_| "fn"))
+            .finish()
+    }
+}
 
 /// Accepts channel connections on a filesystem path.
 ///
@@ -17,6 +38,7 @@ pub struct Listener {
     path: PathBuf,
     identity: Option<(u64, u64)>,
     limits: Limits,
+    admission: Admission,
 }
 
 impl Listener {
@@ -37,6 +59,7 @@ impl Listener {
             path: path.to_owned(),
             identity: sys::socket::file_identity(path),
             limits: Limits::default(),
+            admission: Admission::default(),
         })
     }
 
@@ -46,11 +69,59 @@ impl Listener {
         self
     }
 
-    /// Waits for the next client and returns a channel to it.
+    /// Admits only peers running as one of `uids` (checked with the
+    /// credentials the kernel recorded at connect time). The socket file is
+    /// already owner-only; this also holds when its permissions are widened
+    /// or the owner is root.
+    pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
+        self.admission.uids = Some(uids.into_iter().collect());
+        self
+    }
+
+    /// Admits only peers for which `check` returns true, after any
+    /// [`allow_uids`](Self::allow_uids) rule.
+    pub fn admit_if(
+        mut self,
+        check: impl Fn(&PeerCredentials) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.admission.check = Some(Arc::new(check));
+        self
+    }
+
+    /// Applies the admission rules to a new connection. A rejected peer is
+    /// dropped before a byte of it is read: it sees the connection closed.
+    fn admit(&self, channel: Channel) -> Result<Option<Channel>> {
+        let rules = &self.admission;
+        if rules.uids.is_none() && rules.check.is_none() {
+            return Ok(Some(channel));
+        }
+        let creds = channel.peer_credentials()?;
+        let uid_ok = rules.uids.as_ref().is_none_or(|u| u.contains(&creds.uid));
+        let check_ok = uid_ok && rules.check.as_ref().is_none_or(|c| c(&creds));
+        if check_ok {
+            Ok(Some(channel))
+        } else {
+            tracing::warn!(
+                pid = creds.pid,
+                uid = creds.uid,
+                path = %self.path.display(),
+                "refused a connection that the admission rules do not allow"
+            );
+            Ok(None)
+        }
+    }
+
+    /// Waits for the next admitted client and returns a channel to it.
     pub fn accept(&self) -> Result<Channel> {
         loop {
             match sys::socket::accept(&self.socket, false) {
-                Ok(fd) => return Ok(Channel::from_socket(fd)?.with_limits(self.limits)),
+                Ok(fd) => {
+                    let channel = Channel::from_socket(fd)?.with_limits(self.limits);
+                    match self.admit(channel)? {
+                        Some(channel) => return Ok(channel),
+                        None => continue,
+                    }
+                }
                 // A client that gave up before we accepted it is not our error.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -62,9 +133,13 @@ impl Listener {
     }
 
     #[cfg(all(feature = "tokio", unix))]
+    /// A refused peer reads as `Disconnected`, which the async accept loop
+    /// skips like a client that gave up.
     pub(crate) fn try_accept(&self) -> Result<Channel> {
         match sys::socket::accept(&self.socket, true) {
-            Ok(fd) => Ok(Channel::from_socket(fd)?.with_limits(self.limits)),
+            Ok(fd) => self
+                .admit(Channel::from_socket(fd)?.with_limits(self.limits))?
+                .ok_or(Error::Disconnected),
             Err(e) => Err(Error::io("accept", e)),
         }
     }
