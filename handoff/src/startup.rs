@@ -173,7 +173,9 @@ impl StartupData {
     /// sealed against writing, growing and shrinking (on Windows, where
     /// nothing can be sealed: the handle cannot map it writable); it is at
     /// least a header long; magic and version match; the header's payload
-    /// length and offset describe exactly the object's size. Any failure is
+    /// length and offset describe exactly the object's size (on Windows,
+    /// where a section is a whole number of pages, that size rounded up to
+    /// the next page). Any failure is
     /// [`Error::BadStartupData`] naming the check (or [`Error::WrongKind`]).
     pub fn open(handle: Handle) -> Result<StartupData> {
         Self::open_with(handle, true)
@@ -236,13 +238,16 @@ impl StartupData {
                 "header fields reserved in version 1 are not zero".into()
             ));
         }
-        if offset.checked_add(len) != Some(size) {
-            return Err(bad(format!(
+        let total = match offset.checked_add(len) {
+            Some(total) if sys::shm::size_fits(total, size) => total,
+            _ => {
+                return Err(bad(format!(
                 "header says {len} payload bytes at offset {offset}, but the object holds {size}"
-            )));
-        }
+            )))
+            }
+        };
         let total =
-            usize::try_from(size).map_err(|_| bad("too large to map on this machine".into()))?;
+            usize::try_from(total).map_err(|_| bad("too large to map on this machine".into()))?;
         let map = sys::shm::Mapping::read_only(handle.borrow().into(), total, populate)
             .map_err(os("mmap startup data"))?;
         Ok(StartupData {
@@ -279,4 +284,26 @@ impl StartupData {
 fn read_exact_at(h: &Handle, buf: &mut [u8], offset: u64) -> Result<()> {
     sys::shm::read_exact_at(h.borrow().into(), buf, offset)
         .map_err(|e| Error::BadStartupData(format!("cannot read the header: {e}")))
+}
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    /// Where sections cannot be sealed, a handle that could map the section
+    /// writable is refused: only the read-only handle stands in for a seal.
+    #[test]
+    fn a_writable_section_is_refused() {
+        let payload = b"abc";
+        let h = Handle::from(sys::shm::create("t", HEADER_LEN + 3).unwrap());
+        sys::shm::write_all_at(h.borrow().into(), &header(FORMAT_BYTES, 3), 0).unwrap();
+        sys::shm::write_all_at(h.borrow().into(), payload, HEADER_LEN).unwrap();
+        let ro = h.restrict(Access::READ).unwrap();
+        match StartupData::open(h) {
+            Err(Error::BadStartupData(m)) => assert!(m.contains("writable"), "{m}"),
+            other => panic!("expected BadStartupData, got {other:?}"),
+        }
+        let data = StartupData::open(ro).unwrap();
+        assert_eq!(data.bytes(), payload, "exactly the payload, not the page");
+    }
 }

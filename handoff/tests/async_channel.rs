@@ -1,5 +1,6 @@
 //! The tokio side of channels and listeners, across real processes.
-#![cfg(target_os = "linux")]
+// AsyncChannel and AsyncListener are Unix-only for now.
+#![cfg(unix)]
 
 mod common;
 

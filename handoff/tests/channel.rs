@@ -1,18 +1,20 @@
-//! Channels between real processes: handles and bytes in both directions,
-//! splitting and reassembly, typed values, credentials, disconnects.
-#![cfg(target_os = "linux")]
+//! Channels between real processes, on every platform: handles and bytes in
+//! both directions, splitting and reassembly, typed values, limits and
+//! undecodable values through the public API, disconnects. Unix-only parts
+//! (peer credentials, listeners) are in `unix_channel.rs`; hand-made
+//! datagrams in `bad_input.rs`.
 
 mod common;
 
 use std::io::Write;
 
 use common::*;
-use handoff::{Access, AsHandle, Channel, Error, Handle, Kind, Listener, Seals};
+use handoff::{Access, AsHandle, Channel, Error, Handle, Kind, Limits, StartupData};
 use serde::{Deserialize, Serialize};
 
 #[test]
-fn file_and_sealed_memfd_cross_processes() {
-    const TEST: &str = "file_and_sealed_memfd_cross_processes";
+fn file_and_shared_memory_cross_processes() {
+    const TEST: &str = "file_and_shared_memory_cross_processes";
     if role().is_some() {
         let ch = parent_channel();
         let msg = ch.recv().unwrap();
@@ -22,17 +24,14 @@ fn file_and_sealed_memfd_cross_processes() {
         assert_eq!(file.access().unwrap(), Access::READ);
         assert!(
             !file.is_inheritable().unwrap(),
-            "received handles are close-on-exec"
+            "received handles are not inheritable"
         );
         assert_eq!(read_all(&file), b"file contents\n");
-        match mem.kind().unwrap() {
-            Kind::SharedMemory { size, seals } => {
-                assert_eq!(size, 5);
-                assert!(seals.contains(Seals::IMMUTABLE));
-            }
-            other => panic!("expected shared memory, got {other}"),
-        }
-        assert_eq!(read_all(&mem), b"hello");
+        assert!(
+            matches!(mem.kind().unwrap(), Kind::SharedMemory { size, .. } if size == shm_size(69))
+        );
+        assert_eq!(mem.access().unwrap(), Access::READ);
+        assert_eq!(StartupData::open(mem).unwrap().bytes(), b"hello");
         ch.send(b"verified", &[]).unwrap();
         return;
     }
@@ -45,7 +44,7 @@ fn file_and_sealed_memfd_cross_processes() {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let file = std::fs::File::open(&path).unwrap();
-        let mem = sealed_memfd(b"hello");
+        let mem = shared_memory(b"hello");
         ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
             .unwrap();
         assert_eq!(ours.recv().unwrap().bytes, b"verified");
@@ -64,8 +63,12 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         assert_eq!(msg.handles.len(), 1000);
         assert!(msg.bytes == payload, "payload reassembled in order");
         for (i, h) in msg.handles.iter().enumerate() {
-            let expected = if i % 2 == 0 { Kind::File } else { Kind::Event };
-            assert_eq!(h.kind().unwrap(), expected, "handle {i} kept its place");
+            let file = i % 2 == 0;
+            assert_eq!(
+                h.kind().unwrap() == Kind::File,
+                file,
+                "handle {i} kept its place"
+            );
         }
         // Send them all back, moved.
         let mut handles = msg.handles;
@@ -79,20 +82,23 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
-        let event = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+        let mem = shared_memory(b"m");
         let handles: Vec<_> = (0..1000)
             .map(|i| {
                 if i % 2 == 0 {
                     file.as_handle()
                 } else {
-                    event.as_handle()
+                    mem.as_handle()
                 }
             })
             .collect();
         ours.send(&payload, &handles).unwrap();
         let back = ours.recv().unwrap();
         assert_eq!(back.handles.len(), 1000);
-        assert_eq!(back.handles[1].kind().unwrap(), Kind::Event);
+        assert!(matches!(
+            back.handles[1].kind().unwrap(),
+            Kind::SharedMemory { .. }
+        ));
         assert_success(child);
     }
     leaks.assert();
@@ -138,16 +144,9 @@ fn typed_values_carry_handles_in_any_field() {
             input: std::fs::File::open(std::env::current_exe().unwrap())
                 .unwrap()
                 .into(),
-            outputs: vec![
-                Handle::from(output),
-                std::fs::File::open("/dev/null").unwrap().into(),
-                std::fs::File::open("/dev/null").unwrap().into(),
-            ],
+            outputs: vec![Handle::from(output), null_file().into(), null_file().into()],
             log: None,
-            nested: vec![
-                (1, Some(std::fs::File::open("/dev/null").unwrap().into())),
-                (2, None),
-            ],
+            nested: vec![(1, Some(null_file().into())), (2, None)],
         };
         tx.send(&job).unwrap();
         drop(job);
@@ -155,97 +154,6 @@ fn typed_values_carry_handles_in_any_field() {
         assert_success(child);
         assert_eq!(std::fs::read(&out_path).unwrap(), b"done");
     }
-    leaks.assert();
-}
-
-#[test]
-fn peer_credentials_name_the_child() {
-    const TEST: &str = "peer_credentials_name_the_child";
-    if role().is_some() {
-        let ch = parent_channel();
-        let creds = ch.peer_credentials().unwrap();
-        assert_eq!(creds.pid, std::os::unix::process::parent_id());
-        ch.send(b"", &[]).unwrap();
-        let _ = ch.recv();
-        return;
-    }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
-        // A socketpair's credentials are those of its creator (this process);
-        // the child checked that from its side.
-        let creds = ours.peer_credentials().unwrap();
-        assert_eq!(creds.pid, std::process::id());
-        assert_eq!(creds.uid, rustix::process::getuid().as_raw());
-        assert_eq!(creds.gid, rustix::process::getgid().as_raw());
-        if let Some(pidfd) = &creds.process {
-            assert_eq!(pidfd.kind().unwrap(), Kind::Process);
-        }
-        ours.recv().unwrap();
-        drop(ours);
-        assert_success(child);
-    }
-    leaks.assert();
-}
-
-#[test]
-fn listener_serves_many_client_processes() {
-    const TEST: &str = "listener_serves_many_client_processes";
-    if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
-        let me = std::process::id().to_string();
-        ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
-            .unwrap();
-        assert_eq!(ch.recv().unwrap().bytes, b"bye");
-        return;
-    }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sock");
-    {
-        let listener = Listener::bind(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            mode.permissions().mode() & 0o777,
-            0o600,
-            "owner-only socket file"
-        );
-        assert!(!listener.as_handle().is_inheritable().unwrap());
-        let children: Vec<_> = (0..3)
-            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-            .collect();
-        let mut pids = Vec::new();
-        for _ in 0..3 {
-            let ch = listener.accept().unwrap();
-            let msg = ch.recv().unwrap();
-            let pid: u32 = String::from_utf8(msg.bytes).unwrap().parse().unwrap();
-            assert_eq!(
-                ch.peer_credentials().unwrap().pid,
-                pid,
-                "credentials name the client"
-            );
-            let creds = ch.peer_credentials().unwrap();
-            if let Some(pidfd) = creds.process {
-                assert_eq!(pidfd.kind().unwrap(), Kind::Process);
-            }
-            assert_eq!(msg.handles.len(), 1);
-            ch.send(b"bye", &[]).unwrap();
-            pids.push(pid);
-        }
-        for c in children {
-            assert_success(c);
-        }
-        assert!(
-            Listener::bind(&path).is_err(),
-            "an existing path is not replaced"
-        );
-    }
-    assert!(!path.exists(), "the socket file is removed on drop");
     leaks.assert();
 }
 
@@ -265,8 +173,8 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
         assert_eq!(ours.recv().unwrap().bytes, b"last words");
         assert!(matches!(ours.recv(), Err(Error::Disconnected)));
         assert_success(child);
-        let file = std::fs::File::open("/dev/null").unwrap();
-        // Without MSG_NOSIGNAL this would kill the test process.
+        let file = null_file();
+        // Without MSG_NOSIGNAL this would kill the test process on Unix.
         assert!(matches!(
             ours.send(b"anyone?", &[file.as_handle()]),
             Err(Error::Disconnected)
@@ -280,11 +188,11 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
 fn killed_peer_mid_message_drops_the_partial_message() {
     const TEST: &str = "killed_peer_mid_message_drops_the_partial_message";
     if role().is_some() {
-        // Send a message far larger than the socket buffer; the parent kills
+        // Send a message far larger than the pipe's buffer; the parent kills
         // us while it is half-way through.
         let ch = parent_channel();
         let big = vec![7u8; 32 << 20];
-        let file = std::fs::File::open("/dev/null").unwrap();
+        let file = null_file();
         let handles: Vec<_> = (0..600).map(|_| file.as_handle()).collect();
         let _ = ch.send(&big, &handles);
         std::thread::sleep(std::time::Duration::from_secs(30));
@@ -299,9 +207,14 @@ fn killed_peer_mid_message_drops_the_partial_message() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         child.kill().unwrap();
         child.wait().unwrap();
-        match ours.recv() {
-            Err(Error::Disconnected) => {}
-            other => panic!("expected Disconnected, got {other:?}"),
+        loop {
+            match ours.recv() {
+                Err(Error::Disconnected) => break,
+                // On Windows the fragments still queued name handles of a
+                // process that no longer exists: they cannot be taken.
+                Err(Error::HandlesTruncated { .. }) if cfg!(windows) => continue,
+                other => panic!("expected Disconnected, got {other:?}"),
+            }
         }
     }
     leaks.assert();
@@ -313,7 +226,7 @@ fn typed_pair_in_one_process() {
     let leaks = LeakCheck::new();
     {
         let (tx, rx) = handoff::typed::channel::<(u32, Vec<Handle>)>().unwrap();
-        let f = std::fs::File::open("/dev/null").unwrap();
+        let f = null_file();
         tx.send(&(7, vec![Handle::from(f.try_clone().unwrap())]))
             .unwrap();
         let (n, hs) = rx.recv().unwrap();
@@ -321,8 +234,82 @@ fn typed_pair_in_one_process() {
         assert_eq!(
             hs[0].kind().unwrap(),
             Kind::Other,
-            "/dev/null is a character device"
+            "the null device is a character device"
         );
+    }
+    leaks.assert();
+}
+
+#[test]
+fn limits_reject_a_message_close_its_handles_and_keep_the_channel() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (a, b) = Channel::pair().unwrap();
+        let b = b.with_limits(Limits {
+            max_bytes: 1000,
+            max_handles: 2,
+        });
+        let f = null_file();
+        a.send(b"three", &[f.as_handle(), f.as_handle(), f.as_handle()])
+            .unwrap();
+        assert!(matches!(
+            b.recv(),
+            Err(Error::TooLarge {
+                what: "message handles",
+                got: 3,
+                limit: 2
+            })
+        ));
+        // Larger than one datagram: the rest is discarded, not misread.
+        a.send(&vec![1u8; 400_000], &[f.as_handle()]).unwrap();
+        assert!(matches!(
+            b.recv(),
+            Err(Error::TooLarge {
+                what: "message bytes",
+                ..
+            })
+        ));
+        a.send(b"fine", &[f.as_handle()]).unwrap();
+        let msg = b.recv().unwrap();
+        assert_eq!(msg.bytes, b"fine");
+        assert_eq!(msg.handles.len(), 1);
+        assert!(!b.is_poisoned());
+    }
+    leaks.assert();
+}
+
+#[test]
+fn values_that_do_not_decode_close_their_handles() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (a, b) = Channel::pair().unwrap();
+        let rx = handoff::typed::Receiver::<(u32, Handle)>::new(b);
+        let f = null_file();
+        // Index 5 of a message with one handle.
+        let mut bytes = 7u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&5u32.to_le_bytes());
+        a.send(&bytes, &[f.as_handle()]).unwrap();
+        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        // A handle no field claims.
+        let mut bytes = 7u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        a.send(&bytes, &[f.as_handle(), f.as_handle()]).unwrap();
+        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        // Trailing bytes.
+        let mut bytes = 7u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.push(0);
+        a.send(&bytes, &[f.as_handle()]).unwrap();
+        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        // And the channel still works.
+        let mut bytes = 7u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        a.send(&bytes, &[f.as_handle()]).unwrap();
+        let (n, h) = rx.recv().unwrap();
+        assert_eq!(n, 7);
+        assert_eq!(h.kind().unwrap(), Kind::Other);
     }
     leaks.assert();
 }

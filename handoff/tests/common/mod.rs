@@ -1,12 +1,12 @@
-//! Plumbing shared by the integration tests: re-running the test binary as
-//! a child process with a role, and counting open handles.
+//! Plumbing shared by the integration tests, on every platform: re-running
+//! the test binary itself as a child process with a role, counting open
+//! handles, and making the test objects each platform has.
 #![allow(dead_code)]
 
-use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use handoff::{count_open_handles, Channel, Handle};
+use handoff::{count_open_handles, AsHandle, Channel, Handle};
 
 const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 
@@ -20,6 +20,18 @@ pub fn role() -> Option<String> {
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handle as std's `Stdio` (for `std::process::Command`).
+pub fn std_stdio(h: Handle) -> Stdio {
+    #[cfg(unix)]
+    {
+        Stdio::from(std::os::fd::OwnedFd::from(h))
+    }
+    #[cfg(windows)]
+    {
+        Stdio::from(std::os::windows::io::OwnedHandle::from(h))
+    }
 }
 
 /// Runs this test binary again, running only `test`, as `role`, with
@@ -37,9 +49,7 @@ pub fn spawn_child_with(test: &str, role: &str, channel: Channel, env: &[(&str, 
         // The child's own libtest report would muddle the parent's; its
         // panics still reach stderr.
         .stdout(Stdio::null())
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
-            channel.into_handle(),
-        )));
+        .stdin(std_stdio(channel.into_handle()));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -48,23 +58,30 @@ pub fn spawn_child_with(test: &str, role: &str, channel: Channel, env: &[(&str, 
 
 /// Runs this test binary again as `role` with no channel.
 pub fn spawn_plain(test: &str, role: &str) -> Child {
+    spawn_plain_with(test, role, &[])
+}
+
+/// As [`spawn_plain`], with extra environment variables.
+pub fn spawn_plain_with(test: &str, role: &str, env: &[(&str, &str)]) -> Child {
     let exe = std::env::current_exe().expect("current_exe");
-    Command::new(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(ROLE_ENV, role)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn test child")
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn test child")
 }
 
 /// In a child: the channel the parent passed on standard input.
 pub fn parent_channel() -> Channel {
-    let fd = std::io::stdin()
-        .as_fd()
+    let h = std::io::stdin()
+        .as_handle()
         .try_clone_to_owned()
-        .expect("dup stdin");
-    Channel::from_handle(Handle::from(fd)).expect("stdin is a channel")
+        .expect("duplicate stdin");
+    Channel::from_handle(h).expect("stdin is a channel")
 }
 
 /// Waits for a child and asserts it succeeded.
@@ -95,7 +112,82 @@ impl LeakCheck {
     }
 }
 
+/// The null device, opened for reading.
+pub fn null_file() -> std::fs::File {
+    #[cfg(unix)]
+    let path = "/dev/null";
+    #[cfg(windows)]
+    let path = "NUL";
+    std::fs::File::open(path).expect("open the null device")
+}
+
+/// Read-only anonymous shared memory holding `contents` after handoff's
+/// 64-byte startup header: sealed on Linux, a read-only section on
+/// Windows. Its size is `64 + contents.len()`.
+pub fn shared_memory(contents: &[u8]) -> Handle {
+    handoff::startup::create(contents).expect("create shared memory")
+}
+
+/// The size the kernel reports for shared memory created for `n` bytes:
+/// exact on Unix, whole pages for a Windows section.
+pub fn shm_size(n: u64) -> u64 {
+    if cfg!(windows) {
+        n.div_ceil(4096) * 4096
+    } else {
+        n
+    }
+}
+
+/// Opens a directory as a handle (Windows needs backup semantics for it).
+pub fn open_dir(path: &std::path::Path) -> std::fs::File {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(windows)]
+    std::os::windows::fs::OpenOptionsExt::custom_flags(&mut o, 0x0200_0000);
+    o.open(path).expect("open a directory")
+}
+
+/// A `handoff::Command` that runs this test binary again, running only
+/// `test`, as `role`.
+pub fn self_command(test: &str, role: &str) -> handoff::Command {
+    let mut cmd = handoff::Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(ROLE_ENV, role)
+        .stdout(handoff::spawn::Stdio::null());
+    cmd
+}
+
+/// Reads a whole file-like handle from offset 0.
+pub fn read_all(h: &Handle) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut off = 0u64;
+    loop {
+        let n = read_at(h, &mut buf, off);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+        off += n as u64;
+    }
+}
+
+/// Reads at `offset` without a shared file position where the platform
+/// allows (pread); Windows moves the position of a synchronous handle.
+pub fn read_at(h: &Handle, buf: &mut [u8], offset: u64) -> usize {
+    let file = std::fs::File::from(h.try_clone().expect("duplicate"));
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_at(&file, buf, offset).expect("read")
+    }
+    #[cfg(windows)]
+    {
+        std::os::windows::fs::FileExt::seek_read(&file, buf, offset).expect("read")
+    }
+}
+
 /// A sealed memfd holding `contents`.
+#[cfg(target_os = "linux")]
 pub fn sealed_memfd(contents: &[u8]) -> Handle {
     use rustix::fs::{MemfdFlags, SealFlags};
     let fd = rustix::fs::memfd_create(
@@ -115,33 +207,9 @@ pub fn sealed_memfd(contents: &[u8]) -> Handle {
     Handle::from(fd)
 }
 
-/// Reads a whole file-like handle from offset 0.
-pub fn read_all(h: &Handle) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut off = 0u64;
-    loop {
-        let n = rustix::io::pread(h, &mut buf, off).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&buf[..n]);
-        off += n as u64;
-    }
-}
-
-/// A `handoff::Command` that runs this test binary again, running only
-/// `test`, as `role`.
-pub fn self_command(test: &str, role: &str) -> handoff::Command {
-    let mut cmd = handoff::Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(ROLE_ENV, role)
-        .stdout(Stdio::null());
-    cmd
-}
-
 /// The descriptor numbers open in this process (without the one used to
 /// list them).
+#[cfg(target_os = "linux")]
 pub fn open_fds() -> Vec<i32> {
     let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")

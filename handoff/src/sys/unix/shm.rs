@@ -60,6 +60,12 @@ fn create_empty(name: &str) -> io::Result<OwnedFd> {
     ))
 }
 
+/// True when an object of `size` bytes is what `wanted` bytes were
+/// created as: exactly, since a file's size is not rounded.
+pub(crate) fn size_fits(wanted: u64, size: u64) -> bool {
+    wanted == size
+}
+
 /// The object's size.
 pub(crate) fn len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)

@@ -478,3 +478,50 @@ pub(crate) fn count_open() -> io::Result<usize> {
     cvt(unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) })?;
     Ok(n as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::windows::io::AsHandle;
+    use windows_sys::Win32::System::Threading::{CreateEventW, CreateMutexW, CreateWaitableTimerW};
+
+    fn own(h: HANDLE) -> OwnedHandle {
+        // SAFETY: a handle a creating call just returned, checked non-null.
+        unsafe { super::super::owned(h) }.unwrap()
+    }
+
+    #[test]
+    fn kinds_and_access_of_kernel_objects() {
+        let before = count_open().unwrap();
+        {
+            // SAFETY: unnamed objects with default security.
+            let event = own(unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) });
+            // SAFETY: as above.
+            let timer = own(unsafe { CreateWaitableTimerW(std::ptr::null(), 1, std::ptr::null()) });
+            // SAFETY: as above.
+            let mutex = own(unsafe { CreateMutexW(std::ptr::null(), 0, std::ptr::null()) });
+            let e = event.as_handle();
+            assert_eq!(kind(e).unwrap(), Kind::Event);
+            assert_eq!(access(e).unwrap(), Access::READ_WRITE);
+            let ro = restrict(e, Access::READ).unwrap();
+            assert_eq!(access(ro.as_handle()).unwrap(), Access::READ);
+            let wo = restrict(e, Access::WRITE).unwrap();
+            assert_eq!(access(wo.as_handle()).unwrap(), Access::WRITE);
+            assert!(matches!(
+                restrict(ro.as_handle(), Access::WRITE),
+                Err(Error::WrongAccess { .. })
+            ));
+            assert_eq!(kind(timer.as_handle()).unwrap(), Kind::Timer);
+            assert_eq!(kind(mutex.as_handle()).unwrap(), Kind::Other);
+
+            // SAFETY: the pseudo handle is valid for the call.
+            let me = unsafe { BorrowedHandle::borrow_raw(GetCurrentProcess() as RawHandle) };
+            let process = try_clone(me).unwrap();
+            assert_eq!(kind(process.as_handle()).unwrap(), Kind::Process);
+            assert!(!is_inheritable(process.as_handle()).unwrap());
+            set_inheritable(process.as_handle(), true).unwrap();
+            assert!(is_inheritable(process.as_handle()).unwrap());
+        }
+        assert_eq!(count_open().unwrap(), before);
+    }
+}

@@ -58,6 +58,16 @@ pub(crate) fn create(_name: &str, len: u64) -> io::Result<OwnedHandle> {
     }
 }
 
+/// The unit a section's size is rounded up to.
+const PAGE: u64 = 4096;
+
+/// True when a section of `size` bytes is what `wanted` bytes were created
+/// as: the system rounds a paging-file section up to whole pages (Wine
+/// reports the rounded size; the exact size is accepted too).
+pub(crate) fn size_fits(wanted: u64, size: u64) -> bool {
+    size == wanted || (size % PAGE == 0 && size >= wanted && size - wanted < PAGE)
+}
+
 /// The size of a section (`NtQuerySection`), or of a file.
 pub(crate) fn len(h: BorrowedHandle<'_>) -> io::Result<u64> {
     if super::handle::object_type(h)? == "Section" {
@@ -318,6 +328,8 @@ mod tests {
         let ro_b = std::os::windows::io::AsHandle::as_handle(&ro);
         assert_eq!(super::super::handle::access(ro_b).unwrap(), Access::READ);
         assert_eq!(section_size(ro_b).unwrap(), 4096);
+        assert!(size_fits(4000, 4096) && size_fits(4096, 4096) && size_fits(100, 100));
+        assert!(!size_fits(4096, 8192) && !size_fits(100, 4000));
         let err = View::map(ro_b, FILE_MAP_WRITE, 0, 16).err().unwrap();
         assert_eq!(
             err.raw_os_error(),

@@ -166,6 +166,10 @@ impl Drop for Socket {
 /// a process that sends handles and exits does not take them with it.
 /// Everything else that arrives is discarded, as closing the end would; a
 /// batch of handles among it is acknowledged so the peer frees its copies.
+///
+/// Copies still unacknowledged at the deadline are kept until this process
+/// exits rather than closed: the peer may still pull them, and a closed
+/// value can be reused by an unrelated handle it would then copy.
 fn linger(s: &Socket) {
     let deadline = Instant::now() + LINGER;
     let mut buf = Vec::with_capacity(MAX_WIRE);
@@ -180,8 +184,13 @@ fn linger(s: &Socket) {
                 Datagram::Fragment { count, batch, .. } if count > 0 => ack(s, batch),
                 _ => {}
             },
-            Err(_) => break,
+            Err(_) => return,
         }
+    }
+    let left = std::mem::take(&mut s.state().in_flight);
+    if !left.is_empty() {
+        let mut orphans = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
+        orphans.extend(left.into_iter().flat_map(|(_, copies)| copies));
     }
 }
 
@@ -430,7 +439,8 @@ pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
         lpSecurityDescriptor: sd.0,
         bInheritHandle: 0,
     };
-    let buffer = MAX_WIRE as u32;
+    // Advisory sizes: room for a few whole datagrams before a writer waits.
+    let buffer = (4 * MAX_WIRE) as u32;
     // SAFETY: a NUL-terminated name, valid attributes; the result is
     // checked and owned at once. FIRST_PIPE_INSTANCE fails if anyone
     // created the name first; one instance means nobody can open a second.
@@ -940,6 +950,67 @@ mod tests {
             Datagram::Bad(_)
         ));
         assert!(matches!(parse(&[9]), Datagram::Bad(_)));
+    }
+
+    /// A datagram naming values of the receiver's own table: the receiver
+    /// gets copies, and its own handles stay open and its own.
+    #[test]
+    fn forged_values_never_close_the_receivers_handles() {
+        let before = super::super::handle::count_open().unwrap();
+        {
+            let (a, b) = pair().unwrap();
+            let mine = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+            let v = to_wire(mine.as_raw_handle()).unwrap();
+            let forge = |created: u64| {
+                let (pid, _) = process_identity();
+                let mut d = vec![KIND_FRAGMENT, 0, 1, 0];
+                d.extend_from_slice(&pid.to_le_bytes());
+                d.extend_from_slice(&created.to_le_bytes());
+                d.extend_from_slice(&1u64.to_le_bytes());
+                d.extend_from_slice(&v.to_le_bytes());
+                d.extend_from_slice(&[1, 3, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                write_message(&a, &d).unwrap();
+            };
+            let mut header = [0u8; 16];
+            let (mut dst, mut scratch) = (Vec::new(), Vec::new());
+
+            forge(process_identity().1);
+            let mut got = Vec::new();
+            let r = recv(
+                &b,
+                &mut header,
+                &mut dst,
+                &mut scratch,
+                |h| got.push(h),
+                false,
+            )
+            .unwrap();
+            assert_eq!((r.len, r.handles_truncated, got.len()), (16, false, 1));
+            assert_ne!(got[0].as_raw_handle(), mine.as_raw_handle(), "a copy");
+            drop(got);
+            assert!(mine.metadata().is_ok(), "the original is still open");
+
+            // The same pid with another creation time is another process.
+            forge(process_identity().1 ^ 1);
+            let mut got = Vec::new();
+            let r = recv(
+                &b,
+                &mut header,
+                &mut dst,
+                &mut scratch,
+                |h| got.push(h),
+                false,
+            )
+            .unwrap();
+            assert!(r.handles_truncated && got.is_empty());
+
+            // A value that names nothing in the sender.
+            let bad = [KIND_FRAGMENT, 0, 0, 0];
+            write_message(&a, &bad).unwrap();
+            let e = recv(&b, &mut header, &mut dst, &mut scratch, |_| {}, false).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        }
+        assert_eq!(super::super::handle::count_open().unwrap(), before);
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! Channels, the Unix-only part: peer credentials (Linux) and listeners on
+//! a socket path. The portable part is in `channel.rs`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use handoff::{AsHandle, Channel, Kind, Listener};
+
+#[test]
+fn peer_credentials_name_the_child() {
+    const TEST: &str = "peer_credentials_name_the_child";
+    if role().is_some() {
+        let ch = parent_channel();
+        let creds = ch.peer_credentials().unwrap();
+        assert_eq!(creds.pid, std::os::unix::process::parent_id());
+        ch.send(b"", &[]).unwrap();
+        let _ = ch.recv();
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child(TEST, "child", theirs);
+        // A socketpair's credentials are those of its creator (this process);
+        // the child checked that from its side.
+        let creds = ours.peer_credentials().unwrap();
+        assert_eq!(creds.pid, std::process::id());
+        assert_eq!(creds.uid, rustix::process::getuid().as_raw());
+        assert_eq!(creds.gid, rustix::process::getgid().as_raw());
+        if let Some(pidfd) = &creds.process {
+            assert_eq!(pidfd.kind().unwrap(), Kind::Process);
+        }
+        ours.recv().unwrap();
+        drop(ours);
+        assert_success(child);
+    }
+    leaks.assert();
+}
+
+#[test]
+fn listener_serves_many_client_processes() {
+    const TEST: &str = "listener_serves_many_client_processes";
+    if let Some(role) = role() {
+        let path = role.strip_prefix("client:").unwrap();
+        let ch = Channel::connect(path).unwrap();
+        let me = std::process::id().to_string();
+        ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
+            .unwrap();
+        assert_eq!(ch.recv().unwrap().bytes, b"bye");
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sock");
+    {
+        let listener = Listener::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            mode.permissions().mode() & 0o777,
+            0o600,
+            "owner-only socket file"
+        );
+        assert!(!listener.as_handle().is_inheritable().unwrap());
+        let children: Vec<_> = (0..3)
+            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
+            .collect();
+        let mut pids = Vec::new();
+        for _ in 0..3 {
+            let ch = listener.accept().unwrap();
+            let msg = ch.recv().unwrap();
+            let pid: u32 = String::from_utf8(msg.bytes).unwrap().parse().unwrap();
+            assert_eq!(
+                ch.peer_credentials().unwrap().pid,
+                pid,
+                "credentials name the client"
+            );
+            let creds = ch.peer_credentials().unwrap();
+            if let Some(pidfd) = creds.process {
+                assert_eq!(pidfd.kind().unwrap(), Kind::Process);
+            }
+            assert_eq!(msg.handles.len(), 1);
+            ch.send(b"bye", &[]).unwrap();
+            pids.push(pid);
+        }
+        for c in children {
+            assert_success(c);
+        }
+        assert!(
+            Listener::bind(&path).is_err(),
+            "an existing path is not replaced"
+        );
+    }
+    assert!(!path.exists(), "the socket file is removed on drop");
+    leaks.assert();
+}

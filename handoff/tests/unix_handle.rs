@@ -1,0 +1,190 @@
+//! Handles, the Unix-only part: kinds only Unix has (sockets std can make,
+//! memfd seals, eventfd, pidfd, timerfd, pty), `O_PATH`, kinds whose rights
+//! cannot be narrowed, close-on-exec. The portable part is in `handle.rs`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+
+use common::*;
+use handoff::{Access, AsHandle, Error, Handle, Kind, PipeEnd, Seals, SocketFamily, SocketType};
+
+#[test]
+fn kinds_of_everything() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("f")).unwrap();
+        assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
+        let d = std::fs::File::open(dir.path()).unwrap();
+        assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
+
+        let (r, w) = std::io::pipe().unwrap();
+        assert_eq!(
+            r.as_handle().kind().unwrap(),
+            Kind::Pipe { end: PipeEnd::Read }
+        );
+        assert_eq!(
+            w.as_handle().kind().unwrap(),
+            Kind::Pipe {
+                end: PipeEnd::Write
+            }
+        );
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            listener.as_handle().kind().unwrap(),
+            Kind::Socket {
+                family: SocketFamily::Inet,
+                ty: SocketType::Stream,
+                listening: true
+            }
+        );
+        let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        assert_eq!(
+            a.as_handle().kind().unwrap(),
+            Kind::Socket {
+                family: SocketFamily::Unix,
+                ty: SocketType::Datagram,
+                listening: false
+            }
+        );
+        let (ch, _other) = handoff::Channel::pair().unwrap();
+        assert!(matches!(
+            ch.as_handle().kind().unwrap(),
+            Kind::Socket {
+                family: SocketFamily::Unix,
+                ty: SocketType::SeqPacket,
+                ..
+            }
+        ));
+
+        let mem = sealed_memfd(&[1, 2, 3]);
+        assert_eq!(
+            mem.kind().unwrap(),
+            Kind::SharedMemory {
+                size: 3,
+                seals: Seals::IMMUTABLE
+            }
+        );
+        let unsealed = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        assert!(matches!(
+            unsealed.as_handle().kind().unwrap(),
+            Kind::SharedMemory { size: 0, .. }
+        ));
+
+        let ev = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+        assert_eq!(ev.as_handle().kind().unwrap(), Kind::Event);
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(pidfd.as_handle().kind().unwrap(), Kind::Process);
+        let timer = rustix::time::timerfd_create(
+            rustix::time::TimerfdClockId::Monotonic,
+            rustix::time::TimerfdFlags::CLOEXEC,
+        )
+        .unwrap();
+        assert_eq!(timer.as_handle().kind().unwrap(), Kind::Timer);
+        let pty =
+            rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+                .unwrap();
+        assert_eq!(pty.as_handle().kind().unwrap(), Kind::Terminal);
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(null.as_handle().kind().unwrap(), Kind::Other);
+    }
+    leaks.assert();
+}
+
+#[test]
+fn a_path_only_descriptor_grants_nothing() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let path_only = rustix::fs::open(
+            &p,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        assert_eq!(path_only.as_handle().access().unwrap(), Access::NONE);
+    }
+    leaks.assert();
+}
+
+#[test]
+fn restriction_of_unix_kinds() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"secret").unwrap();
+        let rw = Handle::from(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&p)
+                .unwrap(),
+        );
+        let mut ro_file = std::fs::File::from(rw.restrict(Access::READ).unwrap());
+        let err = ro_file.write(b"x").unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error()),
+            "the kernel refuses the write itself"
+        );
+
+        // A read-only memfd cannot be mapped writable.
+        let mem = rustix::fs::memfd_create("m", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&mem, 4096).unwrap();
+        let ro_mem = mem.as_handle().restrict(Access::READ).unwrap();
+        assert!(matches!(
+            ro_mem.kind().unwrap(),
+            Kind::SharedMemory { size: 4096, .. }
+        ));
+        assert_eq!(ro_mem.access().unwrap(), Access::READ);
+
+        // Kinds that cannot be narrowed say so.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(matches!(
+            a.as_handle().restrict(Access::READ),
+            Err(Error::Unsupported(_))
+        ));
+        let ev = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+        assert!(matches!(
+            ev.as_handle().restrict(Access::READ),
+            Err(Error::Unsupported(_))
+        ));
+        // Same access is a plain duplicate, for any kind.
+        assert!(a.as_handle().restrict(Access::READ_WRITE).is_ok());
+    }
+    leaks.assert();
+}
+
+#[test]
+fn clones_are_close_on_exec_and_close_once() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::empty()).unwrap();
+        assert!(f.as_handle().is_inheritable().unwrap());
+        let h = f.as_handle().try_clone_to_owned().unwrap();
+        assert!(!h.is_inheritable().unwrap(), "F_DUPFD_CLOEXEC");
+        let h2 = h.try_clone().unwrap();
+        assert_ne!(h.raw(), h2.raw());
+        // Round trips through std keep ownership single.
+        let owned: OwnedFd = h2.into();
+        let back = Handle::from(std::fs::File::from(owned));
+        assert!(back.as_fd().try_clone_to_owned().is_ok());
+    }
+    leaks.assert();
+}

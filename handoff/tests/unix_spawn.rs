@@ -1,0 +1,312 @@
+//! Spawning, the Unix-only part: exactly descriptors 3.. and nothing else
+//! (counted in /proc), sources that collide with targets, hand-written
+//! LISTEN_* values, and forged memfds. The portable part is in `spawn.rs`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+use handoff::{Access, Error, Expect, Handle, Inherited, Kind, StartupData};
+
+#[test]
+fn only_the_named_handles_reach_the_child() {
+    const TEST: &str = "only_the_named_handles_reach_the_child";
+    if role().is_some() {
+        // Before claiming: exactly stdio plus the three named ones.
+        assert_eq!(open_fds(), vec![0, 1, 2, 3, 4, 5]);
+        let mut inherited = Inherited::from_env().unwrap();
+        assert_eq!(
+            inherited.names().collect::<Vec<_>>(),
+            ["config", "sock", "mem"]
+        );
+        assert!(std::env::var("LISTEN_FDS").is_err(), "variables are unset");
+        let config = inherited
+            .take_checked("config", &Expect::kind("file").exact_access(Access::READ))
+            .unwrap();
+        assert!(
+            !config.is_inheritable().unwrap(),
+            "claimed handles go no further"
+        );
+        let sock = inherited
+            .take_checked("sock", &Expect::kind("socket"))
+            .unwrap();
+        assert!(matches!(
+            sock.kind().unwrap(),
+            Kind::Socket {
+                listening: true,
+                ..
+            }
+        ));
+        inherited
+            .take_checked("mem", &Expect::kind("shared-memory").min_size(3))
+            .unwrap();
+        assert!(matches!(
+            inherited.take("mem"),
+            Err(Error::AlreadyClaimed(_))
+        ));
+        assert!(matches!(
+            inherited.take("nope"),
+            Err(Error::MissingHandle(_))
+        ));
+        assert!(matches!(
+            Inherited::from_env(),
+            Err(Error::AlreadyClaimed(_))
+        ));
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        // 200 other handles, some of them deliberately inheritable.
+        let dir = tempfile::tempdir().unwrap();
+        let mut clutter: Vec<Handle> = Vec::new();
+        for i in 0..200 {
+            let h: Handle = match i % 4 {
+                0 => std::fs::File::create(dir.path().join(format!("f{i}")))
+                    .unwrap()
+                    .into(),
+                1 => std::os::unix::net::UnixStream::pair().unwrap().0.into(),
+                2 => sealed_memfd(b"x"),
+                _ => std::fs::File::open("/dev/null").unwrap().into(),
+            };
+            if i % 3 == 0 {
+                rustix::io::fcntl_setfd(&h, rustix::io::FdFlags::empty()).unwrap();
+            }
+            clutter.push(h);
+        }
+        let config_path = dir.path().join("config");
+        std::fs::write(&config_path, b"x=1").unwrap();
+        let config = std::fs::File::open(&config_path).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mem = sealed_memfd(b"abc");
+        let mut child = self_command(TEST, "child")
+            .handle("config", &config)
+            .handle("sock", &listener)
+            .handle("mem", &mem)
+            .spawn()
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        drop(clutter);
+    }
+    leaks.assert();
+}
+
+#[test]
+fn sources_that_collide_with_targets_and_one_handle_twice() {
+    const TEST: &str = "sources_that_collide_with_targets_and_one_handle_twice";
+    match role().as_deref() {
+        Some("launcher") => {
+            // A fresh process: the next descriptors are 3 and 4, exactly the
+            // targets. Hand 4 to slot 3 and 3 to slot 4.
+            let dir = std::env::var("TEST_DIR").unwrap();
+            let a = std::fs::File::open(format!("{dir}/a")).unwrap();
+            let b = std::fs::File::open(format!("{dir}/b")).unwrap();
+            assert_eq!(open_fds(), vec![0, 1, 2, 3, 4], "test precondition");
+            let mut child = self_command(TEST, "child")
+                .handle("first", &b)
+                .handle("second", &a)
+                .handle("again", &a)
+                .spawn()
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        }
+        Some(_) => {
+            let mut inherited = Inherited::from_env().unwrap();
+            let read = |h: Handle| {
+                let mut s = String::new();
+                std::fs::File::from(h).read_to_string(&mut s).unwrap();
+                s
+            };
+            let first = inherited.take("first").unwrap();
+            let second = inherited.take("second").unwrap();
+            let again = inherited.take("again").unwrap();
+            let ino = |h: &Handle| rustix::fs::fstat(h).unwrap().st_ino;
+            assert_eq!(ino(&second), ino(&again), "the same file under two names");
+            assert_eq!(read(first), "B");
+            assert_eq!(read(second), "A");
+        }
+        None => {
+            let _serial = serial();
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a"), "A").unwrap();
+            std::fs::write(dir.path().join("b"), "B").unwrap();
+            let mut launcher = self_command(TEST, "launcher")
+                .env("TEST_DIR", dir.path())
+                .spawn()
+                .unwrap();
+            assert!(launcher.wait().unwrap().success());
+        }
+    }
+}
+
+/// Runs `script` under `sh`, which then `exec`s this test binary as `role`:
+/// `$$` is the pid the test binary will have, so the script can write any
+/// convention values, bogus ones included.
+fn via_shell(test: &str, role: &str, script: &str) -> std::process::ExitStatus {
+    let exe = std::env::current_exe().unwrap();
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{script} exec \"$0\" --exact {test} --nocapture --test-threads=1"
+        ))
+        .arg(exe)
+        .env("HANDOFF_TEST_ROLE", role)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+}
+
+#[test]
+fn bogus_inherited_descriptors_are_named() {
+    const TEST: &str = "bogus_inherited_descriptors_are_named";
+    match role().as_deref() {
+        Some("not-open") => {
+            let e = Inherited::from_env().unwrap_err();
+            assert!(
+                matches!(&e, Error::BadInheritance(m) if m.contains("not open")),
+                "{e}"
+            );
+        }
+        Some("opened-here") => {
+            // fd 3 exists, but this process opened it (close-on-exec).
+            let _mine = std::fs::File::open("/dev/null").unwrap();
+            let e = Inherited::from_env().unwrap_err();
+            assert!(
+                matches!(&e, Error::BadInheritance(m) if m.contains("close-on-exec")),
+                "{e}"
+            );
+        }
+        Some("wrong-kind") => {
+            let mut inh = Inherited::from_env().unwrap();
+            let e = inh.take_checked("data", &Expect::kind("file")).unwrap_err();
+            assert!(matches!(e, Error::WrongKind { .. }), "{e}");
+            let e = inh.take("data").unwrap_err();
+            assert!(
+                matches!(e, Error::AlreadyClaimed(_)),
+                "claimed even when rejected: {e}"
+            );
+            let e = inh
+                .take_checked("out", &Expect::kind("pipe").access(Access::READ))
+                .unwrap_err();
+            assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
+            let e = inh
+                .take_checked("mem", &Expect::kind("shared-memory"))
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::WrongKind { .. }),
+                "a FIFO is not shared memory: {e}"
+            );
+        }
+        Some("duplicate-names") => {
+            let mut inh = Inherited::from_env().unwrap();
+            assert!(matches!(inh.take("a"), Err(Error::BadInheritance(_))));
+            assert!(inh.take_index(1).is_ok());
+        }
+        Some("pid-mismatch") => {
+            let e = Inherited::from_env().unwrap_err();
+            assert!(
+                matches!(&e, Error::BadInheritance(m) if m.contains("another process")),
+                "{e}"
+            );
+            assert!(
+                std::env::var("LISTEN_FDS").is_ok(),
+                "nothing claimed, nothing unset"
+            );
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {
+            let _serial = serial();
+            let dir = tempfile::tempdir().unwrap();
+            let fifo = dir.path().join("fifo");
+            rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RWXU).unwrap();
+            for (role, script) in [
+                ("not-open", "export LISTEN_FDS=3 LISTEN_PID=$$;".to_string()),
+                ("opened-here", "export LISTEN_FDS=1 LISTEN_PID=$$;".to_string()),
+                (
+                    "wrong-kind",
+                    format!(
+                        "exec 5<>{0} 3</dev/null 4>{0}; export LISTEN_FDS=3 LISTEN_PID=$$ LISTEN_FDNAMES=data:out:mem;",
+                        fifo.display()
+                    ),
+                ),
+                (
+                    "duplicate-names",
+                    "exec 3</dev/null 4</dev/null; export LISTEN_FDS=2 LISTEN_PID=$$ LISTEN_FDNAMES=a:a;".to_string(),
+                ),
+                ("pid-mismatch", "exec 3</dev/null; export LISTEN_FDS=1 LISTEN_PID=1;".to_string()),
+            ] {
+                let status = via_shell(TEST, role, &script);
+                assert!(status.success(), "{role}: {status}");
+            }
+        }
+    }
+}
+
+#[test]
+fn startup_data_validation_rejects_forgeries() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let forge = |bytes: &[u8], seal: bool| -> Handle {
+            let fd =
+                rustix::fs::memfd_create("forged", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                    .unwrap();
+            rustix::io::write(&fd, bytes).unwrap();
+            if seal {
+                rustix::fs::fcntl_add_seals(
+                    &fd,
+                    SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK,
+                )
+                .unwrap();
+            }
+            fd.into()
+        };
+        let good = handoff::startup::create(b"payload").unwrap();
+        assert_eq!(
+            StartupData::open(good.try_clone().unwrap())
+                .unwrap()
+                .bytes(),
+            b"payload"
+        );
+        assert_eq!(
+            good.access().unwrap(),
+            Access::READ,
+            "handed over read-only"
+        );
+        let mut header = vec![0u8; 64];
+        assert_eq!(read_at(&good, &mut header, 0), header.len());
+
+        let bad = |h: Handle| match StartupData::open(h) {
+            Err(Error::BadStartupData(m)) => m,
+            other => panic!("expected BadStartupData, got {other:?}"),
+        };
+        let mut valid = header.clone();
+        valid.extend_from_slice(b"payload");
+        assert!(bad(forge(&valid, false)).contains("sealed"));
+        assert!(bad(forge(&valid[..40], true)).contains("shorter"));
+        let mut magic = valid.clone();
+        magic[0] = b'X';
+        assert!(bad(forge(&magic, true)).contains("magic"));
+        let mut version = valid.clone();
+        version[8] = 2;
+        assert!(bad(forge(&version, true)).contains("version"));
+        let mut long = valid.clone();
+        long[16] = 200;
+        assert!(bad(forge(&long, true)).contains("payload bytes"));
+        let mut reserved = valid.clone();
+        reserved[40] = 1;
+        assert!(bad(forge(&reserved, true)).contains("reserved"));
+        let data = StartupData::open(forge(&valid, true)).unwrap();
+        assert!(matches!(data.value::<u32>(), Err(Error::BadStartupData(_))));
+        drop(data);
+        let (r, _w) = std::io::pipe().unwrap();
+        assert!(matches!(
+            StartupData::open(r.into()),
+            Err(Error::WrongKind { .. })
+        ));
+    }
+    leaks.assert();
+}
