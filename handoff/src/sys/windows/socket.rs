@@ -920,9 +920,12 @@ mod tests {
         d.extend_from_slice(&0x1b0u32.to_le_bytes());
         d.extend_from_slice(&[1, 3, 2, 0]);
         assert_eq!(
-            &d[..PREFIX_LEN],
-            &[1, 0, 2, 0, 7, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0],
-            "see docs/wire-format.md, Windows transport prefix"
+            &d[..PREFIX_LEN + 8],
+            &[
+                1, 0, 2, 0, 7, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0xa4, 1, 0,
+                0, 0xb0, 1, 0, 0
+            ],
+            "see docs/wire-format.md, Windows"
         );
         match parse(&d) {
             Datagram::Fragment {

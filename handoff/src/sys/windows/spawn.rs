@@ -709,6 +709,53 @@ mod tests {
         assert_eq!(quoted(&[r"C:\plain\path"]), r"C:\plain\path");
     }
 
+    /// An inheritable handle this process holds but does not name stays
+    /// here: the child, given its value, finds no event there.
+    #[test]
+    fn only_listed_handles_are_inherited() {
+        const ME: &str = "sys::windows::spawn::tests::only_listed_handles_are_inherited";
+        use windows_sys::Win32::Foundation::GetHandleInformation;
+        use windows_sys::Win32::System::Threading::CreateEventW;
+        if let Ok(v) = std::env::var("HANDOFF_UNIT_CLUTTER") {
+            let value: usize = v.parse().unwrap();
+            let mut flags = 0u32;
+            // SAFETY: only asks whether the value names an open handle.
+            let open = unsafe { GetHandleInformation(value as HANDLE, &mut flags) } != 0;
+            if open {
+                // SAFETY: open, as just checked, and not closed while borrowed.
+                let b =
+                    unsafe { BorrowedHandle::borrow_raw(value as std::os::windows::io::RawHandle) };
+                assert_ne!(
+                    super::super::handle::kind(b).unwrap(),
+                    crate::Kind::Event,
+                    "an unnamed inheritable handle reached the child"
+                );
+            }
+            return;
+        }
+        // SAFETY: an unnamed event; the result is checked and owned.
+        let event =
+            unsafe { super::super::owned(CreateEventW(std::ptr::null(), 1, 0, std::ptr::null())) }
+                .unwrap();
+        let eb = std::os::windows::io::AsHandle::as_handle(&event);
+        super::super::handle::set_inheritable(eb, true).unwrap();
+        let value = event.as_raw_handle() as usize;
+        let mut b = Builder::new(&std::env::current_exe().unwrap().into_os_string());
+        for a in ["--exact", ME, "--nocapture"] {
+            b.arg(OsStr::new(a));
+        }
+        b.stdio(1, Stdio::null());
+        let null = std::fs::File::open("NUL").unwrap();
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        env.push(("HANDOFF_UNIT_CLUTTER".into(), value.to_string().into()));
+        let req = SpawnRequest {
+            env,
+            handles: vec![(std::os::windows::io::AsHandle::as_handle(&null), "null")],
+        };
+        let mut child = spawn(&mut b, req).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
     #[test]
     fn variable_names_ignore_case() {
         assert!(same_var(OsStr::new("Path"), OsStr::new("PATH")));
