@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use handoff::{Access, AsHandle, Channel, Error, Handle, Kind, Limits, StartupData};
+use handoff::{Access, AsHandle, Channel, Error, Handle, Kind, Limits, Listener, StartupData};
 use serde::{Deserialize, Serialize};
 
 #[test]
@@ -312,4 +312,62 @@ fn values_that_do_not_decode_close_their_handles() {
         assert_eq!(h.kind().unwrap(), Kind::Other);
     }
     leaks.assert();
+}
+
+/// Where a listener can be bound: a socket file in `dir` on Unix, a pipe
+/// name unique to this process on Windows.
+fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
+    if cfg!(windows) {
+        format!(r"\\.\pipe\handoff-test-{}", std::process::id()).into()
+    } else {
+        dir.join("sock")
+    }
+}
+
+#[test]
+fn listener_serves_client_processes() {
+    const TEST: &str = "listener_serves_client_processes";
+    if let Some(role) = role() {
+        let path = role.strip_prefix("client:").unwrap();
+        let ch = Channel::connect(path).unwrap();
+        let me = std::process::id().to_string();
+        let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        ch.send(me.as_bytes(), &[file.as_handle()]).unwrap();
+        assert_eq!(ch.recv().unwrap().bytes, b"bye");
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = listener_path(dir.path());
+    {
+        let listener = Listener::bind(&path).unwrap();
+        let children: Vec<_> = (0..3)
+            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
+            .collect();
+        for _ in 0..3 {
+            let ch = listener.accept().unwrap();
+            let msg = ch.recv().unwrap();
+            let pid: u32 = String::from_utf8(msg.bytes).unwrap().parse().unwrap();
+            assert!(children.iter().any(|c| c.id() == pid));
+            assert_eq!(msg.handles.len(), 1);
+            assert_eq!(msg.handles[0].kind().unwrap(), Kind::File);
+            ch.send(b"bye", &[]).unwrap();
+        }
+        for c in children {
+            assert_success(c);
+        }
+        // Wine 8 does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE (Windows
+        // fails the call with ERROR_ACCESS_DENIED); the CI's Wine is told
+        // apart by the prefix it runs in.
+        if !(cfg!(windows) && std::env::var_os("WINEPREFIX").is_some()) {
+            assert!(
+                Listener::bind(&path).is_err(),
+                "a name in use is not taken over"
+            );
+        }
+    }
+    leaks.assert();
+    // Gone with the listener: the name can be bound again.
+    drop(Listener::bind(&path).unwrap());
 }

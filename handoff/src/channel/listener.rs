@@ -32,6 +32,11 @@ impl fmt::Debug for Admission {
 /// removed again when the listener is dropped (if it is still the same
 /// file). Abstract-namespace names are not offered: anyone can bind them
 /// first.
+///
+/// On Windows the path is a pipe name, `\\.\pipe\NAME`: binding fails
+/// if an instance of the name exists (`FILE_FLAG_FIRST_PIPE_INSTANCE`), the
+/// pipe admits local clients of the current user only, and the name goes
+/// away with the listener.
 #[derive(Debug)]
 pub struct Listener {
     socket: sys::socket::Listening,

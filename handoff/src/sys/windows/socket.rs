@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, LocalFree, DUPLICATE_SAME_ACCESS, ERROR_IO_PENDING, ERROR_MORE_DATA,
-    ERROR_PIPE_CONNECTED, GENERIC_READ, GENERIC_WRITE, HANDLE, WAIT_OBJECT_0,
+    ERROR_NO_DATA, ERROR_PIPE_CONNECTED, GENERIC_READ, GENERIC_WRITE, HANDLE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::Storage::FileSystem::{
@@ -44,7 +44,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeInfo,
     PeekNamedPipe, SetNamedPipeHandleState, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS,
-    PIPE_TYPE_MESSAGE, PIPE_WAIT,
+    PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, GetCurrentProcess, OpenProcess, WaitForSingleObject, PROCESS_DUP_HANDLE,
@@ -59,9 +59,9 @@ use crate::channel::frame::MAX_DATAGRAM;
 /// Handles per datagram, as on Linux (the prefix grows 4 bytes per handle).
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
 
-/// Why listeners are unavailable.
-pub(crate) const NO_TRANSPORT: &str = "named-pipe listeners are not implemented on Windows yet; \
-     create a Channel::pair and pass one end (Command::channel does this for a child)";
+/// Why a channel cannot be made (never reported by this backend: named
+/// pipes always exist).
+pub(crate) const NO_TRANSPORT: &str = "this system has no named pipes";
 
 /// Why peer credentials are unavailable.
 pub(crate) const NO_PEER_CREDENTIALS: &str = "a Windows pipe records only the processes that \
@@ -424,15 +424,11 @@ fn pull(from: HANDLE, value: u32) -> io::Result<OwnedHandle> {
     Ok(unsafe { super::handle::own_raw(out as std::os::windows::io::RawHandle) })
 }
 
-/// Creates a connected pair: the two ends of a new named pipe whose name
-/// is random, which only this user may open, and which only this process
-/// has connected to.
-pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
-    let mut nonce = [0u8; 16];
-    super::random(&mut nonce)?;
-    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let name = format!(r"\\.\pipe\handoff-{}-{hex}", std::process::id());
-    let wide: Vec<u16> = name.encode_utf16().chain(Some(0)).collect();
+/// Creates one server instance of the pipe `name` (NUL-terminated UTF-16):
+/// message mode, non-inheritable, overlapped, local clients only, and a
+/// DACL for the current user only. `first` insists that no instance of the
+/// name exists yet, so nobody can have created it before us.
+fn server_instance(name: &[u16], first: bool, instances: u32) -> io::Result<OwnedHandle> {
     let sd = UserOnly::new()?;
     let sa = SECURITY_ATTRIBUTES {
         nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
@@ -441,27 +437,35 @@ pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
     };
     // Advisory sizes: room for a few whole datagrams before a writer waits.
     let buffer = (4 * MAX_WIRE) as u32;
-    // SAFETY: a NUL-terminated name, valid attributes; the result is
-    // checked and owned at once. FIRST_PIPE_INSTANCE fails if anyone
-    // created the name first; one instance means nobody can open a second.
-    let server = unsafe {
+    let mut open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
+    if first {
+        open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
+    }
+    // SAFETY: a NUL-terminated name and valid attributes that outlive the
+    // call; the result is checked and owned at once.
+    unsafe {
         super::owned(CreateNamedPipeW(
-            wide.as_ptr(),
-            PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            name.as_ptr(),
+            open_mode,
             PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-            1,
+            instances,
             buffer,
             buffer,
             0,
             &sa,
         ))
-    }?;
-    drop(sd);
-    // SAFETY: as above; null attributes make the handle non-inheritable.
-    // SQOS limits the server (us) to identifying, not impersonating, us.
+    }
+}
+
+/// Opens the client end of pipe `name`, non-inheritable and overlapped, in
+/// message read mode. SQOS limits the server to identifying us, never
+/// impersonating us.
+fn client(name: &[u16]) -> io::Result<OwnedHandle> {
+    // SAFETY: a NUL-terminated name; null attributes make the handle
+    // non-inheritable; the result is checked and owned at once.
     let client = unsafe {
         super::owned(CreateFileW(
-            wide.as_ptr(),
+            name.as_ptr(),
             GENERIC_READ | GENERIC_WRITE,
             0,
             std::ptr::null(),
@@ -480,18 +484,44 @@ pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
             std::ptr::null(),
         )
     })?;
-    let server_h = server.as_raw_handle() as HANDLE;
-    match overlapped(server_h, None, |ov| {
-        // SAFETY: the server end is ours; `ov` outlives the operation.
-        unsafe { ConnectNamedPipe(server_h, ov) }
+    Ok(client)
+}
+
+/// Waits for a client to connect to a server instance.
+fn wait_for_client(server: &OwnedHandle) -> io::Result<()> {
+    let h = server.as_raw_handle() as HANDLE;
+    match overlapped(h, None, |ov| {
+        // SAFETY: the instance is ours; `ov` outlives the operation.
+        unsafe { ConnectNamedPipe(h, ov) }
     }) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED as i32) => {}
-        Err(e) => return Err(e),
+        Ok(_) => Ok(()),
+        // The client was quicker than us.
+        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED as i32) => Ok(()),
+        Err(e) => Err(e),
     }
+}
+
+fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt;
+    s.encode_wide().chain(Some(0)).collect()
+}
+
+/// Creates a connected pair: the two ends of a new named pipe whose name
+/// is random, which only this user may open, and which only this process
+/// has connected to.
+pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
+    let mut nonce = [0u8; 16];
+    super::random(&mut nonce)?;
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!(r"\\.\pipe\handoff-{}-{hex}", std::process::id());
+    let name = wide(std::ffi::OsStr::new(&name));
+    // One instance: nobody can open a second end.
+    let server = server_instance(&name, true, 1)?;
+    let client = client(&name)?;
+    wait_for_client(&server)?;
     let mut client_pid = 0u32;
     // SAFETY: the server end is ours; `client_pid` is ours to write.
-    cvt(unsafe { GetNamedPipeClientProcessId(server_h, &mut client_pid) })?;
+    cvt(unsafe { GetNamedPipeClientProcessId(server.as_raw_handle() as HANDLE, &mut client_pid) })?;
     if client_pid != std::process::id() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -876,30 +906,98 @@ pub(crate) fn peer_credentials(_s: &Socket) -> io::Result<(u32, u32, u32, Option
     ))
 }
 
-/// A listening endpoint; none can exist yet (see [`NO_TRANSPORT`]).
+/// A listener: a pipe name with one server instance waiting for the next
+/// client.
 #[derive(Debug)]
-pub(crate) enum Listening {}
-
-fn no_listener<T>() -> io::Result<T> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, NO_TRANSPORT))
+pub(crate) struct Listening {
+    name: Vec<u16>,
+    next: Mutex<Option<OwnedHandle>>,
 }
 
-pub(crate) fn bind(_path: &Path, _backlog: i32) -> io::Result<Listening> {
-    no_listener()
+/// The pipe name a listener path stands for: `\\.\pipe\…` only, since
+/// named pipes live in their own namespace, not in the file system.
+fn pipe_name(path: &Path) -> io::Result<Vec<u16>> {
+    let text = path.to_string_lossy();
+    let prefix = r"\\.\pipe\";
+    let ok = text.len() > prefix.len()
+        && text
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    if !ok {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a listener's path on Windows is a pipe name (\\\\.\\pipe\\NAME), not {}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(wide(path.as_os_str()))
 }
 
-pub(crate) fn connect(_path: &Path) -> io::Result<Socket> {
-    no_listener()
+/// Creates the first instance of the pipe `path`; fails if the name exists.
+pub(crate) fn bind(path: &Path, _backlog: i32) -> io::Result<Listening> {
+    let name = pipe_name(path)?;
+    let first = server_instance(&name, true, PIPE_UNLIMITED_INSTANCES)?;
+    Ok(Listening {
+        name,
+        next: Mutex::new(Some(first)),
+    })
 }
 
+/// Waits for a client on the waiting instance, hands that instance out as
+/// the new channel end, and puts a fresh one in its place.
 pub(crate) fn accept(l: &Listening, _nonblocking: bool) -> io::Result<Socket> {
-    match *l {}
+    let waiting = l.next.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let instance = match waiting {
+        Some(i) => i,
+        // Another thread's accept holds the waiting instance: wait on one
+        // of our own.
+        None => server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES)?,
+    };
+    let connected = wait_for_client(&instance);
+    // Keep an instance open, so the name does not vanish and the next
+    // client finds it.
+    {
+        let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.is_none() {
+            *next = server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES).ok();
+        }
+    }
+    match connected {
+        Ok(()) => Ok(Socket::from(instance)),
+        // A client that connected and left at once.
+        Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
+            Err(io::ErrorKind::ConnectionAborted.into())
+        }
+        Err(e) => Err(e),
+    }
 }
 
-pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
-    match *l {}
+/// Accepts block until a client comes, so there is never anything to wait
+/// for after one.
+pub(crate) fn wait_accept(_l: &Listening) -> io::Result<()> {
+    Ok(())
 }
 
+/// Connects to a listener's pipe, waiting while all its instances are busy.
+pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
+    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
+    use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
+    let name = pipe_name(path)?;
+    loop {
+        match client(&name) {
+            Ok(c) => return Ok(Socket::from(c)),
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                // SAFETY: a NUL-terminated name; only waits.
+                unsafe { WaitNamedPipeW(name.as_ptr(), 5000) };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Pipe names leave no file behind.
 pub(crate) fn file_identity(_path: &Path) -> Option<(u64, u64)> {
     None
 }
