@@ -184,7 +184,13 @@ fn linger(s: &Socket) {
                 Datagram::Fragment { count, batch, .. } if count > 0 => ack(s, batch),
                 _ => {}
             },
-            Err(_) => return,
+            // The reader is gone: nothing in flight can be pulled any more,
+            // so the copies close with the state.
+            Err(e) if is_gone(&e) => return,
+            // A datagram too long to read is the peer's problem, not a
+            // reason to stop waiting.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
+            Err(_) => break,
         }
     }
     let left = std::mem::take(&mut s.state().in_flight);
@@ -737,19 +743,19 @@ pub(crate) fn send(
         Err(e) => {
             // Never written, so never pulled: close the copies now.
             s.release(batch);
-            if is_gone(&e) {
-                s.release_all();
-            }
-            Err(e)
+            Err(gone(s, e))
         }
     }
 }
 
 fn is_gone(e: &io::Error) -> bool {
+    // ERROR_PIPE_NOT_CONNECTED: the other end was closed and this instance
+    // disconnected; std gives it no kind of its own.
+    const ERROR_PIPE_NOT_CONNECTED: i32 = 233;
     matches!(
         e.kind(),
         io::ErrorKind::BrokenPipe | io::ErrorKind::NotConnected | io::ErrorKind::ConnectionReset
-    )
+    ) || e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED)
 }
 
 /// What one read delivered.
@@ -851,6 +857,9 @@ pub(crate) fn recv(
 fn gone(s: &Socket, e: io::Error) -> io::Error {
     if is_gone(&e) {
         s.release_all();
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return io::ErrorKind::NotConnected.into();
+        }
     }
     e
 }
