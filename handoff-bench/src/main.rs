@@ -1,0 +1,172 @@
+//! `handoff-bench`: handoff against hand-written system calls and against
+//! ipc-channel, each benchmark between two real processes.
+//!
+//! ```text
+//! cargo run --release -p handoff-bench -- [--quick] [--json] [--pin] [NAME...]
+//! ```
+//!
+//! The same binary is both sides: run without `--role` it is the parent and
+//! starts one child per contender (`proc`); with the hidden `--role` it is a
+//! child serving one workload (`workload`) until its parent hangs up.
+#![forbid(unsafe_code)]
+
+mod benches;
+mod contender;
+mod entrants;
+mod handles;
+mod proc;
+mod raw;
+mod report;
+mod stats;
+mod suite;
+mod with_handoff;
+mod with_ipc_channel;
+mod workload;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::proc::Role;
+use crate::workload::Workload;
+
+/// Every error ends up as a message on stderr and a failed exit.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Benchmarks handoff against the raw system calls and against ipc-channel.
+///
+/// Each benchmark runs between this process and child processes it starts,
+/// and reports the best raw figure (over STREAM, SEQPACKET and DGRAM
+/// sockets), handoff's, and their ratio.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Fewer repetitions and a 256 MiB bulk transfer: under a minute.
+    #[arg(long)]
+    quick: bool,
+
+    /// Print one JSON object per benchmark instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    /// Also run the throughput benchmarks with both processes pinned to
+    /// CPU 0, as `<name>_pinned` (the latency ones always run both ways).
+    #[arg(long)]
+    pin: bool,
+
+    /// Benchmarks to run, by name or name prefix (`fd_throughput`, `rtt`,
+    /// `rtt_1fd_pinned`); all of them when none is given.
+    names: Vec<String>,
+
+    /// Child processes only: the library this child speaks.
+    #[arg(long, hide = true, value_enum)]
+    role: Option<Role>,
+
+    /// Child processes only: what the child does.
+    #[arg(long, hide = true)]
+    work: Option<Workload>,
+
+    /// Child processes only: ipc-channel's one-shot server to connect to.
+    #[arg(long, hide = true)]
+    ipc_name: Option<String>,
+
+    /// Child processes only: the CPU to pin to.
+    #[arg(long, hide = true)]
+    pin_cpu: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.role {
+        Some(role) => child(role, &cli),
+        None => parent(&cli),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let who = cli.role.map_or("handoff-bench", |_| "handoff-bench child");
+            eprintln!("{who}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn child(role: Role, cli: &Cli) -> Result<()> {
+    let work = cli.work.ok_or("--work is required with --role")?;
+    if let Some(cpu) = cli.pin_cpu {
+        proc::pin_to(cpu)?;
+    }
+    // A name per role lets `top` and `perf report --sort comm` tell the
+    // children apart; failing to set it changes nothing measured.
+    let _ = rustix::thread::set_name(role.thread_name());
+    match role {
+        Role::Raw => {
+            let socket = proc::stdin_socket()?;
+            let _ = rustix::thread::set_name(raw::thread_name(&socket));
+            raw::serve(socket, work)
+        }
+        Role::Handoff => {
+            let socket = handoff::Handle::from(proc::stdin_socket()?);
+            with_handoff::serve(handoff::Channel::from_handle(socket)?, work)
+        }
+        Role::IpcChannel => {
+            let name = cli.ipc_name.clone().ok_or("--ipc-name is required")?;
+            with_ipc_channel::serve(name, work)
+        }
+    }
+}
+
+fn parent(cli: &Cli) -> Result<()> {
+    let cfg = if cli.quick {
+        benches::Config::quick()
+    } else {
+        benches::Config::full()
+    };
+    let benches = select(benches::all(cli.pin), &cli.names)?;
+    let mut rows = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    for bench in &benches {
+        eprintln!("running {} ...", bench.name);
+        let row = suite::run(bench, &cfg).map_err(|e| format!("{}: {e}", bench.name))?;
+        if cli.json {
+            writeln!(stdout, "{}", row.json()?)?;
+            stdout.flush()?;
+        }
+        rows.push(row);
+    }
+    if !cli.json {
+        let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+        writeln!(
+            stdout,
+            "handoff-bench{}: best of {} repetitions, {threads} CPUs; speed > 1 means faster than the baseline\n",
+            if cli.quick { " --quick" } else { "" },
+            cfg.reps,
+        )?;
+        write!(stdout, "{}", report::table(&rows))?;
+    }
+    Ok(())
+}
+
+/// The benchmarks whose name starts with one of `names` (all if empty); a
+/// name that selects nothing is an error rather than a silent no-op.
+fn select(all: Vec<benches::Bench>, names: &[String]) -> Result<Vec<benches::Bench>> {
+    if names.is_empty() {
+        return Ok(all);
+    }
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !all.iter().any(|b| b.name.starts_with(n.as_str())))
+    {
+        let known: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+        return Err(format!(
+            "no benchmark named {unknown:?}; known: {}",
+            known.join(", ")
+        )
+        .into());
+    }
+    Ok(all
+        .into_iter()
+        .filter(|b| names.iter().any(|n| b.name.starts_with(n.as_str())))
+        .collect())
+}
