@@ -86,10 +86,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let who = cli.role.map_or("handoff-bench", |_| "handoff-bench child");
-            eprintln!("{who}: {e}");
+            eprintln!("{who}: {}", describe(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error with its chain of sources: handoff's errors keep the OS error
+/// as their source rather than in their message.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 fn child(role: Role, cli: &Cli) -> Result<()> {

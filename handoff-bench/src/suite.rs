@@ -13,7 +13,7 @@ use crate::entrants::{entrants, Entrant};
 use crate::report::{Entry, Row};
 use crate::stats::{self, Figure};
 use crate::workload::Workload;
-use crate::{proc, Result};
+use crate::{describe, proc, Result};
 
 /// Runs one benchmark and reports the best figure of each side.
 ///
@@ -105,8 +105,8 @@ impl<'a> Plan<'a> {
         let mut c = contender::spawn(e.kind, work, self.bench.pinned)?;
         let outcome = f(c.as_mut());
         let finished = c.finish();
-        let value = outcome.map_err(|err| format!("{}: {err}", e.label))?;
-        finished.map_err(|err| format!("{}: {err}", e.label))?;
+        let value = outcome.map_err(|err| format!("{}: {}", e.label, describe(err.as_ref())))?;
+        finished.map_err(|err| format!("{}: {}", e.label, describe(err.as_ref())))?;
         Ok(value)
     }
 
