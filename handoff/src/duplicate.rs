@@ -93,6 +93,7 @@ pub struct DupOptions {
 ///
 /// ```no_run
 /// use handoff::{duplicate, Access, Channel, DupOptions, Process, Source, Target};
+/// # #[allow(dead_code)]
 /// # fn broker(a: &Process, to_b: &Channel, number_in_a: i32) -> handoff::Result<()> {
 /// duplicate(
 ///     Source::Process { process: a, handle: number_in_a },
