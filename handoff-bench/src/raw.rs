@@ -22,7 +22,7 @@ use crate::Result;
 
 /// The send buffer the library asks for on its sockets (the kernel doubles
 /// it), which lets a datagram be 256 KiB.
-const LIBRARY_SEND_BUFFER: usize = 512 * 1024;
+const LIBRARY_SEND_BUFFER: usize = 256 * 1024;
 
 /// A parent blocked on a child that died without closing its end (a
 /// datagram socket never reports end-of-file) gives up after this long.
