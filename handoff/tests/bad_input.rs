@@ -337,6 +337,63 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
     leaks.assert();
 }
 
+/// Regression: a message whose every fragment is cut short by a full
+/// descriptor table used to give one `HandlesTruncated` per fragment, so
+/// the caller counted three lost messages for one and mistook the next
+/// good message's turn for another loss. It is one error, and the next
+/// receive is the next message.
+#[test]
+fn a_message_truncated_in_every_fragment_is_one_error() {
+    const TEST: &str = "a_message_truncated_in_every_fragment_is_one_error";
+    if role().is_some() {
+        let ch = parent_channel();
+        let leaks = LeakCheck::new();
+        let open = handoff::count_open_handles().unwrap() as u64;
+        // Room for 20 more descriptors; each of the three fragments brings
+        // up to 253.
+        let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(open + 20),
+                maximum: old.maximum,
+            },
+        )
+        .unwrap();
+        ch.send(b"ready", &[]).unwrap();
+        match ch.recv() {
+            Err(Error::HandlesTruncated { expected, .. }) => assert_eq!(expected, 600),
+            other => panic!("expected HandlesTruncated, got {other:?}"),
+        }
+        leaks.assert();
+        match ch.recv() {
+            Ok(msg) => {
+                assert_eq!(msg.bytes, b"after");
+                assert_eq!(msg.handles.len(), 2);
+            }
+            other => panic!("expected the next message, got {other:?}"),
+        }
+        leaks.assert();
+        ch.send(b"done", &[]).unwrap();
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child(TEST, "child", theirs);
+        assert_eq!(ours.recv().unwrap().bytes, b"ready");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let many: Vec<_> = (0..600).map(|_| file.as_handle()).collect();
+        ours.send(b"flood", &many).unwrap();
+        ours.send(b"after", &[file.as_handle(), file.as_handle()])
+            .unwrap();
+        assert_eq!(ours.recv().unwrap().bytes, b"done");
+        assert_success(child);
+    }
+    leaks.assert();
+}
+
 #[test]
 fn channel_from_a_handle_of_the_wrong_kind() {
     let _serial = serial();

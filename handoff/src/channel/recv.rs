@@ -48,6 +48,7 @@ impl RecvState {
         nonblocking: bool,
     ) -> Result<bool> {
         let limits = ch.limits;
+        let discarding = matches!(self, RecvState::Discarding { .. });
         // Pick the destination before receiving, because bytes and handles
         // arrive in the same call as the header that says what they are.
         let mut discard = Message::new();
@@ -108,7 +109,11 @@ impl RecvState {
                 )),
             ));
         }
-        if handles_here != usize::from(header.handles_here) {
+        // The rest of a message already rejected: its error was reported
+        // once, and whatever of its handles did arrive goes with `discard`.
+        let cut_while_discarding =
+            got.handles_truncated && handles_here < usize::from(header.handles_here) && discarding;
+        if handles_here != usize::from(header.handles_here) && !cut_while_discarding {
             if got.handles_truncated && handles_here < usize::from(header.handles_here) {
                 let e = Error::HandlesTruncated {
                     expected: header.total_handles,
