@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod benches;
+mod chaos;
 mod contender;
 mod entrants;
 mod handles;
@@ -50,6 +51,11 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
+    /// Run the reliability cases (docs/reliability.md) instead of the
+    /// benchmarks; with `--quick`, the short form.
+    #[arg(long)]
+    chaos: bool,
+
     /// Also run the throughput benchmarks with both processes pinned to
     /// CPU 0, as `<name>_pinned` (the latency ones always run both ways).
     #[arg(long)]
@@ -77,7 +83,15 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Chaos children are told their role by the environment, before any
+    // argument parsing.
+    if let Some(code) = chaos::child_main() {
+        return code;
+    }
     let cli = Cli::parse();
+    if cli.chaos {
+        return chaos::run(cli.quick);
+    }
     let outcome = match cli.role {
         Some(role) => child(role, &cli),
         None => parent(&cli),
