@@ -97,9 +97,23 @@ impl<D: Dispatch> Server<D> {
 
     /// Accepts connections for ever, serving each on its own task. Returns
     /// only if accepting fails.
+    ///
+    /// Running out of descriptors or memory while accepting (`EMFILE`,
+    /// `ENFILE`, `ENOBUFS`, `ENOMEM`) is waited out, not returned: the
+    /// connection stays queued and is accepted once connections close.
     pub async fn serve(self, listener: AsyncListener) -> Result<()> {
         loop {
-            let channel = listener.accept().await?;
+            let channel = match listener.accept().await {
+                Ok(channel) => channel,
+                Err(e) if is_exhaustion(&e) => {
+                    tracing::warn!(error = %e, "accept is out of resources; retrying shortly");
+                    // The queued connection keeps the listener readable, so
+                    // without a pause this would spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let server = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = server.serve_connection(channel).await {
@@ -568,4 +582,12 @@ impl OutHandles for Vec<Handle> {
     ) -> std::result::Result<Vec<u32>, Fault> {
         self.into_iter().map(push).collect()
     }
+}
+
+/// True for the errors that mean "no descriptors or memory right now".
+fn is_exhaustion(e: &Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(crate::sys::socket::is_exhaustion)
 }

@@ -356,6 +356,17 @@ unsafe fn raw_recvmsg(fd: libc::c_int, msg: *mut libc::msghdr, flags: libc::c_in
     unsafe { libc::recvmsg(fd, msg, flags) as isize }
 }
 
+/// True when `e` means the process or system is out of descriptors or
+/// memory for now (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): worth waiting
+/// out rather than giving up.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Waits until `fd` is readable (or writable), for blocking calls on a
 /// socket someone else set non-blocking.
 pub(crate) fn wait(s: &Socket, writable: bool) -> io::Result<()> {
