@@ -15,8 +15,18 @@ pub struct Config {
     pub fd_batch: Duration,
     /// Round trips per repetition.
     pub rtt_rounds: usize,
-    /// Bytes per repetition of `bulk_1gib`.
+    /// Bytes per repetition of `bulk_1gib` and `startup_data_1gib`.
     pub bulk_total: u64,
+    /// Spawns per contender per repetition of `spawn_overhead`.
+    pub spawns: usize,
+    /// Handles the holder child opens for `pidfd_getfd`.
+    pub pidfd_handles: usize,
+    /// Calls per repetition of `rpc_rtt_1fd`.
+    pub rpc_rounds: usize,
+    /// How long the clients of `rpc_calls_64_clients` call, per repetition.
+    pub calls_window: Duration,
+    /// Client processes in `rpc_calls_64_clients`.
+    pub clients: usize,
 }
 
 impl Config {
@@ -27,6 +37,11 @@ impl Config {
             fd_batch: Duration::from_millis(200),
             rtt_rounds: 30_000,
             bulk_total: 1 << 30,
+            spawns: 200,
+            pidfd_handles: 10_000,
+            rpc_rounds: 10_000,
+            calls_window: Duration::from_millis(500),
+            clients: 64,
         }
     }
 
@@ -37,6 +52,11 @@ impl Config {
             fd_batch: Duration::from_millis(60),
             rtt_rounds: 3_000,
             bulk_total: 256 << 20,
+            spawns: 40,
+            pidfd_handles: 10_000,
+            rpc_rounds: 1_000,
+            calls_window: Duration::from_millis(200),
+            clients: 64,
         }
     }
 }
@@ -50,6 +70,27 @@ pub enum Measure {
     Rtt { with_fd: bool },
     /// Bytes per second through the channel.
     Bulk,
+    /// A benchmark with its own module, entrants and child jobs.
+    Own(Own),
+}
+
+/// The benchmarks that run through their own modules rather than the
+/// shared contender loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    /// `startup_data_1gib`: bytes handed to a child at spawn, from "the
+    /// parent starts" to "the child has read all of it" (`startup_bench`).
+    StartupData,
+    /// `spawn_overhead`: spawn and wait of a trivial child (`spawn_bench`).
+    Spawn,
+    /// `pidfd_getfd`: handles copied out of another process
+    /// (`pidfd_bench`).
+    PidfdGetfd,
+    /// `rpc_rtt_1fd`: one RPC call with a handle each way (`rpc_bench`).
+    RpcRtt,
+    /// `rpc_calls_64_clients`: small calls from many client processes
+    /// against one server (`rpc_bench`).
+    RpcCalls,
 }
 
 impl Measure {
@@ -59,14 +100,18 @@ impl Measure {
             Measure::Fds { .. } => "fds/s",
             Measure::Rtt { .. } => "us",
             Measure::Bulk => "GB/s",
+            Measure::Own(Own::StartupData) => "GB/s",
+            Measure::Own(Own::Spawn | Own::RpcRtt) => "us",
+            Measure::Own(Own::PidfdGetfd) => "fds/s",
+            Measure::Own(Own::RpcCalls) => "calls/s",
         }
     }
 
     /// Which way its figures improve.
     pub fn better(self) -> Better {
         match self {
-            Measure::Rtt { .. } => Better::Lower,
-            Measure::Fds { .. } | Measure::Bulk => Better::Higher,
+            Measure::Rtt { .. } | Measure::Own(Own::Spawn | Own::RpcRtt) => Better::Lower,
+            Measure::Fds { .. } | Measure::Bulk | Measure::Own(_) => Better::Higher,
         }
     }
 }
@@ -108,5 +153,10 @@ pub fn all(pin_all: bool) -> Vec<Bench> {
     add("rtt_bytes", Measure::Rtt { with_fd: false }, true);
     add("rtt_1fd", Measure::Rtt { with_fd: true }, true);
     add("bulk_1gib", Measure::Bulk, pin_all);
+    add("startup_data_1gib", Measure::Own(Own::StartupData), false);
+    add("spawn_overhead", Measure::Own(Own::Spawn), false);
+    add("pidfd_getfd", Measure::Own(Own::PidfdGetfd), false);
+    add("rpc_rtt_1fd", Measure::Own(Own::RpcRtt), true);
+    add("rpc_calls_64_clients", Measure::Own(Own::RpcCalls), false);
     out
 }

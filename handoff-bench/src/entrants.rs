@@ -19,6 +19,9 @@ pub enum Side {
     Baseline,
     Handoff,
     IpcChannel,
+    /// A variant measured for the analysis (another setting of the raw
+    /// code or of handoff): reported in `figures`, never the baseline.
+    Experiment,
 }
 
 /// One contender in one benchmark, with the message size it uses.
@@ -76,6 +79,8 @@ pub fn entrants(measure: Measure) -> Vec<Entrant> {
                 ));
             }
         }
+        // Their modules pick their own entrants.
+        Measure::Own(_) => {}
         Measure::Bulk => {
             out.push(raw(SocketKind::Stream, Buffers::System, 256 * KIB));
             out.push(raw(SocketKind::Stream, Buffers::Library, MIB));

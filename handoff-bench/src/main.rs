@@ -8,16 +8,23 @@
 //! The same binary is both sides: run without `--role` it is the parent and
 //! starts one child per contender (`proc`); with the hidden `--role` it is a
 //! child serving one workload (`workload`) until its parent hangs up.
-#![forbid(unsafe_code)]
+// Unsafe code only in `mapping` (the raw startup baseline's mmap).
+#![deny(unsafe_code)]
 
 mod benches;
 mod chaos;
 mod contender;
 mod entrants;
 mod handles;
+mod job;
+mod mapping;
+mod pidfd_bench;
 mod proc;
 mod raw;
 mod report;
+mod rpc_bench;
+mod spawn_bench;
+mod startup_bench;
 mod stats;
 mod suite;
 mod with_handoff;
@@ -73,6 +80,10 @@ struct Cli {
     #[arg(long, hide = true)]
     work: Option<Workload>,
 
+    /// Child processes only: a job of the benchmarks in their own modules.
+    #[arg(long, hide = true)]
+    job: Option<job::Job>,
+
     /// Child processes only: ipc-channel's one-shot server to connect to.
     #[arg(long, hide = true)]
     ipc_name: Option<String>,
@@ -120,6 +131,9 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn child(role: Role, cli: &Cli) -> Result<()> {
+    if let Some(job) = &cli.job {
+        return job::run(role, job, cli.pin_cpu);
+    }
     let work = cli.work.ok_or("--work is required with --role")?;
     if let Some(cpu) = cli.pin_cpu {
         proc::pin_to(cpu)?;

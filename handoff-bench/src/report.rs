@@ -1,6 +1,7 @@
 //! One row per benchmark: the best raw figure, handoff's and ipc-channel's,
 //! and how they compare; printed as a table or as JSON lines.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -52,6 +53,10 @@ pub struct Row {
     pub reps: usize,
     /// Every entrant's figure, in `unit`, by label.
     pub figures: Vec<(String, f64)>,
+    /// Further figures some benchmarks report as top-level keys (e.g.
+    /// `memcpy_gbps`), each named with its unit.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, f64>,
 }
 
 impl Row {
@@ -93,7 +98,14 @@ impl Row {
                 .iter()
                 .map(|e| (e.label.clone(), value(e.figure.value)))
                 .collect(),
+            extra: BTreeMap::new(),
         })
+    }
+
+    /// Adds a further figure as a top-level JSON key.
+    pub fn with_extra(mut self, key: &str, value: f64) -> Row {
+        self.extra.insert(key.to_owned(), round_figure(value));
+        self
     }
 
     /// The row as one line of JSON.
@@ -124,7 +136,7 @@ fn round_ratio(x: f64) -> f64 {
 
 fn show(unit: &str, x: f64) -> String {
     match unit {
-        "fds/s" => format!("{:.3} M", x / 1e6),
+        "fds/s" | "calls/s" => format!("{:.3} M", x / 1e6),
         _ => format!("{x:.2}"),
     }
 }
@@ -170,6 +182,10 @@ pub fn table(rows: &[Row]) -> String {
             .map(|(label, v)| format!("{label} {}", show(r.unit, *v)))
             .collect();
         let _ = writeln!(out, "  {:<25} {} [{}]", r.name, all.join(", "), r.unit);
+        if !r.extra.is_empty() {
+            let extra: Vec<String> = r.extra.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(out, "  {:<25} {}", "", extra.join(", "));
+        }
     }
     out
 }

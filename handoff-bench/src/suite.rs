@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::benches::{Bench, Config, Measure};
+use crate::benches::{Bench, Config, Measure, Own};
 use crate::contender::{self, Contender};
 use crate::entrants::{entrants, Entrant};
 use crate::report::{Entry, Row};
 use crate::stats::{self, Figure};
 use crate::workload::Workload;
-use crate::{describe, proc, Result};
+use crate::{describe, pidfd_bench, proc, rpc_bench, spawn_bench, startup_bench, Result};
 
 /// Runs one benchmark and reports the best figure of each side.
 ///
@@ -29,6 +29,16 @@ pub fn run(bench: &Bench, cfg: &Config) -> Result<Row> {
     } else {
         None
     };
+    // The benchmarks registered with their own modules.
+    if let Measure::Own(own) = bench.measure {
+        return match own {
+            Own::StartupData => startup_bench::run(bench, cfg),
+            Own::Spawn => spawn_bench::run(bench, cfg),
+            Own::PidfdGetfd => pidfd_bench::run(bench, cfg),
+            Own::RpcRtt => rpc_bench::run_rtt(bench, cfg),
+            Own::RpcCalls => rpc_bench::run_calls(bench, cfg),
+        };
+    }
     let entrants = entrants(bench.measure);
     let plan = Plan::new(bench, cfg, &entrants)?;
     let mut reps = vec![Vec::with_capacity(cfg.reps); entrants.len()];
@@ -82,7 +92,7 @@ impl<'a> Plan<'a> {
                 // page.
                 plan.bulk_data = (0..largest).map(|i| (i % 251) as u8).collect();
             }
-            Measure::Rtt { .. } => {}
+            Measure::Rtt { .. } | Measure::Own(_) => {}
         }
         Ok(plan)
     }
@@ -101,6 +111,7 @@ impl<'a> Plan<'a> {
                 total: self.cfg.bulk_total,
                 chunk: e.chunk,
             },
+            Measure::Own(_) => return Err("this benchmark runs through its own module".into()),
         };
         let mut c = contender::spawn(e.kind, work, self.bench.pinned)?;
         let outcome = f(c.as_mut());
@@ -125,6 +136,7 @@ impl<'a> Plan<'a> {
             // A transfer is long enough that its first few messages, the
             // cold ones, do not count.
             Measure::Bulk => bulk(c, &self.bulk_data[..e.chunk], self.cfg.bulk_total),
+            Measure::Own(_) => Err("this benchmark runs through its own module".into()),
         })
     }
 }
@@ -153,7 +165,9 @@ fn fds_batch(c: &mut dyn Contender, per_message: usize, messages: usize) -> Resu
     Ok(stats::rate((messages * per_message) as f64, t.elapsed()))
 }
 
-fn round_trips(c: &mut dyn Contender, with_fd: bool, rounds: usize) -> Result<Figure> {
+/// `rounds` round trips on `c`, each timed (also `rpc_bench`'s raw
+/// baseline).
+pub fn round_trips(c: &mut dyn Contender, with_fd: bool, rounds: usize) -> Result<Figure> {
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
