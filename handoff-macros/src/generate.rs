@@ -166,13 +166,13 @@ impl<'a> Generator<'a> {
         let name = &m.name;
         let attrs = &m.attrs;
         let params = client_params(m);
-        let args = m.params.iter().map(|p| &p.name);
+        let args = encode_args(m);
         let ret = client_return(m);
         let encode = format_ident!("__encode_{}", name);
         let decode = format_ident!("__decode_{}", name);
         let encode_body = encode_body(index, m);
         let decode_body = decode_body(m);
-        let params2 = params.clone();
+        let encode_params = encode_params(m);
         quote! {
             #(#attrs)*
             pub async fn #name(&self, #(#params),*) -> #ret {
@@ -180,8 +180,10 @@ impl<'a> Generator<'a> {
                 Self::#decode(self.raw.call(__call).await?)
             }
 
+            /// Encodes a call; its handles stay borrowed from the caller's
+            /// arguments until it is sent.
             #[doc(hidden)]
-            pub fn #encode(#(#params2),*) -> ::core::result::Result<::handoff::rpc::Call, ::handoff::Error> {
+            pub fn #encode<'__a>(#(#encode_params),*) -> ::core::result::Result<::handoff::rpc::Call<'__a>, ::handoff::Error> {
                 #encode_body
             }
 
@@ -202,7 +204,7 @@ impl<'a> Generator<'a> {
             let name = &m.name;
             let attrs = &m.attrs;
             let params = client_params(m);
-            let args = m.params.iter().map(|p| &p.name);
+            let args = encode_args(m);
             let ret = client_return(m);
             let encode = format_ident!("__encode_{}", name);
             let decode = format_ident!("__decode_{}", name);
@@ -429,6 +431,47 @@ fn client_params(m: &Method) -> Vec<TokenStream> {
                 }
                 ParamKind::Handle(_, Shape::Many) => quote!(#n: &[::handoff::BorrowedHandle<'_>]),
                 ParamKind::Context(state) => quote!(#n: &::handoff::rpc::Context<#state>),
+            }
+        })
+        .collect()
+}
+
+/// The encoder's parameter list: the client's, with every handle borrowed
+/// for the call's lifetime `'__a` (single handles by reference, so the
+/// caller's handle can be sent without a duplicate).
+fn encode_params(m: &Method) -> Vec<TokenStream> {
+    m.params
+        .iter()
+        .map(|p| {
+            let n = &p.name;
+            match &p.kind {
+                ParamKind::Plain => {
+                    let t = &p.ty;
+                    quote!(#n: #t)
+                }
+                ParamKind::Handle(_, Shape::One) => quote!(#n: &'__a impl ::handoff::AsHandle),
+                ParamKind::Handle(_, Shape::Optional) => {
+                    quote!(#n: ::core::option::Option<::handoff::BorrowedHandle<'__a>>)
+                }
+                ParamKind::Handle(_, Shape::Many) => {
+                    quote!(#n: &'__a [::handoff::BorrowedHandle<'__a>])
+                }
+                ParamKind::Context(state) => quote!(#n: &::handoff::rpc::Context<#state>),
+            }
+        })
+        .collect()
+}
+
+/// The client method's arguments to the encoder: single handles by
+/// reference, everything else as it came.
+fn encode_args(m: &Method) -> Vec<TokenStream> {
+    m.params
+        .iter()
+        .map(|p| {
+            let n = &p.name;
+            match &p.kind {
+                ParamKind::Handle(_, Shape::One) => quote!(&#n),
+                _ => quote!(#n),
             }
         })
         .collect()

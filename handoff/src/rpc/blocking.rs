@@ -11,7 +11,7 @@ use super::client::{
 use super::context::Context;
 use super::wire::{FrameType, Header};
 use super::{CallError, Identity};
-use crate::{Channel, Error, Handle, Result};
+use crate::{BorrowedHandle, Channel, Error, Result};
 
 /// A blocking RPC client over a [`Channel`].
 ///
@@ -57,11 +57,11 @@ impl BlockingClient {
     }
 
     /// Sends a call and waits for its reply.
-    pub fn call(&self, call: Call) -> Result<Reply> {
+    pub fn call(&self, call: Call<'_>) -> Result<Reply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (frame, mut handles) = call.into_frame(id)?;
-        check_limits(&self.session.limits, &frame, handles.len())?;
-        self.exchange(id, &frame, &mut handles)
+        let (frame, out) = call.into_frame(id)?;
+        check_limits(&self.session.limits, &frame, out.len())?;
+        self.exchange(id, &frame, &out.borrowed())
     }
 
     /// Closes a context: the server runs its rundown (once the calls using
@@ -72,12 +72,12 @@ impl BlockingClient {
     ) -> std::result::Result<(), CallError<Infallible>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = close_frame(id, context.token()?)?;
-        decode_close(self.exchange(id, &frame, &mut Vec::new())?)
+        decode_close(self.exchange(id, &frame, &[])?)
     }
 
-    fn exchange(&self, id: u64, frame: &[u8], handles: &mut Vec<Handle>) -> Result<Reply> {
+    fn exchange(&self, id: u64, frame: &[u8], handles: &[BorrowedHandle<'_>]) -> Result<Reply> {
         let _turn = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
-        self.channel.send_moved(frame, handles)?;
+        self.channel.send(frame, handles)?;
         loop {
             let msg = self.channel.recv()?;
             let header = Header::decode(&msg.bytes, msg.handles.len())?;

@@ -11,26 +11,31 @@ use serde::Serialize;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::context::Context;
-use super::handles::{HandleSpec, Outgoing, Slots};
+use super::handles::{HandleSpec, OutHandle, Outgoing, Slots};
 use super::wire::{self, FrameType, Header, Hello, Welcome};
 use super::{CallError, Fault, Identity};
 use crate::{AsHandle, AsyncChannel, BorrowedHandle, Error, Handle, Limits, Message, Result};
 
-/// A call being built: its method, the handles it carries (duplicates
-/// restricted to the declared access) and its encoded arguments.
+/// A call being built: its method, the handles it carries and its encoded
+/// arguments.
+///
+/// A handle that already grants exactly the declared access is sent as it
+/// is, borrowed for `'a` (the kernel gives the server its own descriptor);
+/// one with more rights is replaced by a duplicate restricted to the
+/// declared access, which the call owns and closes once sent.
 ///
 /// The generated clients build calls with it; use it directly only to speak
 /// to a server below the generated API (tests of a server's checks do).
 #[derive(Debug)]
-pub struct Call {
+pub struct Call<'a> {
     method: u32,
     frame: Option<Vec<u8>>,
-    out: Outgoing,
+    out: Outgoing<'a>,
 }
 
-impl Call {
+impl<'a> Call<'a> {
     /// A call of the method with index `method` (its position in the trait).
-    pub fn new(method: u32) -> Call {
+    pub fn new(method: u32) -> Call<'a> {
         Call {
             method,
             frame: None,
@@ -38,32 +43,41 @@ impl Call {
         }
     }
 
-    /// Attaches a duplicate of `handle` restricted to the declared access
-    /// and returns its index for the arguments. A handle lacking a declared
-    /// right is [`Error::WrongAccess`], before anything is sent.
-    pub fn handle(&mut self, handle: impl AsHandle, spec: &HandleSpec) -> Result<u32> {
-        let dup = spec.prepare(handle.as_handle())?;
-        self.out.push(dup)
+    /// Attaches `handle` (or, if it has more rights than declared, a
+    /// duplicate restricted to the declared access) and returns its index
+    /// for the arguments. A handle lacking a declared right is
+    /// [`Error::WrongAccess`], before anything is sent.
+    pub fn handle<H: AsHandle + ?Sized>(
+        &mut self,
+        handle: &'a H,
+        spec: &HandleSpec,
+    ) -> Result<u32> {
+        self.borrowed(handle.as_handle(), spec)
+    }
+
+    fn borrowed(&mut self, handle: BorrowedHandle<'a>, spec: &HandleSpec) -> Result<u32> {
+        let out = spec.prepare(handle)?;
+        self.out.push(out)
     }
 
     /// [`handle`](Self::handle) for an optional parameter.
     pub fn handle_opt(
         &mut self,
-        handle: Option<BorrowedHandle<'_>>,
+        handle: Option<BorrowedHandle<'a>>,
         spec: &HandleSpec,
     ) -> Result<Option<u32>> {
-        handle.map(|h| self.handle(h, spec)).transpose()
+        handle.map(|h| self.borrowed(h, spec)).transpose()
     }
 
     /// [`handle`](Self::handle) for an array parameter; more handles than
     /// the declared maximum is [`Error::TooLarge`].
     pub fn handles(
         &mut self,
-        handles: &[BorrowedHandle<'_>],
+        handles: &[BorrowedHandle<'a>],
         spec: &HandleSpec,
     ) -> Result<Vec<u32>> {
         spec.check_count(handles.len())?;
-        handles.iter().map(|h| self.handle(*h, spec)).collect()
+        handles.iter().map(|h| self.borrowed(*h, spec)).collect()
     }
 
     /// The token to pass for a context parameter.
@@ -75,31 +89,25 @@ impl Call {
     /// exercising a server's own checks.
     pub fn unchecked_handle(&mut self, handle: impl AsHandle) -> Result<u32> {
         let dup = handle.as_handle().try_clone_to_owned()?;
-        self.out.push(dup)
+        self.out.push(OutHandle::Owned(dup))
     }
 
     /// Encodes the arguments: the parameters in declaration order as a
     /// tuple, handles as the indices returned above, contexts as tokens.
     pub fn args<A: Serialize + ?Sized>(&mut self, args: &A) -> Result<()> {
-        let frame = wire::frame(
-            FrameType::Call,
-            self.method,
-            0,
-            self.out.handles.len(),
-            args,
-        )?;
+        let frame = wire::frame(FrameType::Call, self.method, 0, self.out.len(), args)?;
         self.frame = Some(frame);
         Ok(())
     }
 
-    /// The frame with its call id, and the handles to move with it.
-    pub(crate) fn into_frame(self, call_id: u64) -> Result<(Vec<u8>, Vec<Handle>)> {
+    /// The frame with its call id, and the handles to send with it.
+    pub(crate) fn into_frame(self, call_id: u64) -> Result<(Vec<u8>, Outgoing<'a>)> {
         let mut frame = match self.frame {
             Some(f) => f,
-            None => wire::frame(FrameType::Call, self.method, 0, self.out.handles.len(), &())?,
+            None => wire::frame(FrameType::Call, self.method, 0, self.out.len(), &())?,
         };
         frame[8..16].copy_from_slice(&call_id.to_le_bytes());
-        Ok((frame, self.out.handles))
+        Ok((frame, self.out))
     }
 }
 
@@ -337,17 +345,17 @@ impl Client {
 
     /// Sends a call and waits for its reply. Dropping the future abandons
     /// the call (its reply, and any handles in it, are discarded).
-    pub async fn call(&self, call: Call) -> Result<Reply> {
+    pub async fn call(&self, call: Call<'_>) -> Result<Reply> {
         let shared = &self.inner.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (frame, mut handles) = call.into_frame(id)?;
-        check_limits(&shared.session.limits, &frame, handles.len())?;
+        let (frame, out) = call.into_frame(id)?;
+        check_limits(&shared.session.limits, &frame, out.len())?;
         let _permit = shared
             .permits
             .acquire()
             .await
             .map_err(|_| Error::Disconnected)?;
-        self.exchange(id, &frame, &mut handles).await
+        self.exchange(id, &frame, &out.borrowed()).await
     }
 
     /// Closes a context: the server runs its rundown (once the calls using
@@ -358,10 +366,15 @@ impl Client {
     ) -> std::result::Result<(), CallError<Infallible>> {
         let id = self.inner.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = close_frame(id, context.token()?)?;
-        decode_close(self.exchange(id, &frame, &mut Vec::new()).await?)
+        decode_close(self.exchange(id, &frame, &[]).await?)
     }
 
-    async fn exchange(&self, id: u64, frame: &[u8], handles: &mut Vec<Handle>) -> Result<Reply> {
+    async fn exchange(
+        &self,
+        id: u64,
+        frame: &[u8],
+        handles: &[BorrowedHandle<'_>],
+    ) -> Result<Reply> {
         let shared = &self.inner.shared;
         let (tx, rx) = oneshot::channel();
         {
@@ -372,7 +385,7 @@ impl Client {
             pending.calls.insert(id, tx);
         }
         let forget = Forget { shared, id };
-        shared.channel.send_moved(frame, handles).await?;
+        shared.channel.send(frame, handles).await?;
         let reply = rx.await.unwrap_or(Err(Error::Disconnected));
         drop(forget);
         reply

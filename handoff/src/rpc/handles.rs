@@ -41,13 +41,26 @@ impl HandleSpec {
         Ok(())
     }
 
-    /// The duplicate to send for `handle`: restricted to the declared
-    /// access. A handle lacking a declared right is [`Error::WrongAccess`].
-    pub(crate) fn prepare(&self, handle: BorrowedHandle<'_>) -> Result<Handle> {
-        match self.access {
-            Some(access) => handle.restrict(access),
-            None => handle.try_clone_to_owned(),
+    /// What to send for `handle`: the caller's own handle when it grants
+    /// exactly the declared access (or no access is declared), since the
+    /// kernel gives the receiver its own descriptor for the same open file
+    /// anyway; otherwise a duplicate restricted to the declared access. A
+    /// handle lacking a declared right is [`Error::WrongAccess`].
+    pub(crate) fn prepare<'a>(&self, handle: BorrowedHandle<'a>) -> Result<OutHandle<'a>> {
+        let Some(want) = self.access else {
+            return Ok(OutHandle::Borrowed(handle));
+        };
+        let have = handle.access()?;
+        if have == want {
+            return Ok(OutHandle::Borrowed(handle));
         }
+        if !have.contains(want) {
+            return Err(Error::WrongAccess {
+                expected: want,
+                actual: have,
+            });
+        }
+        handle.restrict(want).map(OutHandle::Owned)
     }
 
     pub(crate) fn check_count(&self, got: usize) -> Result<()> {
@@ -62,19 +75,49 @@ impl HandleSpec {
     }
 }
 
-/// The handles of a message being built, in index order.
-#[derive(Debug, Default)]
-pub(crate) struct Outgoing {
-    pub handles: Vec<Handle>,
+/// A handle a call sends: the caller's, borrowed for the call, or a
+/// restricted duplicate the call owns (closed once the call is sent).
+#[derive(Debug)]
+pub(crate) enum OutHandle<'a> {
+    Borrowed(BorrowedHandle<'a>),
+    Owned(Handle),
 }
 
-impl Outgoing {
-    pub fn push(&mut self, handle: Handle) -> Result<u32> {
-        let index = u32::try_from(self.handles.len())
-            .map_err(|_| Error::InvalidArgument("too many handles in one call".into()))?;
+impl OutHandle<'_> {
+    fn borrow(&self) -> BorrowedHandle<'_> {
+        match self {
+            OutHandle::Borrowed(h) => *h,
+            OutHandle::Owned(h) => h.borrow(),
+        }
+    }
+}
+
+/// The handles of a call being built, in index order.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing<'a> {
+    handles: Vec<OutHandle<'a>>,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn push(&mut self, handle: OutHandle<'a>) -> Result<u32> {
+        let index = next_index(self.handles.len())?;
         self.handles.push(handle);
         Ok(index)
     }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The handles to attach to the message, in index order.
+    pub fn borrowed(&self) -> Vec<BorrowedHandle<'_>> {
+        self.handles.iter().map(OutHandle::borrow).collect()
+    }
+}
+
+/// The index the next handle of a message gets.
+pub(crate) fn next_index(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| Error::InvalidArgument("too many handles in one call".into()))
 }
 
 /// The handles of a received message, each claimed at most once by index.

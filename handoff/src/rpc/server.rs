@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::context::{Context, ContextRef, ContextTable};
-use super::handles::{HandleSpec, Outgoing, Slots};
+use super::handles::{next_index, HandleSpec, Slots};
 use super::wire::{self, FrameType, Header, Hello, Welcome};
 use super::{Dispatch, Fault};
 use crate::{AsyncChannel, AsyncListener, Error, Handle, Limits, Message, Result};
@@ -161,8 +161,12 @@ impl<D: Dispatch> Server<D> {
             };
             match header.ty {
                 FrameType::Call => {
-                    let Ok(credit) = credits.clone().acquire_owned().await else {
-                        break Ok(());
+                    let credit = match credits.clone().try_acquire_owned() {
+                        Ok(credit) => credit,
+                        Err(_) => match credits.clone().acquire_owned().await {
+                            Ok(credit) => credit,
+                            Err(_) => break Ok(()),
+                        },
                     };
                     let Ok(permit) = running.clone().try_acquire_owned() else {
                         conn.send_fault(
@@ -175,13 +179,20 @@ impl<D: Dispatch> Server<D> {
                         continue;
                     };
                     let call = ServerCall::new(header, msg, conn.contexts.clone());
-                    tasks.spawn(run_call(
+                    let mut running_call = Box::pin(run_call(
                         self.dispatch.clone(),
                         conn.clone(),
                         call,
                         permit,
                         credit,
                     ));
+                    // Most calls finish without waiting for anything: run
+                    // them here, reply included, and give a call a task of
+                    // its own only when it has to wait, so that a slow call
+                    // never holds up the calls behind it.
+                    if poll_once(&mut running_call).await.is_pending() {
+                        tasks.spawn(running_call);
+                    }
                 }
                 FrameType::Close => conn.close_context(header, &msg).await,
                 other => {
@@ -313,6 +324,11 @@ async fn run_call<D: Dispatch>(
     if let Err(e) = conn.channel.send_moved(&frame, &mut handles).await {
         tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
     }
+}
+
+/// Polls `future` once in the calling task: `Ready` if it finished.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
 }
 
 /// Turns a panic in a method into a fault reply instead of a lost call.
@@ -477,20 +493,21 @@ impl ServerCall {
         result: std::result::Result<H, E>,
         spec: &HandleSpec,
     ) -> std::result::Result<ServerReply, Fault> {
-        let mut out = Outgoing::default();
+        let mut handles = Vec::new();
         let wire = match result {
             Ok(value) => {
                 spec.check_count(value.count()).map_err(bad_result)?;
-                Ok(value.put(&mut |h| out.push(prepare_out(h, spec)?).map_err(bad_result))?)
+                Ok(value.put(&mut |h| {
+                    let index = next_index(handles.len()).map_err(bad_result)?;
+                    handles.push(prepare_out(h, spec)?);
+                    Ok(index)
+                })?)
             }
             Err(e) => Err(e),
         };
-        let frame = wire::frame(FrameType::Reply, 0, self.id, out.handles.len(), &wire)
-            .map_err(bad_result)?;
-        Ok(ServerReply {
-            frame,
-            handles: out.handles,
-        })
+        let frame =
+            wire::frame(FrameType::Reply, 0, self.id, handles.len(), &wire).map_err(bad_result)?;
+        Ok(ServerReply { frame, handles })
     }
 
     /// The reply for a method returning a new context: its state goes into
