@@ -214,7 +214,8 @@ fn raw(data: &[u8], fill: Fill, read: RawRead) -> Result<(Duration, u64)> {
 fn with_handoff(data: &[u8], populate: Option<bool>) -> Result<(Duration, u64)> {
     let t = Instant::now();
     let mut cmd = job::handoff_command(Role::Handoff, &Job::StartupHandoff { populate }, false)?;
-    cmd.stdout(Stdio::piped()).startup_data(data);
+    cmd.stdout(handoff::spawn::Stdio::piped())
+        .startup_data(data);
     let mut child = Guard::new(cmd.spawn()?, "startup handoff");
     let out = child.get_mut().take_stdout().ok_or("no stdout")?;
     let sum = read_sum(OwnedFd::from(out))?;

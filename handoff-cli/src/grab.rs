@@ -3,7 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 
 use handoff::{Access, Error, Handle, Process};
 
@@ -108,9 +108,9 @@ fn run_with_library(
     let mut cmd = handoff::Command::new(program);
     cmd.args(rest);
     match place {
-        Place::Stdio(0) => cmd.stdin(Stdio::from(OwnedFd::from(handle))),
-        Place::Stdio(1) => cmd.stdout(Stdio::from(OwnedFd::from(handle))),
-        Place::Stdio(_) => cmd.stderr(Stdio::from(OwnedFd::from(handle))),
+        Place::Stdio(0) => cmd.stdin(handle),
+        Place::Stdio(1) => cmd.stdout(handle),
+        Place::Stdio(_) => cmd.stderr(handle),
         Place::Listen | Place::Fd(_) => cmd.handle_owned(LISTEN_NAME, handle),
     };
     let mut child = cmd.spawn().map_err(|e| cannot_run(program, &e))?;

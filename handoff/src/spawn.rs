@@ -16,7 +16,7 @@
 //! `HANDOFF_PARENT_PID` (see `docs/wire-format.md`).
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use serde::Serialize;
@@ -24,22 +24,30 @@ use serde::Serialize;
 use crate::sys;
 use crate::{startup, AsHandle, BorrowedHandle, Channel, Error, Handle, Result};
 
-#[cfg(windows)]
-pub use crate::sys::spawn::Stdio;
-/// How a child's standard input, output or error is set up: std's `Stdio`
-/// on Unix, handoff's own on Windows (where std's cannot be taken apart to
-/// build a handle list). `Stdio::null()`, `Stdio::piped()` and
-/// `Stdio::inherit()` work on both.
-#[cfg(unix)]
-pub use std::process::Stdio;
+pub use crate::stdio::Stdio;
 
 /// The name under which [`Command::channel`] passes the child's end.
 pub const CHANNEL_NAME: &str = "handoff.channel";
 
+/// What a command runs, read by the backend at spawn time.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    /// Changes to the inherited environment in order; `None` removes.
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) env_clear: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdio: [Option<Stdio>; 3],
+    /// std's command, once [`Command::as_std_mut`] asked for it.
+    #[cfg(unix)]
+    pub(crate) std: Option<sys::spawn::StdCommand>,
+}
+
 /// A process builder like `std::process::Command` that passes named handles.
 #[derive(Debug)]
 pub struct Command {
-    inner: sys::spawn::Builder,
+    spec: Spec,
     handles: Vec<(String, Handle)>,
     /// The first error met while configuring, reported by `spawn`.
     deferred: Option<Error>,
@@ -49,7 +57,16 @@ impl Command {
     /// A command to run `program`, like `std::process::Command::new`.
     pub fn new(program: impl AsRef<OsStr>) -> Command {
         Command {
-            inner: sys::spawn::Builder::new(program.as_ref()),
+            spec: Spec {
+                program: program.as_ref().to_owned(),
+                args: Vec::new(),
+                env: Vec::new(),
+                env_clear: false,
+                cwd: None,
+                stdio: [None, None, None],
+                #[cfg(unix)]
+                std: None,
+            },
             handles: Vec::new(),
             deferred: None,
         }
@@ -57,22 +74,28 @@ impl Command {
 
     /// Adds an argument.
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
-        self.inner.arg(arg.as_ref());
+        self.spec.args.push(arg.as_ref().to_owned());
         self
     }
 
     /// Adds arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&mut self, args: I) -> &mut Self {
         for a in args {
-            self.inner.arg(a.as_ref());
+            self.arg(a);
         }
+        self
+    }
+
+    fn set_env(&mut self, key: &OsStr, val: Option<&OsStr>) -> &mut Self {
+        self.spec
+            .env
+            .push((key.to_owned(), val.map(OsStr::to_owned)));
         self
     }
 
     /// Sets an environment variable for the child.
     pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Self {
-        self.inner.env(key.as_ref(), Some(val.as_ref()));
-        self
+        self.set_env(key.as_ref(), Some(val.as_ref()))
     }
 
     /// Sets environment variables for the child.
@@ -83,51 +106,51 @@ impl Command {
         V: AsRef<OsStr>,
     {
         for (k, v) in vars {
-            self.inner.env(k.as_ref(), Some(v.as_ref()));
+            self.set_env(k.as_ref(), Some(v.as_ref()));
         }
         self
     }
 
     /// Removes an environment variable from the child's environment.
     pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
-        self.inner.env(key.as_ref(), None);
-        self
+        self.set_env(key.as_ref(), None)
     }
 
     /// Starts the child with an empty environment (plus the convention's
     /// variables when handles are passed).
     pub fn env_clear(&mut self) -> &mut Self {
-        self.inner.env_clear();
+        self.spec.env.clear();
+        self.spec.env_clear = true;
         self
     }
 
     /// Sets the child's working directory.
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
-        self.inner.current_dir(dir.as_ref());
+        self.spec.cwd = Some(dir.as_ref().to_owned());
         self
     }
 
     /// Sets the child's standard input.
     pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
-        self.inner.stdio(0, cfg.into());
+        self.spec.stdio[0] = Some(cfg.into());
         self
     }
 
     /// Sets the child's standard output.
     pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
-        self.inner.stdio(1, cfg.into());
+        self.spec.stdio[1] = Some(cfg.into());
         self
     }
 
     /// Sets the child's standard error.
     pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
-        self.inner.stdio(2, cfg.into());
+        self.spec.stdio[2] = Some(cfg.into());
         self
     }
 
     /// The program to run.
     pub fn get_program(&self) -> &OsStr {
-        self.inner.get_program()
+        &self.spec.program
     }
 
     /// Passes a duplicate of `handle` to the child under `name` (the next
@@ -188,15 +211,15 @@ impl Command {
     /// The child's environment: this process's (unless cleared) with the
     /// command's changes applied and the convention's variables removed.
     fn child_env(&self) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> = if self.inner.env_cleared() {
+        let mut env: Vec<(OsString, OsString)> = if self.spec.env_clear {
             Vec::new()
         } else {
             std::env::vars_os().collect()
         };
-        for (k, v) in self.inner.env_changes() {
+        for (k, v) in &self.spec.env {
             env.retain(|(ek, _)| !sys::spawn::same_var(ek, k));
             if let Some(v) = v {
-                env.push((k.to_owned(), v.to_owned()));
+                env.push((k.clone(), v.clone()));
             }
         }
         env.retain(|(k, _)| {
@@ -222,7 +245,7 @@ impl Command {
         }
         let handles = std::mem::take(&mut self.handles);
         let env = self.child_env();
-        let program = self.inner.get_program().to_owned();
+        let program = self.spec.program.clone();
         let request = sys::spawn::SpawnRequest {
             env,
             handles: handles
@@ -230,7 +253,7 @@ impl Command {
                 .map(|(name, h)| (h.borrow().into(), name.as_str()))
                 .collect(),
         };
-        let child = sys::spawn::spawn(&mut self.inner, request).map_err(|e| {
+        let child = sys::spawn::spawn(&mut self.spec, request).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound
                 || e.kind() == std::io::ErrorKind::InvalidInput
             {
@@ -243,12 +266,22 @@ impl Command {
         Ok(Child { inner: child })
     }
 
-    /// The std command underneath, for settings this type does not mirror
-    /// (`CommandExt::uid`, `process_group`, …). Its program, arguments,
-    /// environment and directory are read from here at spawn time.
+    /// A std command for settings this type does not mirror
+    /// (`CommandExt::uid`, `gid`, `process_group`, `pre_exec`, …).
+    ///
+    /// The program, arguments, environment, working directory and standard
+    /// streams still come from this `Command`; what is set on them through
+    /// the std command is ignored. Once this has been called, the child is
+    /// started through std (`fork`, then std's settings, then handoff's
+    /// placement of the handles) instead of handoff's own `vfork`-style
+    /// spawn, which is slower (see BENCHMARKS.md, `spawn_overhead`).
     #[cfg(unix)]
     pub fn as_std_mut(&mut self) -> &mut std::process::Command {
-        self.inner.as_std_mut()
+        let program = &self.spec.program;
+        self.spec
+            .std
+            .get_or_insert_with(|| sys::spawn::StdCommand::new(program))
+            .as_std_mut()
     }
 }
 
@@ -306,12 +339,6 @@ impl Child {
     /// [`Stdio::piped`].
     pub fn take_stderr(&mut self) -> Option<Handle> {
         self.inner.take_stdio(2).map(Handle::from)
-    }
-
-    /// The std child, for its stdin/stdout/stderr pipes.
-    #[cfg(unix)]
-    pub fn as_std_mut(&mut self) -> &mut std::process::Child {
-        self.inner.as_std_mut()
     }
 }
 

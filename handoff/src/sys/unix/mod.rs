@@ -10,6 +10,8 @@ pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod spawn;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod vfork;
 
 /// The owned handle of this platform.
 pub(crate) type OwnedRaw = std::os::fd::OwnedFd;

@@ -1,34 +1,47 @@
 //! Spawning a child that inherits exactly the chosen descriptors.
 //!
 //! Everything the child needs is prepared in the parent (argv, envp, the
-//! descriptor list, a buffer for `LISTEN_PID`), because between `fork` and
-//! `exec` only async-signal-safe calls are allowed: no allocation, no locks.
-//! In the child, a `pre_exec` hook
+//! list of descriptor moves, a buffer for `LISTEN_PID`), because between
+//! the child's creation and its `exec` only async-signal-safe calls are
+//! allowed: no allocation, no locks. The child then
 //!
-//! 1. moves each chosen descriptor above the target range first
-//!    (`F_DUPFD_CLOEXEC`), so a source whose number equals another's target
-//!    is never overwritten, then `dup2`s it to 3, 4, … (which clears
-//!    close-on-exec on the target only);
-//! 2. marks every other descriptor from 3 + n up close-on-exec
+//! 1. on the `vfork` path, resets signal handlers to their defaults and
+//!    unblocks every signal (std does the same for its children);
+//! 2. moves each source descriptor (standard streams first, then the named
+//!    handles) above the target range (`F_DUPFD_CLOEXEC`), so a source whose
+//!    number equals another's target is never overwritten, then `dup2`s it
+//!    to its target: 0–2, then 3, 4, … (which clears close-on-exec on the
+//!    target only);
+//! 3. marks every other descriptor from 3 + n up close-on-exec
 //!    (`close_range(CLOSE_RANGE_CLOEXEC)`, or a `fcntl` loop on kernels
 //!    without it), so handles the parent itself inherited without
-//!    close-on-exec do not leak, while std's own error pipe keeps working
-//!    until `exec`;
-//! 3. writes its own pid into the prepared `LISTEN_PID=` buffer;
-//! 4. calls `execve` itself with the prepared argv and envp.
+//!    close-on-exec do not leak;
+//! 4. changes directory, writes its own pid into the prepared `LISTEN_PID=`
+//!    buffer and calls `execve` with the prepared argv and envp.
+//!
+//! On Linux the child is created by `clone(CLONE_VM | CLONE_VFORK)` on a
+//! stack of its own (`vfork.rs`): no page tables are copied, which is most
+//! of what `fork` costs, and an `exec` failure comes back through shared
+//! memory. When the caller asked for std's command (`Command::as_std_mut`,
+//! for uid, process groups, …) and on other Unix systems, std forks and the
+//! same steps run in a `pre_exec` hook.
 //!
 //! This module uses libc rather than rustix: the child side juggles raw
-//! numbers between fork and exec, where rustix's owned-descriptor API would
+//! numbers between clone and exec, where rustix's owned-descriptor API would
 //! close or track them.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::Arc;
+
+use crate::spawn::Spec;
+use crate::stdio::StdioKind;
 
 /// The first descriptor number handed to the child (systemd's
 /// `SD_LISTEN_FDS_START`).
@@ -37,8 +50,8 @@ pub(crate) const FIRST_FD: RawFd = 3;
 /// Room for "LISTEN_PID=" plus the digits of any pid and a NUL.
 const LISTEN_PID_CAPACITY: usize = 40;
 
-/// Everything the child side needs, built before `fork`.
-struct Plan {
+/// Everything the child side needs, built before the child exists.
+pub(super) struct Plan {
     path: CString,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
@@ -46,20 +59,49 @@ struct Plan {
     envp_ptrs: Vec<*const libc::c_char>,
     /// `LISTEN_PID=` followed by space for the digits; the child writes them.
     listen_pid: Box<[u8; LISTEN_PID_CAPACITY]>,
-    sources: Vec<RawFd>,
+    has_handles: bool,
+    /// (source, target): the standard streams, then the handles at 3, 4, ….
+    moves: Vec<(RawFd, RawFd)>,
+    /// The lowest number above every target.
+    first_free: RawFd,
+    cwd: Option<CString>,
+    /// Whether the child must reset signal handlers and its mask itself
+    /// (std does it on its own path).
+    reset_signals: bool,
     /// Highest descriptor to visit when `close_range` is unavailable.
     fallback_max_fd: RawFd,
+    /// The error of the step that failed in a `vfork` child; 0 if none.
+    pub(super) child_errno: AtomicI32,
 }
 
-/// The hook installed once per command; `spawn` points it at a plan for the
+/// std's command, used when the caller wants its settings; the hook that
+/// places the handles is installed once.
+#[derive(Debug)]
+pub(crate) struct StdCommand {
+    cmd: std::process::Command,
+    hook: Arc<Hook>,
+}
+
+impl StdCommand {
+    pub(crate) fn new(program: &OsStr) -> StdCommand {
+        let mut cmd = std::process::Command::new(program);
+        let hook = install_hook(&mut cmd);
+        StdCommand { cmd, hook }
+    }
+
+    pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Command {
+        &mut self.cmd
+    }
+}
+
+/// The hook installed on a std command; `spawn` points it at a plan for the
 /// duration of one `fork`.
 #[derive(Debug, Default)]
-pub(crate) struct Hook {
+struct Hook {
     plan: AtomicPtr<Plan>,
 }
 
-/// Installs the child-side hook on `cmd`. Call once per command.
-pub(crate) fn install_hook(cmd: &mut std::process::Command) -> Arc<Hook> {
+fn install_hook(cmd: &mut std::process::Command) -> Arc<Hook> {
     let hook = Arc::new(Hook::default());
     let in_child = hook.clone();
     let child_hook = move || {
@@ -70,12 +112,12 @@ pub(crate) fn install_hook(cmd: &mut std::process::Command) -> Arc<Hook> {
         // SAFETY: the parent keeps the plan alive across the fork (it is
         // dropped only after spawn returns), and this process has its own
         // copy of that memory, touched by no other thread.
-        child_side(unsafe { &mut *plan })
+        Err(child_side(unsafe { &mut *plan }))
     };
     // SAFETY: the hook runs in the forked child, where it only reads memory
     // prepared before the fork and makes async-signal-safe system calls
-    // (fcntl, dup2, close_range, getpid, execve); it allocates nothing and
-    // takes no locks.
+    // (fcntl, dup2, close_range, chdir, getpid, execve); it allocates
+    // nothing and takes no locks.
     unsafe { cmd.pre_exec(child_hook) };
     hook
 }
@@ -91,73 +133,7 @@ pub(crate) fn same_var(a: &OsStr, b: &OsStr) -> bool {
     a == b
 }
 
-/// The command being built: std's, which applies stdio, working directory,
-/// uid and the rest, plus the hook that places the handles.
-#[derive(Debug)]
-pub(crate) struct Builder {
-    cmd: std::process::Command,
-    hook: Arc<Hook>,
-    env_clear: bool,
-}
-
-impl Builder {
-    pub(crate) fn new(program: &OsStr) -> Builder {
-        let mut cmd = std::process::Command::new(program);
-        let hook = install_hook(&mut cmd);
-        Builder {
-            cmd,
-            hook,
-            env_clear: false,
-        }
-    }
-
-    pub(crate) fn arg(&mut self, arg: &OsStr) {
-        self.cmd.arg(arg);
-    }
-
-    pub(crate) fn env(&mut self, key: &OsStr, val: Option<&OsStr>) {
-        match val {
-            Some(v) => self.cmd.env(key, v),
-            None => self.cmd.env_remove(key),
-        };
-    }
-
-    pub(crate) fn env_clear(&mut self) {
-        self.cmd.env_clear();
-        self.env_clear = true;
-    }
-
-    pub(crate) fn env_cleared(&self) -> bool {
-        self.env_clear
-    }
-
-    pub(crate) fn env_changes(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
-        self.cmd.get_envs()
-    }
-
-    pub(crate) fn current_dir(&mut self, dir: &Path) {
-        self.cmd.current_dir(dir);
-    }
-
-    /// Sets standard input (0), output (1) or error (2).
-    pub(crate) fn stdio(&mut self, which: u8, cfg: std::process::Stdio) {
-        match which {
-            0 => self.cmd.stdin(cfg),
-            1 => self.cmd.stdout(cfg),
-            _ => self.cmd.stderr(cfg),
-        };
-    }
-
-    pub(crate) fn get_program(&self) -> &OsStr {
-        self.cmd.get_program()
-    }
-
-    pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Command {
-        &mut self.cmd
-    }
-}
-
-/// What the caller hands to [`spawn`] besides the builder.
+/// What the caller hands to [`spawn`] besides the command.
 pub(crate) struct SpawnRequest<'a> {
     /// The child's full environment, without any `LISTEN_*` variable.
     pub env: Vec<(OsString, OsString)>,
@@ -165,73 +141,187 @@ pub(crate) struct SpawnRequest<'a> {
     pub handles: Vec<(BorrowedFd<'a>, &'a str)>,
 }
 
-/// A spawned child: std's, plus a pidfd where the kernel has them.
+/// A spawned child, held by pid and, where the kernel has them, a pidfd.
 #[derive(Debug)]
 pub(crate) struct Child {
-    std: std::process::Child,
+    pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
+    stdio: [Option<OwnedFd>; 3],
+    /// Set once reaped: the pid may belong to another process after that.
+    status: Option<ExitStatus>,
 }
 
 impl Child {
     pub(crate) fn id(&self) -> u32 {
-        self.std.id()
+        self.pid as u32
     }
 
     pub(crate) fn exit_handle(&self) -> Option<BorrowedFd<'_>> {
         self.pidfd.as_ref().map(AsFd::as_fd)
     }
 
-    pub(crate) fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
-        self.std.wait()
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self.status {
+            Some(s) => Ok(s),
+            None => self
+                .reap(0)
+                .map(|s| s.expect("a blocking wait returns a status")),
+        }
     }
 
-    pub(crate) fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
-        self.std.try_wait()
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self.status {
+            Some(s) => Ok(Some(s)),
+            None => self.reap(libc::WNOHANG),
+        }
+    }
+
+    fn reap(&mut self, options: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        loop {
+            let mut raw = 0;
+            // SAFETY: waitpid writes the status into a local integer.
+            let r = unsafe { libc::waitpid(self.pid, &mut raw, options) };
+            if r == self.pid {
+                let status = ExitStatus::from_raw(raw);
+                self.status = Some(status);
+                return Ok(Some(status));
+            }
+            if r == 0 {
+                return Ok(None);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 
     pub(crate) fn kill(&mut self) -> io::Result<()> {
-        self.std.kill()
+        if self.status.is_some() {
+            // Reaped: the pid may name someone else by now.
+            return Ok(());
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(pidfd) = &self.pidfd {
+            return rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL)
+                .map_err(io::Error::from);
+        }
+        // SAFETY: a signal to our own unreaped child, whose pid cannot have
+        // been reused.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Takes the parent's end of a piped standard stream (0, 1 or 2).
     pub(crate) fn take_stdio(&mut self, which: u8) -> Option<OwnedFd> {
-        match which {
-            0 => self.std.stdin.take().map(OwnedFd::from),
-            1 => self.std.stdout.take().map(OwnedFd::from),
-            _ => self.std.stderr.take().map(OwnedFd::from),
-        }
-    }
-
-    pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Child {
-        &mut self.std
+        self.stdio[usize::from(which.min(2))].take()
     }
 }
 
-/// Spawns the builder's command (whose stdio, uid, and so on std applies)
-/// with exactly the requested descriptors, and returns the child with a
-/// pidfd for it where the kernel has one.
-pub(crate) fn spawn(b: &mut Builder, req: SpawnRequest<'_>) -> io::Result<Child> {
-    let mut plan = Box::new(prepare(&b.cmd, req)?);
-    b.hook.plan.store(&mut *plan, Ordering::Release);
-    let spawned = b.cmd.spawn();
-    b.hook.plan.store(std::ptr::null_mut(), Ordering::Release);
+/// Spawns `spec` with exactly the requested descriptors and its standard
+/// streams, and returns the child with a pidfd where the kernel has one.
+pub(crate) fn spawn(spec: &mut Spec, req: SpawnRequest<'_>) -> io::Result<Child> {
+    let streams = Streams::open(spec)?;
+    let via_std = spec.std.is_some() || !cfg!(any(target_os = "linux", target_os = "android"));
+    let mut plan = Box::new(prepare(spec, req, &streams, !via_std)?);
+    let (pid, pidfd) = match &mut spec.std {
+        Some(std) => spawn_with_std(std, &mut plan)?,
+        None => spawn_direct(&mut plan)?,
+    };
     drop(plan);
-    let child = spawned?;
-    // The child is not reaped until we wait for it, so its pid cannot be
-    // reused before this call: the pidfd names exactly this child.
-    let pidfd = pidfd_for(child.id());
-    Ok(Child { std: child, pidfd })
+    Ok(Child {
+        pid,
+        pidfd,
+        stdio: streams.parent_ends,
+        status: None,
+    })
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn pidfd_for(pid: u32) -> Option<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)?;
+fn spawn_direct(plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    super::vfork::spawn(plan)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn spawn_direct(plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    spawn_with_std(
+        &mut StdCommand::new(OsStr::from_bytes(plan.path.as_bytes())),
+        plan,
+    )
+}
+
+fn spawn_with_std(
+    std: &mut StdCommand,
+    plan: &mut Plan,
+) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    std.hook.plan.store(plan, Ordering::Release);
+    let spawned = std.cmd.spawn();
+    std.hook.plan.store(std::ptr::null_mut(), Ordering::Release);
+    // The streams were left to the hook, so std's child holds no pipes;
+    // dropping it neither waits nor kills.
+    let pid = spawned?.id() as libc::pid_t;
+    // The child is not reaped until we wait for it, so its pid cannot be
+    // reused before this call: the pidfd names exactly this child.
+    Ok((pid, pidfd_for(pid)))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn pidfd_for(pid: libc::pid_t) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)?;
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn pidfd_for(_pid: u32) -> Option<OwnedFd> {
+fn pidfd_for(_pid: libc::pid_t) -> Option<OwnedFd> {
     None
+}
+
+/// The descriptors behind the child's standard streams, opened in the
+/// parent (all close-on-exec).
+struct Streams {
+    /// What the child gets at 0, 1, 2 that is not borrowed from the spec.
+    child_ends: [Option<OwnedFd>; 3],
+    /// The parent's ends of piped streams.
+    parent_ends: [Option<OwnedFd>; 3],
+}
+
+impl Streams {
+    fn open(spec: &Spec) -> io::Result<Streams> {
+        let mut s = Streams {
+            child_ends: [None, None, None],
+            parent_ends: [None, None, None],
+        };
+        for (which, cfg) in spec.stdio.iter().enumerate() {
+            match cfg.as_ref().map(|c| &c.0) {
+                Some(StdioKind::Null) => {
+                    let null = rustix::fs::open(
+                        "/dev/null",
+                        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )?;
+                    s.child_ends[which] = Some(null);
+                }
+                Some(StdioKind::Piped) => {
+                    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                    let (child, parent) = if which == 0 { (r, w) } else { (w, r) };
+                    s.child_ends[which] = Some(child);
+                    s.parent_ends[which] = Some(parent);
+                }
+                None | Some(StdioKind::Inherit) | Some(StdioKind::Handle(_)) => {}
+            }
+        }
+        Ok(s)
+    }
+
+    /// The descriptor the child gets as stream `which`, if it is replaced.
+    fn source(&self, spec: &Spec, which: usize) -> Option<RawFd> {
+        match spec.stdio[which].as_ref().map(|c| &c.0) {
+            Some(StdioKind::Handle(h)) => Some(h.as_raw_fd()),
+            _ => self.child_ends[which].as_ref().map(AsRawFd::as_raw_fd),
+        }
+    }
 }
 
 fn cstring(bytes: Vec<u8>, what: &str) -> io::Result<CString> {
@@ -243,13 +333,18 @@ fn cstring(bytes: Vec<u8>, what: &str) -> io::Result<CString> {
     })
 }
 
-fn prepare(cmd: &std::process::Command, req: SpawnRequest<'_>) -> io::Result<Plan> {
-    let program = cmd.get_program();
-    let path = resolve(program, &req.env, cmd.get_current_dir())?;
+fn prepare(
+    spec: &Spec,
+    req: SpawnRequest<'_>,
+    streams: &Streams,
+    reset_signals: bool,
+) -> io::Result<Plan> {
+    let program = spec.program.as_os_str();
+    let path = resolve(program, &req.env, spec.cwd.as_deref())?;
     let path = cstring(path.into_os_string().into_vec(), "program path")?;
 
     let mut argv = vec![cstring(program.as_bytes().to_vec(), "program")?];
-    for a in cmd.get_args() {
+    for a in &spec.args {
         argv.push(cstring(a.as_bytes().to_vec(), "argument")?);
     }
     let mut argv_ptrs: Vec<_> = argv.iter().map(|c| c.as_ptr()).collect();
@@ -282,6 +377,27 @@ fn prepare(cmd: &std::process::Command, req: SpawnRequest<'_>) -> io::Result<Pla
     }
     envp_ptrs.push(std::ptr::null());
 
+    let mut moves = Vec::with_capacity(n + 3);
+    for which in 0..3 {
+        if let Some(src) = streams.source(spec, which) {
+            moves.push((src, which as RawFd));
+        }
+    }
+    for (i, (fd, _)) in req.handles.iter().enumerate() {
+        moves.push((fd.as_raw_fd(), FIRST_FD + i as RawFd));
+    }
+    let first_free = RawFd::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(FIRST_FD))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many handles"))?;
+    let cwd = match &spec.cwd {
+        Some(dir) => Some(cstring(
+            dir.as_os_str().as_bytes().to_vec(),
+            "working directory",
+        )?),
+        None => None,
+    };
+
     let fallback_max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1 << 20)
@@ -294,8 +410,13 @@ fn prepare(cmd: &std::process::Command, req: SpawnRequest<'_>) -> io::Result<Pla
         _envp: envp,
         envp_ptrs,
         listen_pid,
-        sources: req.handles.iter().map(|(fd, _)| fd.as_raw_fd()).collect(),
+        has_handles: n > 0,
+        moves,
+        first_free,
+        cwd,
+        reset_signals,
         fallback_max_fd,
+        child_errno: AtomicI32::new(0),
     })
 }
 
@@ -333,36 +454,47 @@ fn resolve(
     ))
 }
 
-/// Runs in the child between fork and exec. Async-signal-safe only.
-fn child_side(plan: &mut Plan) -> io::Result<()> {
-    let n = plan.sources.len() as RawFd;
-    let first_free = FIRST_FD + n;
-    // 1. Lift every source above the target range, then place it.
-    for i in 0..plan.sources.len() {
-        // SAFETY: fcntl on a descriptor number; no memory is involved.
-        let lifted = unsafe { libc::fcntl(plan.sources[i], libc::F_DUPFD_CLOEXEC, first_free) };
-        if lifted < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        plan.sources[i] = lifted;
+/// Runs in the child between its creation and `exec`; returns only on
+/// failure. Async-signal-safe only, and free of panics: on the `vfork` path
+/// it shares the parent's memory.
+pub(super) fn child_side(plan: &mut Plan) -> io::Error {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if plan.reset_signals {
+        super::vfork::reset_signals();
     }
-    for (i, &src) in plan.sources.iter().enumerate() {
+    // 1. Lift every source above the target range, then place it.
+    for m in plan.moves.iter_mut() {
+        // SAFETY: fcntl on a descriptor number; no memory is involved.
+        let lifted = unsafe { libc::fcntl(m.0, libc::F_DUPFD_CLOEXEC, plan.first_free) };
+        if lifted < 0 {
+            return io::Error::last_os_error();
+        }
+        m.0 = lifted;
+    }
+    for &(src, target) in &plan.moves {
         // SAFETY: dup2 between descriptor numbers; the target is cleared of
         // close-on-exec, the lifted source keeps it and vanishes at exec.
-        if unsafe { libc::dup2(src, FIRST_FD + i as RawFd) } < 0 {
-            return Err(io::Error::last_os_error());
+        if unsafe { libc::dup2(src, target) } < 0 {
+            return io::Error::last_os_error();
         }
     }
     // 2. Nothing else from 3 + n up survives exec.
-    mark_cloexec_from(first_free, plan.fallback_max_fd);
-    // 3. LISTEN_PID is this process's own pid.
-    if n > 0 {
+    mark_cloexec_from(plan.first_free, plan.fallback_max_fd);
+    // 3. The working directory, then LISTEN_PID is this process's own pid.
+    if let Some(dir) = &plan.cwd {
+        // SAFETY: a NUL-terminated path prepared before the child existed.
+        if unsafe { libc::chdir(dir.as_ptr()) } != 0 {
+            return io::Error::last_os_error();
+        }
+    }
+    if plan.has_handles {
         // SAFETY: getpid cannot fail and touches no memory.
-        write_decimal(&mut plan.listen_pid[11..], unsafe { libc::getpid() } as u64);
+        let pid = unsafe { libc::getpid() } as u64;
+        write_decimal(&mut plan.listen_pid[11..], pid);
     }
     // 4. Exec; only returns on failure.
     // SAFETY: path, argv and envp are NUL-terminated strings in arrays ending
-    // with a null pointer, prepared before the fork and alive here.
+    // with a null pointer, prepared before the child existed and alive here.
     unsafe {
         libc::execve(
             plan.path.as_ptr(),
@@ -370,7 +502,7 @@ fn child_side(plan: &mut Plan) -> io::Result<()> {
             plan.envp_ptrs.as_ptr(),
         )
     };
-    Err(io::Error::last_os_error())
+    io::Error::last_os_error()
 }
 
 fn mark_cloexec_from(first: RawFd, fallback_max: RawFd) {
@@ -415,10 +547,13 @@ fn write_decimal(out: &mut [u8], mut value: u64) {
             break;
         }
     }
-    for i in 0..len {
-        out[i] = digits[len - 1 - i];
+    // No indexing that could panic: this runs in a child sharing memory.
+    let mut slots = out.iter_mut();
+    for d in digits[..len].iter().rev().chain(Some(&0)) {
+        if let Some(slot) = slots.next() {
+            *slot = *d;
+        }
     }
-    out[len] = 0;
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::cvt;
+use crate::spawn::Spec;
+use crate::stdio::{Stdio, StdioKind};
 
 /// The convention's variables; a child never inherits the parent's own.
 pub(crate) const CONVENTION_VARS: &[&str] =
@@ -68,125 +70,7 @@ pub(crate) fn same_var(a: &OsStr, b: &OsStr) -> bool {
     up(a) == up(b)
 }
 
-/// How a child's standard input, output or error is set up.
-#[derive(Debug)]
-pub struct Stdio(StdioKind);
-
-#[derive(Debug)]
-enum StdioKind {
-    Inherit,
-    Null,
-    Piped,
-    Handle(OwnedHandle),
-}
-
-impl Stdio {
-    /// The child gets this process's stream.
-    pub fn inherit() -> Stdio {
-        Stdio(StdioKind::Inherit)
-    }
-
-    /// The child gets the `NUL` device.
-    pub fn null() -> Stdio {
-        Stdio(StdioKind::Null)
-    }
-
-    /// A new pipe joins the child's stream to this process (see
-    /// `Child::take_stdout` and friends).
-    pub fn piped() -> Stdio {
-        Stdio(StdioKind::Piped)
-    }
-}
-
-impl From<OwnedHandle> for Stdio {
-    fn from(h: OwnedHandle) -> Stdio {
-        Stdio(StdioKind::Handle(h))
-    }
-}
-
-impl From<crate::Handle> for Stdio {
-    fn from(h: crate::Handle) -> Stdio {
-        Stdio(StdioKind::Handle(h.into()))
-    }
-}
-
-impl From<std::fs::File> for Stdio {
-    fn from(f: std::fs::File) -> Stdio {
-        Stdio(StdioKind::Handle(f.into()))
-    }
-}
-
-impl From<std::io::PipeReader> for Stdio {
-    fn from(p: std::io::PipeReader) -> Stdio {
-        Stdio(StdioKind::Handle(p.into()))
-    }
-}
-
-impl From<std::io::PipeWriter> for Stdio {
-    fn from(p: std::io::PipeWriter) -> Stdio {
-        Stdio(StdioKind::Handle(p.into()))
-    }
-}
-
-/// The command being built.
-#[derive(Debug)]
-pub(crate) struct Builder {
-    program: OsString,
-    args: Vec<OsString>,
-    env: Vec<(OsString, Option<OsString>)>,
-    env_clear: bool,
-    cwd: Option<PathBuf>,
-    stdio: [Option<Stdio>; 3],
-}
-
-impl Builder {
-    pub(crate) fn new(program: &OsStr) -> Builder {
-        Builder {
-            program: program.to_owned(),
-            args: Vec::new(),
-            env: Vec::new(),
-            env_clear: false,
-            cwd: None,
-            stdio: [None, None, None],
-        }
-    }
-
-    pub(crate) fn arg(&mut self, arg: &OsStr) {
-        self.args.push(arg.to_owned());
-    }
-
-    pub(crate) fn env(&mut self, key: &OsStr, val: Option<&OsStr>) {
-        self.env.push((key.to_owned(), val.map(OsStr::to_owned)));
-    }
-
-    pub(crate) fn env_clear(&mut self) {
-        self.env.clear();
-        self.env_clear = true;
-    }
-
-    pub(crate) fn env_cleared(&self) -> bool {
-        self.env_clear
-    }
-
-    pub(crate) fn env_changes(&self) -> impl Iterator<Item = (&OsStr, Option<&OsStr>)> {
-        self.env.iter().map(|(k, v)| (k.as_os_str(), v.as_deref()))
-    }
-
-    pub(crate) fn current_dir(&mut self, dir: &Path) {
-        self.cwd = Some(dir.to_owned());
-    }
-
-    /// Sets standard input (0), output (1) or error (2).
-    pub(crate) fn stdio(&mut self, which: u8, cfg: Stdio) {
-        self.stdio[usize::from(which.min(2))] = Some(cfg);
-    }
-
-    pub(crate) fn get_program(&self) -> &OsStr {
-        &self.program
-    }
-}
-
-/// What the caller hands to [`spawn`] besides the builder.
+/// What the caller hands to [`spawn`] besides the command.
 pub(crate) struct SpawnRequest<'a> {
     /// The child's full environment, without the convention's variables.
     pub env: Vec<(OsString, OsString)>,
@@ -509,9 +393,9 @@ impl Drop for Attributes {
     }
 }
 
-/// Spawns the builder's command with exactly the standard handles and the
-/// named handles, and returns the child.
-pub(crate) fn spawn(b: &mut Builder, req: SpawnRequest<'_>) -> io::Result<Child> {
+/// Spawns `b` with exactly the standard handles and the named handles, and
+/// returns the child.
+pub(crate) fn spawn(b: &mut Spec, req: SpawnRequest<'_>) -> io::Result<Child> {
     let app = resolve(&b.program, &req.env, b.cwd.as_deref())?;
     if let Some(ext) = app.extension().and_then(|e| e.to_str()) {
         if ext.eq_ignore_ascii_case("bat") || ext.eq_ignore_ascii_case("cmd") {
@@ -740,11 +624,14 @@ mod tests {
         let eb = std::os::windows::io::AsHandle::as_handle(&event);
         super::super::handle::set_inheritable(eb, true).unwrap();
         let value = event.as_raw_handle() as usize;
-        let mut b = Builder::new(&std::env::current_exe().unwrap().into_os_string());
-        for a in ["--exact", ME, "--nocapture"] {
-            b.arg(OsStr::new(a));
-        }
-        b.stdio(1, Stdio::null());
+        let mut b = Spec {
+            program: std::env::current_exe().unwrap().into_os_string(),
+            args: ["--exact", ME, "--nocapture"].map(OsString::from).into(),
+            env: Vec::new(),
+            env_clear: false,
+            cwd: None,
+            stdio: [None, Some(Stdio::null()), None],
+        };
         let null = std::fs::File::open("NUL").unwrap();
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         env.push(("HANDOFF_UNIT_CLUTTER".into(), value.to_string().into()));
