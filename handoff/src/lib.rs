@@ -34,14 +34,19 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod channel;
+// Processes and `duplicate` are built on pidfds; their Windows backend
+// (OpenProcess, DuplicateHandle with PROCESS_DUP_HANDLE) is not written
+// yet, and `Process::kill` goes through the Unix-only `signal`.
+#[cfg(unix)]
 mod duplicate;
 mod error;
 mod handle;
 mod inherited;
 mod kind;
+#[cfg(unix)]
 pub mod process;
-// RPC runs on AsyncChannel.
-#[cfg(feature = "tokio")]
+// RPC runs on AsyncChannel, which is Unix-only for now.
+#[cfg(all(feature = "tokio", unix))]
 pub mod rpc;
 pub mod spawn;
 pub mod startup;
@@ -49,19 +54,21 @@ mod stdio;
 mod sys;
 
 pub use channel::typed;
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", unix))]
 pub use channel::{AsyncChannel, AsyncListener};
 pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
-pub use duplicate::{duplicate, DupOptions, Duplicated, Source, Target};
+#[cfg(unix)]
+pub use duplicate::{duplicate, DupOptions, Source, Target};
 pub use error::{Error, Result};
 pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle};
 pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
+#[cfg(unix)]
 pub use process::Process;
 pub use spawn::{Child, Command};
 pub use startup::StartupData;
 
 /// Makes a trait an RPC interface whose parameters can be handles; see
 /// [`rpc`].
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", unix))]
 pub use handoff_macros::interface;
