@@ -31,7 +31,7 @@
 //! | `shm::create(name, len)`, `shm::CAN_GROW` | anonymous, non-inheritable shared memory of `len` bytes; whether it can grow after creation |
 //! | `shm::write_all_at`, `shm::read_exact_at`, `shm::read`, `shm::len`, `shm::copy_in_kernel`, `shm::add_seals` | fill and inspect it (`add_seals` is `Unsupported` where nothing can be sealed) |
 //! | `shm::Mapping::read_only(b, len, populate)`, `Mapping::as_slice` | a read-only mapping whose bytes cannot change under the slice |
-//! | `spawn::Builder`, `spawn::SpawnRequest`, `spawn::spawn(b, req) -> io::Result<spawn::Child>` | start a child that inherits exactly its standard handles and the named handles, under the platform's convention |
+//! | `spawn::SpawnRequest`, `spawn::spawn(&mut Spec, req) -> io::Result<spawn::Child>` | start the command described by the portable `Spec` (program, arguments, environment, directory, `Stdio`s) so that it inherits exactly its standard handles and the named handles, under the platform's convention; Unix also provides `spawn::StdCommand` behind `Command::as_std_mut` |
 //! | `spawn::CONVENTION_VARS`, `spawn::HANDLES_VAR`, `spawn::same_var` | the convention's variables (never passed on from the parent's own environment) and how names compare |
 //! | `spawn::Child` | `id`, `exit_handle`, `wait`, `try_wait`, `kill`, `take_stdio` |
 //!
