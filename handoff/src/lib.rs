@@ -34,16 +34,11 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod channel;
-// Processes and `duplicate` are built on pidfds; their Windows backend
-// (OpenProcess, DuplicateHandle with PROCESS_DUP_HANDLE) is not written
-// yet, and `Process::kill` goes through the Unix-only `signal`.
-#[cfg(unix)]
 mod duplicate;
 mod error;
 mod handle;
 mod inherited;
 mod kind;
-#[cfg(unix)]
 pub mod process;
 // RPC runs on AsyncChannel, which is Unix-only for now.
 #[cfg(all(feature = "tokio", unix))]
@@ -57,13 +52,11 @@ pub use channel::typed;
 #[cfg(all(feature = "tokio", unix))]
 pub use channel::{AsyncChannel, AsyncListener};
 pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
-#[cfg(unix)]
-pub use duplicate::{duplicate, DupOptions, Source, Target};
+pub use duplicate::{duplicate, DupOptions, Duplicated, Source, Target};
 pub use error::{Error, Result};
 pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle};
 pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
-#[cfg(unix)]
 pub use process::Process;
 pub use spawn::{Child, Command};
 pub use startup::StartupData;

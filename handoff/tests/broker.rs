@@ -1,17 +1,19 @@
 //! The broker pattern across three real processes: A owns a file opened
 //! read-write, the broker (this test process) moves it to B with read
-//! access only, and B checks that the kernel refuses writes.
-#![cfg(target_os = "linux")]
+//! access only, and B checks that the kernel refuses writes (`EBADF` on
+//! Linux, `ERROR_ACCESS_DENIED` on Windows). Linux and Windows; on Windows
+//! the broker can also move the handle from A's table straight into B's.
+#![cfg(any(target_os = "linux", windows))]
 
 mod common;
 
-use std::os::fd::AsRawFd;
+use std::io::Write;
 
 use common::*;
 use handoff::{
-    duplicate, Access, AsHandle, Channel, DupOptions, Handle, Kind, Process, Source, Target,
+    duplicate, Access, AsHandle, BorrowedHandle, Channel, DupOptions, Duplicated, Handle, Kind,
+    Process, RawHandle, Source, Target,
 };
-use rustix::io::Errno;
 
 const CONTENTS: &[u8] = b"owned by A, readable by B\n";
 const FILE_ENV: &str = "HANDOFF_TEST_FILE";
@@ -25,23 +27,62 @@ fn open_read_write() -> std::fs::File {
         .unwrap()
 }
 
+/// A handle's number as it travels to another process: the descriptor on
+/// Unix, the 32-bit value on Windows.
+fn number_of(h: BorrowedHandle<'_>) -> String {
+    #[cfg(unix)]
+    {
+        h.raw().to_string()
+    }
+    #[cfg(windows)]
+    {
+        (h.raw() as usize as u32).to_string()
+    }
+}
+
+/// The number back as a `RawHandle` (sign-extended on Windows).
+fn parse_number(bytes: &[u8]) -> RawHandle {
+    let s = std::str::from_utf8(bytes).unwrap();
+    #[cfg(unix)]
+    {
+        s.parse::<i32>().unwrap()
+    }
+    #[cfg(windows)]
+    {
+        s.parse::<u32>().unwrap() as i32 as isize as RawHandle
+    }
+}
+
+/// B's checks: the handle reads the file and every write is refused.
+fn check_read_only(file: Handle) {
+    assert_eq!(file.kind().unwrap(), Kind::File);
+    assert_eq!(file.access().unwrap(), Access::READ);
+    assert_eq!(read_all(&file), CONTENTS);
+    // EBADF on Unix (not open for writing), ERROR_ACCESS_DENIED on Windows.
+    let refused = if cfg!(windows) { 5 } else { 9 };
+    let mut f = std::fs::File::from(file);
+    let e = f.write(b"overwrite").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(refused), "{e:?}");
+    #[cfg(unix)]
+    let e = std::os::unix::fs::FileExt::write_at(&f, b"overwrite", 0).unwrap_err();
+    #[cfg(windows)]
+    let e = std::os::windows::fs::FileExt::seek_write(&f, b"overwrite", 0).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(refused), "{e:?}");
+}
+
 /// B: receives the handle, reads it, and finds every write refused.
 fn role_b() {
     let ch = parent_channel();
     let msg = ch.recv().unwrap();
     assert_eq!(msg.bytes, b"read this");
     let [file]: [Handle; 1] = msg.handles.try_into().unwrap();
-    assert_eq!(file.kind().unwrap(), Kind::File);
-    assert_eq!(file.access().unwrap(), Access::READ);
-    assert_eq!(read_all(&file), CONTENTS);
-    assert_eq!(rustix::io::write(&file, b"overwrite"), Err(Errno::BADF));
-    assert_eq!(rustix::io::pwrite(&file, b"overwrite", 0), Err(Errno::BADF));
+    check_read_only(file);
     ch.send(b"verified", &[]).unwrap();
 }
 
 /// Runs A and B, lets `broker` move the handle, and checks both children
 /// and the file.
-fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel)) {
+fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Process)) {
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
@@ -54,8 +95,9 @@ fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel)) {
         let b = spawn_child(test, "b", b_end);
         // Race-free: A is our unreaped child, so its pid names only it.
         let process_a = Process::open(a.id()).unwrap();
+        let process_b = Process::open(b.id()).unwrap();
 
-        broker(&to_a, &process_a, &to_b);
+        broker(&to_a, &process_a, &to_b, &process_b);
 
         assert_eq!(to_b.recv().unwrap().bytes, b"verified");
         to_a.send(b"done", &[]).unwrap();
@@ -74,7 +116,7 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
             // A only says which number its file has; the broker pulls it.
             let ch = parent_channel();
             let file = open_read_write();
-            ch.send(file.as_raw_fd().to_string().as_bytes(), &[])
+            ch.send(number_of(file.as_handle()).as_bytes(), &[])
                 .unwrap();
             assert_eq!(ch.recv().unwrap().bytes, b"done");
             return;
@@ -82,11 +124,8 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
         Some("b") => return role_b(),
         _ => {}
     }
-    run_broker(TEST, |to_a, process_a, to_b| {
-        let number: i32 = String::from_utf8(to_a.recv().unwrap().bytes)
-            .unwrap()
-            .parse()
-            .unwrap();
+    run_broker(TEST, |to_a, process_a, to_b, _| {
+        let number = parse_number(&to_a.recv().unwrap().bytes);
         let sent = duplicate(
             Source::Process {
                 process: process_a,
@@ -100,7 +139,7 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
             DupOptions::default(),
         )
         .unwrap();
-        assert!(sent.is_none());
+        assert!(matches!(sent, Duplicated::Sent), "{sent:?}");
     });
 }
 
@@ -118,13 +157,13 @@ fn broker_receives_from_a_and_forwards_read_only() {
         Some("b") => return role_b(),
         _ => {}
     }
-    run_broker(TEST, |to_a, _, to_b| {
+    run_broker(TEST, |to_a, _, to_b, _| {
         let mut msg = to_a.recv().unwrap();
         let file = msg.handles.pop().unwrap();
         assert_eq!(file.access().unwrap(), Access::READ_WRITE);
         // The broker keeps nothing: its read-write copy is closed once B's
         // read-only one is on its way (the leak check proves it).
-        duplicate(
+        let sent = duplicate(
             Source::Owned(file),
             Target::Channel {
                 channel: to_b,
@@ -137,5 +176,86 @@ fn broker_receives_from_a_and_forwards_read_only() {
             },
         )
         .unwrap();
+        assert!(matches!(sent, Duplicated::Sent), "{sent:?}");
+    });
+}
+
+/// Windows only: the broker moves A's handle straight into B's table
+/// (`DuplicateHandle` from A to B through this process, with
+/// `DUPLICATE_CLOSE_SOURCE`): A's copy is gone, B owns a read-only one and
+/// learns its value from the broker.
+#[cfg(windows)]
+#[test]
+fn broker_moves_from_a_into_b_read_only() {
+    use std::os::windows::io::IntoRawHandle;
+    const TEST: &str = "broker_moves_from_a_into_b_read_only";
+    match role().as_deref() {
+        Some("a") => {
+            let ch = parent_channel();
+            let me = Process::current().unwrap();
+            let file = open_read_write();
+            ch.send(number_of(file.as_handle()).as_bytes(), &[])
+                .unwrap();
+            assert_eq!(ch.recv().unwrap().bytes, b"done");
+            // Asked the way another process would, by pulling a copy: Wine's
+            // GetProcessHandleCount always says 0, so counting cannot tell,
+            // and a freed value may already name something else.
+            let gone = match me.pull_handle(file.as_handle().raw()) {
+                Ok(h) => h.kind().unwrap() != Kind::File,
+                Err(handoff::Error::NoSuchHandle { .. }) => true,
+                Err(e) => panic!("{e:?}"),
+            };
+            assert!(gone, "the broker took our handle away");
+            // Closed by the broker: give up the value without closing it.
+            let _ = file.into_raw_handle();
+            return;
+        }
+        Some("b") => {
+            // B owns the pushed value; it takes it into a Handle by pulling
+            // it out of itself with close_source (no unsafe code needed).
+            let ch = parent_channel();
+            let value = parse_number(&ch.recv().unwrap().bytes);
+            let me = Process::current().unwrap();
+            let file = duplicate(
+                Source::Process {
+                    process: &me,
+                    handle: value,
+                },
+                Target::Current,
+                None,
+                DupOptions {
+                    close_source: true,
+                    ..DupOptions::default()
+                },
+            )
+            .unwrap()
+            .into_handle()
+            .unwrap();
+            check_read_only(file);
+            ch.send(b"verified", &[]).unwrap();
+            return;
+        }
+        _ => {}
+    }
+    run_broker(TEST, |to_a, process_a, to_b, process_b| {
+        let number = parse_number(&to_a.recv().unwrap().bytes);
+        let moved = duplicate(
+            Source::Process {
+                process: process_a,
+                handle: number,
+            },
+            Target::Process(process_b),
+            Some(Access::READ),
+            DupOptions {
+                close_source: true,
+                inheritable: false,
+            },
+        )
+        .unwrap();
+        let Duplicated::Remote { pid, value } = moved else {
+            panic!("expected Remote, got {moved:?}");
+        };
+        assert_eq!(pid, process_b.pid());
+        to_b.send(value.to_string().as_bytes(), &[]).unwrap();
     });
 }

@@ -1,22 +1,92 @@
-//! Processes held by pidfd: opening, waiting, signalling, pulling handles
-//! out of real child processes, and `duplicate`'s option rules.
-#![cfg(target_os = "linux")]
+//! Processes held by handle (a pidfd on Linux, a process handle on
+//! Windows): opening, waiting, killing, pulling handles out of real child
+//! processes, pushing them in (Windows), and `duplicate`'s option rules.
+//!
+//! Every test here runs on Linux and on Windows unless it is marked
+//! otherwise; other Unix systems have no pidfd (`Unsupported`).
+#![cfg(any(target_os = "linux", windows))]
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use handoff::process::ExitStatus;
 use handoff::{
-    duplicate, Access, AsHandle, Channel, DupOptions, Error, Handle, Kind, Process, Source, Target,
+    duplicate, Access, AsHandle, BorrowedHandle, Channel, DupOptions, Duplicated, Error, Handle,
+    Kind, Process, RawHandle, Source, Target,
 };
 
 const CONTENTS: &[u8] = b"held by the child\n";
 const FILE_ENV: &str = "HANDOFF_TEST_FILE";
+
+/// A handle's number as it travels to another process: the descriptor on
+/// Unix, the 32-bit value on Windows.
+fn number_of(h: BorrowedHandle<'_>) -> String {
+    #[cfg(unix)]
+    {
+        h.raw().to_string()
+    }
+    #[cfg(windows)]
+    {
+        (h.raw() as usize as u32).to_string()
+    }
+}
+
+/// The number back as a `RawHandle` (sign-extended on Windows).
+fn parse_number(bytes: &[u8]) -> RawHandle {
+    let s = std::str::from_utf8(bytes).unwrap();
+    #[cfg(unix)]
+    {
+        s.parse::<i32>().unwrap()
+    }
+    #[cfg(windows)]
+    {
+        s.parse::<u32>().unwrap() as i32 as isize as RawHandle
+    }
+}
+
+/// A number that is not open anywhere here, or a negative one.
+fn raw_number(n: i32) -> RawHandle {
+    #[cfg(unix)]
+    {
+        n
+    }
+    #[cfg(windows)]
+    {
+        n as isize as RawHandle
+    }
+}
+
+fn open_read_write() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(std::env::var(FILE_ENV).unwrap())
+        .unwrap()
+}
+
+/// Whether `value` still names a file handle in `me` (this process),
+/// asked the way another process would: by pulling a copy. Wine's
+/// `GetProcessHandleCount` always says 0, so counting cannot tell, and a
+/// freed value is soon reused (Wine hands out the lowest free one), so
+/// "not open" is too strict: "not a file any more" is the test.
+#[cfg(windows)]
+fn names_a_file(me: &Process, value: RawHandle) -> bool {
+    match me.pull_handle(value) {
+        Ok(h) => h.kind().unwrap() == Kind::File,
+        Err(Error::NoSuchHandle { .. }) => false,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// The error the kernel gives a write through a read-only handle.
+#[cfg(windows)]
+fn refused_write(e: &std::io::Error) -> bool {
+    // EBADF on Unix (the descriptor is not open for writing),
+    // ERROR_ACCESS_DENIED on Windows.
+    e.raw_os_error() == Some(if cfg!(windows) { 5 } else { 9 })
+}
 
 #[test]
 fn open_self_by_pid_and_by_handle() {
@@ -28,14 +98,18 @@ fn open_self_by_pid_and_by_handle() {
         assert_eq!(me.handle().kind().unwrap(), Kind::Process);
         assert!(
             !me.handle().is_inheritable().unwrap(),
-            "pidfds are close-on-exec"
+            "process handles are close-on-exec"
         );
 
         let again = Process::open(std::process::id()).unwrap();
         assert_eq!(again.pid(), me.pid());
 
         let back = Process::from_handle(me.into_handle()).unwrap();
-        assert_eq!(back.pid(), std::process::id(), "pid read back from fdinfo");
+        assert_eq!(
+            back.pid(),
+            std::process::id(),
+            "pid read back from the kernel"
+        );
 
         assert!(
             matches!(back.try_wait(), Err(Error::InvalidArgument(_))),
@@ -52,7 +126,7 @@ fn process_handle_crosses_a_channel() {
         let ch = parent_channel();
         let mut msg = ch.recv().unwrap();
         let parent = Process::from_handle(msg.handles.pop().unwrap()).unwrap();
-        assert_eq!(parent.pid(), std::os::unix::process::parent_id());
+        assert_eq!(parent.pid().to_string().as_bytes(), msg.bytes);
         assert_eq!(
             parent.try_wait().unwrap(),
             None,
@@ -67,7 +141,8 @@ fn process_handle_crosses_a_channel() {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let me = Process::current().unwrap();
-        ours.send(b"me", &[me.handle()]).unwrap();
+        ours.send(me.pid().to_string().as_bytes(), &[me.handle()])
+            .unwrap();
         assert_eq!(ours.recv().unwrap().bytes, b"ok");
         assert_success(child);
     }
@@ -95,16 +170,22 @@ fn wait_collects_a_childs_exit_code() {
         let status = p.wait().unwrap();
         assert_eq!(status, ExitStatus::Code(7));
         assert!(!status.success());
-        // Reaped through the pidfd; a second wait finds nothing to collect.
-        assert_eq!(p.wait().unwrap(), ExitStatus::Unknown);
+        // Linux: reaped through the pidfd; a second wait finds nothing to
+        // collect. Windows: any handle reads the code, as often as asked.
+        let again = if cfg!(windows) {
+            ExitStatus::Code(7)
+        } else {
+            ExitStatus::Unknown
+        };
+        assert_eq!(p.wait().unwrap(), again);
         drop(child);
     }
     leaks.assert();
 }
 
 #[test]
-fn kill_and_wait_report_the_signal() {
-    const TEST: &str = "kill_and_wait_report_the_signal";
+fn kill_and_wait_report_how_it_ended() {
+    const TEST: &str = "kill_and_wait_report_how_it_ended";
     if role().is_some() {
         let ch = parent_channel();
         let _ = ch.recv();
@@ -117,9 +198,15 @@ fn kill_and_wait_report_the_signal() {
         let (_ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let p = Process::open(child.id()).unwrap();
+        #[cfg(unix)]
         assert!(matches!(p.signal(12345), Err(Error::InvalidArgument(_))));
         p.kill().unwrap();
-        assert_eq!(p.wait().unwrap(), ExitStatus::Signal(9));
+        let killed = if cfg!(windows) {
+            ExitStatus::Code(1)
+        } else {
+            ExitStatus::Signal(9)
+        };
+        assert_eq!(p.wait().unwrap(), killed);
         assert!(matches!(p.kill(), Err(Error::NoSuchProcess { pid }) if pid == child.id()));
         drop(child);
     }
@@ -128,23 +215,42 @@ fn kill_and_wait_report_the_signal() {
 
 #[test]
 fn wait_for_a_process_that_is_not_our_child() {
+    const TEST: &str = "wait_for_a_process_that_is_not_our_child";
+    match role().as_deref() {
+        Some("grandchild") => std::process::exit(5),
+        Some(_) => {
+            // The child starts the grandchild, tells its pid, and reaps it
+            // only after the test process has opened it.
+            let ch = parent_channel();
+            let mut grandchild = spawn_plain(TEST, "grandchild");
+            ch.send(grandchild.id().to_string().as_bytes(), &[])
+                .unwrap();
+            assert_eq!(ch.recv().unwrap().bytes, b"opened");
+            assert_eq!(grandchild.wait().unwrap().code(), Some(5));
+            return;
+        }
+        None => {}
+    }
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
-        // sh's child, not ours: the pidfd tells us it exited, not how.
-        let mut sh = Command::new("sh")
-            .args(["-c", "sleep 0.3 & echo $!; wait"])
-            .stdout(Stdio::piped())
-            .spawn()
+        let (ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child(TEST, "child", theirs);
+        let pid: u32 = String::from_utf8(ours.recv().unwrap().bytes)
+            .unwrap()
+            .parse()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(sh.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let grandchild: u32 = line.trim().parse().unwrap();
-        let p = Process::open(grandchild).unwrap();
-        assert_eq!(p.wait().unwrap(), ExitStatus::Unknown);
-        assert!(sh.wait().unwrap().success());
+        let p = Process::open(pid).unwrap();
+        ours.send(b"opened", &[]).unwrap();
+        // Linux: the pidfd tells us it exited, not how. Windows: the code
+        // is anyone's to read.
+        let status = if cfg!(windows) {
+            ExitStatus::Code(5)
+        } else {
+            ExitStatus::Unknown
+        };
+        assert_eq!(p.wait().unwrap(), status);
+        assert_success(child);
     }
     leaks.assert();
 }
@@ -154,13 +260,8 @@ fn pull_a_file_out_of_a_child() {
     const TEST: &str = "pull_a_file_out_of_a_child";
     if role().is_some() {
         let ch = parent_channel();
-        let path = std::env::var(FILE_ENV).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .unwrap();
-        ch.send(file.as_raw_fd().to_string().as_bytes(), &[])
+        let file = open_read_write();
+        ch.send(number_of(file.as_handle()).as_bytes(), &[])
             .unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"done");
         drop(file);
@@ -174,10 +275,7 @@ fn pull_a_file_out_of_a_child() {
         std::fs::write(&path, CONTENTS).unwrap();
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child_with(TEST, "child", theirs, &[(FILE_ENV, path.to_str().unwrap())]);
-        let number: i32 = String::from_utf8(ours.recv().unwrap().bytes)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let number = parse_number(&ours.recv().unwrap().bytes);
         let p = Process::open(child.id()).unwrap();
 
         let pulled = p.pull_handle(number).unwrap();
@@ -200,21 +298,28 @@ fn pull_a_file_out_of_a_child() {
             DupOptions::default(),
         )
         .unwrap()
+        .into_handle()
         .unwrap();
         assert_eq!(narrowed.access().unwrap(), Access::READ);
         assert_eq!(read_all(&narrowed), CONTENTS);
         drop(narrowed);
 
-        match p.pull_handle(9999) {
-            Err(Error::NoSuchHandle { pid, handle: 9999 }) => assert_eq!(pid, child.id()),
+        // A multiple of 4 (Windows ignores a value's low two bits) that a
+        // fresh child has not opened.
+        match p.pull_handle(raw_number(9996)) {
+            Err(Error::NoSuchHandle { pid, handle: 9996 }) => assert_eq!(pid, child.id()),
             other => panic!("expected NoSuchHandle, got {other:?}"),
         }
-        assert!(matches!(p.pull_handle(-1), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            p.pull_handle(raw_number(-1)),
+            Err(Error::InvalidArgument(_))
+        ));
 
         ours.send(b"done", &[]).unwrap();
-        // The child closes the file, then exits. Exited but not yet reaped,
-        // it has no descriptor table any more, which the library reports as
-        // the process being gone, not the handle.
+        // The child closes the file, then exits. Exited (a zombie on Linux,
+        // a process object we still hold on Windows), it has no handle
+        // table any more, which the library reports as the process being
+        // gone, not the handle.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match p.pull_handle(number) {
@@ -232,15 +337,154 @@ fn pull_a_file_out_of_a_child() {
         assert!(p.wait().unwrap().success());
         assert!(
             matches!(p.pull_handle(number), Err(Error::NoSuchProcess { .. })),
-            "reaped"
+            "waited for"
         );
         drop(child);
     }
     leaks.assert();
 }
 
+/// `DUPLICATE_CLOSE_SOURCE`: the handle leaves the child in the same step
+/// as it arrives here.
+#[cfg(windows)]
+#[test]
+fn pull_with_close_source_moves_the_handle_out() {
+    use std::os::windows::io::IntoRawHandle;
+    const TEST: &str = "pull_with_close_source_moves_the_handle_out";
+    if role().is_some() {
+        let ch = parent_channel();
+        let me = Process::current().unwrap();
+        let file = open_read_write();
+        assert!(names_a_file(&me, file.as_handle().raw()));
+        ch.send(number_of(file.as_handle()).as_bytes(), &[])
+            .unwrap();
+        assert_eq!(ch.recv().unwrap().bytes, b"moved");
+        assert!(
+            !names_a_file(&me, file.as_handle().raw()),
+            "the parent closed our handle as it took it"
+        );
+        // Ours is gone: giving it up without closing is the only right
+        // thing to do with the value now.
+        let _ = file.into_raw_handle();
+        ch.send(b"ok", &[]).unwrap();
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moved");
+        std::fs::write(&path, CONTENTS).unwrap();
+        let (ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child_with(TEST, "child", theirs, &[(FILE_ENV, path.to_str().unwrap())]);
+        let number = parse_number(&ours.recv().unwrap().bytes);
+        let p = Process::open(child.id()).unwrap();
+        let close = DupOptions {
+            close_source: true,
+            ..DupOptions::default()
+        };
+        let moved = duplicate(
+            Source::Process {
+                process: &p,
+                handle: number,
+            },
+            Target::Current,
+            Some(Access::READ),
+            close,
+        )
+        .unwrap()
+        .into_handle()
+        .unwrap();
+        assert_eq!(moved.access().unwrap(), Access::READ);
+        assert_eq!(read_all(&moved), CONTENTS);
+        match p.pull_handle(number) {
+            Err(Error::NoSuchHandle { pid, .. }) => assert_eq!(pid, child.id()),
+            other => panic!("the child's copy should be gone, got {other:?}"),
+        }
+        ours.send(b"moved", &[]).unwrap();
+        assert_eq!(ours.recv().unwrap().bytes, b"ok");
+        drop(moved);
+        assert_success(child);
+    }
+    leaks.assert();
+}
+
+/// `DuplicateHandle` into another process: the child learns the value
+/// and takes the handle as its own (by pulling it out of itself with
+/// close-source, which needs no unsafe code), read-only.
+#[cfg(windows)]
+#[test]
+fn push_a_read_only_handle_into_a_child() {
+    use std::io::Write;
+    const TEST: &str = "push_a_read_only_handle_into_a_child";
+    if role().is_some() {
+        let ch = parent_channel();
+        let value = parse_number(&ch.recv().unwrap().bytes);
+        let me = Process::current().unwrap();
+        let mine = duplicate(
+            Source::Process {
+                process: &me,
+                handle: value,
+            },
+            Target::Current,
+            None,
+            DupOptions {
+                close_source: true,
+                ..DupOptions::default()
+            },
+        )
+        .unwrap()
+        .into_handle()
+        .unwrap();
+        assert_eq!(mine.kind().unwrap(), Kind::File);
+        assert_eq!(mine.access().unwrap(), Access::READ);
+        assert_eq!(read_all(&mine), CONTENTS);
+        let mut file = std::fs::File::from(mine);
+        let e = file.write(b"overwrite").unwrap_err();
+        assert!(refused_write(&e), "{e:?}");
+        ch.send(b"verified", &[]).unwrap();
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pushed");
+        std::fs::write(&path, CONTENTS).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let (ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child(TEST, "child", theirs);
+        let p = Process::open(child.id()).unwrap();
+        let pushed = duplicate(
+            Source::Current(file.as_handle()),
+            Target::Process(&p),
+            Some(Access::READ),
+            DupOptions::default(),
+        )
+        .unwrap();
+        let Duplicated::Remote { pid, value } = pushed else {
+            panic!("expected Remote, got {pushed:?}");
+        };
+        assert_eq!(pid, child.id());
+        ours.send(value.to_string().as_bytes(), &[]).unwrap();
+        assert_eq!(ours.recv().unwrap().bytes, b"verified");
+        assert_success(child);
+        assert_eq!(std::fs::read(&path).unwrap(), CONTENTS, "nobody wrote");
+        drop(file);
+    }
+    leaks.assert();
+}
+
 #[test]
 fn bogus_pids_and_handles_are_typed_errors() {
+    const TEST: &str = "bogus_pids_and_handles_are_typed_errors";
+    if role().is_some() {
+        return;
+    }
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
@@ -250,23 +494,47 @@ fn bogus_pids_and_handles_are_typed_errors() {
             Err(Error::InvalidArgument(_))
         ));
 
-        let mut gone = Command::new("true").spawn().unwrap();
+        // Linux: once reaped, the pid names nothing. Windows: once the last
+        // handle to the exited process (std's) is closed.
+        let mut gone = spawn_plain(TEST, "exit");
         let pid = gone.id();
         gone.wait().unwrap();
-        assert!(matches!(Process::open(pid), Err(Error::NoSuchProcess { pid: p }) if p == pid));
+        drop(gone);
+        match Process::open(pid) {
+            Err(Error::NoSuchProcess { pid: p }) => assert_eq!(p, pid),
+            // Windows frees a pid when the last handle to the exited
+            // process is closed; Wine 8 keeps the exited process openable
+            // after that. It can only be that process: check it is.
+            #[cfg(windows)]
+            Ok(p) => {
+                assert_eq!(p.try_wait().unwrap(), Some(ExitStatus::Code(0)));
+                eprintln!("note: exited process {pid} is still openable (Wine)");
+            }
+            other => panic!("expected NoSuchProcess, got {other:?}"),
+        }
+        // A pid far above any in use (Linux's pid_max is at most 2^22).
+        let unused = 0x7fff_fffc;
+        assert!(matches!(
+            Process::open(unused),
+            Err(Error::NoSuchProcess { pid }) if pid == unused
+        ));
 
-        // A thread id names a task but not a process.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
-                .unwrap();
-            let _ = stop_rx.recv();
-        });
-        let tid = rx.recv().unwrap();
-        assert!(matches!(Process::open(tid), Err(Error::InvalidArgument(_))));
-        stop_tx.send(()).unwrap();
-        t.join().unwrap();
+        // A thread id names a task but not a process (Windows: in the
+        // backend's unit tests, since reading one needs unsafe code).
+        #[cfg(target_os = "linux")]
+        {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                    .unwrap();
+                let _ = stop_rx.recv();
+            });
+            let tid = rx.recv().unwrap();
+            assert!(matches!(Process::open(tid), Err(Error::InvalidArgument(_))));
+            stop_tx.send(()).unwrap();
+            t.join().unwrap();
+        }
 
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         match Process::from_handle(Handle::from(file)) {
@@ -279,6 +547,7 @@ fn bogus_pids_and_handles_are_typed_errors() {
     leaks.assert();
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn pulling_needs_ptrace_rights() {
     const TEST: &str = "pulling_needs_ptrace_rights";
@@ -329,6 +598,7 @@ fn close_source_and_inheritance_follow_the_table() {
             DupOptions::default(),
         )
         .unwrap()
+        .into_handle()
         .unwrap();
         assert_ne!(copy.raw(), h.raw());
         assert!(!copy.is_inheritable().unwrap());
@@ -338,6 +608,7 @@ fn close_source_and_inheritance_follow_the_table() {
         // Given with close_source: ours is closed once the duplicate exists.
         let narrowed = duplicate(Source::Owned(h), Target::Current, Some(Access::READ), close)
             .unwrap()
+            .into_handle()
             .unwrap();
         assert_eq!(narrowed.access().unwrap(), Access::READ);
         assert_eq!(
@@ -359,22 +630,68 @@ fn close_source_and_inheritance_follow_the_table() {
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
         assert_eq!(handoff::count_open_handles().unwrap(), before);
 
-        // Another process: close_source is unsupported and nothing happens.
         let me = Process::current().unwrap();
         let h = open();
-        let before = handoff::count_open_handles().unwrap();
-        let err = duplicate(
-            Source::Process {
-                process: &me,
-                handle: h.raw(),
-            },
-            Target::Current,
-            None,
-            close,
-        )
-        .unwrap_err();
-        assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
-        assert_eq!(handoff::count_open_handles().unwrap(), before);
+
+        // Another process as the source with close_source, or as the
+        // target: Linux can do neither, and nothing happens.
+        #[cfg(unix)]
+        {
+            let before = handoff::count_open_handles().unwrap();
+            let err = duplicate(
+                Source::Process {
+                    process: &me,
+                    handle: h.raw(),
+                },
+                Target::Current,
+                None,
+                close,
+            )
+            .unwrap_err();
+            assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+            let err = duplicate(
+                Source::Current(h.borrow()),
+                Target::Process(&me),
+                None,
+                DupOptions::default(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+            assert_eq!(handoff::count_open_handles().unwrap(), before);
+        }
+        // Windows does both: push into a process (here, this one), then
+        // take it back with close_source, which leaves one handle.
+        #[cfg(windows)]
+        {
+            let pushed = duplicate(
+                Source::Current(h.borrow()),
+                Target::Process(&me),
+                Some(Access::READ),
+                DupOptions {
+                    inheritable: true,
+                    ..DupOptions::default()
+                },
+            )
+            .unwrap();
+            let value = pushed.remote_value().unwrap() as i32 as isize as RawHandle;
+            let back = duplicate(
+                Source::Process {
+                    process: &me,
+                    handle: value,
+                },
+                Target::Current,
+                None,
+                close,
+            )
+            .unwrap()
+            .into_handle()
+            .unwrap();
+            // The pushed value is closed as it is taken, and may be reused
+            // for the copy at once (Wine does): the moves between
+            // processes are tested with children.
+            assert_eq!(back.access().unwrap(), Access::READ);
+            assert_eq!(back.kind().unwrap(), Kind::File);
+        }
 
         // Inheritable into this process: close-on-exec cleared.
         let inherit = DupOptions {
@@ -383,6 +700,7 @@ fn close_source_and_inheritance_follow_the_table() {
         };
         let heir = duplicate(Source::Current(h.borrow()), Target::Current, None, inherit)
             .unwrap()
+            .into_handle()
             .unwrap();
         assert!(heir.is_inheritable().unwrap());
         drop(heir);
@@ -396,7 +714,7 @@ fn close_source_and_inheritance_follow_the_table() {
         let err = duplicate(Source::Current(h.borrow()), to_b, None, inherit).unwrap_err();
         assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
         let sent = duplicate(Source::Owned(h), to_b, Some(Access::READ), close).unwrap();
-        assert!(sent.is_none());
+        assert!(matches!(sent, Duplicated::Sent), "{sent:?}");
         let msg = b.recv().unwrap();
         assert_eq!(msg.bytes, b"ro");
         assert_eq!(msg.handles.len(), 1);
@@ -404,4 +722,69 @@ fn close_source_and_inheritance_follow_the_table() {
         assert_eq!(msg.handles[0].as_handle().kind().unwrap(), Kind::File);
     }
     leaks.assert();
+}
+
+/// Peer credentials name the process at the other end: a listener's client
+/// is the process that connected (its pid, and a process handle to it);
+/// for `Channel::pair` it is the process that created the pair, even after
+/// one end moved to a child (`SO_PEERCRED` on a socketpair, and a pipe's
+/// recorded pids, both say the creator). uid and gid are numbers on Linux
+/// and `u32::MAX` on Windows, where users are SIDs.
+#[test]
+fn peer_credentials_name_the_connecting_process() {
+    const TEST: &str = "peer_credentials_name_the_connecting_process";
+    if let Some(role) = role() {
+        let path = role.strip_prefix("client:").unwrap();
+        let ch = Channel::connect(path).unwrap();
+        let creds = ch.peer_credentials().unwrap();
+        assert_eq!(creds.pid, parent_pid_of_test(), "the listening process");
+        ch.send(b"hi", &[]).unwrap();
+        assert_eq!(ch.recv().unwrap().bytes, b"bye");
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = if cfg!(windows) {
+        format!(r"\\.\pipe\handoff-test-creds-{}", std::process::id()).into()
+    } else {
+        dir.path().join("sock")
+    };
+    {
+        let listener = handoff::Listener::bind(&path).unwrap();
+        let child = spawn_plain_with(
+            TEST,
+            &format!("client:{}", path.display()),
+            &[(PARENT_ENV, &std::process::id().to_string())],
+        );
+        let ch = listener.accept().unwrap();
+        let creds = ch.peer_credentials().unwrap();
+        assert_eq!(creds.pid, child.id());
+        if cfg!(windows) {
+            assert_eq!((creds.uid, creds.gid), (u32::MAX, u32::MAX));
+        }
+        // Linux ≥ 6.5 gives a pidfd; Windows opens the peer by pid.
+        if let Some(h) = creds.process {
+            let p = Process::from_handle(h).unwrap();
+            assert_eq!(p.pid(), child.id());
+            assert_eq!(p.try_wait().unwrap(), None);
+        } else if cfg!(windows) {
+            panic!("Windows opens the peer's process");
+        }
+        assert_eq!(ch.recv().unwrap().bytes, b"hi");
+        ch.send(b"bye", &[]).unwrap();
+        assert_success(child);
+
+        let (ours, theirs) = Channel::pair().unwrap();
+        assert_eq!(ours.peer_credentials().unwrap().pid, std::process::id());
+        assert_eq!(theirs.peer_credentials().unwrap().pid, std::process::id());
+    }
+    leaks.assert();
+}
+
+const PARENT_ENV: &str = "HANDOFF_TEST_PARENT_PID";
+
+/// The test process's pid, as the parent passed it.
+fn parent_pid_of_test() -> u32 {
+    std::env::var(PARENT_ENV).unwrap().parse().unwrap()
 }

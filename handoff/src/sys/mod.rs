@@ -26,7 +26,7 @@
 //! | `socket::recv(s, header, dst, scratch, on_handle, nb) -> io::Result<Received>` | receive one datagram, handing every handle it carried to `on_handle`, owned, before anything is checked; report truncation of bytes or handles; the transport's own framing errors are `InvalidData` |
 //! | `socket::peer_hung_up(s)`, `socket::wait(s, writable)` | end-of-file told from an empty datagram; wait for readiness after a would-block |
 //! | `socket::MAX_HANDLES_PER_DATAGRAM` | how many handles one datagram carries |
-//! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one, else `Unsupported` (`socket::NO_PEER_CREDENTIALS` says why) |
+//! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one (Windows: the pid the pipe recorded, a handle opened by it, uid/gid `u32::MAX`), else `Unsupported` (`socket::NO_PEER_CREDENTIALS` says why) |
 //! | `socket::NO_TRANSPORT` | why channels or listeners are `Unsupported` where a backend reports `ErrorKind::Unsupported` |
 //! | `shm::create(name, len)`, `shm::CAN_GROW` | anonymous, non-inheritable shared memory of `len` bytes; whether it can grow after creation |
 //! | `shm::write_all_at`, `shm::read_exact_at`, `shm::read`, `shm::len`, `shm::copy_in_kernel`, `shm::add_seals` | fill and inspect it (`add_seals` is `Unsupported` where nothing can be sealed) |
@@ -34,13 +34,17 @@
 //! | `spawn::SpawnRequest`, `spawn::spawn(&mut Spec, req) -> io::Result<spawn::Child>` | start the command described by the portable `Spec` (program, arguments, environment, directory, `Stdio`s) so that it inherits exactly its standard handles and the named handles, under the platform's convention; Unix also provides `spawn::StdCommand` behind `Command::as_std_mut` |
 //! | `spawn::CONVENTION_VARS`, `spawn::HANDLES_VAR`, `spawn::same_var` | the convention's variables (never passed on from the parent's own environment) and how names compare |
 //! | `spawn::Child` | `id`, `exit_handle`, `wait`, `try_wait`, `kill`, `take_stdio` |
+//! | `process::current_pid()`, `process::open(pid) -> Result<OwnedRaw>`, `process::pid_of(b)` | a process held by handle (pidfd, `OpenProcess`), opened by pid or checked to be one; errors are `crate::Error` naming the cause (no such process, a thread id, missing rights) |
+//! | `process::wait(b, pid, block) -> Result<Option<ExitStatus>>`, `process::kill(b, pid)` | wait for or poll the exit; kill (`SIGKILL`, `TerminateProcess`); a process that exited is `NoSuchProcess` to `kill` |
+//! | `process::pull(b, pid, value, close_source) -> Result<OwnedRaw>` | copy handle `value` of that process into this one, non-inheritable; `NoSuchHandle`, `NoSuchProcess`, `NotPermitted` by cause |
+//! | `process::push(b, pid, handle, inheritable) -> Result<u32>`, `process::NO_PUSH`, `process::NO_REMOTE_CLOSE` | duplicate a handle into that process and return its 32-bit value there; the constants say why pushing or closing in another process is `Unsupported` (`None` where it works) |
 //!
 //! Rules every backend keeps: every handle it creates is non-inheritable
 //! (except the duplicates it makes for one child); a received handle is
 //! owned before any check can return early; `Drop` never panics; errors are
 //! `io::Error` from the call that failed, mapped to `crate::Error` by the
-//! portable layer. The Unix backend also provides `process` (pidfds), used
-//! by `Process` and `duplicate`, which are Unix-only for now.
+//! portable layer, except `process`, whose errors depend on the call
+//! and are `crate::Error` from the backend. `signal` is Unix-only.
 #![allow(unsafe_code)]
 
 #[cfg(unix)]

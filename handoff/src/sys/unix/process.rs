@@ -1,6 +1,8 @@
 //! Process handles on Unix: pidfds on Linux. Other Unix systems have no
 //! pidfd (FreeBSD's process descriptors cannot copy descriptors out of a
-//! process), so every call there is `Unsupported`.
+//! process), so every call there is `Unsupported`. No Unix system can
+//! close a descriptor in another process or install one there, so
+//! `close_source` on a pull and `push` are `Unsupported` everywhere.
 //!
 //! These functions return `crate::Error` rather than `io::Error` because
 //! the meaning of an errno here depends on the call (`EBADF` from
@@ -87,8 +89,28 @@ mod linux {
         }
     }
 
+    const REMOTE_CLOSE_REFUSED: &str =
+        "close_source with a handle of another process: Linux cannot close a descriptor in \
+         another process (pidfd_getfd only copies it); ask its owner to close it";
+    const PUSH_REFUSED: &str =
+        "a process as the target: Linux cannot install a descriptor in another process; send \
+         it over a Channel (Target::Channel) instead";
+    /// Linux cannot close a descriptor in another process.
+    pub(crate) const NO_REMOTE_CLOSE: Option<&str> = Some(REMOTE_CLOSE_REFUSED);
+    /// Linux cannot install a descriptor in another process.
+    pub(crate) const NO_PUSH: Option<&str> = Some(PUSH_REFUSED);
+
     /// Copies descriptor `target` out of the process behind `pidfd`.
-    pub(crate) fn pull(pidfd: BorrowedFd<'_>, pid: u32, target: RawFd) -> Result<OwnedFd> {
+    /// `close_source` is refused (see [`NO_REMOTE_CLOSE`]).
+    pub(crate) fn pull(
+        pidfd: BorrowedFd<'_>,
+        pid: u32,
+        target: RawFd,
+        close_source: bool,
+    ) -> Result<OwnedFd> {
+        if close_source {
+            return Err(Error::Unsupported(REMOTE_CLOSE_REFUSED));
+        }
         if target < 0 {
             return Err(Error::InvalidArgument(format!(
                 "{target} is not a handle number (handle numbers are not negative)"
@@ -208,8 +230,20 @@ mod linux {
         })
     }
 
-    /// `SIGKILL`'s number.
-    pub(crate) const KILL: i32 = Signal::KILL.as_raw();
+    /// Kills the process with `SIGKILL`.
+    pub(crate) fn kill(pidfd: BorrowedFd<'_>, pid: u32) -> Result<()> {
+        signal(pidfd, pid, Signal::KILL.as_raw())
+    }
+
+    /// Refused: see [`NO_PUSH`].
+    pub(crate) fn push(
+        _pidfd: BorrowedFd<'_>,
+        _pid: u32,
+        _handle: BorrowedFd<'_>,
+        _inheritable: bool,
+    ) -> Result<u32> {
+        Err(Error::Unsupported(PUSH_REFUSED))
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -234,7 +268,28 @@ mod other {
         Err(Error::Unsupported(NO_PIDFD))
     }
 
-    pub(crate) fn pull(_pidfd: BorrowedFd<'_>, _pid: u32, _target: RawFd) -> Result<OwnedFd> {
+    pub(crate) const NO_REMOTE_CLOSE: Option<&str> = Some(NO_PIDFD);
+    pub(crate) const NO_PUSH: Option<&str> = Some(NO_PIDFD);
+
+    pub(crate) fn pull(
+        _pidfd: BorrowedFd<'_>,
+        _pid: u32,
+        _target: RawFd,
+        _close_source: bool,
+    ) -> Result<OwnedFd> {
+        Err(Error::Unsupported(NO_PIDFD))
+    }
+
+    pub(crate) fn push(
+        _pidfd: BorrowedFd<'_>,
+        _pid: u32,
+        _handle: BorrowedFd<'_>,
+        _inheritable: bool,
+    ) -> Result<u32> {
+        Err(Error::Unsupported(NO_PIDFD))
+    }
+
+    pub(crate) fn kill(_pidfd: BorrowedFd<'_>, _pid: u32) -> Result<()> {
         Err(Error::Unsupported(NO_PIDFD))
     }
 
@@ -253,6 +308,4 @@ mod other {
     pub(crate) fn signal(_pidfd: BorrowedFd<'_>, _pid: u32, _signo: i32) -> Result<()> {
         Err(Error::Unsupported(NO_PIDFD))
     }
-
-    pub(crate) const KILL: i32 = 9;
 }

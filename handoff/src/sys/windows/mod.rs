@@ -6,6 +6,7 @@
 //! `CreateProcessW` and names in its handle list.
 
 pub(crate) mod handle;
+pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod spawn;

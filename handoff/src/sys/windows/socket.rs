@@ -63,9 +63,9 @@ pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
 /// pipes always exist).
 pub(crate) const NO_TRANSPORT: &str = "this system has no named pipes";
 
-/// Why peer credentials are unavailable.
-pub(crate) const NO_PEER_CREDENTIALS: &str = "a Windows pipe records only the processes that \
-     created its ends, which need not be the ones holding them now";
+/// Why peer credentials are unavailable (never reported by this backend:
+/// every pipe records the pids of the processes that opened its ends).
+pub(crate) const NO_PEER_CREDENTIALS: &str = "this pipe does not record its peer's process id";
 
 /// What [`is_channel`] wants, for the error when it is not.
 pub(crate) const CHANNEL_KIND: &str = "pipe (message mode)";
@@ -907,12 +907,47 @@ pub(crate) fn into_raw(mut s: Socket) -> OwnedHandle {
     }
 }
 
-/// Peer credentials are not offered (see [`NO_PEER_CREDENTIALS`]).
-pub(crate) fn peer_credentials(_s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedHandle>)> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        NO_PEER_CREDENTIALS,
-    ))
+/// What stands for the uid and gid in peer credentials: Windows names
+/// users and groups by SID, which is not a number, so no number is
+/// claimed. `u32::MAX` is `(uid_t)-1`, which no Unix user has either.
+pub(crate) const NO_ID: u32 = u32::MAX;
+
+/// The peer's pid as the pipe recorded it, and a handle to that process.
+///
+/// A server end asks for the client's pid (`GetNamedPipeClientProcessId`),
+/// a client end for the server's (`GetNamedPipeServerProcessId`). Windows
+/// records the process that *opened* that end: for a listener's channel,
+/// the client that connected (as `SO_PEERCRED` records it at `connect`);
+/// for `Channel::pair`, this process, which created both ends, even after
+/// one end is passed to a child (`socketpair` behaves the same). uid and
+/// gid are [`NO_ID`]. The process handle is opened by pid now, not when
+/// the pipe connected: it names the peer while the peer runs, but if the
+/// peer has exited and its pid been reused it names another process, and
+/// it is `None` when the process cannot be opened.
+pub(crate) fn peer_credentials(s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedHandle>)> {
+    use windows_sys::Win32::System::Pipes::{GetNamedPipeServerProcessId, PIPE_SERVER_END};
+    let pipe = s.pipe();
+    let mut flags = 0u32;
+    // SAFETY: our own pipe handle; the out pointers we do not need may be
+    // null.
+    cvt(unsafe {
+        GetNamedPipeInfo(
+            pipe,
+            &mut flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    })?;
+    let mut pid = 0u32;
+    if flags & PIPE_SERVER_END != 0 {
+        // SAFETY: our own pipe handle; `pid` is ours to write.
+        cvt(unsafe { GetNamedPipeClientProcessId(pipe, &mut pid) })?;
+    } else {
+        // SAFETY: as above.
+        cvt(unsafe { GetNamedPipeServerProcessId(pipe, &mut pid) })?;
+    }
+    Ok((pid, NO_ID, NO_ID, super::process::open_peer(pid)))
 }
 
 /// A listener: a pipe name with one server instance waiting for the next
