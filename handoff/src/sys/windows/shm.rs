@@ -65,7 +65,7 @@ const PAGE: u64 = 4096;
 /// as: the system rounds a paging-file section up to whole pages (Wine
 /// reports the rounded size; the exact size is accepted too).
 pub(crate) fn size_fits(wanted: u64, size: u64) -> bool {
-    size == wanted || (size % PAGE == 0 && size >= wanted && size - wanted < PAGE)
+    size == wanted || (size.is_multiple_of(PAGE) && size >= wanted && size - wanted < PAGE)
 }
 
 /// The size of a section (`NtQuerySection`), or of a file.
