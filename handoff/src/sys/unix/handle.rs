@@ -50,8 +50,11 @@ pub(crate) fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Resu
 /// Reads what the descriptor refers to from the kernel.
 pub(crate) fn kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
     let stat = rustix::fs::fstat(fd)?;
+    // st_dev is narrower or signed on some platforms.
+    #[allow(clippy::unnecessary_cast)]
+    let dev = stat.st_dev as u64;
     let kind = match FileType::from_raw_mode(stat.st_mode) {
-        FileType::RegularFile => match shared_memory_seals(fd) {
+        FileType::RegularFile => match shared_memory_seals(fd, dev) {
             Some(seals) => Kind::SharedMemory {
                 size: stat.st_size as u64,
                 seals,
@@ -81,7 +84,22 @@ pub(crate) fn kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
 
 /// Seals of a memfd, or `Some(empty)` for a POSIX shm object; `None` for an
 /// ordinary file.
-fn shared_memory_seals(fd: BorrowedFd<'_>) -> Option<Seals> {
+fn shared_memory_seals(fd: BorrowedFd<'_>, dev: u64) -> Option<Seals> {
+    // Only files of tmpfs (where memfds and POSIX shm live) and hugetlbfs
+    // can carry seals, and both are filesystems without a device, whose
+    // device numbers have major 0: a file on a disk's filesystem is settled
+    // by the fstat already made, with no further system call, and another
+    // by one fstatfs. If fstatfs fails, everything is tried as before.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if rustix::fs::major(dev) != 0 {
+        return None;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let fs = filesystem(fd);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if fs.is_some_and(|f| f != TMPFS_MAGIC && f != HUGETLBFS_MAGIC) {
+        return None;
+    }
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     if let Ok(seals) = rustix::fs::fcntl_get_seals(fd) {
         return Some(Seals::from_bits_truncate(seals.bits()));
@@ -91,23 +109,29 @@ fn shared_memory_seals(fd: BorrowedFd<'_>) -> Option<Seals> {
     // is only read for tmpfs files: reading /proc/self/fd costs 2.7 us, a
     // price every kind check of an ordinary file paid before.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if on_tmpfs(fd) {
+    if fs == Some(TMPFS_MAGIC) {
         if let Some(target) = fd_target(fd) {
             if target.starts_with("/dev/shm/") {
                 return Some(Seals::NONE);
             }
         }
     }
-    let _ = fd;
+    let _ = (fd, dev);
     None
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn on_tmpfs(fd: BorrowedFd<'_>) -> bool {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    // f_type's width differs between architectures.
+const TMPFS_MAGIC: u32 = 0x0102_1994;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
+
+/// The magic number of the filesystem `fd` is on (`f_type`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn filesystem(fd: BorrowedFd<'_>) -> Option<u32> {
+    // f_type's width and signedness differ between architectures; the
+    // magic numbers are 32 bits.
     #[allow(clippy::unnecessary_cast)]
-    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC)
+    rustix::fs::fstatfs(fd).ok().map(|s| s.f_type as u32)
 }
 
 fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
