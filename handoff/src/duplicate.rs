@@ -158,12 +158,13 @@ pub struct DupOptions {
 /// use handoff::{duplicate, Access, Channel, DupOptions, Process, Source, Target};
 /// # #[allow(dead_code)]
 /// # fn broker(a: &Process, to_b: &Channel, number_in_a: handoff::RawHandle) -> handoff::Result<()> {
-/// duplicate(
+/// let sent = duplicate(
 ///     Source::Process { process: a, handle: number_in_a },
 ///     Target::Channel { channel: to_b, message: b"config" },
 ///     Some(Access::READ),
 ///     DupOptions::default(),
 /// )?;
+/// assert!(matches!(sent, handoff::Duplicated::Sent));
 /// # Ok(()) }
 /// ```
 ///

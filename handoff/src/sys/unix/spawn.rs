@@ -304,7 +304,10 @@ impl Streams {
                     s.child_ends[which] = Some(null);
                 }
                 Some(StdioKind::Piped) => {
-                    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                    // std's pipe is close-on-exec from the start wherever
+                    // the system allows (pipe2), and portable.
+                    let (r, w) = std::io::pipe()?;
+                    let (r, w) = (OwnedFd::from(r), OwnedFd::from(w));
                     let (child, parent) = if which == 0 { (r, w) } else { (w, r) };
                     s.child_ends[which] = Some(child);
                     s.parent_ends[which] = Some(parent);

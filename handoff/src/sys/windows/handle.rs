@@ -476,7 +476,34 @@ pub(crate) fn count_open() -> io::Result<usize> {
     let mut n = 0u32;
     // SAFETY: the pseudo handle needs no closing; `n` is ours to write.
     cvt(unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) })?;
+    if n == 0 {
+        // A running process always holds handles; 0 is an implementation
+        // that does not count (Wine 8 answers 0 and success), so count by
+        // asking each value instead.
+        return Ok(count_by_probing());
+    }
     Ok(n as usize)
+}
+
+/// Counts the open handle values from 4 up, stopping after a long run of
+/// unused ones. Handle tables hand out the lowest free value, so open
+/// values are dense at the bottom of the range.
+fn count_by_probing() -> usize {
+    const GIVE_UP_AFTER: usize = 4096;
+    let (mut count, mut misses, mut value) = (0, 0, 4usize);
+    while misses < GIVE_UP_AFTER {
+        let mut flags = 0;
+        // SAFETY: GetHandleInformation only asks whether the value names an
+        // open handle of this process; nothing is borrowed or closed.
+        if unsafe { GetHandleInformation(value as HANDLE, &mut flags) } != 0 {
+            count += 1;
+            misses = 0;
+        } else {
+            misses += 1;
+        }
+        value += 4;
+    }
+    count
 }
 
 #[cfg(test)]
@@ -488,6 +515,18 @@ mod tests {
     fn own(h: HANDLE) -> OwnedHandle {
         // SAFETY: a handle a creating call just returned, checked non-null.
         unsafe { super::super::owned(h) }.unwrap()
+    }
+
+    #[test]
+    fn counting_sees_one_more_handle_and_one_less() {
+        let before = count_open().unwrap();
+        assert!(before > 0, "a running process holds handles");
+        // SAFETY: an unnamed event with default security.
+        let event = own(unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) });
+        assert_eq!(count_open().unwrap(), before + 1);
+        drop(event);
+        assert_eq!(count_open().unwrap(), before);
+        assert!(count_by_probing() > 0);
     }
 
     #[test]
