@@ -40,8 +40,8 @@ mod handle;
 mod inherited;
 mod kind;
 pub mod process;
-// RPC runs on AsyncChannel, which is Unix-only for now.
-#[cfg(all(feature = "tokio", unix))]
+// RPC runs on AsyncChannel.
+#[cfg(feature = "tokio")]
 pub mod rpc;
 pub mod spawn;
 pub mod startup;
@@ -49,7 +49,7 @@ mod stdio;
 mod sys;
 
 pub use channel::typed;
-#[cfg(all(feature = "tokio", unix))]
+#[cfg(feature = "tokio")]
 pub use channel::{AsyncChannel, AsyncListener};
 pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
 pub use duplicate::{duplicate, DupOptions, Duplicated, Source, Target};
@@ -63,5 +63,5 @@ pub use startup::StartupData;
 
 /// Makes a trait an RPC interface whose parameters can be handles; see
 /// [`rpc`].
-#[cfg(all(feature = "tokio", unix))]
+#[cfg(feature = "tokio")]
 pub use handoff_macros::interface;

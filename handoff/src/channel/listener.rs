@@ -137,7 +137,7 @@ impl Listener {
         }
     }
 
-    #[cfg(all(feature = "tokio", unix))]
+    #[cfg(feature = "tokio")]
     /// A refused peer reads as `Disconnected`, which the async accept loop
     /// skips like a client that gave up.
     pub(crate) fn try_accept(&self) -> Result<Channel> {
@@ -154,7 +154,7 @@ impl Listener {
         &self.path
     }
 
-    #[cfg(all(feature = "tokio", unix))]
+    #[cfg(feature = "tokio")]
     pub(crate) fn socket(&self) -> &sys::socket::Listening {
         &self.socket
     }

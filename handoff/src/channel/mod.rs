@@ -9,9 +9,9 @@
 pub(crate) mod frame;
 mod listener;
 mod recv;
-// The Windows backend has no reactor registration yet (see
-// docs/architecture.md): the async wrappers are Unix-only for now.
-#[cfg(all(feature = "tokio", unix))]
+// Unix registers the socket with tokio's reactor; Windows waits for its
+// own overlapped operations (sys/windows/async_pipe.rs).
+#[cfg(feature = "tokio")]
 mod tokio;
 pub mod typed;
 
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 pub use listener::Listener;
-#[cfg(all(feature = "tokio", unix))]
+#[cfg(feature = "tokio")]
 pub use tokio::{AsyncChannel, AsyncListener};
 
 use crate::sys;
@@ -314,7 +314,7 @@ impl Channel {
     }
 
     /// The largest datagram this end sends.
-    #[cfg(all(feature = "tokio", unix))]
+    #[cfg(feature = "tokio")]
     pub(crate) fn max_datagram(&self) -> usize {
         self.max_datagram
     }

@@ -242,7 +242,12 @@ fn random_token() -> std::io::Result<u64> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn random_token() -> std::io::Result<u64> {
+    crate::sys::async_pipe::random_u64()
+}
+
+#[cfg(not(any(unix, windows)))]
 fn random_token() -> std::io::Result<u64> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,

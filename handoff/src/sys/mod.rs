@@ -25,6 +25,8 @@
 //! | `socket::send(s, header, payload, handles, nb)` | send one datagram atomically with its handles |
 //! | `socket::recv(s, header, dst, scratch, on_handle, nb) -> io::Result<Received>` | receive one datagram, handing every handle it carried to `on_handle`, owned, before anything is checked; report truncation of bytes or handles; the transport's own framing errors are `InvalidData` |
 //! | `socket::peer_hung_up(s)`, `socket::wait(s, writable)` | end-of-file told from an empty datagram; wait for readiness after a would-block |
+//! | `socket::is_exhaustion(e)` | whether an error means "out of handles or memory for now" (the RPC server waits it out) |
+//! | async (feature `tokio`): Unix `async_fd::register(x, interest) -> AsyncFd<x>`; Windows `async_pipe::register(x, interest) -> Registered<x>` with `readable()`, `writable()`, `get_ref`, `into_inner` | readiness for `AsyncChannel`/`AsyncListener`, whose code is the same on both: a non-blocking `send`/`recv`/`accept` after readiness, and a future dropped while waiting loses nothing (Unix: tokio's reactor; Windows: overlapped operations owned by the end, `socket::poll_readable`/`poll_writable`/`poll_accept`) |
 //! | `socket::MAX_HANDLES_PER_DATAGRAM` | how many handles one datagram carries |
 //! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one (Windows: the pid the pipe recorded, a handle opened by it, uid/gid `u32::MAX`), else `Unsupported` (`socket::NO_PEER_CREDENTIALS` says why) |
 //! | `socket::NO_TRANSPORT` | why channels or listeners are `Unsupported` where a backend reports `ErrorKind::Unsupported` |

@@ -5,6 +5,7 @@
 //! inheritable handles are the short-lived duplicates `spawn` makes for one
 //! `CreateProcessW` and names in its handle list.
 
+pub(crate) mod async_pipe;
 pub(crate) mod handle;
 pub(crate) mod process;
 pub(crate) mod shm;

@@ -28,6 +28,7 @@ use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use windows_sys::core::BOOL;
@@ -52,6 +53,7 @@ use windows_sys::Win32::System::Threading::{
 };
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
+use super::async_pipe::{Op, HEAD_LEN};
 use super::handle::{from_wire, to_wire};
 use super::{cvt, process_identity};
 use crate::channel::frame::MAX_DATAGRAM;
@@ -97,8 +99,29 @@ pub(crate) struct Socket {
     pipe: Option<OwnedHandle>,
     state: Mutex<State>,
     /// Held by whoever reads from the pipe, so a send that drains
-    /// acknowledgements never takes a datagram meant for `recv`.
+    /// acknowledgements never takes a datagram meant for `recv`. Only a
+    /// holder starts a read (a head read included) or reads the rest of a
+    /// datagram.
     reader: Mutex<()>,
+    /// Operations that outlive the call that started them (async I/O).
+    ops: Mutex<Ops>,
+}
+
+/// Overlapped operations owned by the end rather than by a call, so a
+/// dropped future never frees what the kernel writes to (`async_pipe.rs`).
+#[derive(Debug, Default)]
+struct Ops {
+    /// A read of the next datagram's first `HEAD_LEN` bytes, started by an
+    /// async receiver waiting for readiness. Whoever reads next takes it
+    /// first, so datagrams stay in order and none is lost when the future
+    /// that started it is dropped.
+    head: Option<Op>,
+    /// An async send's last datagram the pipe has queued but not yet
+    /// taken whole, with its batch. The next send waits for it.
+    write: Option<(Op, u64)>,
+    /// Acknowledgements still being written (never waited for by `recv`,
+    /// so a reader is not held up by a peer that is not reading).
+    acks: Vec<Op>,
 }
 
 #[derive(Debug)]
@@ -124,6 +147,7 @@ impl From<OwnedHandle> for Socket {
                 source: None,
             }),
             reader: Mutex::new(()),
+            ops: Mutex::new(Ops::default()),
         }
     }
 }
@@ -138,6 +162,10 @@ impl Socket {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ops(&self) -> std::sync::MutexGuard<'_, Ops> {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Closes the copies of batch `batch`, which the peer has taken.
@@ -156,8 +184,34 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        if self.pipe.is_some() && !self.state().in_flight.is_empty() {
+        if self.pipe.is_none() {
+            return;
+        }
+        if !self.state().in_flight.is_empty() {
             linger(self);
+        }
+        settle(self);
+    }
+}
+
+/// Ends the operations the end owns, before its pipe is closed or given
+/// away: a pending write is given up to `LINGER` to be taken (a blocking
+/// send would have waited for it), acknowledgements likewise; a head read
+/// is cancelled. Whatever a finished head read holds is discarded, as
+/// closing the end discards what is waiting in the pipe.
+fn settle(s: &Socket) {
+    let ops = std::mem::take(&mut *s.ops());
+    let deadline = Instant::now() + LINGER;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    if let Some((mut op, _)) = ops.write {
+        op.wait(Some(left()));
+    }
+    for mut op in ops.acks {
+        op.wait(Some(left()));
+    }
+    if let Some(head) = ops.head {
+        if matches!(head.result(), Some(Ok((n, _))) if n > 0) {
+            tracing::debug!("a channel end closed or given away with a datagram read ahead");
         }
     }
 }
@@ -249,18 +303,39 @@ fn overlapped(
 
 /// Reads one whole datagram into `buf` (cleared first). A datagram longer
 /// than `MAX_WIRE` is read to its end and reported as `InvalidData`.
+///
+/// A head read an async receiver started is taken first: its bytes begin
+/// the datagram, and the rest (`ERROR_MORE_DATA`) is read here. The caller
+/// holds `reader`, so nobody else can take that rest.
 fn read_message(s: &Socket, buf: &mut Vec<u8>, timeout: Option<Duration>) -> io::Result<()> {
     buf.clear();
+    let head = s.ops().head.take();
+    if let Some(mut op) = head {
+        let Some(r) = op.wait(timeout) else {
+            s.ops().head = Some(op);
+            return Err(io::ErrorKind::TimedOut.into());
+        };
+        let (n, more) = r?;
+        buf.extend_from_slice(&op.data()[..n]);
+        if !more {
+            return Ok(());
+        }
+    }
+    let start = buf.len();
     let pipe = s.pipe();
     let spare = buf.spare_capacity_mut();
-    let (ptr, cap) = (spare.as_mut_ptr().cast::<u8>(), spare.len().min(MAX_WIRE));
+    let (ptr, cap) = (
+        spare.as_mut_ptr().cast::<u8>(),
+        spare.len().min(MAX_WIRE - start),
+    );
     let (n, more) = overlapped(pipe, timeout, |ov| {
         // SAFETY: the buffer is writable for `cap` bytes and outlives the
         // operation (overlapped() waits for it); the kernel only writes.
         unsafe { ReadFile(pipe, ptr, cap as u32, std::ptr::null_mut(), ov) }
     })?;
-    // SAFETY: the read wrote `n` bytes at the start of the spare capacity.
-    unsafe { buf.set_len(n) };
+    // SAFETY: the read wrote `n` bytes at the start of the spare capacity,
+    // right after the `start` bytes already there.
+    unsafe { buf.set_len(start + n) };
     if more {
         let mut rest = vec![0u8; 64 * 1024];
         loop {
@@ -368,12 +443,20 @@ fn malformed(why: &str) -> io::Error {
 }
 
 /// Tells the peer its batch was taken (or discarded). A peer that is gone
-/// needs no telling.
+/// needs no telling. The write is not waited for: a reader is never held up
+/// by a peer whose side of the pipe is full (both ends receiving while
+/// their peer's acknowledgements queue up would otherwise wait forever).
 fn ack(s: &Socket, batch: u64) {
-    let mut d = [0u8; ACK_LEN];
+    let mut d = vec![0u8; ACK_LEN];
     d[0] = KIND_ACK;
     d[8..].copy_from_slice(&batch.to_le_bytes());
-    let _ = write_message(s, &d);
+    let mut ops = s.ops();
+    ops.acks.retain(|op| op.result().is_none());
+    if let Ok(op) = Op::write(s.pipe(), d) {
+        if op.result().is_none() {
+            ops.acks.push(op);
+        }
+    }
 }
 
 /// A handle to the process that sent a batch, checked to be the process
@@ -670,6 +753,11 @@ fn drain_acks(s: &Socket) {
     let Ok(_reading) = s.reader.try_lock() else {
         return;
     };
+    // A head read holds the next datagram (or waits for it): leave it to
+    // the receiver.
+    if s.ops().head.is_some() {
+        return;
+    }
     let mut buf = Vec::with_capacity(ACK_LEN);
     loop {
         match available(s) {
@@ -694,13 +782,31 @@ pub(crate) fn send(
     header: &[u8],
     payload: &[u8],
     handles: &[BorrowedHandle<'_>],
-    _nonblocking: bool,
+    nonblocking: bool,
 ) -> io::Result<()> {
     if handles.len() > MAX_HANDLES_PER_DATAGRAM {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "too many handles for one datagram",
         ));
+    }
+    // The write an async send left pending goes first: a non-blocking send
+    // waits for it elsewhere (`poll_writable`), a blocking one here.
+    let pending = {
+        let mut ops = s.ops();
+        match &ops.write {
+            Some((op, _)) if nonblocking && op.result().is_none() => {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            _ => ops.write.take(),
+        }
+    };
+    if let Some((mut op, batch)) = pending {
+        if let Some(Err(e)) = op.wait(None) {
+            // Never taken, so never pulled: its copies can close.
+            s.release(batch);
+            return Err(gone(s, e));
+        }
     }
     if !handles.is_empty() {
         drain_acks(s);
@@ -737,6 +843,24 @@ pub(crate) fn send(
     d.extend_from_slice(payload);
     if !copies.is_empty() {
         s.state().in_flight.push_back((batch, copies));
+    }
+    if nonblocking {
+        // The pipe queues the write in order even when it cannot take it
+        // whole yet; the end keeps the operation until it has.
+        let len = d.len();
+        let result = Op::write(s.pipe(), d).and_then(|op| match op.result() {
+            None => {
+                s.ops().write = Some((op, batch));
+                Ok(())
+            }
+            Some(Ok((n, _))) if n == len => Ok(()),
+            Some(Ok(_)) => Err(io::ErrorKind::WriteZero.into()),
+            Some(Err(e)) => Err(e),
+        });
+        return result.map_err(|e| {
+            s.release(batch);
+            gone(s, e)
+        });
     }
     match write_message(s, &d) {
         Ok(()) => Ok(()),
@@ -797,10 +921,16 @@ pub(crate) fn recv(
         }
         loop {
             if nonblocking {
-                match available(s) {
-                    Ok((0, ..)) => return Err(io::ErrorKind::WouldBlock.into()),
-                    Ok(_) => {}
-                    Err(e) => return Err(gone(s, e)),
+                let head = s.ops().head.as_ref().map(|op| op.result().is_some());
+                match head {
+                    // The head read has the next datagram, or the pipe's error.
+                    Some(true) => {}
+                    Some(false) => return Err(io::ErrorKind::WouldBlock.into()),
+                    None => match available(s) {
+                        Ok((0, ..)) => return Err(io::ErrorKind::WouldBlock.into()),
+                        Ok(_) => {}
+                        Err(e) => return Err(gone(s, e)),
+                    },
                 }
             }
             read_message(s, &mut buf, None).map_err(|e| gone(s, e))?;
@@ -864,9 +994,63 @@ fn gone(s: &Socket, e: io::Error) -> io::Error {
     e
 }
 
+/// True for the errors that mean "no handles or memory right now" (the
+/// RPC server answers those with a fault instead of ending the connection).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
+    use windows_sys::Win32::Foundation::{
+        ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_SYSTEM_RESOURCES,
+        ERROR_OUTOFMEMORY, ERROR_TOO_MANY_OPEN_FILES,
+    };
+    matches!(
+        e.raw_os_error().map(|c| c as u32),
+        Some(
+            ERROR_NOT_ENOUGH_MEMORY
+                | ERROR_OUTOFMEMORY
+                | ERROR_NO_SYSTEM_RESOURCES
+                | ERROR_NOT_ENOUGH_QUOTA
+                | ERROR_TOO_MANY_OPEN_FILES
+        )
+    )
+}
+
 /// True when the peer has closed its end.
 pub(crate) fn peer_hung_up(s: &Socket) -> bool {
     available(s).is_err()
+}
+
+/// Ready when a datagram (or the end of the pipe) waits for `recv`. Starts
+/// a head read if none is under way and leaves it with the end, so a future
+/// dropped here loses nothing: whoever receives next takes it.
+pub(crate) fn poll_readable(s: &Socket, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut ops = s.ops();
+    if ops.head.is_none() {
+        // Only a holder of `reader` may start a read. Whoever holds it now
+        // is receiving (the async side only briefly, without blocking):
+        // come back after it.
+        let Ok(_reading) = s.reader.try_lock() else {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        match Op::read(s.pipe(), HEAD_LEN) {
+            Ok(op) => ops.head = Some(op),
+            // The pipe's own error (the peer is gone): `recv` reports it.
+            Err(_) => return Poll::Ready(Ok(())),
+        }
+    }
+    match ops.head.as_mut() {
+        Some(op) => op.poll(cx).map(|_| Ok(())),
+        None => Poll::Ready(Ok(())),
+    }
+}
+
+/// Ready when no write of an async send is still pending, so the next
+/// datagram can be queued.
+pub(crate) fn poll_writable(s: &Socket, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    match s.ops().write.as_mut() {
+        Some((op, _)) => op.poll(cx).map(|_| Ok(())),
+        None => Poll::Ready(Ok(())),
+    }
 }
 
 /// Waits until a datagram is waiting (writes never report would-block).
@@ -896,6 +1080,7 @@ pub(crate) fn as_raw(s: &Socket) -> BorrowedHandle<'_> {
 /// Gives up the pipe, e.g. to pass it to another process. Copies still in
 /// flight are kept until this process exits (see [`ORPHANS`]).
 pub(crate) fn into_raw(mut s: Socket) -> OwnedHandle {
+    settle(&s);
     let in_flight = std::mem::take(&mut s.state().in_flight);
     if !in_flight.is_empty() {
         let mut orphans = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
@@ -955,7 +1140,72 @@ pub(crate) fn peer_credentials(s: &Socket) -> io::Result<(u32, u32, u32, Option<
 #[derive(Debug)]
 pub(crate) struct Listening {
     name: Vec<u16>,
-    next: Mutex<Option<OwnedHandle>>,
+    next: Mutex<Option<Waiting>>,
+}
+
+/// The server instance waiting for the next client.
+#[derive(Debug)]
+struct Waiting {
+    /// Declared first: an operation is dropped (cancelled and waited for)
+    /// before its instance closes.
+    connect: Connect,
+    instance: OwnedHandle,
+}
+
+/// How far waiting for a client on an instance has come.
+#[derive(Debug)]
+enum Connect {
+    /// Nothing started.
+    Idle,
+    /// An async accept started `ConnectNamedPipe`; it stays with the
+    /// listener when the future is dropped.
+    Pending(Op),
+    /// A client came (or the attempt failed) when it was started.
+    Done(io::Result<()>),
+}
+
+impl Waiting {
+    fn new(instance: OwnedHandle) -> Waiting {
+        Waiting {
+            connect: Connect::Idle,
+            instance,
+        }
+    }
+
+    /// Starts waiting for a client without blocking, if not started yet.
+    fn start(&mut self) {
+        if let Connect::Idle = self.connect {
+            let h = self.instance.as_raw_handle() as HANDLE;
+            self.connect = match Op::connect(h) {
+                Ok(op) => Connect::Pending(op),
+                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED as i32) => {
+                    Connect::Done(Ok(()))
+                }
+                Err(e) => Connect::Done(Err(e)),
+            };
+        }
+    }
+
+    /// The outcome if a client came (or the wait failed), without blocking.
+    fn outcome(&mut self) -> Option<io::Result<()>> {
+        match &mut self.connect {
+            Connect::Idle => None,
+            Connect::Pending(op) => op.result().map(|r| r.map(|_| ())),
+            Connect::Done(r) => Some(std::mem::replace(r, Ok(()))),
+        }
+    }
+
+    /// Blocks until a client comes.
+    fn wait(mut self) -> (io::Result<()>, OwnedHandle) {
+        let r = match &mut self.connect {
+            Connect::Idle => wait_for_client(&self.instance),
+            Connect::Pending(op) => op.wait(None).unwrap_or(Ok((0, false))).map(|_| ()),
+            Connect::Done(r) => std::mem::replace(r, Ok(())),
+        };
+        let Waiting { connect, instance } = self;
+        drop(connect);
+        (r, instance)
+    }
 }
 
 /// The pipe name a listener path stands for: `\\.\pipe\…` only, since
@@ -985,27 +1235,53 @@ pub(crate) fn bind(path: &Path, _backlog: i32) -> io::Result<Listening> {
     let first = server_instance(&name, true, PIPE_UNLIMITED_INSTANCES)?;
     Ok(Listening {
         name,
-        next: Mutex::new(Some(first)),
+        next: Mutex::new(Some(Waiting::new(first))),
     })
 }
 
 /// Waits for a client on the waiting instance, hands that instance out as
-/// the new channel end, and puts a fresh one in its place.
-pub(crate) fn accept(l: &Listening, _nonblocking: bool) -> io::Result<Socket> {
-    let waiting = l.next.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let instance = match waiting {
-        Some(i) => i,
-        // Another thread's accept holds the waiting instance: wait on one
-        // of our own.
-        None => server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES)?,
+/// the new channel end, and puts a fresh one in its place. Non-blocking,
+/// it is `WouldBlock` until a client has come (`poll_accept` waits).
+pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<Socket> {
+    let (connected, instance) = if nonblocking {
+        let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = match next.as_mut() {
+            Some(w) => w,
+            None => next.insert(Waiting::new(server_instance(
+                &l.name,
+                false,
+                PIPE_UNLIMITED_INSTANCES,
+            )?)),
+        };
+        waiting.start();
+        let Some(r) = waiting.outcome() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let Some(Waiting { connect, instance }) = next.take() else {
+            unreachable!("the waiting instance was just looked at");
+        };
+        drop(connect);
+        (r, instance)
+    } else {
+        let waiting = l.next.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match waiting {
+            Some(w) => w.wait(),
+            // Another thread's accept holds the waiting instance: wait on one
+            // of our own.
+            None => {
+                let i = server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES)?;
+                (wait_for_client(&i), i)
+            }
+        }
     };
-    let connected = wait_for_client(&instance);
     // Keep an instance open, so the name does not vanish and the next
     // client finds it.
     {
         let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
         if next.is_none() {
-            *next = server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES).ok();
+            *next = server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES)
+                .ok()
+                .map(Waiting::new);
         }
     }
     match connected {
@@ -1022,6 +1298,25 @@ pub(crate) fn accept(l: &Listening, _nonblocking: bool) -> io::Result<Socket> {
 /// for after one.
 pub(crate) fn wait_accept(_l: &Listening) -> io::Result<()> {
     Ok(())
+}
+
+/// Ready when a client has come to the waiting instance (or waiting for one
+/// failed): the `ConnectNamedPipe` is started if it is not, and stays with
+/// the listener if the future is dropped.
+pub(crate) fn poll_accept(l: &Listening, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
+    let waiting = match next.as_mut() {
+        Some(w) => w,
+        None => match server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES) {
+            Ok(i) => next.insert(Waiting::new(i)),
+            Err(e) => return Poll::Ready(Err(e)),
+        },
+    };
+    waiting.start();
+    match &mut waiting.connect {
+        Connect::Pending(op) => op.poll(cx).map(|_| Ok(())),
+        _ => Poll::Ready(Ok(())),
+    }
 }
 
 /// Connects to a listener's pipe, waiting while all its instances are busy.
