@@ -4,12 +4,12 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::context::{Context, ContextRef, ContextTable};
@@ -133,17 +133,18 @@ impl<D: Dispatch> Server<D> {
             channel,
             contexts: Arc::new(ContextTable::default()),
         });
-        let running = Arc::new(Semaphore::new(self.max_in_flight as usize));
-        // A call holds a credit until its reply is sent. A client that does
-        // not read its replies runs out of credits and this loop stops
-        // reading its calls, so it cannot pile up tasks holding replies
-        // (and their handles). Twice the limit, so that even with every
-        // method hung the loop still reads: calls over the limit get Busy
-        // and a hang-up is noticed.
-        let credits = Arc::new(Semaphore::new(2 * self.max_in_flight as usize));
+        let running = Arc::new(AtomicU32::new(0));
+        // A call that has to wait runs as a task until its reply is sent. A
+        // client that does not read its replies leaves such tasks behind,
+        // and once there are twice the limit this loop stops reading its
+        // calls, so it cannot pile up tasks holding replies (and their
+        // handles). Twice the limit, so that even with every method hung
+        // the loop still reads: calls over the limit get Busy and a hang-up
+        // is noticed. (Calls that finish in this loop hold nothing.)
+        let max_tasks = 2 * self.max_in_flight as usize;
         let mut tasks = JoinSet::new();
         let result = loop {
-            while tasks.try_join_next().is_some() {}
+            while !tasks.is_empty() && tasks.try_join_next().is_some() {}
             let msg = match conn.channel.recv().await {
                 Ok(msg) => msg,
                 Err(Error::Disconnected) => break Ok(()),
@@ -161,14 +162,10 @@ impl<D: Dispatch> Server<D> {
             };
             match header.ty {
                 FrameType::Call => {
-                    let credit = match credits.clone().try_acquire_owned() {
-                        Ok(credit) => credit,
-                        Err(_) => match credits.clone().acquire_owned().await {
-                            Ok(credit) => credit,
-                            Err(_) => break Ok(()),
-                        },
-                    };
-                    let Ok(permit) = running.clone().try_acquire_owned() else {
+                    while tasks.len() >= max_tasks {
+                        tasks.join_next().await;
+                    }
+                    let Some(permit) = Running::start(&running, self.max_in_flight) else {
                         conn.send_fault(
                             header.call_id,
                             Fault::Busy {
@@ -179,13 +176,8 @@ impl<D: Dispatch> Server<D> {
                         continue;
                     };
                     let call = ServerCall::new(header, msg, conn.contexts.clone());
-                    let mut running_call = Box::pin(run_call(
-                        self.dispatch.clone(),
-                        conn.clone(),
-                        call,
-                        permit,
-                        credit,
-                    ));
+                    let mut running_call =
+                        Box::pin(run_call(self.dispatch.clone(), conn.clone(), call, permit));
                     // Most calls finish without waiting for anything: run
                     // them here, reply included, and give a call a task of
                     // its own only when it has to wait, so that a slow call
@@ -309,8 +301,7 @@ async fn run_call<D: Dispatch>(
     dispatch: Arc<D>,
     conn: Arc<Connection>,
     call: ServerCall,
-    running: OwnedSemaphorePermit,
-    _credit: OwnedSemaphorePermit,
+    running: Running,
 ) {
     let id = call.id;
     let reply = CatchPanic(dispatch.dispatch(call))
@@ -319,10 +310,41 @@ async fn run_call<D: Dispatch>(
     // Before the reply goes out: a client that sends its next call the
     // moment this reply arrives must find the slot free.
     drop(running);
-    let ServerReply { frame, mut handles } = reply;
-    // The out handles are moved: sent, then closed here.
-    if let Err(e) = conn.channel.send_moved(&frame, &mut handles).await {
+    let ServerReply { frame, handles } = reply;
+    // The out handles are moved: sent, then closed here. (Most replies
+    // carry at most one: no list to allocate for them.)
+    let sent = match handles.as_slice() {
+        [] => conn.channel.send(&frame, &[]).await,
+        [one] => conn.channel.send(&frame, &[one.borrow()]).await,
+        many => {
+            let borrowed: Vec<_> = many.iter().map(Handle::borrow).collect();
+            conn.channel.send(&frame, &borrowed).await
+        }
+    };
+    drop(handles);
+    if let Err(e) = sent {
         tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
+    }
+}
+
+/// One of a connection's calls whose method has not returned yet: counted
+/// against the server's `max_in_flight` until dropped.
+struct Running(Arc<AtomicU32>);
+
+impl Running {
+    fn start(count: &Arc<AtomicU32>, max: u32) -> Option<Running> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Running(count.clone()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -148,7 +148,10 @@ pub fn frame<T: Serialize + ?Sized>(
     handles: usize,
     body: &T,
 ) -> Result<Vec<u8>> {
-    let mut bytes = vec![0u8; HEADER_LEN];
+    // Room for the header and a small body, so small frames are one
+    // allocation.
+    let mut bytes = Vec::with_capacity(HEADER_LEN + 104);
+    bytes.resize(HEADER_LEN, 0);
     bincode::serde::encode_into_std_write(body, &mut bytes, crate::channel::typed::config())
         .map_err(|e| Error::Encode(e.to_string()))?;
     let body_len = u32::try_from(bytes.len() - HEADER_LEN).map_err(|_| Error::TooLarge {
