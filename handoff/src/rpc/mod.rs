@@ -113,7 +113,9 @@
 //!
 //! # What the runtime guarantees
 //!
-//! * **In handles.** The client sends a duplicate restricted to the
+//! * **In handles.** The client sends its handle as it is when it grants
+//!   exactly the declared access (the server gets its own descriptor from
+//!   the kernel either way), and otherwise a duplicate restricted to the
 //!   declared access ([`Handle::restrict`](crate::Handle::restrict)); a
 //!   handle lacking a declared right is an error before anything is sent.
 //!   The server reads kind and access from each arrived handle and rejects
@@ -134,7 +136,8 @@
 //!   refusal ([`CallError::Fault`]), or a handoff failure on this side or in
 //!   transit ([`CallError::Handoff`]).
 //! * **Concurrency.** Calls on one connection run concurrently (a slow call
-//!   does not hold up others); [`Server`] limits calls in flight and message
+//!   does not hold up others: a call runs in the connection's task until it
+//!   first has to wait, and then as a task of its own); [`Server`] limits calls in flight and message
 //!   size per connection. If the client disconnects, its calls in flight
 //!   are cancelled.
 //!
