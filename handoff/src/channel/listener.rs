@@ -100,7 +100,21 @@ impl Listener {
         if rules.uids.is_none() && rules.check.is_none() {
             return Ok(Some(channel));
         }
-        let creds = channel.peer_credentials()?;
+        let creds = match channel.peer_credentials() {
+            Ok(creds) => creds,
+            // No connection can ever be checked here: a setup error.
+            Err(e @ Error::Unsupported(_)) => return Err(e),
+            // This one peer cannot be identified: refuse it, and keep
+            // listening for the others (an accept loop must not end here).
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    path = %self.path.display(),
+                    "refused a connection whose credentials could not be read"
+                );
+                return Ok(None);
+            }
+        };
         let uid_ok = rules.uids.as_ref().is_none_or(|u| u.contains(&creds.uid));
         let check_ok = uid_ok && rules.check.as_ref().is_none_or(|c| c(&creds));
         if check_ok {
