@@ -9,7 +9,7 @@ use super::client::{
     check_limits, close_frame, decode_close, hello_frame, read_welcome, Call, Reply, Session,
 };
 use super::context::Context;
-use super::wire::{FrameType, Header};
+use super::wire::{self, FrameType, Header};
 use super::{CallError, Identity};
 use crate::{BorrowedHandle, Channel, Error, Result};
 
@@ -61,7 +61,10 @@ impl BlockingClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (frame, out) = call.into_frame(id)?;
         check_limits(&self.session.limits, &frame, out.len())?;
-        self.exchange(id, &frame, &out.borrowed())
+        match out.single() {
+            Some(one) => self.exchange(id, &frame, &[one]),
+            None => self.exchange(id, &frame, &out.borrowed()),
+        }
     }
 
     /// Closes a context: the server runs its rundown (once the calls using
@@ -79,7 +82,8 @@ impl BlockingClient {
         let _turn = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
         self.channel.send(frame, handles)?;
         loop {
-            let msg = self.channel.recv()?;
+            let mut msg = wire::buffer();
+            self.channel.recv_into(&mut msg)?;
             let header = Header::decode(&msg.bytes, msg.handles.len())?;
             match header.ty {
                 FrameType::Reply | FrameType::Fault if header.call_id == id => {

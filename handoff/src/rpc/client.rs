@@ -355,7 +355,10 @@ impl Client {
             .acquire()
             .await
             .map_err(|_| Error::Disconnected)?;
-        self.exchange(id, &frame, &out.borrowed()).await
+        match out.single() {
+            Some(one) => self.exchange(id, &frame, &[one]).await,
+            None => self.exchange(id, &frame, &out.borrowed()).await,
+        }
     }
 
     /// Closes a context: the server runs its rundown (once the calls using
@@ -412,8 +415,9 @@ impl Shared {
 
 async fn read_replies(shared: Arc<Shared>) {
     let end = loop {
-        let msg = match shared.channel.recv().await {
-            Ok(msg) => msg,
+        let mut msg = wire::buffer();
+        match shared.channel.recv_into(&mut msg).await {
+            Ok(()) => {}
             Err(Error::Disconnected) => break End::Disconnected,
             Err(e) => break End::Malformed(format!("rpc reply: {e}")),
         };

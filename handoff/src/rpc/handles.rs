@@ -92,26 +92,44 @@ impl OutHandle<'_> {
     }
 }
 
-/// The handles of a call being built, in index order.
+/// The handles of a call being built, in index order. The first is kept
+/// inline: most calls carry at most one, and need no list.
 #[derive(Debug, Default)]
 pub(crate) struct Outgoing<'a> {
-    handles: Vec<OutHandle<'a>>,
+    first: Option<OutHandle<'a>>,
+    rest: Vec<OutHandle<'a>>,
 }
 
 impl<'a> Outgoing<'a> {
     pub fn push(&mut self, handle: OutHandle<'a>) -> Result<u32> {
-        let index = next_index(self.handles.len())?;
-        self.handles.push(handle);
+        let index = next_index(self.len())?;
+        if self.first.is_none() {
+            self.first = Some(handle);
+        } else {
+            self.rest.push(handle);
+        }
         Ok(index)
     }
 
     pub fn len(&self) -> usize {
-        self.handles.len()
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// The only handle, if there is exactly one.
+    pub fn single(&self) -> Option<BorrowedHandle<'_>> {
+        match (&self.first, self.rest.is_empty()) {
+            (Some(h), true) => Some(h.borrow()),
+            _ => None,
+        }
     }
 
     /// The handles to attach to the message, in index order.
     pub fn borrowed(&self) -> Vec<BorrowedHandle<'_>> {
-        self.handles.iter().map(OutHandle::borrow).collect()
+        self.first
+            .iter()
+            .chain(&self.rest)
+            .map(OutHandle::borrow)
+            .collect()
     }
 }
 

@@ -145,8 +145,9 @@ impl<D: Dispatch> Server<D> {
         let mut tasks = JoinSet::new();
         let result = loop {
             while !tasks.is_empty() && tasks.try_join_next().is_some() {}
-            let msg = match conn.channel.recv().await {
-                Ok(msg) => msg,
+            let mut msg = wire::buffer();
+            match conn.channel.recv_into(&mut msg).await {
+                Ok(()) => {}
                 Err(Error::Disconnected) => break Ok(()),
                 Err(e) => {
                     conn.fault_connection(fault_of(&e)).await;

@@ -175,6 +175,15 @@ pub fn frame<T: Serialize + ?Sized>(
     Ok(bytes)
 }
 
+/// An empty message to receive a frame into, with room for a small one,
+/// so that it lands in place instead of being copied into a new buffer.
+pub(crate) fn buffer() -> crate::Message {
+    crate::Message {
+        bytes: Vec::with_capacity(HEADER_LEN + 232),
+        handles: Vec::new(),
+    }
+}
+
 /// Decodes a frame's body (the bytes after the header) as a `T`; the body
 /// must end exactly where the value does.
 pub fn body<T: DeserializeOwned>(frame: &[u8]) -> Result<T> {
