@@ -520,6 +520,7 @@ impl ServerCall {
         let wire = match result {
             Ok(value) => {
                 spec.check_count(value.count()).map_err(bad_result)?;
+                handles.reserve_exact(value.count());
                 Ok(value.put(&mut |h| {
                     let index = next_index(handles.len()).map_err(bad_result)?;
                     handles.push(prepare_out(h, spec)?);
