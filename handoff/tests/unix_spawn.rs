@@ -485,3 +485,93 @@ fn std_settings_through_as_std_mut() {
     }
     leaks.assert();
 }
+
+#[test]
+fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let script = sub.join("prog");
+        std::fs::write(&script, "#!/bin/sh\necho ran in \"$(pwd)\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let here = sub.canonicalize().unwrap();
+        // `./prog` relative to the child's directory, the directory given
+        // relative to ours, and a relative PATH entry: each as std does.
+        for (program, path) in [("./prog", None), ("prog", Some(".")), ("prog", Some(""))] {
+            let mut cmd = handoff::Command::new(program);
+            cmd.current_dir(&sub).stdout(handoff::spawn::Stdio::piped());
+            if let Some(p) = path {
+                cmd.env("PATH", p);
+            }
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("{program} {path:?}: {e}"));
+            let mut out = String::new();
+            std::fs::File::from(std::os::fd::OwnedFd::from(child.take_stdout().unwrap()))
+                .read_to_string(&mut out)
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+            assert_eq!(out, format!("ran in {}\n", here.display()));
+        }
+    }
+    leaks.assert();
+}
+
+#[test]
+fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
+    const TEST: &str = "many_handles_in_reverse_under_a_tight_descriptor_limit";
+    const N: usize = 55;
+    match role().as_deref() {
+        // The grandchild: exactly stdio plus the N, in the right order.
+        Some("grandchild") => {
+            assert_eq!(open_fds(), (0..3 + N as i32).collect::<Vec<_>>());
+            let mut inherited = Inherited::from_env().unwrap();
+            for i in 0..N {
+                let h = inherited.take(&format!("h{i}")).unwrap();
+                // File i holds the one byte i.
+                let mut byte = [0u8; 1];
+                assert_eq!(read_at(&h, &mut byte, 0), 1, "h{i}");
+                assert_eq!(byte[0], i as u8, "h{i} is the wrong handle");
+            }
+            return;
+        }
+        // The child: a limit of 64 descriptors, N handles at the lowest
+        // numbers, passed in reverse so that every one collides.
+        Some("child") => {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            rustix::process::setrlimit(
+                rustix::process::Resource::Nofile,
+                rustix::process::Rlimit {
+                    current: Some(64),
+                    maximum: limit.maximum,
+                },
+            )
+            .unwrap();
+            let mut handles: Vec<Handle> = Vec::new();
+            for i in 0..N {
+                let f = tempfile::tempfile().unwrap();
+                std::os::unix::fs::FileExt::write_all_at(&f, &[i as u8], 0).unwrap();
+                handles.push(f.into());
+            }
+            let mut cmd = self_command(TEST, "grandchild");
+            for (i, h) in handles.into_iter().enumerate().rev() {
+                cmd.handle_owned(&format!("h{}", i), h);
+            }
+            let mut child = cmd.spawn().unwrap();
+            assert!(child.wait().unwrap().success());
+            return;
+        }
+        _ => {}
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let mut child = self_command(TEST, "child").spawn().unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    leaks.assert();
+}

@@ -7,11 +7,12 @@
 //!
 //! 1. on the `vfork` path, resets signal handlers to their defaults and
 //!    unblocks every signal (std does the same for its children);
-//! 2. moves each source descriptor (standard streams first, then the named
-//!    handles) above the target range (`F_DUPFD_CLOEXEC`), so a source whose
-//!    number equals another's target is never overwritten, then `dup2`s it
-//!    to its target: 0–2, then 3, 4, … (which clears close-on-exec on the
-//!    target only);
+//! 2. places the standard streams at 0–2 and the named handles at 3, 4, …
+//!    with `dup2` (which clears close-on-exec on the target only), in an
+//!    order worked out in the parent so that no move overwrites a source a
+//!    later one still reads; a cycle (a → b, b → a) parks one descriptor
+//!    above the targets first, so the child never needs more than its final
+//!    layout plus one descriptor;
 //! 3. marks every other descriptor from 3 + n up close-on-exec
 //!    (`close_range(CLOSE_RANGE_CLOEXEC)`, or a `fcntl` loop on kernels
 //!    without it), so handles the parent itself inherited without
@@ -60,8 +61,11 @@ pub(super) struct Plan {
     /// `LISTEN_PID=` followed by space for the digits; the child writes them.
     listen_pid: Box<[u8; LISTEN_PID_CAPACITY]>,
     has_handles: bool,
-    /// (source, target): the standard streams, then the handles at 3, 4, ….
-    moves: Vec<(RawFd, RawFd)>,
+    /// The steps that place the standard streams and the handles at 3,
+    /// 4, …, ordered in the parent (see `order_moves`).
+    ops: Vec<Op>,
+    /// Where `Op::Park` puts descriptors; filled in by the child.
+    parked: Vec<RawFd>,
     /// The lowest number above every target.
     first_free: RawFd,
     cwd: Option<CString>,
@@ -393,6 +397,7 @@ fn prepare(
         .ok()
         .and_then(|n| n.checked_add(FIRST_FD))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many handles"))?;
+    let (ops, parked) = order_moves(&moves);
     let cwd = match &spec.cwd {
         Some(dir) => Some(cstring(
             dir.as_os_str().as_bytes().to_vec(),
@@ -414,7 +419,8 @@ fn prepare(
         envp_ptrs,
         listen_pid,
         has_handles: n > 0,
-        moves,
+        ops,
+        parked: vec![-1; parked],
         first_free,
         cwd,
         reset_signals,
@@ -424,7 +430,9 @@ fn prepare(
 }
 
 /// Finds the program the way `execvp` would, but in the parent, with the
-/// child's `PATH`.
+/// child's `PATH` and as seen from the child's working directory. A
+/// relative result stays relative: the child changes directory before
+/// `execve`, as std's children do.
 fn resolve(
     program: &OsStr,
     env: &[(OsString, OsString)],
@@ -432,29 +440,146 @@ fn resolve(
 ) -> io::Result<PathBuf> {
     let p = Path::new(program);
     if program.as_bytes().contains(&b'/') {
-        return Ok(match cwd {
-            Some(dir) if p.is_relative() => dir.join(p),
-            _ => p.to_owned(),
-        });
+        return Ok(p.to_owned());
     }
     let path_var = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+        // glibc's execvp uses this when PATH is unset.
+        .unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
     for dir in std::env::split_paths(&path_var) {
         let candidate = dir.join(p);
-        if let Ok(meta) = std::fs::metadata(&candidate) {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return Ok(candidate);
-            }
+        let from_here = match cwd {
+            Some(d) if candidate.is_relative() => d.join(&candidate),
+            _ => candidate.clone(),
+        };
+        if is_executable_file(&from_here) {
+            return Ok(candidate);
         }
     }
     Err(io::Error::new(
         io::ErrorKind::NotFound,
         format!("{} not found in PATH", p.display()),
     ))
+}
+
+/// A regular file this process may execute (by its effective ids, as
+/// `execve` checks), so PATH search skips files only others may run.
+fn is_executable_file(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        && rustix::fs::accessat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::Access::EXEC_OK,
+            rustix::fs::AtFlags::EACCESS,
+        )
+        .is_ok()
+}
+
+/// A descriptor the child reads: a number, or one it parked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fd {
+    Num(RawFd),
+    Parked(usize),
+}
+
+/// One step of placing descriptors in the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// The source already has its target's number: clear close-on-exec.
+    Keep(RawFd),
+    /// Copy a descriptor that a pending move still reads out of the way
+    /// (above every target, close-on-exec), into `parked[slot]`.
+    Park { fd: RawFd, slot: usize },
+    /// `dup2` onto the target (which clears close-on-exec there).
+    Dup2 { from: Fd, to: RawFd },
+    /// Close `parked[slot]` once no move reads it any more.
+    Unpark(usize),
+}
+
+/// Orders the (source, target) moves so that no `dup2` overwrites a
+/// descriptor a later move still reads, with no copies except one per
+/// cycle (a → b, b → a), closed again once the cycle is done: the child
+/// needs no more descriptors than its final layout plus one. Targets are distinct; one source may feed
+/// several targets (one handle under two names).
+fn order_moves(moves: &[(RawFd, RawFd)]) -> (Vec<Op>, usize) {
+    use std::collections::HashMap;
+    let mut ops = Vec::with_capacity(moves.len() + 1);
+    let mut pending: Vec<Option<(Fd, RawFd)>> = Vec::with_capacity(moves.len());
+    // For each number: the pending moves reading it, and the move writing it.
+    let mut readers: HashMap<RawFd, Vec<usize>> = HashMap::new();
+    let mut writer: HashMap<RawFd, usize> = HashMap::new();
+    for &(src, target) in moves {
+        if src == target {
+            ops.push(Op::Keep(target));
+            continue;
+        }
+        let i = pending.len();
+        pending.push(Some((Fd::Num(src), target)));
+        readers.entry(src).or_default().push(i);
+        writer.insert(target, i);
+    }
+    let unread = |readers: &HashMap<RawFd, Vec<usize>>, pending: &[Option<(Fd, RawFd)>], t| {
+        readers.get(&t).is_none_or(|r| {
+            r.iter()
+                .all(|&j| !matches!(pending[j], Some((Fd::Num(s), _)) if s == t))
+        })
+    };
+    let mut ready: Vec<usize> = (0..pending.len())
+        .filter(|&i| pending[i].is_some_and(|(_, t)| unread(&readers, &pending, t)))
+        .collect();
+    let mut parked = 0;
+    let mut parked_readers: Vec<usize> = Vec::new();
+    let mut next = 0;
+    loop {
+        while let Some(i) = ready.pop() {
+            let Some((from, to)) = pending[i].take() else {
+                continue;
+            };
+            ops.push(Op::Dup2 { from, to });
+            if let Fd::Parked(slot) = from {
+                if let Some(left) = parked_readers.get_mut(slot) {
+                    *left -= 1;
+                    if *left == 0 {
+                        ops.push(Op::Unpark(slot));
+                    }
+                }
+            }
+            // Its source may now be free to overwrite.
+            if let Fd::Num(src) = from {
+                if let Some(&w) = writer.get(&src) {
+                    if pending[w].is_some() && unread(&readers, &pending, src) {
+                        ready.push(w);
+                    }
+                }
+            }
+        }
+        while next < pending.len() && pending[next].is_none() {
+            next += 1;
+        }
+        let Some(&Some((_, target))) = pending.get(next) else {
+            break;
+        };
+        // Only cycles are left: park what this target still holds.
+        ops.push(Op::Park {
+            fd: target,
+            slot: parked,
+        });
+        let mut count = 0;
+        for &j in readers.get(&target).into_iter().flatten() {
+            if let Some((src, _)) = &mut pending[j] {
+                if *src == Fd::Num(target) {
+                    *src = Fd::Parked(parked);
+                    count += 1;
+                }
+            }
+        }
+        parked_readers.push(count);
+        parked += 1;
+        ready.push(next);
+    }
+    (ops, parked)
 }
 
 /// Runs in the child between its creation and `exec`; returns only on
@@ -465,19 +590,49 @@ pub(super) fn child_side(plan: &mut Plan) -> io::Error {
     if plan.reset_signals {
         super::vfork::reset_signals();
     }
-    // 1. Lift every source above the target range, then place it.
-    for m in plan.moves.iter_mut() {
-        // SAFETY: fcntl on a descriptor number; no memory is involved.
-        let lifted = unsafe { libc::fcntl(m.0, libc::F_DUPFD_CLOEXEC, plan.first_free) };
-        if lifted < 0 {
-            return io::Error::last_os_error();
-        }
-        m.0 = lifted;
-    }
-    for &(src, target) in &plan.moves {
-        // SAFETY: dup2 between descriptor numbers; the target is cleared of
-        // close-on-exec, the lifted source keeps it and vanishes at exec.
-        if unsafe { libc::dup2(src, target) } < 0 {
+    // 1. Place every descriptor, in the order worked out in the parent.
+    let Plan {
+        ops,
+        parked,
+        first_free,
+        ..
+    } = plan;
+    for op in ops.iter() {
+        let rc = match *op {
+            Op::Keep(fd) => {
+                // SAFETY: fcntl on a descriptor number; no memory involved.
+                let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+                if flags < 0 {
+                    flags
+                } else {
+                    // SAFETY: as above.
+                    unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) }
+                }
+            }
+            Op::Park { fd, slot } => {
+                // SAFETY: fcntl on a descriptor number; no memory involved.
+                let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, *first_free) };
+                if let Some(p) = parked.get_mut(slot) {
+                    *p = copy;
+                }
+                copy
+            }
+            Op::Dup2 { from, to } => {
+                let src = match from {
+                    Fd::Num(n) => n,
+                    Fd::Parked(slot) => parked.get(slot).copied().unwrap_or(-1),
+                };
+                // SAFETY: dup2 between descriptor numbers; the target is
+                // cleared of close-on-exec.
+                unsafe { libc::dup2(src, to) }
+            }
+            Op::Unpark(slot) => match parked.get(slot) {
+                // SAFETY: closes the copy this child made in `Park`.
+                Some(&fd) => unsafe { libc::close(fd) },
+                None => 0,
+            },
+        };
+        if rc < 0 {
             return io::Error::last_os_error();
         }
     }
@@ -561,6 +716,93 @@ fn write_decimal(out: &mut [u8], mut value: u64) {
 
 #[cfg(test)]
 mod tests {
+    use super::{order_moves, Fd, Op};
+    use std::collections::HashMap;
+
+    /// Runs the ops on a model descriptor table (number -> object) and
+    /// returns it with the number of descriptors parked.
+    fn run(moves: &[(i32, i32)]) -> (HashMap<i32, i32>, usize) {
+        let mut table: HashMap<i32, i32> = HashMap::new();
+        for &(src, _) in moves {
+            table.insert(src, src * 1000);
+        }
+        let (ops, n_parked) = order_moves(moves);
+        let mut parked = vec![-1; n_parked];
+        let mut next_free = 10_000;
+        let mut open_parked = 0;
+        for op in ops {
+            match op {
+                Op::Keep(fd) => assert!(table.contains_key(&fd)),
+                Op::Park { fd, slot } => {
+                    let obj = table[&fd];
+                    table.insert(next_free, obj);
+                    parked[slot] = next_free;
+                    next_free += 1;
+                }
+                Op::Dup2 { from, to } => {
+                    let src = match from {
+                        Fd::Num(n) => n,
+                        Fd::Parked(k) => parked[k],
+                    };
+                    let obj = table[&src];
+                    table.insert(to, obj);
+                }
+                Op::Unpark(slot) => {
+                    assert!(table.remove(&parked[slot]).is_some());
+                    open_parked -= 1;
+                }
+            }
+            if let Op::Park { .. } = op {
+                open_parked += 1;
+                assert_eq!(open_parked, 1, "{moves:?}: more than one parked at once");
+            }
+        }
+        assert_eq!(open_parked, 0, "{moves:?}: a parked descriptor stays open");
+        (table, n_parked)
+    }
+
+    fn check(moves: &[(i32, i32)], max_parked: usize) {
+        let (table, parked) = run(moves);
+        for &(src, target) in moves {
+            assert_eq!(table[&target], src * 1000, "{moves:?}: {target}");
+        }
+        assert!(parked <= max_parked, "{moves:?}: {parked} parked");
+    }
+
+    #[test]
+    fn moves_without_clobbering() {
+        check(&[(5, 3), (6, 4)], 0);
+        check(&[(3, 3), (4, 4)], 0);
+        check(&[(4, 3), (3, 4)], 1);
+        check(&[(4, 3), (5, 4), (3, 5)], 1);
+        check(&[(3, 4), (4, 5), (5, 6), (20, 3)], 0);
+        check(&[(4, 3), (4, 4), (9, 5)], 0);
+        check(&[(3, 3), (3, 4), (3, 5)], 0);
+        check(&[(0, 3), (7, 0), (3, 1)], 0);
+        check(&[(4, 3), (3, 4), (6, 5), (5, 6)], 2);
+        // Random permutations of 3..3+n onto themselves, with duplicates.
+        let mut seed = 0x2545_f491_u64;
+        let mut rand = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _ in 0..500 {
+            let n = 1 + rand(40) as i32;
+            let mut sources: Vec<i32> = (3..3 + n).collect();
+            for i in (1..sources.len()).rev() {
+                sources.swap(i, rand(i as u64 + 1) as usize);
+            }
+            if rand(3) == 0 {
+                let j = rand(n as u64) as usize;
+                sources[j] = sources[(j + 1) % n as usize];
+            }
+            let moves: Vec<(i32, i32)> = sources.iter().zip(3..).map(|(&s, t)| (s, t)).collect();
+            check(&moves, n as usize);
+        }
+    }
+
     #[test]
     fn decimal() {
         let mut buf = [9u8; 24];

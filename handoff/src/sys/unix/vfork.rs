@@ -103,9 +103,7 @@ extern "C" fn entry(arg: *mut c_void) -> libc::c_int {
 /// Puts every signal handler back to its default, `SIGPIPE` included (the
 /// Rust runtime ignores it, and an ignored signal stays ignored across
 /// exec), then unblocks everything, as std does for its children. Runs in
-/// the child while all signals are still blocked. glibc's own signals (32,
-/// 33) cannot be named through `sigaction`; they are only ever sent to
-/// threads glibc knows, which this child is not.
+/// the child while all signals are still blocked.
 pub(super) fn reset_signals() {
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -125,6 +123,22 @@ pub(super) fn reset_signals() {
                 libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }
         }
+    }
+    // libc refuses to name its own two; an all-zero kernel sigaction is
+    // SIG_DFL whatever the architecture's field order.
+    for sig in [32, 33] {
+        let dfl = [0u64; 4];
+        // SAFETY: reads a local zeroed struct as large as any kernel
+        // sigaction with an 8-byte mask; the old action is not asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
     }
     let empty: u64 = 0;
     // SAFETY: sets this thread's mask from a local 8-byte kernel sigset.
