@@ -404,17 +404,11 @@ fn standard_streams_and_working_directory() {
 #[test]
 fn signals_start_at_their_defaults() {
     let _serial = serial();
-    // The test process ignores SIGPIPE (the Rust runtime does) and, through
-    // tokio, catches SIGUSR1; the spawn itself blocks every signal around
-    // the clone. The child must see none of it.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _usr1 = rt.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).unwrap()
-    });
-    // Counted after tokio's signal machinery has opened its descriptors.
+    // The test process ignores SIGPIPE (the Rust runtime does) and catches
+    // SIGUSR1; the spawn itself blocks every signal around the clone. The
+    // child must see none of it.
+    let caught = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, caught).unwrap();
     let leaks = LeakCheck::new();
     let status_of = |mut child: handoff::Child| {
         let mut status = String::new();
