@@ -11,8 +11,8 @@ use std::io::Write;
 
 use common::*;
 use handoff::{
-    duplicate, Access, AsHandle, BorrowedHandle, Channel, DupOptions, Duplicated, Handle, Kind,
-    Process, RawHandle, Source, Target,
+    duplicate, Access, AsHandle, Channel, DupOptions, Duplicated, Handle, Kind, Process, Source,
+    Target,
 };
 
 const CONTENTS: &[u8] = b"owned by A, readable by B\n";
@@ -25,32 +25,6 @@ fn open_read_write() -> std::fs::File {
         .write(true)
         .open(path)
         .unwrap()
-}
-
-/// A handle's number as it travels to another process: the descriptor on
-/// Unix, the 32-bit value on Windows.
-fn number_of(h: BorrowedHandle<'_>) -> String {
-    #[cfg(unix)]
-    {
-        h.raw().to_string()
-    }
-    #[cfg(windows)]
-    {
-        (h.raw() as usize as u32).to_string()
-    }
-}
-
-/// The number back as a `RawHandle` (sign-extended on Windows).
-fn parse_number(bytes: &[u8]) -> RawHandle {
-    let s = std::str::from_utf8(bytes).unwrap();
-    #[cfg(unix)]
-    {
-        s.parse::<i32>().unwrap()
-    }
-    #[cfg(windows)]
-    {
-        s.parse::<u32>().unwrap() as i32 as isize as RawHandle
-    }
 }
 
 /// B's checks: the handle reads the file and every write is refused.

@@ -13,38 +13,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use handoff::process::ExitStatus;
 use handoff::{
-    duplicate, Access, AsHandle, BorrowedHandle, Channel, DupOptions, Duplicated, Error, Handle,
-    Kind, Process, RawHandle, Source, Target,
+    duplicate, Access, AsHandle, Channel, DupOptions, Duplicated, Error, Handle, Kind, Process,
+    RawHandle, Source, Target,
 };
 
 const CONTENTS: &[u8] = b"held by the child\n";
 const FILE_ENV: &str = "HANDOFF_TEST_FILE";
-
-/// A handle's number as it travels to another process: the descriptor on
-/// Unix, the 32-bit value on Windows.
-fn number_of(h: BorrowedHandle<'_>) -> String {
-    #[cfg(unix)]
-    {
-        h.raw().to_string()
-    }
-    #[cfg(windows)]
-    {
-        (h.raw() as usize as u32).to_string()
-    }
-}
-
-/// The number back as a `RawHandle` (sign-extended on Windows).
-fn parse_number(bytes: &[u8]) -> RawHandle {
-    let s = std::str::from_utf8(bytes).unwrap();
-    #[cfg(unix)]
-    {
-        s.parse::<i32>().unwrap()
-    }
-    #[cfg(windows)]
-    {
-        s.parse::<u32>().unwrap() as i32 as isize as RawHandle
-    }
-}
 
 /// A number that is not open anywhere here, or a negative one.
 fn raw_number(n: i32) -> RawHandle {

@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use handoff::{count_open_handles, AsHandle, Channel, Handle};
+use handoff::{count_open_handles, AsHandle, BorrowedHandle, Channel, Handle, RawHandle};
 
 const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 
@@ -219,4 +219,30 @@ pub fn open_fds() -> Vec<i32> {
     fds.retain(|fd| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok());
     fds.sort_unstable();
     fds
+}
+
+/// A handle's number as it travels to another process: the descriptor on
+/// Unix, the 32-bit value on Windows.
+pub fn number_of(h: BorrowedHandle<'_>) -> String {
+    #[cfg(unix)]
+    {
+        h.raw().to_string()
+    }
+    #[cfg(windows)]
+    {
+        (h.raw() as usize as u32).to_string()
+    }
+}
+
+/// The number back as a `RawHandle` (sign-extended on Windows).
+pub fn parse_number(bytes: &[u8]) -> RawHandle {
+    let s = std::str::from_utf8(bytes).unwrap();
+    #[cfg(unix)]
+    {
+        s.parse::<i32>().unwrap()
+    }
+    #[cfg(windows)]
+    {
+        s.parse::<u32>().unwrap() as i32 as isize as RawHandle
+    }
 }
