@@ -8,6 +8,11 @@
 //! reading the plan prepared before the clone, and reports a failed step by
 //! writing its errno into that plan.
 //!
+//! Where `CLONE_VM | CLONE_VFORK` is emulated with a plain fork (qemu-user,
+//! valgrind), the child's errno never reaches the parent: a failed exec
+//! then looks like a child that exited with 127, as it does with glibc's
+//! `posix_spawn` there.
+//!
 //! Sharing memory puts two rules on the child: no signal handler of the
 //! parent may run in it (every signal is blocked, libc's internal ones
 //! included, from before the clone until the child has reset handlers to
