@@ -78,6 +78,11 @@ impl Listener {
     /// credentials the kernel recorded at connect time). The socket file is
     /// already owner-only; this also holds when its permissions are widened
     /// or the owner is root.
+    ///
+    /// On Windows users are SIDs, not numbers: peer credentials report the
+    /// uid as `u32::MAX`, so a uid rule refuses every peer there. The pipe
+    /// already admits only this user's local clients; check more with
+    /// [`admit_if`](Self::admit_if) and the peer's process handle.
     pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
         self.admission.uids = Some(uids.into_iter().collect());
         self
