@@ -6,8 +6,13 @@
 //! systemd socket-activation convention, so programs written for it run
 //! unchanged: descriptors 3, 4, … in order, `LISTEN_FDS` (their count),
 //! `LISTEN_FDNAMES` (their names, colon-separated) and `LISTEN_PID` (the
-//! child's own pid, written after `fork` without allocating). The child
-//! claims them with [`Inherited`](crate::Inherited).
+//! child's own pid, written by the child before `exec` without
+//! allocating). The child claims them with [`Inherited`](crate::Inherited).
+//!
+//! On Linux the child is created with `clone(CLONE_VM | CLONE_VFORK)`, as
+//! glibc's `posix_spawn` does, so the parent's memory size does not make
+//! spawning slower; [`Command::as_std_mut`] switches to std's `fork` for
+//! the settings only std offers.
 //!
 //! On Windows the child is created with `CreateProcessW` and a
 //! `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` naming exactly the passed handles
