@@ -11,7 +11,7 @@
 //!
 //! On Linux the child is created with `clone(CLONE_VM | CLONE_VFORK)`, as
 //! glibc's `posix_spawn` does, so the parent's memory size does not make
-//! spawning slower; [`Command::as_std_mut`] switches to std's `fork` for
+//! spawning slower; `Command::as_std_mut` (Unix) switches to std's `fork` for
 //! the settings only std offers.
 //!
 //! On Windows the child is created with `CreateProcessW` and a
