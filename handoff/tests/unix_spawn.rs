@@ -569,3 +569,53 @@ fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
     }
     leaks.assert();
 }
+
+#[test]
+fn spawning_from_many_threads_while_others_allocate() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A thread that keeps the allocator and its locks busy while
+        // children share this process's memory until they exec.
+        let churn = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    kept.push(vec![7u8; 4096]);
+                    if kept.len() > 256 {
+                        kept.clear();
+                    }
+                }
+            })
+        };
+        let file = null_file();
+        let spawners: Vec<_> = (0..4)
+            .map(|t| {
+                let file = file.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let mut child = handoff::Command::new("sh")
+                            .args([
+                                "-c",
+                                "test \"$LISTEN_FDNAMES\" = \"$0\"",
+                                &format!("t{t}i{i}"),
+                            ])
+                            .handle(&format!("t{t}i{i}"), &file)
+                            .stdout(handoff::spawn::Stdio::null())
+                            .spawn()
+                            .unwrap();
+                        assert!(child.wait().unwrap().success(), "thread {t} spawn {i}");
+                    }
+                })
+            })
+            .collect();
+        for s in spawners {
+            s.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+    }
+    leaks.assert();
+}
