@@ -10,6 +10,8 @@
 //! datagram's head, a pending write, a pending `ConnectNamedPipe`) are
 //! done. The code below is the same on both.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 #[cfg(unix)]
@@ -28,7 +30,72 @@ use crate::{sys, BorrowedHandle, Error, Handle, Result};
 #[derive(Debug)]
 pub struct AsyncChannel {
     inner: AsyncFd<Channel>,
-    send_lock: tokio::sync::Mutex<()>,
+    send_order: SendOrder,
+    /// The last receive found its message already queued: the next one
+    /// tries the socket before asking the reactor (see `recv_into`).
+    found_queued: AtomicBool,
+}
+
+/// Keeps the fragments of concurrent sends from interleaving. Free, it is
+/// taken with one atomic operation and given back with two (a
+/// `tokio::sync::Mutex` locks its waiter list on every release); senders
+/// that find it taken wait on a `Notify`.
+#[derive(Debug, Default)]
+struct SendOrder {
+    taken: AtomicBool,
+    waiting: AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+/// The turn of one send; dropping it (also when the send future is
+/// dropped) gives the turn to the next sender.
+struct SendTurn<'a>(&'a SendOrder);
+
+/// A sender counted among those waiting for their turn.
+struct Waiting<'a>(&'a SendOrder);
+
+impl SendOrder {
+    fn try_take(&self) -> bool {
+        self.taken
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    async fn turn(&self) -> SendTurn<'_> {
+        if self.try_take() {
+            return SendTurn(self);
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(self);
+        loop {
+            // Registered before looking again, so a release between the
+            // look and the wait is not missed: either the look sees the
+            // turn free, or the releaser sees this sender waiting and
+            // notifies.
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.try_take() {
+                return SendTurn(self);
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for SendTurn<'_> {
+    fn drop(&mut self) {
+        self.0.taken.store(false, Ordering::SeqCst);
+        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+            self.0.notify.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Poisons the channel if a send future is dropped after sending part of a
@@ -53,7 +120,8 @@ impl AsyncChannel {
             .map_err(|e| Error::os("register with tokio", e))?;
         Ok(AsyncChannel {
             inner,
-            send_lock: tokio::sync::Mutex::new(()),
+            send_order: SendOrder::default(),
+            found_queued: AtomicBool::new(false),
         })
     }
 
@@ -88,7 +156,7 @@ impl AsyncChannel {
         if channel.is_poisoned() {
             return Err(Error::Poisoned);
         }
-        let _order = self.send_lock.lock().await;
+        let _turn = self.send_order.turn().await;
         let fragments = frame::plan(
             bytes.len(),
             handles.len(),
@@ -101,24 +169,52 @@ impl AsyncChannel {
             armed: false,
         };
         for (i, f) in fragments.enumerate() {
-            loop {
+            // The socket first: the reactor's readiness (a waiter list
+            // locked on every use) only matters when the socket is full.
+            let mut sent = channel.send_fragment(&f, bytes, handles, true);
+            while matches!(sent, Err(Error::WouldBlock)) {
                 let mut ready = self
                     .inner
                     .writable()
                     .await
                     .map_err(|e| Error::os("poll", e))?;
-                match channel.send_fragment(&f, bytes, handles, true) {
-                    Ok(()) => break,
-                    Err(Error::WouldBlock) => ready.clear_ready(),
-                    Err(e) => {
-                        partial.armed = false;
-                        return Err(channel.send_failed(i, e));
-                    }
+                sent = channel.send_fragment(&f, bytes, handles, true);
+                if matches!(sent, Err(Error::WouldBlock)) {
+                    ready.clear_ready();
                 }
+            }
+            if let Err(e) = sent {
+                partial.armed = false;
+                return Err(channel.send_failed(i, e));
             }
             partial.armed = i + 1 < count;
         }
         Ok(())
+    }
+
+    /// Sends a message that fits in one datagram if that can be done now,
+    /// without waiting: [`Error::WouldBlock`] (and nothing sent) when
+    /// another send is under way, the socket is full or the message needs
+    /// several datagrams.
+    pub(crate) fn try_send(&self, bytes: &[u8], handles: &[BorrowedHandle<'_>]) -> Result<()> {
+        let channel = self.inner.get_ref();
+        if channel.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        if !self.send_order.try_take() {
+            return Err(Error::WouldBlock);
+        }
+        let _turn = SendTurn(&self.send_order);
+        let mut fragments = frame::plan(
+            bytes.len(),
+            handles.len(),
+            channel.max_datagram(),
+            sys::socket::MAX_HANDLES_PER_DATAGRAM,
+        )?;
+        match (fragments.len(), fragments.next()) {
+            (1, Some(f)) => channel.send_fragment(&f, bytes, handles, true),
+            _ => Err(Error::WouldBlock),
+        }
     }
 
     /// Sends and moves `handles` to the peer. See [`Channel::send_moved`].
@@ -140,15 +236,36 @@ impl AsyncChannel {
 
     /// Receives the next message into `msg`, reusing its buffers.
     pub async fn recv_into(&self, msg: &mut Message) -> Result<()> {
+        let channel = self.inner.get_ref();
+        // When the last message was already queued on arrival (a peer that
+        // answers before this side gets back here), try the socket before
+        // the reactor's readiness, which locks a waiter list on every use.
+        // Otherwise ask the reactor first: trying first costs a system call
+        // more per wait, since readiness stays set until a try fails.
+        if self.found_queued.load(Ordering::Relaxed) {
+            match channel.try_recv_into(msg) {
+                Err(Error::WouldBlock) => self.found_queued.store(false, Ordering::Relaxed),
+                other => return other,
+            }
+        }
+        let mut first = true;
         loop {
             let mut ready = self
                 .inner
                 .readable()
                 .await
                 .map_err(|e| Error::os("poll", e))?;
-            match self.inner.get_ref().try_recv_into(msg) {
-                Err(Error::WouldBlock) => ready.clear_ready(),
-                other => return other,
+            match channel.try_recv_into(msg) {
+                Err(Error::WouldBlock) => {
+                    first = false;
+                    ready.clear_ready();
+                }
+                other => {
+                    if first {
+                        self.found_queued.store(true, Ordering::Relaxed);
+                    }
+                    return other;
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use super::context::{Context, ContextRef, ContextTable};
 use super::handles::{next_index, HandleSpec, Slots};
 use super::wire::{self, FrameType, Header, Hello, Welcome};
 use super::{Dispatch, Fault};
-use crate::{AsyncChannel, AsyncListener, Error, Handle, Limits, Message, Result};
+use crate::{AsyncChannel, AsyncListener, BorrowedHandle, Error, Handle, Limits, Message, Result};
 
 /// Serves an interface: accepts connections and runs their calls.
 ///
@@ -177,14 +177,29 @@ impl<D: Dispatch> Server<D> {
                         continue;
                     };
                     let call = ServerCall::new(header, msg, conn.contexts.clone());
-                    let mut running_call =
-                        Box::pin(run_call(self.dispatch.clone(), conn.clone(), call, permit));
+                    let id = call.id;
+                    let mut method = CatchPanic(self.dispatch.clone().dispatch(call));
                     // Most calls finish without waiting for anything: run
                     // them here, reply included, and give a call a task of
-                    // its own only when it has to wait, so that a slow call
-                    // never holds up the calls behind it.
-                    if poll_once(&mut running_call).await.is_pending() {
-                        tasks.spawn(running_call);
+                    // its own only when it has to wait (for its method or
+                    // to send its reply), so that a slow call never holds
+                    // up the calls behind it.
+                    match poll_once(&mut method).await {
+                        Poll::Ready(reply) => {
+                            // Before the reply goes out: a client that sends
+                            // its next call the moment this reply arrives
+                            // must find the slot free.
+                            drop(permit);
+                            let reply =
+                                reply.unwrap_or_else(|| ServerReply::fault(id, Fault::Panicked));
+                            if let Err(reply) = conn.try_reply(id, reply) {
+                                let conn = conn.clone();
+                                tasks.spawn(async move { conn.reply(id, reply).await });
+                            }
+                        }
+                        Poll::Pending => {
+                            tasks.spawn(run_call(conn.clone(), id, method, permit));
+                        }
                     }
                 }
                 FrameType::Close => conn.close_context(header, &msg).await,
@@ -252,6 +267,40 @@ struct Connection {
 }
 
 impl Connection {
+    /// Sends a reply if that can be done without waiting; gives it back
+    /// unsent otherwise. The out handles are moved: sent, then closed here.
+    fn try_reply(&self, id: u64, reply: ServerReply) -> std::result::Result<(), ServerReply> {
+        let sent = reply
+            .handles
+            .with_borrowed(|handles| self.channel.try_send(&reply.frame, handles));
+        match sent {
+            Err(Error::WouldBlock) => Err(reply),
+            Err(e) => {
+                tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Sends a reply, waiting for room if need be.
+    async fn reply(&self, id: u64, reply: ServerReply) {
+        let ServerReply { frame, handles } = reply;
+        // Most replies carry at most one handle: no list to allocate.
+        let sent = match (&handles.first, handles.rest.is_empty()) {
+            (None, _) => self.channel.send(&frame, &[]).await,
+            (Some(one), true) => self.channel.send(&frame, &[one.borrow()]).await,
+            _ => {
+                let borrowed: Vec<_> = handles.iter().map(Handle::borrow).collect();
+                self.channel.send(&frame, &borrowed).await
+            }
+        };
+        drop(handles);
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
+        }
+    }
+
     async fn send_fault(&self, call_id: u64, fault: Fault) {
         if let Ok(frame) = wire::frame(FrameType::Fault, 0, call_id, 0, &fault) {
             let _ = self.channel.send(&frame, &[]).await;
@@ -298,34 +347,20 @@ fn fault_of(e: &Error) -> Fault {
     }
 }
 
-async fn run_call<D: Dispatch>(
-    dispatch: Arc<D>,
+/// The rest of a call whose method had to wait, as a task of its own.
+async fn run_call(
     conn: Arc<Connection>,
-    call: ServerCall,
+    id: u64,
+    method: CatchPanic<Pin<Box<dyn Future<Output = ServerReply> + Send>>>,
     running: Running,
 ) {
-    let id = call.id;
-    let reply = CatchPanic(dispatch.dispatch(call))
+    let reply = method
         .await
         .unwrap_or_else(|| ServerReply::fault(id, Fault::Panicked));
     // Before the reply goes out: a client that sends its next call the
     // moment this reply arrives must find the slot free.
     drop(running);
-    let ServerReply { frame, handles } = reply;
-    // The out handles are moved: sent, then closed here. (Most replies
-    // carry at most one: no list to allocate for them.)
-    let sent = match handles.as_slice() {
-        [] => conn.channel.send(&frame, &[]).await,
-        [one] => conn.channel.send(&frame, &[one.borrow()]).await,
-        many => {
-            let borrowed: Vec<_> = many.iter().map(Handle::borrow).collect();
-            conn.channel.send(&frame, &borrowed).await
-        }
-    };
-    drop(handles);
-    if let Err(e) = sent {
-        tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
-    }
+    conn.reply(id, reply).await;
 }
 
 /// One of a connection's calls whose method has not returned yet: counted
@@ -385,7 +420,43 @@ pub struct ServerCall {
 #[derive(Debug)]
 pub struct ServerReply {
     frame: Vec<u8>,
-    handles: Vec<Handle>,
+    handles: ReplyHandles,
+}
+
+/// A reply's handles in index order, the first kept inline: most replies
+/// carry at most one, and need no list.
+#[derive(Debug, Default)]
+struct ReplyHandles {
+    first: Option<Handle>,
+    rest: Vec<Handle>,
+}
+
+impl ReplyHandles {
+    fn push(&mut self, handle: Handle) {
+        if self.first.is_none() {
+            self.first = Some(handle);
+        } else {
+            self.rest.push(handle);
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Handle> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    /// Runs `f` with the handles borrowed, building a list only for more
+    /// than one.
+    fn with_borrowed<R>(&self, f: impl FnOnce(&[BorrowedHandle<'_>]) -> R) -> R {
+        match (&self.first, self.rest.is_empty()) {
+            (None, _) => f(&[]),
+            (Some(one), true) => f(&[one.borrow()]),
+            _ => f(&self.iter().map(Handle::borrow).collect::<Vec<_>>()),
+        }
+    }
 }
 
 impl ServerReply {
@@ -395,7 +466,7 @@ impl ServerReply {
             .unwrap_or_default();
         ServerReply {
             frame,
-            handles: Vec::new(),
+            handles: ReplyHandles::default(),
         }
     }
 }
@@ -504,7 +575,7 @@ impl ServerCall {
         let frame = wire::frame(FrameType::Reply, 0, self.id, 0, result).map_err(bad_result)?;
         Ok(ServerReply {
             frame,
-            handles: Vec::new(),
+            handles: ReplyHandles::default(),
         })
     }
 
@@ -516,11 +587,11 @@ impl ServerCall {
         result: std::result::Result<H, E>,
         spec: &HandleSpec,
     ) -> std::result::Result<ServerReply, Fault> {
-        let mut handles = Vec::new();
+        let mut handles = ReplyHandles::default();
         let wire = match result {
             Ok(value) => {
                 spec.check_count(value.count()).map_err(bad_result)?;
-                handles.reserve_exact(value.count());
+                handles.rest.reserve_exact(value.count().saturating_sub(1));
                 Ok(value.put(&mut |h| {
                     let index = next_index(handles.len()).map_err(bad_result)?;
                     handles.push(prepare_out(h, spec)?);
