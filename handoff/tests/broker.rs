@@ -188,23 +188,7 @@ fn broker_moves_from_a_into_b_read_only() {
             // B owns the pushed value; it takes it into a Handle by pulling
             // it out of itself with close_source (no unsafe code needed).
             let ch = parent_channel();
-            let value = parse_number(&ch.recv().unwrap().bytes);
-            let me = Process::current().unwrap();
-            let file = duplicate(
-                Source::Process {
-                    process: &me,
-                    handle: value,
-                },
-                Target::Current,
-                None,
-                DupOptions {
-                    close_source: true,
-                    ..DupOptions::default()
-                },
-            )
-            .unwrap()
-            .into_handle()
-            .unwrap();
+            let file = take_pushed(&ch);
             check_read_only(file);
             ch.send(b"verified", &[]).unwrap();
             return;

@@ -393,23 +393,7 @@ fn push_a_read_only_handle_into_a_child() {
     const TEST: &str = "push_a_read_only_handle_into_a_child";
     if role().is_some() {
         let ch = parent_channel();
-        let value = parse_number(&ch.recv().unwrap().bytes);
-        let me = Process::current().unwrap();
-        let mine = duplicate(
-            Source::Process {
-                process: &me,
-                handle: value,
-            },
-            Target::Current,
-            None,
-            DupOptions {
-                close_source: true,
-                ..DupOptions::default()
-            },
-        )
-        .unwrap()
-        .into_handle()
-        .unwrap();
+        let mine = take_pushed(&ch);
         assert_eq!(mine.kind().unwrap(), Kind::File);
         assert_eq!(mine.access().unwrap(), Access::READ);
         assert_eq!(read_all(&mine), CONTENTS);

@@ -246,3 +246,26 @@ pub fn parse_number(bytes: &[u8]) -> RawHandle {
         s.parse::<u32>().unwrap() as i32 as isize as RawHandle
     }
 }
+
+/// Receives the number of a handle another process pushed into this one
+/// (`Target::Process`) and takes ownership of it by pulling it out of this
+/// process with close-source (no unsafe code needed).
+pub fn take_pushed(ch: &Channel) -> Handle {
+    let value = parse_number(&ch.recv().unwrap().bytes);
+    let me = handoff::Process::current().unwrap();
+    handoff::duplicate(
+        handoff::Source::Process {
+            process: &me,
+            handle: value,
+        },
+        handoff::Target::Current,
+        None,
+        handoff::DupOptions {
+            close_source: true,
+            ..handoff::DupOptions::default()
+        },
+    )
+    .unwrap()
+    .into_handle()
+    .unwrap()
+}
