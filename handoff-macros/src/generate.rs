@@ -416,30 +416,18 @@ fn wire_index_type(shape: Shape) -> TokenStream {
 /// The client's parameter list: handles as `impl AsHandle` (or slices and
 /// options of borrowed handles), contexts as `&Context<S>`.
 fn client_params(m: &Method) -> Vec<TokenStream> {
-    m.params
-        .iter()
-        .map(|p| {
-            let n = &p.name;
-            match &p.kind {
-                ParamKind::Plain => {
-                    let t = &p.ty;
-                    quote!(#n: #t)
-                }
-                ParamKind::Handle(_, Shape::One) => quote!(#n: impl ::handoff::AsHandle),
-                ParamKind::Handle(_, Shape::Optional) => {
-                    quote!(#n: ::core::option::Option<::handoff::BorrowedHandle<'_>>)
-                }
-                ParamKind::Handle(_, Shape::Many) => quote!(#n: &[::handoff::BorrowedHandle<'_>]),
-                ParamKind::Context(state) => quote!(#n: &::handoff::rpc::Context<#state>),
-            }
-        })
-        .collect()
+    params(m, false)
 }
 
 /// The encoder's parameter list: the client's, with every handle borrowed
 /// for the call's lifetime `'__a` (single handles by reference, so the
 /// caller's handle can be sent without a duplicate).
 fn encode_params(m: &Method) -> Vec<TokenStream> {
+    params(m, true)
+}
+
+fn params(m: &Method, encoder: bool) -> Vec<TokenStream> {
+    let life = if encoder { quote!('__a) } else { quote!('_) };
     m.params
         .iter()
         .map(|p| {
@@ -449,13 +437,17 @@ fn encode_params(m: &Method) -> Vec<TokenStream> {
                     let t = &p.ty;
                     quote!(#n: #t)
                 }
-                ParamKind::Handle(_, Shape::One) => quote!(#n: &'__a impl ::handoff::AsHandle),
-                ParamKind::Handle(_, Shape::Optional) => {
-                    quote!(#n: ::core::option::Option<::handoff::BorrowedHandle<'__a>>)
+                ParamKind::Handle(_, Shape::One) if encoder => {
+                    quote!(#n: &'__a impl ::handoff::AsHandle)
                 }
-                ParamKind::Handle(_, Shape::Many) => {
+                ParamKind::Handle(_, Shape::One) => quote!(#n: impl ::handoff::AsHandle),
+                ParamKind::Handle(_, Shape::Optional) => {
+                    quote!(#n: ::core::option::Option<::handoff::BorrowedHandle<#life>>)
+                }
+                ParamKind::Handle(_, Shape::Many) if encoder => {
                     quote!(#n: &'__a [::handoff::BorrowedHandle<'__a>])
                 }
+                ParamKind::Handle(_, Shape::Many) => quote!(#n: &[::handoff::BorrowedHandle<'_>]),
                 ParamKind::Context(state) => quote!(#n: &::handoff::rpc::Context<#state>),
             }
         })
