@@ -167,9 +167,13 @@ impl Child {
     pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
         match self.status {
             Some(s) => Ok(s),
-            None => self
-                .reap(0)
-                .map(|s| s.expect("a blocking wait returns a status")),
+            // A blocking waitpid returns a status or an error, never
+            // "still running"; looping keeps that out of the panic paths.
+            None => loop {
+                if let Some(s) = self.reap(0)? {
+                    return Ok(s);
+                }
+            },
         }
     }
 
