@@ -97,3 +97,70 @@ fn listener_serves_many_client_processes() {
     assert!(!path.exists(), "the socket file is removed on drop");
     leaks.assert();
 }
+
+/// An async send to a full socket waits for room and then delivers, with
+/// its handle; a send given up while waiting sends nothing and leaves no
+/// descriptor behind. The reader is a child process that starts reading
+/// only when told to, over a second channel.
+#[test]
+fn an_async_send_waits_for_room_then_delivers() {
+    const TEST: &str = "an_async_send_waits_for_room_then_delivers";
+    if role().is_some() {
+        let ch = parent_channel();
+        let mut first = ch.recv().unwrap();
+        let control = Channel::from_handle(first.handles.pop().unwrap()).unwrap();
+        let go = control.recv().unwrap();
+        let fills = u64::from_le_bytes(go.bytes[..8].try_into().unwrap());
+        for _ in 0..fills {
+            assert_eq!(ch.recv().unwrap().bytes, b"fill");
+        }
+        let last = ch.recv().unwrap();
+        assert_eq!(last.bytes, b"last");
+        assert_eq!(last.handles.len(), 1);
+        assert_eq!(last.handles[0].kind().unwrap(), Kind::File);
+        ch.send(b"ok", &[]).unwrap();
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let (control, control_theirs) = Channel::pair().unwrap();
+        ours.send(b"control", &[control_theirs.as_borrowed()])
+            .unwrap();
+        drop(control_theirs);
+        let child = spawn_child(TEST, "child", theirs);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ch = handoff::AsyncChannel::new(ours).unwrap();
+            let mut fills = 0u64;
+            loop {
+                let send = ch.send(b"fill", &[]);
+                match tokio::time::timeout(std::time::Duration::from_millis(50), send).await {
+                    Ok(sent) => {
+                        sent.unwrap();
+                        fills += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert!(fills > 0);
+            let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+            let with = [file.as_handle()];
+            let last = ch.send(b"last", &with);
+            control.send(&fills.to_le_bytes(), &[]).unwrap();
+            // Generous: only a send that is never woken takes this long.
+            tokio::time::timeout(std::time::Duration::from_secs(60), last)
+                .await
+                .expect("the send waiting for room was never woken")
+                .unwrap();
+            assert_eq!(ch.recv().await.unwrap().bytes, b"ok");
+        });
+        drop((runtime, control));
+        assert_success(child);
+    }
+    leaks.assert();
+}

@@ -116,7 +116,7 @@ impl Drop for PartialSend<'_> {
 impl AsyncChannel {
     /// Registers `channel` with the current tokio runtime.
     pub fn new(channel: Channel) -> Result<Self> {
-        let inner = backend::register(channel, Interest::READABLE | Interest::WRITABLE)
+        let inner = backend::register(channel, backend::CHANNEL_INTEREST)
             .map_err(|e| Error::os("register with tokio", e))?;
         Ok(AsyncChannel {
             inner,
@@ -172,16 +172,15 @@ impl AsyncChannel {
             // The socket first: the reactor's readiness (a waiter list
             // locked on every use) only matters when the socket is full.
             let mut sent = channel.send_fragment(&f, bytes, handles, true);
-            while matches!(sent, Err(Error::WouldBlock)) {
-                let mut ready = self
-                    .inner
-                    .writable()
-                    .await
-                    .map_err(|e| Error::os("poll", e))?;
-                sent = channel.send_fragment(&f, bytes, handles, true);
-                if matches!(sent, Err(Error::WouldBlock)) {
-                    ready.clear_ready();
-                }
+            if matches!(sent, Err(Error::WouldBlock)) {
+                sent = backend::when_writable(&self.inner, || {
+                    match channel.send_fragment(&f, bytes, handles, true) {
+                        Err(Error::WouldBlock) => None,
+                        other => Some(other),
+                    }
+                })
+                .await
+                .map_err(|e| Error::os("poll", e))?;
             }
             if let Err(e) = sent {
                 partial.armed = false;

@@ -61,10 +61,12 @@ impl BlockingClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (frame, out) = call.into_frame(id)?;
         check_limits(&self.session.limits, &frame, out.len())?;
-        match out.single() {
+        let reply = match out.single() {
             Some(one) => self.exchange(id, &frame, &[one]),
             None => self.exchange(id, &frame, &out.borrowed()),
-        }
+        };
+        super::spare::give_bytes(frame);
+        reply
     }
 
     /// Closes a context: the server runs its rundown (once the calls using

@@ -182,6 +182,12 @@ impl Reply {
     }
 }
 
+impl Drop for Reply {
+    fn drop(&mut self) {
+        super::spare::give_bytes(std::mem::take(&mut self.bytes));
+    }
+}
+
 /// What a client learned in the handshake.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
@@ -355,10 +361,12 @@ impl Client {
             .acquire()
             .await
             .map_err(|_| Error::Disconnected)?;
-        match out.single() {
+        let reply = match out.single() {
             Some(one) => self.exchange(id, &frame, &[one]).await,
             None => self.exchange(id, &frame, &out.borrowed()).await,
-        }
+        };
+        super::spare::give_bytes(frame);
+        reply
     }
 
     /// Closes a context: the server runs its rundown (once the calls using

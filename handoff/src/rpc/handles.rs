@@ -191,3 +191,9 @@ impl Slots {
         self.slots.iter().all(Option::is_none)
     }
 }
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        super::spare::give_slots(std::mem::take(&mut self.slots));
+    }
+}

@@ -148,6 +148,7 @@ mod client;
 mod context;
 mod handles;
 mod server;
+mod spare;
 pub mod wire;
 
 use std::borrow::Cow;

@@ -285,17 +285,17 @@ impl Connection {
 
     /// Sends a reply, waiting for room if need be.
     async fn reply(&self, id: u64, reply: ServerReply) {
-        let ServerReply { frame, handles } = reply;
+        let (frame, handles) = (&reply.frame, &reply.handles);
         // Most replies carry at most one handle: no list to allocate.
         let sent = match (&handles.first, handles.rest.is_empty()) {
-            (None, _) => self.channel.send(&frame, &[]).await,
-            (Some(one), true) => self.channel.send(&frame, &[one.borrow()]).await,
+            (None, _) => self.channel.send(frame, &[]).await,
+            (Some(one), true) => self.channel.send(frame, &[one.borrow()]).await,
             _ => {
                 let borrowed: Vec<_> = handles.iter().map(Handle::borrow).collect();
-                self.channel.send(&frame, &borrowed).await
+                self.channel.send(frame, &borrowed).await
             }
         };
-        drop(handles);
+        drop(reply);
         if let Err(e) = sent {
             tracing::debug!(error = %e, call_id = id, "rpc: reply not delivered");
         }
@@ -456,6 +456,18 @@ impl ReplyHandles {
             (Some(one), true) => f(&[one.borrow()]),
             _ => f(&self.iter().map(Handle::borrow).collect::<Vec<_>>()),
         }
+    }
+}
+
+impl Drop for ServerReply {
+    fn drop(&mut self) {
+        super::spare::give_bytes(std::mem::take(&mut self.frame));
+    }
+}
+
+impl Drop for ServerCall {
+    fn drop(&mut self) {
+        super::spare::give_bytes(std::mem::take(&mut self.bytes));
     }
 }
 

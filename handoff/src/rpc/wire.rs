@@ -148,9 +148,7 @@ pub fn frame<T: Serialize + ?Sized>(
     handles: usize,
     body: &T,
 ) -> Result<Vec<u8>> {
-    // Room for the header and a small body, so small frames are one
-    // allocation.
-    let mut bytes = Vec::with_capacity(HEADER_LEN + 104);
+    let mut bytes = super::spare::bytes();
     bytes.resize(HEADER_LEN, 0);
     bincode::serde::encode_into_std_write(body, &mut bytes, crate::channel::typed::config())
         .map_err(|e| Error::Encode(e.to_string()))?;
@@ -179,8 +177,8 @@ pub fn frame<T: Serialize + ?Sized>(
 /// so that it lands in place instead of being copied into a new buffer.
 pub(crate) fn buffer() -> crate::Message {
     crate::Message {
-        bytes: Vec::with_capacity(HEADER_LEN + 232),
-        handles: Vec::new(),
+        bytes: super::spare::bytes(),
+        handles: super::spare::handles(),
     }
 }
 

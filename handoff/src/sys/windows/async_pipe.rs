@@ -498,6 +498,24 @@ impl<T: Pollable> Registered<T> {
     }
 }
 
+/// The interest a channel registers with (unused here: an end's readiness
+/// is its own overlapped operations).
+pub(crate) const CHANNEL_INTEREST: tokio::io::Interest = tokio::io::Interest::READABLE;
+
+/// Repeats `attempt` (`None`: it would block) until it completes, waiting
+/// for the end's pending write in between.
+pub(crate) async fn when_writable<R>(
+    channel: &Registered<crate::Channel>,
+    mut attempt: impl FnMut() -> Option<R>,
+) -> io::Result<R> {
+    loop {
+        channel.writable().await?;
+        if let Some(done) = attempt() {
+            return Ok(done);
+        }
+    }
+}
+
 /// Wraps `inner` for async use; an error (not a panic) outside a tokio
 /// runtime, as on Unix.
 #[cfg(feature = "tokio")]
