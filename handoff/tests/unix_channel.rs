@@ -109,6 +109,9 @@ fn an_async_send_waits_for_room_then_delivers() {
         let ch = parent_channel();
         let mut first = ch.recv().unwrap();
         let control = Channel::from_handle(first.handles.pop().unwrap()).unwrap();
+        // Reading that first message gave the parent's socket room back:
+        // the parent fills it only after this.
+        control.send(b"up", &[]).unwrap();
         let go = control.recv().unwrap();
         let fills = u64::from_le_bytes(go.bytes[..8].try_into().unwrap());
         for _ in 0..fills {
@@ -130,27 +133,24 @@ fn an_async_send_waits_for_room_then_delivers() {
             .unwrap();
         drop(control_theirs);
         let child = spawn_child(TEST, "child", theirs);
+        assert_eq!(control.recv().unwrap().bytes, b"up");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
             let ch = handoff::AsyncChannel::new(ours).unwrap();
-            let mut fills = 0u64;
-            loop {
-                let send = ch.send(b"fill", &[]);
-                match tokio::time::timeout(std::time::Duration::from_millis(50), send).await {
-                    Ok(sent) => {
-                        sent.unwrap();
-                        fills += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
+            let fills = fill(&ch).await;
             assert!(fills > 0);
             let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
             let with = [file.as_handle()];
-            let last = ch.send(b"last", &with);
+            let mut last = std::pin::pin!(ch.send(b"last", &with));
+            let early =
+                tokio::time::timeout(std::time::Duration::from_millis(50), last.as_mut()).await;
+            assert!(
+                early.is_err(),
+                "the socket had room after all: {early:?} after {fills}"
+            );
             control.send(&fills.to_le_bytes(), &[]).unwrap();
             // Generous: only a send that is never woken takes this long.
             tokio::time::timeout(std::time::Duration::from_secs(60), last)
@@ -163,4 +163,101 @@ fn an_async_send_waits_for_room_then_delivers() {
         assert_success(child);
     }
     leaks.assert();
+}
+
+/// The same with the sender's descriptor table full, where waiting for room
+/// cannot take the descriptor it normally uses: the send still completes
+/// once the peer reads, and nothing is lost.
+#[test]
+fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
+    const TEST: &str = "an_async_send_waits_for_room_with_the_descriptor_table_full";
+    if role().is_some() {
+        let ch = parent_channel();
+        let mut first = ch.recv().unwrap();
+        let control = Channel::from_handle(first.handles.pop().unwrap()).unwrap();
+        let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ch = handoff::AsyncChannel::new(ch).unwrap();
+            let fills = fill(&ch).await;
+            // Every descriptor number under the limit taken.
+            let open = handoff::count_open_handles().unwrap() as u64;
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            rustix::process::setrlimit(
+                rustix::process::Resource::Nofile,
+                rustix::process::Rlimit {
+                    current: Some(open + 8),
+                    maximum: limit.maximum,
+                },
+            )
+            .unwrap();
+            let mut filler = Vec::new();
+            let exhausted = loop {
+                match std::fs::File::open("/dev/null") {
+                    Ok(f) => filler.push(f),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(
+                exhausted.raw_os_error(),
+                Some(rustix::io::Errno::MFILE.raw_os_error())
+            );
+            let with = [file.as_handle()];
+            let mut last = std::pin::pin!(ch.send(b"last", &with));
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(50), last.as_mut())
+                    .await
+                    .is_err(),
+                "the socket had room after all"
+            );
+            control.send(&fills.to_le_bytes(), &[]).unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(60), last)
+                .await
+                .expect("the send waiting for room never completed")
+                .unwrap();
+            drop(filler);
+        });
+        return;
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let (control, control_theirs) = Channel::pair().unwrap();
+        ours.send(b"control", &[control_theirs.as_borrowed()])
+            .unwrap();
+        drop(control_theirs);
+        let child = spawn_child(TEST, "child", theirs);
+        let go = control.recv().unwrap();
+        let fills = u64::from_le_bytes(go.bytes[..8].try_into().unwrap());
+        for _ in 0..fills {
+            assert_eq!(ours.recv().unwrap().bytes, b"fill");
+        }
+        let last = ours.recv().unwrap();
+        assert_eq!(last.bytes, b"last");
+        assert_eq!(last.handles.len(), 1);
+        assert_eq!(last.handles[0].kind().unwrap(), Kind::File);
+        drop(last);
+        assert_success(child);
+    }
+    leaks.assert();
+}
+
+/// Sends small messages until one has to wait for room; returns how many
+/// went out (the one given up on sent nothing).
+async fn fill(ch: &handoff::AsyncChannel) -> u64 {
+    let mut fills = 0u64;
+    loop {
+        let send = ch.send(b"fill", &[]);
+        match tokio::time::timeout(std::time::Duration::from_millis(50), send).await {
+            Ok(sent) => {
+                sent.unwrap();
+                fills += 1;
+            }
+            Err(_) => return fills,
+        }
+    }
 }

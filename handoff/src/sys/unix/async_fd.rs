@@ -1,7 +1,7 @@
 //! Registering handoff's own socket owners with tokio's reactor.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -45,20 +45,54 @@ pub(crate) const CHANNEL_INTEREST: Interest = Interest::READABLE;
 /// The channel itself is registered for reading only, so the wait goes
 /// through a close-on-exec duplicate of its socket registered for writing
 /// (epoll tells registrations of the same socket apart by descriptor),
-/// which lives only as long as this wait.
+/// which lives only as long as this wait. With the descriptor table (or
+/// the epoll watch limit) full there is no duplicate to be had: the send
+/// then retries each time the task is scheduled again, which costs CPU
+/// while both the table and the peer's socket stay full but loses nothing,
+/// and goes back to waiting as soon as a duplicate can be made.
 pub(crate) async fn when_writable<R>(
     channel: &AsyncFd<crate::Channel>,
     mut attempt: impl FnMut() -> Option<R>,
 ) -> io::Result<R> {
-    let dup = rustix::io::fcntl_dupfd_cloexec(channel.get_ref().socket().as_fd(), 0)?;
-    let watch = register(WriteWatch(dup), Interest::WRITABLE)?;
+    let socket = channel.get_ref().socket().as_fd();
+    let mut tries = 0u32;
     loop {
-        // Registering reports the socket's state at that moment, so room
-        // made between the failed attempt and here is not missed.
-        let mut ready = watch.writable().await?;
-        match attempt() {
-            Some(done) => return Ok(done),
-            None => ready.clear_ready(),
+        match watch_writable(socket) {
+            Ok(watch) => loop {
+                // Registering reports the socket's state at that moment,
+                // so room made since the failed attempt is not missed.
+                let mut ready = watch.writable().await?;
+                match attempt() {
+                    Some(done) => return Ok(done),
+                    None => ready.clear_ready(),
+                }
+            },
+            Err(e) if is_exhausted(&e) => {
+                if tries == 0 {
+                    tracing::warn!(error = %e, "no descriptor to wait for room with; retrying the send instead");
+                }
+                // Ask for a descriptor again only now and then: each
+                // refusal is a system call.
+                for _ in 0..64 {
+                    tokio::task::yield_now().await;
+                    if let Some(done) = attempt() {
+                        return Ok(done);
+                    }
+                }
+                tries = tries.saturating_add(1);
+            }
+            Err(e) => return Err(e),
         }
     }
+}
+
+fn watch_writable(socket: BorrowedFd<'_>) -> io::Result<AsyncFd<WriteWatch>> {
+    let dup = rustix::io::fcntl_dupfd_cloexec(socket, 0)?;
+    register(WriteWatch(dup), Interest::WRITABLE)
+}
+
+/// Out of descriptors, memory, or epoll watches (`ENOSPC` from
+/// `epoll_ctl`).
+fn is_exhausted(e: &io::Error) -> bool {
+    super::socket::is_exhaustion(e) || e.raw_os_error() == Some(libc::ENOSPC)
 }
