@@ -107,56 +107,26 @@ fn an_async_send_waits_for_room_then_delivers() {
     const TEST: &str = "an_async_send_waits_for_room_then_delivers";
     if role().is_some() {
         let ch = parent_channel();
-        let mut first = ch.recv().unwrap();
-        let control = Channel::from_handle(first.handles.pop().unwrap()).unwrap();
+        let control = take_control(&ch);
         // Reading that first message gave the parent's socket room back:
         // the parent fills it only after this.
         control.send(b"up", &[]).unwrap();
-        let go = control.recv().unwrap();
-        let fills = u64::from_le_bytes(go.bytes[..8].try_into().unwrap());
-        for _ in 0..fills {
-            assert_eq!(ch.recv().unwrap().bytes, b"fill");
-        }
-        let last = ch.recv().unwrap();
-        assert_eq!(last.bytes, b"last");
-        assert_eq!(last.handles.len(), 1);
-        assert_eq!(last.handles[0].kind().unwrap(), Kind::File);
+        drain_when_told(&ch, &control);
         ch.send(b"ok", &[]).unwrap();
         return;
     }
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let (control, control_theirs) = Channel::pair().unwrap();
-        ours.send(b"control", &[control_theirs.as_borrowed()])
-            .unwrap();
-        drop(control_theirs);
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, control, child) = child_with_control(TEST);
         assert_eq!(control.recv().unwrap().bytes, b"up");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = current_thread();
         runtime.block_on(async {
             let ch = handoff::AsyncChannel::new(ours).unwrap();
             let fills = fill(&ch).await;
             assert!(fills > 0);
             let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
-            let with = [file.as_handle()];
-            let mut last = std::pin::pin!(ch.send(b"last", &with));
-            let early =
-                tokio::time::timeout(std::time::Duration::from_millis(50), last.as_mut()).await;
-            assert!(
-                early.is_err(),
-                "the socket had room after all: {early:?} after {fills}"
-            );
-            control.send(&fills.to_le_bytes(), &[]).unwrap();
-            // Generous: only a send that is never woken takes this long.
-            tokio::time::timeout(std::time::Duration::from_secs(60), last)
-                .await
-                .expect("the send waiting for room was never woken")
-                .unwrap();
+            send_last_then_tell(&ch, &control, fills, &file).await;
             assert_eq!(ch.recv().await.unwrap().bytes, b"ok");
         });
         drop((runtime, control));
@@ -173,14 +143,9 @@ fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
     const TEST: &str = "an_async_send_waits_for_room_with_the_descriptor_table_full";
     if role().is_some() {
         let ch = parent_channel();
-        let mut first = ch.recv().unwrap();
-        let control = Channel::from_handle(first.handles.pop().unwrap()).unwrap();
+        let control = take_control(&ch);
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        current_thread().block_on(async {
             let ch = handoff::AsyncChannel::new(ch).unwrap();
             let fills = fill(&ch).await;
             // Every descriptor number under the limit taken.
@@ -205,19 +170,7 @@ fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
                 exhausted.raw_os_error(),
                 Some(rustix::io::Errno::MFILE.raw_os_error())
             );
-            let with = [file.as_handle()];
-            let mut last = std::pin::pin!(ch.send(b"last", &with));
-            assert!(
-                tokio::time::timeout(std::time::Duration::from_millis(50), last.as_mut())
-                    .await
-                    .is_err(),
-                "the socket had room after all"
-            );
-            control.send(&fills.to_le_bytes(), &[]).unwrap();
-            tokio::time::timeout(std::time::Duration::from_secs(60), last)
-                .await
-                .expect("the send waiting for room never completed")
-                .unwrap();
+            send_last_then_tell(&ch, &control, fills, &file).await;
             drop(filler);
         });
         return;
@@ -225,25 +178,36 @@ fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let (control, control_theirs) = Channel::pair().unwrap();
-        ours.send(b"control", &[control_theirs.as_borrowed()])
-            .unwrap();
-        drop(control_theirs);
-        let child = spawn_child(TEST, "child", theirs);
-        let go = control.recv().unwrap();
-        let fills = u64::from_le_bytes(go.bytes[..8].try_into().unwrap());
-        for _ in 0..fills {
-            assert_eq!(ours.recv().unwrap().bytes, b"fill");
-        }
-        let last = ours.recv().unwrap();
-        assert_eq!(last.bytes, b"last");
-        assert_eq!(last.handles.len(), 1);
-        assert_eq!(last.handles[0].kind().unwrap(), Kind::File);
-        drop(last);
+        let (ours, control, child) = child_with_control(TEST);
+        drain_when_told(&ours, &control);
         assert_success(child);
     }
     leaks.assert();
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Starts the child with one channel, and a second one (the control
+/// channel) in the first message on it.
+fn child_with_control(test: &str) -> (Channel, Channel, std::process::Child) {
+    let (ours, theirs) = Channel::pair().unwrap();
+    let (control, control_theirs) = Channel::pair().unwrap();
+    ours.send(b"control", &[control_theirs.as_borrowed()])
+        .unwrap();
+    drop(control_theirs);
+    let child = spawn_child(test, "child", theirs);
+    (ours, control, child)
+}
+
+/// The child's side of [`child_with_control`].
+fn take_control(ch: &Channel) -> Channel {
+    let mut first = ch.recv().unwrap();
+    Channel::from_handle(first.handles.pop().unwrap()).unwrap()
 }
 
 /// Sends small messages until one has to wait for room; returns how many
@@ -260,4 +224,41 @@ async fn fill(ch: &handoff::AsyncChannel) -> u64 {
             Err(_) => return fills,
         }
     }
+}
+
+/// On a full channel: starts sending "last" with `file`, checks that it
+/// waits, tells the reader how many messages came before it, and waits for
+/// the send to complete.
+async fn send_last_then_tell(
+    ch: &handoff::AsyncChannel,
+    control: &Channel,
+    fills: u64,
+    file: &std::fs::File,
+) {
+    let with = [file.as_handle()];
+    let mut last = std::pin::pin!(ch.send(b"last", &with));
+    let early = tokio::time::timeout(std::time::Duration::from_millis(50), last.as_mut()).await;
+    assert!(
+        early.is_err(),
+        "the socket had room after all: {early:?} after {fills}"
+    );
+    control.send(&fills.to_le_bytes(), &[]).unwrap();
+    // Generous: only a send that is never woken takes this long.
+    tokio::time::timeout(std::time::Duration::from_secs(60), last)
+        .await
+        .expect("the send waiting for room was never woken")
+        .unwrap();
+}
+
+/// The reader's side of [`send_last_then_tell`]: every message, in order.
+fn drain_when_told(ch: &Channel, control: &Channel) {
+    let go = control.recv().unwrap();
+    let fills = u64::from_le_bytes(go.bytes[..8].try_into().unwrap());
+    for _ in 0..fills {
+        assert_eq!(ch.recv().unwrap().bytes, b"fill");
+    }
+    let last = ch.recv().unwrap();
+    assert_eq!(last.bytes, b"last");
+    assert_eq!(last.handles.len(), 1);
+    assert_eq!(last.handles[0].kind().unwrap(), Kind::File);
 }
