@@ -19,7 +19,7 @@ const KEEP_BYTES: usize = 16 << 10;
 const KEEP_HANDLES: usize = 64;
 
 /// The capacity a new byte buffer gets: a header and a small body.
-pub(crate) const NEW_BYTES: usize = 256;
+const NEW_BYTES: usize = 256;
 
 // Two byte buffers, because a call has two in use at once on either side
 // (the frame it sends and the one it receives), and one handle list. Plain

@@ -55,7 +55,7 @@ pub(crate) async fn when_writable<R>(
     mut attempt: impl FnMut() -> Option<R>,
 ) -> io::Result<R> {
     let socket = channel.get_ref().socket().as_fd();
-    let mut tries = 0u32;
+    let mut warned = false;
     loop {
         match watch_writable(socket) {
             Ok(watch) => loop {
@@ -68,7 +68,8 @@ pub(crate) async fn when_writable<R>(
                 }
             },
             Err(e) if is_exhausted(&e) => {
-                if tries == 0 {
+                if !warned {
+                    warned = true;
                     tracing::warn!(error = %e, "no descriptor to wait for room with; retrying the send instead");
                 }
                 // Ask for a descriptor again only now and then: each
@@ -79,7 +80,6 @@ pub(crate) async fn when_writable<R>(
                         return Ok(done);
                     }
                 }
-                tries = tries.saturating_add(1);
             }
             Err(e) => return Err(e),
         }
