@@ -569,39 +569,44 @@ fn shape_text(shape: Shape) -> &'static str {
     }
 }
 
-/// FNV-1a (64-bit) of a canonical text of the method signatures: method
-/// order, names, parameter names and types with their declarations, result
-/// and error types. Types are compared as written (token text), so both
-/// sides should share one trait definition.
+/// FNV-1a (64-bit) of the interface's canonical text, defined in
+/// docs/wire-format.md ("Interface hash") so that a peer in any language
+/// computes the same number from the same declarations.
 pub fn signature_hash(methods: &[Method]) -> u64 {
+    fnv1a(canonical_text(methods).as_bytes())
+}
+
+/// One line per method, in trait order:
+/// `name(param;param;...)->result|error-type`, where a parameter is
+/// `name:value:type`, `name:handle[kind,access,max]shape` or
+/// `name:context`, and a result `value:type`, `out[kind,access,max]shape`
+/// or `context`. Types are written as in the trait, whitespace removed;
+/// handles and contexts carry no type (the declaration says it all).
+pub fn canonical_text(methods: &[Method]) -> String {
     let mut text = String::new();
     for m in methods {
         text.push_str(&m.name.to_string());
         text.push('(');
         for p in &m.params {
-            let kind = match &p.kind {
-                ParamKind::Plain => "value".to_owned(),
+            let role = match &p.kind {
+                ParamKind::Plain => format!("value:{}", type_text(&p.ty)),
                 ParamKind::Handle(decl, shape) => {
                     format!("handle[{}]{}", decl_text(decl), shape_text(*shape))
                 }
                 ParamKind::Context(_) => "context".to_owned(),
             };
-            text.push_str(&format!("{}:{kind}:{};", p.name, type_text(&p.ty)));
+            text.push_str(&format!("{}:{role};", p.name));
         }
         let out = match &m.output {
-            OutputKind::Plain => "value".to_owned(),
+            OutputKind::Plain => format!("value:{}", type_text(&m.ok)),
             OutputKind::Handles(decl, shape) => {
                 format!("out[{}]{}", decl_text(decl), shape_text(*shape))
             }
             OutputKind::Context(_) => "context".to_owned(),
         };
-        text.push_str(&format!(
-            ")->{out}:{}|{}\n",
-            type_text(&m.ok),
-            type_text(&m.err)
-        ));
+        text.push_str(&format!(")->{out}|{}\n", type_text(&m.err)));
     }
-    fnv1a(text.as_bytes())
+    text
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

@@ -530,7 +530,12 @@ impl Method {
     }
 }
 
-/// A stable text of a type, for the signature hash.
+/// A type as written, every whitespace character removed: the form the
+/// interface hash's canonical text uses (docs/wire-format.md).
 pub fn type_text(ty: &Type) -> String {
-    ty.to_token_stream().to_string()
+    ty.to_token_stream()
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
 }

@@ -237,9 +237,14 @@ impl StartupData {
         }
         let len = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         let offset = u64::from_le_bytes(h[24..32].try_into().expect("8 bytes"));
-        if offset != HEADER_LEN || h[32..].iter().any(|&b| b != 0) {
+        if offset != HEADER_LEN {
+            return Err(bad(format!(
+                "payload_offset {offset}, version {VERSION} puts the payload at {HEADER_LEN}"
+            )));
+        }
+        if h[32..].iter().any(|&b| b != 0) {
             return Err(bad(
-                "header fields reserved in version 1 are not zero".into()
+                "header bytes reserved in version 1 (32 to 63) are not zero".into(),
             ));
         }
         let total = match offset.checked_add(len) {

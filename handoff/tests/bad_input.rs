@@ -489,3 +489,57 @@ fn length_prefix_lies_are_rejected_without_allocating() {
     }
     leaks.assert();
 }
+
+#[test]
+fn datagrams_over_the_maximum_are_malformed_in_any_fragment() {
+    // docs/wire-format.md: a datagram is at most 262144 bytes, header
+    // included. The raw end's send buffer is raised so the kernel accepts
+    // the oversized datagrams at all.
+    const MAX: usize = 256 * 1024;
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    for (len, continuation) in [(MAX + 1, false), (MAX + 16, false), (400_016, true)] {
+        let (ch, raw) = hostile_pair();
+        rustix::net::sockopt::set_socket_send_buffer_size(&raw, 1 << 20).unwrap();
+        if continuation {
+            // A first fragment announcing a large message, so the receiver
+            // has reserved far more than one datagram when the next arrives.
+            let first = with_payload(header(1, FIRST, 0, 1, 1 << 20), &[7; 100]);
+            raw_send(&raw, &first, 0);
+        }
+        let flags = if continuation { LAST } else { FIRST | LAST };
+        let total = if continuation {
+            1 << 20
+        } else {
+            (len - 16) as u64
+        };
+        let big = with_payload(header(1, flags, 1, 1, total), &vec![9; len - 16]);
+        raw_send(&raw, &big, 1);
+        match ch.recv() {
+            Err(Error::Malformed(text)) => assert!(text.contains("262144"), "{text}"),
+            other => panic!("{len} bytes: expected Malformed, got {other:?}"),
+        }
+        assert!(ch.is_poisoned());
+    }
+    leaks.assert();
+}
+
+#[test]
+fn a_datagram_of_exactly_the_maximum_is_accepted() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (ch, raw) = hostile_pair();
+        rustix::net::sockopt::set_socket_send_buffer_size(&raw, 1 << 20).unwrap();
+        let len = 256 * 1024;
+        let dgram = with_payload(
+            header(1, FIRST | LAST, 0, 0, (len - 16) as u64),
+            &vec![3; len - 16],
+        );
+        raw_send(&raw, &dgram, 0);
+        let msg = ch.recv().unwrap();
+        assert_eq!(msg.bytes.len(), len - 16);
+        assert_usable(&ch, &raw);
+    }
+    leaks.assert();
+}

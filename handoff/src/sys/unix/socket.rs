@@ -223,10 +223,15 @@ pub(crate) fn recv(
     };
     let mut iov = [empty, empty, empty];
     let mut count = 0;
+    // The buffers together take at most one maximal datagram, so a longer
+    // one sets MSG_TRUNC and is refused, however much room `dst` has (a
+    // message announced with several fragments has reserved all of it).
+    let spare_take = spare_len.min(MAX_DATAGRAM_PAYLOAD);
+    let extra_take = extra_len.min(MAX_DATAGRAM_PAYLOAD - spare_take);
     for (base, len) in [
         (header.as_mut_ptr(), header.len()),
-        (spare_ptr.cast::<u8>(), spare_len),
-        (extra_ptr.cast::<u8>(), extra_len),
+        (spare_ptr.cast::<u8>(), spare_take),
+        (extra_ptr.cast::<u8>(), extra_take),
     ] {
         if len > 0 {
             iov[count] = libc::iovec {
@@ -236,7 +241,7 @@ pub(crate) fn recv(
             count += 1;
         }
         // Room for a whole datagram already: the scratch is not needed.
-        if count >= 2 && spare_len >= MAX_DATAGRAM_PAYLOAD {
+        if count >= 2 && spare_take == MAX_DATAGRAM_PAYLOAD {
             break;
         }
     }
@@ -301,7 +306,7 @@ pub(crate) fn recv(
     }
 
     let payload = n.saturating_sub(header.len());
-    let in_dst = payload.min(spare_len);
+    let in_dst = payload.min(spare_take);
     let in_scratch = payload - in_dst;
     // SAFETY: recvmsg wrote `payload` bytes across the iovecs in order: the
     // first `in_dst` into dst's spare capacity, the rest into scratch's.
