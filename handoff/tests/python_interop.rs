@@ -272,6 +272,33 @@ fn golden_rpc_frames_on_a_real_server() {
             assert_eq!(hex(&got.bytes), v[expect].as_str().unwrap(), "{send}");
             assert!(got.handles.is_empty());
         }
+        // Calls that fail the checks: the FAULT of the shared file, for that
+        // call, and the connection goes on.
+        for bad in v["bad_calls"].as_array().unwrap() {
+            let call = unhex(bad["call"].as_str().unwrap());
+            ch.send(&call, &[]).unwrap();
+            let got = ch.recv().unwrap();
+            let what = bad["what"].as_str().unwrap();
+            assert_eq!(got.bytes[1], 5, "a FAULT for: {what}");
+            assert_eq!(got.bytes[8..16], call[8..16], "the call's id: {what}");
+            let variant = u32::from_le_bytes(got.bytes[24..28].try_into().unwrap()) as usize;
+            const FAULTS: [&str; 10] = [
+                "Malformed",
+                "UnknownMethod",
+                "WrongKind",
+                "WrongAccess",
+                "TooManyHandles",
+                "UnknownContext",
+                "TooLarge",
+                "Busy",
+                "BadResult",
+                "Panicked",
+            ];
+            assert_eq!(FAULTS[variant], bad["fault"].as_str().unwrap(), "{what}");
+            if let Some(reply) = bad["reply"].as_str() {
+                assert_eq!(hex(&got.bytes), reply, "{what}");
+            }
+        }
         drop(ch);
         drop(server.rt);
     }

@@ -523,37 +523,48 @@ class Server:
         self._send_result(ch, h.call_id, m, ok, result, contexts)
 
     def _arguments(self, m, r, contexts):
-        args = []
-        for pname, p in m.params:
+        """The checks of docs/wire-format.md ("Call and reply"), in its
+        order: the body decodes whole, then each parameter in declaration
+        order (an array's count, then each index: range, reuse, kind,
+        access; a context's token), then no handle is left unclaimed."""
+        wire = []
+        for _, p in m.params:
             if isinstance(p, Value):
-                args.append(p.schema.dec(r))
+                wire.append(p.schema.dec(r))
             elif isinstance(p, Context):
-                token = U64.dec(r)
-                if token not in contexts:
-                    raise _CallFault("UnknownContext", parameter=pname)
-                args.append(contexts[token][0])
+                wire.append(U64.dec(r))
             elif p.shape == "one":
-                args.append(r.claim(U32.dec(r)))
+                wire.append(U32.dec(r))
             elif p.shape == "optional":
-                args.append(typed.Option(typed.HANDLE).dec(r))
+                wire.append(typed.Option(U32).dec(r))
             else:
-                n = r.length(4)
-                if n > p.max:
-                    raise _CallFault("TooManyHandles", parameter=pname, max=p.max, got=min(n, 0xFFFFFFFF))
-                args.append([r.claim(U32.dec(r)) for _ in range(n)])
+                wire.append([U32.dec(r) for _ in range(r.length(4))])
         if r.pos != len(r.data):
             raise Malformed(f"{len(r.data) - r.pos} bytes after the arguments")
-        if not all(r.claimed):
-            raise Malformed("the call carries a handle no parameter claims")
-        for (pname, p), arg in zip(m.params, args):
-            if isinstance(p, HandleParam):
-                for fd in _items(p.shape, arg):
+        args = []
+        for (pname, p), w in zip(m.params, wire):
+            if isinstance(p, Value):
+                args.append(w)
+            elif isinstance(p, Context):
+                if w not in contexts:
+                    raise _CallFault("UnknownContext", parameter=pname)
+                args.append(contexts[w][0])
+            else:
+                if p.shape == "many" and len(w) > p.max:
+                    raise _CallFault("TooManyHandles", parameter=pname, max=p.max, got=len(w))
+                fds = []
+                for index in _items(p.shape, w):
+                    fd = r.claim(index)
                     try:
                         _check_handle(fd, p, pname)
                     except WrongKind as e:
                         raise _CallFault("WrongKind", parameter=pname, expected=e.expected, actual=e.actual)
                     except WrongAccess as e:
                         raise _CallFault("WrongAccess", parameter=pname, expected=e.expected, actual=e.actual)
+                    fds.append(fd)
+                args.append(fds[0] if p.shape == "one" else (fds[0] if fds else None) if p.shape == "optional" else fds)
+        if not all(r.claimed):
+            raise Malformed("the call carries a handle no parameter claims")
         return args
 
     def _send_result(self, ch, call_id, m, ok, result, contexts):

@@ -126,3 +126,26 @@ def test_python_server_answers_byte_for_byte(tmp_path, no_leaks):
     ch.close()
     t.join()
     listener.close()
+
+
+def test_python_server_faults_the_shared_bad_calls(tmp_path, no_leaks):
+    r = V["rpc"]
+    path = tmp_path / "py.sock"
+    listener = Listener(path)
+    server = rpc.Server(shared.FILES, peer.PyFiles())
+    ch = Channel.connect(path)
+    t = threading.Thread(target=server.serve_connection, args=(listener.accept(),))
+    t.start()
+    ch.send(bytes.fromhex(r["hello"]))
+    ch.recv().close()
+    for bad in r["bad_calls"]:
+        ch.send(bytes.fromhex(bad["call"]))
+        with ch.recv() as got:
+            h = rpc.Header.decode(got.bytes, 0)
+            assert (h.type, h.call_id) == (rpc.FAULT, rpc.Header.decode(bytes.fromhex(bad["call"]), 0).call_id)
+            assert typed.decode(rpc.FAULT_BODY, got.bytes[rpc.HEADER_LEN:])[0] == bad["fault"], bad["what"]
+            if bad["reply"]:
+                assert got.bytes.hex() == bad["reply"], bad["what"]
+    ch.close()
+    t.join()
+    listener.close()
