@@ -218,6 +218,24 @@ fn golden_vectors_of_the_shared_file() {
         let hash = u64::from_str_radix(files["hash"].as_str().unwrap(), 16).unwrap();
         assert_eq!(FilesClient::IDENTITY.hash, hash);
         assert_eq!(fnv1a(FILES_CANONICAL.as_bytes()), hash);
+        // README.md's example interface, declared in Rust as its comment says.
+        mod logs {
+            use handoff::BorrowedHandle;
+            #[handoff::interface(name = "app.Logs", version = 1)]
+            pub trait Logs {
+                async fn append_to(
+                    &self,
+                    #[handle(file, write)] log: BorrowedHandle<'_>,
+                    line: String,
+                ) -> Result<u64, String>;
+            }
+        }
+        let readme = &v["interface_hash"][2];
+        assert_eq!(readme["name"], "app.Logs");
+        assert_eq!(
+            logs::LogsClient::IDENTITY.hash,
+            u64::from_str_radix(readme["hash"].as_str().unwrap(), 16).unwrap()
+        );
         let empty = &v["interface_hash"][1];
         assert_eq!(
             fnv1a(empty["canonical"].as_str().unwrap().as_bytes()),

@@ -8,7 +8,7 @@ from . import kinds, rpc, typed
 from ._fd import count_open
 from .channel import Channel, Listener, Message
 from .errors import (
-    BadInherited,
+    BadInheritance,
     BadStartupData,
     Disconnected,
     EncodeError,
@@ -24,7 +24,7 @@ from .inherited import Inherited
 from .startup import StartupData
 
 __all__ = [
-    "BadInherited", "BadStartupData", "Channel", "Disconnected", "EncodeError", "HandlesTruncated",
+    "BadInheritance", "BadStartupData", "Channel", "Disconnected", "EncodeError", "HandlesTruncated",
     "HandoffError", "Inherited", "Listener", "Malformed", "Message", "Poisoned", "StartupData",
     "TooLarge", "WrongAccess", "WrongKind", "count_open", "kinds", "rpc", "typed",
 ]

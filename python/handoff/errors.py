@@ -68,7 +68,7 @@ class BadStartupData(HandoffError):
     handoff's format."""
 
 
-class BadInherited(HandoffError):
+class BadInheritance(HandoffError):
     """LISTEN_FDS / LISTEN_PID / LISTEN_FDNAMES that do not describe this
     process's inherited descriptors."""
 

@@ -8,7 +8,7 @@ import os
 from . import kinds
 from ._fd import close_all
 from .channel import Channel
-from .errors import BadInherited
+from .errors import BadInheritance
 from .startup import StartupData
 
 FIRST_FD = 3
@@ -20,28 +20,28 @@ VARS = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 def _number(var, value):
     if not value or not value.isascii() or not value.isdigit():
-        raise BadInherited(f"{var}={value!r} is not a non-negative decimal number")
+        raise BadInheritance(f"{var}={value!r} is not a non-negative decimal number")
     return int(value)
 
 
 def parse(listen_fds, listen_pid, listen_fdnames, my_pid):
     """The names of descriptors 3, 4, ... from the variables' values, or
-    BadInherited naming what is wrong. Touches no descriptor."""
+    BadInheritance naming what is wrong. Touches no descriptor."""
     if listen_fds is None:
         return []
     count = _number("LISTEN_FDS", listen_fds)
     if count > MAX_FDS:
-        raise BadInherited(f"LISTEN_FDS={count} is more than any process is handed")
+        raise BadInheritance(f"LISTEN_FDS={count} is more than any process is handed")
     if listen_pid is None:
-        raise BadInherited("LISTEN_FDS is set but LISTEN_PID is not")
+        raise BadInheritance("LISTEN_FDS is set but LISTEN_PID is not")
     pid = _number("LISTEN_PID", listen_pid)
     if pid != my_pid:
-        raise BadInherited(
+        raise BadInheritance(
             f"LISTEN_PID={pid} names another process (this is {my_pid}); the handles were meant for it"
         )
     names = listen_fdnames.split(":") if listen_fdnames is not None else ["unknown"] * count
     if len(names) != count:
-        raise BadInherited(f"LISTEN_FDNAMES has {len(names)} names for LISTEN_FDS={count}")
+        raise BadInheritance(f"LISTEN_FDNAMES has {len(names)} names for LISTEN_FDS={count}")
     return names
 
 
@@ -69,10 +69,10 @@ class Inherited:
                 flags = fcntl.fcntl(fd, fcntl.F_GETFD)
             except OSError:
                 close_all(e[1] for e in entries)
-                raise BadInherited(f"LISTEN_FDS announces descriptor {fd} ({name}), but it is not open") from None
+                raise BadInheritance(f"LISTEN_FDS announces descriptor {fd} ({name}), but it is not open") from None
             if flags & fcntl.FD_CLOEXEC:
                 close_all(e[1] for e in entries)
-                raise BadInherited(
+                raise BadInheritance(
                     f"LISTEN_FDS announces descriptor {fd} ({name}), but it is close-on-exec:"
                     " opened by this process, not inherited"
                 )
@@ -91,7 +91,7 @@ class Inherited:
             if entry[0] == name:
                 fd = entry[1]
                 if fd is None:
-                    raise BadInherited(f"{name!r} was already taken")
+                    raise BadInheritance(f"{name!r} was already taken")
                 entry[1] = None
                 try:
                     kinds.check(fd, kind, access, what=f"inherited {name!r}")
@@ -99,7 +99,7 @@ class Inherited:
                     os.close(fd)
                     raise
                 return fd
-        raise BadInherited(f"nothing was inherited under the name {name!r}")
+        raise BadInheritance(f"nothing was inherited under the name {name!r}")
 
     def startup_data(self):
         return StartupData(self.take(STARTUP, "shared-memory"))

@@ -6,8 +6,8 @@ import mmap
 import os
 import struct
 
-from . import typed
-from .errors import BadStartupData
+from . import kinds, typed
+from .errors import BadStartupData, WrongKind
 
 MAGIC = b"HNDOFFSD"
 VERSION = 1
@@ -75,10 +75,13 @@ class StartupData:
 
     def _open(self):
         fd = self.fd
+        kind = kinds.kind_of(fd)
+        if kind != "shared-memory":
+            raise WrongKind("startup data", "shared-memory", kind)
         try:
             seals = fcntl.fcntl(fd, F_GET_SEALS)
-        except OSError as e:
-            raise BadStartupData(f"not a memfd that can be sealed ({e.strerror})") from None
+        except OSError:
+            seals = 0  # POSIX shared memory: it cannot be sealed
         missing = REQUIRED_SEALS & ~seals
         if missing:
             names = [n for bit, n in ((F_SEAL_WRITE, "F_SEAL_WRITE"), (F_SEAL_GROW, "F_SEAL_GROW"),

@@ -5,7 +5,14 @@ same seeded generator of random values."""
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+SOURCE = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+#: For a child interpreter: the installed package if there is one (CI
+#: installs it with pip), else this source tree's.
+IMPORT_PATH = "import sys\ntry:\n    import handoff\nexcept ImportError:\n    sys.path.insert(0, %r)\n" % SOURCE
+try:
+    import handoff  # noqa: F401
+except ImportError:
+    sys.path.insert(0, SOURCE)
 
 from handoff import rpc  # noqa: E402
 from handoff.rpc import Context, HandleParam, Interface, Method, NewContext, Out, Value  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 import peer
 import shared
 from handoff import (
-    BadInherited, BadStartupData, Channel, Disconnected, Listener, Malformed, Poisoned, TooLarge,
+    BadInheritance, BadStartupData, Channel, Disconnected, Listener, Malformed, Poisoned, TooLarge, WrongKind,
     frame, inherited, rpc, startup, typed,
 )
 
@@ -145,7 +145,7 @@ def test_handles_truncated_by_a_full_descriptor_table(no_leaks):
     """MSG_CTRUNC: run in a child whose descriptor limit is low."""
     code = (
         "import resource, socket, array, os, sys\n"
-        "sys.path.insert(0, %r)\n"
+        "%s"
         "from handoff import Channel, HandlesTruncated, count_open\n"
         "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
         "ch = Channel(a)\n"
@@ -164,7 +164,7 @@ def test_handles_truncated_by_a_full_descriptor_table(no_leaks):
         "assert count_open() == base, (count_open(), base)\n"
         "b.sendmsg([bytes([1, 3, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]) + b'ok'])\n"
         "assert ch.recv().bytes == b'ok'\n"
-    ) % os.path.join(shared.REPO, "python")
+    ) % shared.IMPORT_PATH
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert out.returncode == 0, out.stdout.decode()
     assert b"delivered" in out.stdout
@@ -224,11 +224,15 @@ GOOD = startup.header(5) + b"hello"
     (lambda: memfd(GOOD[:24] + struct.pack("<Q", 128) + GOOD[32:]), "payload_offset 128"),
     (lambda: memfd(GOOD[:40] + b"\x01" + GOOD[41:]), "reserved"),
     (lambda: memfd(GOOD[:30]), "shorter than the 64-byte header"),
-    (lambda: os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), "not a memfd"),
 ])
 def test_bad_startup_data_is_refused_and_closed(no_leaks, make, words):
     with pytest.raises(BadStartupData, match=words):
         startup.StartupData(make())
+
+
+def test_startup_data_that_is_not_shared_memory(no_leaks):
+    with pytest.raises(WrongKind, match="expected a handle of kind shared-memory, got other"):
+        startup.StartupData(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
 
 
 def test_startup_data_cannot_be_resized_or_written(no_leaks):
@@ -257,20 +261,20 @@ def test_startup_data_cannot_be_resized_or_written(no_leaks):
 ])
 def test_bad_listen_variables(fds_, pid, names, words):
     me = os.getpid()
-    with pytest.raises(BadInherited, match=words):
+    with pytest.raises(BadInheritance, match=words):
         inherited.parse(fds_, str(me) if pid == "ME" else pid, names, me)
 
 
 def run_child_with(env, pass_fd=False):
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
-        "from handoff import Inherited, BadInherited\n"
+        "%s"
+        "from handoff import Inherited, BadInheritance\n"
         "try:\n"
         "    Inherited.from_env()\n"
-        "except BadInherited as e:\n"
+        "except BadInheritance as e:\n"
         "    print(e)\n"
         "    sys.exit(3)\n"
-    ) % os.path.join(shared.REPO, "python")
+    ) % shared.IMPORT_PATH
     full = dict(os.environ, **env)
     return subprocess.run([sys.executable, "-c", code], env=full, stdout=subprocess.PIPE, close_fds=True)
 
@@ -284,16 +288,16 @@ def test_an_announced_descriptor_that_is_not_open_is_refused():
     # LISTEN_PID can only name the child itself from inside it: a shell
     # that sets it and then becomes the child with exec.
     code = (
-        "import sys, os; sys.path.insert(0, %r)\n"
+        "import os\n%s"
         "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n"
         "try: os.close(3)\n"
         "except OSError: pass\n"
-        "from handoff import Inherited, BadInherited\n"
+        "from handoff import Inherited, BadInheritance\n"
         "try:\n"
         "    Inherited.from_env()\n"
-        "except BadInherited as e:\n"
+        "except BadInheritance as e:\n"
         "    print(e); sys.exit(3)\n"
-    ) % os.path.join(shared.REPO, "python")
+    ) % shared.IMPORT_PATH
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert out.returncode == 3 and b"not open" in out.stdout
 

@@ -86,7 +86,14 @@ def test_fixed_array():
 
 
 def test_interface_hash():
-    files, empty = V["interface_hash"]
+    files, empty, readme = V["interface_hash"]
+    # README.md's example, declared as it is there.
+    logs = rpc.Interface("app.Logs", 1, [
+        rpc.Method("append_to",
+                   [("log", rpc.HandleParam("file", "write")), ("line", rpc.Value(typed.STR, "String"))],
+                   rpc.Value(typed.U64, "u64"), error=rpc.Value(typed.STR, "String")),
+    ])
+    assert (logs.canonical_text, "%016x" % logs.hash) == (readme["canonical"], readme["hash"])
     assert shared.FILES.canonical_text == files["canonical"]
     assert "%016x" % shared.FILES.hash == files["hash"]
     assert "%016x" % rpc.fnv1a64(empty["canonical"].encode()) == empty["hash"]
