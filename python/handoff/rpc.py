@@ -256,7 +256,7 @@ class Client:
             h = Header.decode(msg.bytes, len(msg.fds))
             if h.type != WELCOME:
                 raise Malformed(f"rpc handshake: expected WELCOME, got {_NAMES[h.type]}")
-            w = typed.decode(WELCOME_BODY, msg.bytes[HEADER_LEN:], msg.take())
+            w = typed.decode(WELCOME_BODY, msg.bytes[HEADER_LEN:])
         if not w["accepted"]:
             self.channel.close()
             raise InterfaceMismatch(str(interface), _ident_text(w))
@@ -351,7 +351,7 @@ class Client:
                     raise Malformed(f"expected the reply to call {call_id}, got {_NAMES[h.type]} for {h.call_id}")
             body = msg.bytes[HEADER_LEN:]
             if h.type == FAULT:
-                name, fields = typed.decode(FAULT_BODY, body, msg.take())
+                name, fields = typed.decode(FAULT_BODY, body)
                 raise Fault(name, fields)
             r = Reader(body, msg.take())
             try:
@@ -445,14 +445,14 @@ class Server:
         ours = self.interface.identity()
         try:
             msg = ch.recv()
-        except Malformed:
-            return False
+        except (Malformed, TooLarge, HandoffError):
+            return False  # a channel-level failure: close without a FAULT
         with msg:
             try:
                 h = Header.decode(msg.bytes, len(msg.fds))
                 if h.type != HELLO:
                     raise Malformed(f"rpc handshake: expected HELLO, got {_NAMES[h.type]}")
-                hello = typed.decode(HELLO_BODY, msg.bytes[HEADER_LEN:], msg.take())
+                hello = typed.decode(HELLO_BODY, msg.bytes[HEADER_LEN:])
             except Malformed as e:
                 self._fault(ch, 0, "Malformed", detail=str(e))
                 return False
@@ -486,7 +486,7 @@ class Server:
 
     def _close(self, ch, h, msg, contexts):
         try:
-            token = typed.decode(U64, msg.bytes[HEADER_LEN:], msg.take())
+            token = typed.decode(U64, msg.bytes[HEADER_LEN:])
         except Malformed as e:
             return self._fault(ch, h.call_id, "Malformed", detail=str(e))
         entry = contexts.pop(token, None)
