@@ -47,6 +47,17 @@ mod linux {
     use super::shared::*;
 
     pub fn main() -> Fallible<()> {
+        // Every role ends with everything it opened closed again.
+        let before = handoff::count_open_handles()?;
+        role()?;
+        let after = handoff::count_open_handles()?;
+        if after != before {
+            return Err(format!("open handles: {before} before, {after} after").into());
+        }
+        Ok(())
+    }
+
+    fn role() -> Fallible<()> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let arg = |i: usize| -> Fallible<&str> {
             args.get(i)
