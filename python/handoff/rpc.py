@@ -21,6 +21,7 @@ max)`, `Context()` and, for results, `Out(kind, access, shape, max)` and
 import os
 import struct
 import threading
+import traceback
 
 from . import kinds, typed
 from ._fd import close_all
@@ -286,7 +287,29 @@ class Client:
         self._next_id += 1
         return i
 
+    def _usable(self):
+        if self._broken is not None:
+            raise Malformed(f"this connection is no longer used: {self._broken}")
+
+    def _receive(self, call_id):
+        """The next frame, checked; a frame that cannot be parsed stops the
+        connection for every later call too (docs/wire-format.md)."""
+        try:
+            msg = self.channel.recv()
+            h = Header.decode(msg.bytes, len(msg.fds))
+        except Malformed as e:
+            if "msg" in locals():
+                msg.close()
+            self._broken = str(e)
+            raise
+        if h.call_id not in (call_id, 0) or h.type not in (REPLY, FAULT):
+            msg.close()
+            self._broken = f"expected the answer to call {call_id}, got {_NAMES[h.type]} for {h.call_id}"
+            raise Malformed(self._broken)
+        return msg, h
+
     def call(self, name, *args):
+        self._usable()
         index, m = self.interface.by_name[name]
         if len(args) != len(m.params):
             raise TypeError(f"{name} takes {len(m.params)} arguments")
@@ -329,13 +352,11 @@ class Client:
         return self._reply(call_id, m)
 
     def close_context(self, ctx):
+        self._usable()
         call_id = self._id()
         self.channel.send(frame(CLOSE, 0, call_id, 0, _body(U64, ctx.token)))
-        msg = self.channel.recv()
+        msg, h = self._receive(call_id)
         with msg:
-            h = Header.decode(msg.bytes, len(msg.fds))
-            if h.call_id != call_id:
-                raise Malformed(f"reply to call {h.call_id}, expected {call_id}")
             if h.type == FAULT:
                 name, fields = typed.decode(FAULT_BODY, msg.bytes[HEADER_LEN:])
                 raise Fault(name, fields)
@@ -343,15 +364,16 @@ class Client:
                 raise Malformed("the reply to CLOSE must be an empty REPLY")
 
     def _reply(self, call_id, m):
-        msg = self.channel.recv()
+        msg, h = self._receive(call_id)
         with msg:
-            h = Header.decode(msg.bytes, len(msg.fds))
-            if h.type not in (REPLY, FAULT) or h.call_id != call_id:
-                if not (h.type == FAULT and h.call_id == 0):
-                    raise Malformed(f"expected the reply to call {call_id}, got {_NAMES[h.type]} for {h.call_id}")
+            if h.type == REPLY and h.call_id == 0:
+                self._broken = "a REPLY with call id 0"
+                raise Malformed(self._broken)
             body = msg.bytes[HEADER_LEN:]
             if h.type == FAULT:
                 name, fields = typed.decode(FAULT_BODY, body)
+                if h.call_id == 0:
+                    self._broken = f"the server faulted the connection: {name} {fields}"
                 raise Fault(name, fields)
             r = Reader(body, msg.take())
             try:
@@ -387,6 +409,10 @@ class Client:
                     raise Malformed(f"{len(r.data) - r.pos} bytes after the result")
                 if not all(r.claimed):
                     raise Malformed("the reply carries a handle no result claims")
+            except Malformed as e:
+                close_all(r.fds)
+                self._broken = str(e)
+                raise
             except BaseException:
                 close_all(r.fds)
                 raise
@@ -516,7 +542,8 @@ class Server:
                 ok = True
             except ApplicationError as e:
                 result, ok = e.value, False
-            except Exception as e:  # the method failed: as a Rust panic
+            except Exception:  # the method failed: as a Rust panic
+                traceback.print_exc()
                 return self._fault(ch, h.call_id, "Panicked")
         finally:
             close_all(r.fds)

@@ -413,3 +413,38 @@ def test_random_bytes_never_escape_as_anything_but_malformed(no_leaks):
             rpc.Header.decode(bytes(data[:40]), rng.below(2))
         except Malformed:
             pass
+
+
+def test_a_client_stops_using_a_connection_that_sent_an_unparsable_reply(tmp_path, no_leaks):
+    """A fake server answers with a REPLY carrying a handle no result
+    claims: Malformed, the handle closed, and later calls refused."""
+    path = tmp_path / "fake.sock"
+    listener = Listener(path)
+
+    def fake():
+        ch = listener.accept()
+        with ch.recv():
+            pass
+        welcome = dict(shared.FILES.identity(), accepted=True, max_bytes=1 << 20, max_handles=8, max_in_flight=1)
+        ch.send(rpc.frame(rpc.WELCOME, 0, 0, 0, rpc._body(rpc.WELCOME_BODY, welcome)))
+        with ch.recv():
+            pass
+        body = typed.encode(typed.Result(typed.U32, typed.STR), ("Ok", 1))[0]
+        with open("/dev/null", "rb") as f:
+            ch.send(rpc.frame(rpc.REPLY, 0, 1, 1, body), [f.fileno()])
+        try:
+            ch.recv().close()
+        except Disconnected:
+            pass
+        ch.close()
+
+    t = threading.Thread(target=fake)
+    t.start()
+    client = rpc.Client.connect(path, shared.FILES)
+    with pytest.raises(Malformed, match="no result claims"):
+        client.call("refuse", "x")
+    with pytest.raises(Malformed, match="no longer used"):
+        client.call("refuse", "x")
+    client.close()
+    t.join()
+    listener.close()
