@@ -89,6 +89,12 @@ def typed_echo():
 class PyFiles:
     """interop.Files in Python: the same behaviour as service.rs."""
 
+    def __init__(self):
+        self.rundowns = []
+
+    def _rundown(self, session):
+        self.rundowns.append(session["name"])
+
     def write_file(self, fd, text):
         data = text.encode()
         os.write(fd, data)
@@ -116,7 +122,7 @@ class PyFiles:
         return [os.eventfd(i + 1, os.EFD_CLOEXEC) for i in range(count)]
 
     def open_session(self, name):
-        return OpenContext({"name": name, "lines": []})
+        return OpenContext({"name": name, "lines": []}, self._rundown)
 
     def log(self, session, line):
         session["lines"].append(line)

@@ -3,6 +3,8 @@ spawned for each test; both sides check what they receive."""
 
 import os
 import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -116,13 +118,15 @@ def test_a_python_client_calls_a_rust_server(no_leaks, spawn):
 def test_a_rust_client_calls_a_python_server(no_leaks, rust_peer, tmp_path):
     path = str(tmp_path / "py.sock")
     listener = Listener(path)
-    server = rpc.Server(shared.FILES, peer.PyFiles())
     child = subprocess.Popen([rust_peer, "rpc-client", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     # The Rust client makes one connection; serve it to its end here, so
     # every descriptor of it is closed before the count is taken.
+    impl = peer.PyFiles()
+    server = rpc.Server(shared.FILES, impl)
     server.serve_connection(listener.accept())
     out = child.communicate()[0]
     assert child.returncode == 0, out.decode()
+    assert impl.rundowns == ["rusty"], "the Rust client's CLOSE ran its session down once"
     listener.close()
 
 
@@ -131,3 +135,33 @@ def test_interface_mismatch_names_both_sides(spawn):
     other = rpc.Interface("interop.Files", 1, shared.FILES.methods[:1])
     with pytest.raises(rpc.InterfaceMismatch, match="%016x" % shared.FILES.hash):
         rpc.Client.connect(path, other)
+
+
+def test_a_killed_client_s_contexts_are_run_down(no_leaks, tmp_path):
+    """A Python client process opens two sessions and is killed with
+    SIGKILL: the server runs both down once the connection ends."""
+    path = str(tmp_path / "py.sock")
+    listener = Listener(path)
+    impl = peer.PyFiles()
+    server = rpc.Server(shared.FILES, impl)
+    code = shared.IMPORT_PATH + (
+        "import os, sys, time\n"
+        "sys.path.insert(0, %r)\n"
+        "import shared\n"
+        "from handoff import rpc\n"
+        "c = rpc.Client.connect(%r, shared.FILES)\n"
+        "c.call('open_session', 'one'); c.call('open_session', 'two')\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    ) % (os.path.dirname(__file__), path)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    conn = listener.accept()
+    t = threading.Thread(target=server.serve_connection, args=(conn,))
+    t.start()
+    assert child.stdout.readline() == b"ready\n"
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    t.join()
+    assert sorted(impl.rundowns) == ["one", "two"]
+    listener.close()
