@@ -11,7 +11,7 @@ import stat
 
 from . import frame
 from ._fd import close_all
-from .errors import Disconnected, HandlesTruncated, Malformed, Poisoned, TooLarge
+from .errors import Disconnected, HandlesTruncated, Malformed, Poisoned, TooLarge, WrongKind
 
 #: What a receiver accepts by default, as the Rust side: 64 MiB, 4096 handles.
 DEFAULT_MAX_BYTES = 64 << 20
@@ -73,9 +73,12 @@ class Channel:
     threads without a lock."""
 
     def __init__(self, sock, max_bytes=DEFAULT_MAX_BYTES, max_handles=DEFAULT_MAX_HANDLES):
+        """Takes ownership of `sock`, a connected AF_UNIX SOCK_SEQPACKET
+        socket (else WrongKind, and it is closed)."""
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_SEQPACKET:
+            actual = f"socket (family {sock.family}, type {sock.type})"
             sock.close()
-            raise Malformed("a channel needs an AF_UNIX SOCK_SEQPACKET socket")
+            raise WrongKind("channel", "socket (unix, seqpacket)", actual)
         self.sock = sock
         self.max_bytes = max_bytes
         self.max_handles = max_handles
@@ -105,10 +108,12 @@ class Channel:
     def from_fd(cls, fd, **limits):
         """Takes ownership of `fd`, which must be a connected seqpacket
         socket."""
-        st = os.fstat(fd)
-        if not stat.S_ISSOCK(st.st_mode):
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            from .kinds import kind_of
+
+            actual = kind_of(fd)
             os.close(fd)
-            raise Malformed("a channel needs a socket")
+            raise WrongKind("channel", "socket (unix, seqpacket)", actual)
         return cls(socket.socket(fileno=fd), **limits)
 
     def fileno(self):
@@ -139,7 +144,7 @@ class Channel:
         the kernel duplicates them in flight)."""
         if self.poisoned:
             raise Poisoned()
-        data = memoryview(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data)
+        data = memoryview(data).cast("B")
         fds = [f if isinstance(f, int) else f.fileno() for f in fds]
         for header, b, h in frame.plan(len(data), len(fds), self.max_datagram):
             ancillary = []

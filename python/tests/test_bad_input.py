@@ -448,3 +448,12 @@ def test_a_client_stops_using_a_connection_that_sent_an_unparsable_reply(tmp_pat
     client.close()
     t.join()
     listener.close()
+
+
+def test_a_channel_from_something_that_is_not_a_seqpacket_socket(no_leaks):
+    with pytest.raises(WrongKind, match="got other"):
+        Channel.from_fd(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with pytest.raises(WrongKind, match="seqpacket"):
+        Channel(a)
+    b.close()
