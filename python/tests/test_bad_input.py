@@ -457,3 +457,45 @@ def test_a_channel_from_something_that_is_not_a_seqpacket_socket(no_leaks):
     with pytest.raises(WrongKind, match="seqpacket"):
         Channel(a)
     b.close()
+
+
+def test_a_child_claims_what_it_inherited_and_checks_it(tmp_path, no_leaks):
+    """The convention end to end with a real child: descriptors 3 and 4,
+    LISTEN_PID set in the child itself before exec (as systemd does), a
+    read-only file and startup data; then a kind the child did not expect."""
+    (tmp_path / "app.toml").write_text("port = 1")
+    f = os.open(tmp_path / "app.toml", os.O_RDONLY | os.O_CLOEXEC)
+    data = startup.create(b"startup bytes")
+    hi = [fcntl.fcntl(x, fcntl.F_DUPFD_CLOEXEC, 100) for x in (f, data)]
+
+    def place():  # in the child, before exec
+        os.dup2(hi[0], 3)
+        os.dup2(hi[1], 4)
+        os.environ.update(LISTEN_FDS="2", LISTEN_PID=str(os.getpid()),
+                          LISTEN_FDNAMES="config:handoff.startup")
+
+    code = shared.IMPORT_PATH + (
+        "import os\n"
+        "from handoff import Inherited, WrongAccess\n"
+        "inh = Inherited.from_env()\n"
+        "assert 'LISTEN_FDS' not in os.environ\n"
+        "cfg = inh.take('config', 'file', 'read')\n"
+        "print(os.read(cfg, 100).decode(), inh.startup_data().bytes().decode(), sep='|')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], preexec_fn=place, pass_fds=(3, 4),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert out.returncode == 0, out.stdout.decode()
+    assert out.stdout.decode().strip() == "port = 1|startup bytes"
+
+    wrong = shared.IMPORT_PATH + (
+        "from handoff import Inherited, WrongAccess\n"
+        "try:\n"
+        "    Inherited.from_env().take('config', 'file', 'write')\n"
+        "except WrongAccess as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", wrong], preexec_fn=place, pass_fds=(3, 4),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert b"inherited 'config': expected write access, got read" in out.stdout, out.stdout
+    for x in [f, data] + hi:
+        os.close(x)
