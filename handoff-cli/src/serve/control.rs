@@ -211,5 +211,10 @@ pub(crate) fn call(path: &Path, request: &Request) -> Result<Reply, String> {
         Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
         e => format!("reading the supervisor's answer: {}", crate::describe(&e)),
     })?;
-    serde_json::from_slice(&msg.bytes).map_err(|e| format!("bad answer from the supervisor: {e}"))
+    let reply = serde_json::from_slice(&msg.bytes)
+        .map_err(|e| format!("bad answer from the supervisor: {e}"))?;
+    // Wait for the supervisor to close its end, so that once this returns
+    // the supervisor holds nothing for this request.
+    let _ = channel.recv();
+    Ok(reply)
 }
