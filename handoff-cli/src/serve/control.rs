@@ -204,9 +204,10 @@ pub(crate) fn call(path: &Path, request: &Request) -> Result<Reply, String> {
         )
     })?;
     let bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    channel
-        .send(&bytes, &[])
-        .map_err(|e| format!("sending to the supervisor: {}", crate::describe(&e)))?;
+    channel.send(&bytes, &[]).map_err(|e| match e {
+        Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
+        e => format!("sending to the supervisor: {}", crate::describe(&e)),
+    })?;
     let msg = channel.recv().map_err(|e| match e {
         Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
         e => format!("reading the supervisor's answer: {}", crate::describe(&e)),

@@ -352,6 +352,36 @@ fn serve_until(
     })
 }
 
+/// Sends the supervisor every kind of malformed datagram, straight onto
+/// the socket (the library would refuse to send them).
+fn send_malformed() {
+    use rustix::net::{sendmsg_addr, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let path = std::env::var("NOTIFY_SOCKET").unwrap();
+    let addr = rustix::net::SocketAddrUnix::new(path.as_str()).unwrap();
+    let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let fds = [std::os::fd::AsFd::as_fd(&null)];
+    let oversized = vec![b'A'; 5000];
+    let cases: [(&[u8], bool); 7] = [
+        (b"READY", false),
+        (b"STATUS=\x00\x01binary", false),
+        (b"STATUS=\xff\xfe", false),
+        (b"FDSTORE=1\nFDNAME=nohandles", false),
+        (b"STATUS=handles without FDSTORE", true),
+        (b"FDSTORE=1\nFDNAME=bad:name", true),
+        (&oversized, false),
+    ];
+    for (bytes, with_fd) in cases {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if with_fd {
+            assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+        }
+        let iov = [std::io::IoSlice::new(bytes)];
+        sendmsg_addr(&sock, &addr, &iov, &mut control, SendFlags::empty()).unwrap();
+    }
+}
+
 fn sleep_forever() -> ! {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -423,6 +453,27 @@ pub fn generation_role() {
         "remove-store" => {
             let _ = svc.take_all("kept");
             svc.remove("kept").unwrap();
+        }
+        "malformed" => send_malformed(),
+        "store-many" => {
+            let null = std::fs::File::open("/dev/null").unwrap();
+            let handles: Vec<std::fs::File> =
+                (0..1100).map(|_| null.try_clone().unwrap()).collect();
+            for chunk in handles.chunks(253) {
+                let borrowed: Vec<_> = chunk.iter().map(handoff::AsHandle::as_handle).collect();
+                svc.notify(
+                    &Notification {
+                        fd_store: true,
+                        fd_name: Some("many".into()),
+                        ..Default::default()
+                    },
+                    &borrowed,
+                )
+                .unwrap();
+            }
+        }
+        "count-many" => {
+            status_text = format!("many: {}", svc.take_all("many").len());
         }
         "systemd-notify" => {
             let _server = serve_until(listener, gen, Arc::new(AtomicBool::new(false)));
