@@ -362,3 +362,75 @@ fn the_real_systemd_notify_tool_is_heard() {
     assert!(get(sv.port("http")).unwrap().starts_with("gen 1 "));
     sv.stop();
 }
+
+#[test]
+fn the_supervisor_replaces_itself_under_load_and_keeps_everything() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "store",
+            ..Opts::default()
+        },
+    );
+    let port = sv.port("http");
+    let before = sv.status();
+    let fds = sv.open_fds();
+    let load = Load::start(port);
+    let (code, line) = sv.restart(&["--supervisor"]);
+    assert_eq!(code, 0, "{line}\n{}", sv.log_text());
+    assert!(
+        line.starts_with(&format!("supervisor replaced (pid {}); kept 1 listener(s), 2 stored handle(s), generation 1 (pid ", sv.pid())),
+        "{line}"
+    );
+    // SIGUSR2 does the same.
+    std::process::Command::new("kill")
+        .args(["-USR2", &sv.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sv.log_text().matches("state taken back").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", sv.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = sv.status();
+    assert_eq!(after["generations"], before["generations"]);
+    assert_eq!(after["listeners"], before["listeners"]);
+    assert_eq!(after["stored"], before["stored"]);
+    // Everything kept, less one: the first image held the generation it
+    // spawned twice (its `Child` and a pidfd `Process`); the new image
+    // holds the kept pidfd only.
+    assert_eq!(sv.open_fds(), fds - 1);
+    // The new image still restarts, stops and reaps the generation it
+    // adopted by pidfd.
+    sv.set_mode("check-store");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains("generation 1 exited with status 0"), "{line}");
+    let (ok, gens, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 0);
+    assert_eq!(gens, ["1", "2"]);
+    assert_eq!(
+        sv.status()["generations"][0]["status"],
+        "store: kept across generations"
+    );
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn a_sigkilled_supervisor_leaves_the_generation_serving() {
+    let _g = serial();
+    let mut sv = Supervisor::start(ROLE, Opts::default());
+    let port = sv.port("http");
+    let gen = sv.generation_pids()[0];
+    sv.child.kill().unwrap();
+    sv.child.wait().unwrap();
+    // The generation holds its own copy of the listener.
+    assert!(get(port).unwrap().starts_with("gen 1 "));
+    let p = handoff::Process::open(gen).unwrap();
+    p.kill().unwrap();
+    // Not our child: the kernel only says it exited.
+    p.wait().unwrap();
+}

@@ -121,23 +121,10 @@ fn client(shared: &Arc<Shared>, channel: Channel) {
         }
         Request::RestartSupervisor => {
             tracing::info!("supervisor replacement requested on the control socket");
-            match super::reexec::prepare(shared) {
-                Ok(plan) => {
-                    let _ = send(
-                        &channel,
-                        &Reply {
-                            ok: true,
-                            message:
-                                "supervisor re-executing; listeners, store and generation kept"
-                                    .into(),
-                            status: None,
-                        },
-                    );
-                    drop(channel);
-                    let e = super::reexec::exec(shared, plan);
-                    tracing::error!("{e}");
-                    return;
-                }
+            // On success this process is replaced, and the new image
+            // answers on this very connection.
+            match super::reexec::replace(shared, Some(&channel)) {
+                Ok(()) => return,
                 Err(message) => Reply {
                     ok: false,
                     message,
@@ -149,7 +136,7 @@ fn client(shared: &Arc<Shared>, channel: Channel) {
     let _ = send(&channel, &reply);
 }
 
-fn send(channel: &Channel, reply: &Reply) -> Result<(), String> {
+pub(crate) fn send(channel: &Channel, reply: &Reply) -> Result<(), String> {
     let bytes = serde_json::to_vec(reply).map_err(|e| e.to_string())?;
     channel.send(&bytes, &[]).map_err(|e| crate::describe(&e))
 }
