@@ -228,10 +228,7 @@ fn sighup_restarts() {
     let _g = serial();
     let sv = Supervisor::start(ROLE, Opts::default());
     let port = sv.port("http");
-    std::process::Command::new("kill")
-        .args(["-HUP", &sv.pid().to_string()])
-        .status()
-        .unwrap();
+    sv.signal(rustix::process::Signal::HUP);
     sv.wait_serving(2);
     assert!(get(port).unwrap().starts_with("gen 2 "));
     assert!(sv.log_text().contains("SIGHUP: restart"));
@@ -384,10 +381,7 @@ fn the_supervisor_replaces_itself_under_load_and_keeps_everything() {
         "{line}"
     );
     // SIGUSR2 does the same.
-    std::process::Command::new("kill")
-        .args(["-USR2", &sv.pid().to_string()])
-        .status()
-        .unwrap();
+    sv.signal(rustix::process::Signal::USR2);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sv.log_text().matches("state taken back").count() < 2 {
         assert!(std::time::Instant::now() < deadline, "{}", sv.log_text());

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use support::*;
@@ -17,6 +16,20 @@ fn generation_role() {
 
 const ROLE: &str = "generation_role";
 const NOBODY: u32 = 65534;
+
+/// Runs `f` on a thread whose credentials are another user's (root can
+/// do that to one thread: the kernel keeps credentials per thread, and
+/// both SO_PEERCRED and SCM_CREDENTIALS take the caller thread's).
+fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(NOBODY)).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
 
 fn notify_path(sv: &Supervisor) -> std::path::PathBuf {
     let mut p = sv.control.clone().into_os_string();
@@ -57,18 +70,10 @@ fn notifications_from_outside_the_generation_are_dropped() {
     // Another user, with the socket opened up to everyone for the test.
     chmod(sv.dir.path(), 0o755);
     chmod(&path, 0o777);
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg("import socket,sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'STATUS=forged by nobody', sys.argv[1])")
-        .arg(&path)
-        .uid(NOBODY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    as_nobody(|| {
+        let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        sock.send_to(b"STATUS=forged by nobody", &path).unwrap();
+    });
     wait_log(&sv, "not part of a running generation dropped", 2);
     assert!(sv.log_text().contains(&format!("uid={NOBODY}")));
     let s = sv.status();
@@ -160,28 +165,21 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
 fn a_control_client_of_another_uid_is_refused() {
     let _g = serial();
     let sv = Supervisor::start(ROLE, Opts::default());
-    let status = || {
-        handoff()
-            .args(["status", "--control"])
-            .arg(&sv.control)
-            .uid(NOBODY)
-            .output()
-            .unwrap()
-    };
     // The socket file is owner-only: the kernel refuses the connection.
-    let out = status();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the supervisor"));
-    // Opened up to everyone, the peer's uid still refuses it, before a
-    // byte of it is read.
     chmod(sv.dir.path(), 0o755);
+    let e = as_nobody(|| handoff::Channel::connect(&sv.control).map(drop)).unwrap_err();
+    assert!(e.to_string().contains("connect"), "{e}");
+    // Opened up to everyone, the peer's uid still refuses it, before a
+    // byte of it is read: the connection is closed unanswered.
     chmod(&sv.control, 0o777);
-    let out = status();
-    assert_ne!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let answer = as_nobody(|| {
+        let c = handoff::Channel::connect(&sv.control).unwrap();
+        let _ = c.send(br#"{"op":"status"}"#, &[]);
+        c.recv().map(|m| m.bytes)
+    });
     assert!(
-        err.contains("closed the connection without answering"),
-        "{err}"
+        matches!(answer, Err(handoff::Error::Disconnected)),
+        "{answer:?}"
     );
     wait_log(
         &sv,

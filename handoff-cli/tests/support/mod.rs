@@ -201,11 +201,16 @@ impl Supervisor {
             .count()
     }
 
+    /// Sends it a signal (the supervisor is our unreaped child, so its pid
+    /// names it).
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
     /// Stops it (SIGTERM) and checks it exits 0.
     pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        self.signal(rustix::process::Signal::TERM);
         let status = self.child.wait().unwrap();
         assert!(
             status.success(),
