@@ -135,6 +135,26 @@ fn closing_the_listeners_is_reported() {
 }
 
 #[test]
+fn shutting_down_the_listeners_is_reported_and_repaired() {
+    let _g = serial();
+    // A fixed port: shutdown() releases an ephemeral one, and then no
+    // listen() gets the same address back.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("http=tcp:127.0.0.1:{port}");
+    bad_version(
+        "shutdown-listeners",
+        Opts {
+            listens: &[&listen],
+            ..Opts::default()
+        },
+        "generation 2 shut down its listener(s) http after READY=1; killed; listening again on the same socket",
+    );
+}
+
+#[test]
 fn a_generation_that_double_forks_and_exits_is_reported_and_its_orphan_reaped() {
     let _g = serial();
     let sv = Supervisor::start(ROLE, Opts::default());

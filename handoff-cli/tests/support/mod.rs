@@ -495,6 +495,10 @@ pub fn generation_role() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).unwrap();
+    if mode == "shutdown-listeners" {
+        // Stops the socket for every holder: the supervisor must notice.
+        rustix::net::shutdown(&listener, rustix::net::Shutdown::Both).unwrap();
+    }
     let server = if mode == "close-listeners" {
         drop(listener);
         None
