@@ -536,3 +536,79 @@ fn a_supervisor_under_a_supervisor_adopts_the_sockets_and_reports_ready() {
     assert!(get(port).unwrap().starts_with("gen 2 "));
     outer.stop();
 }
+
+#[test]
+fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
+    let _g = serial();
+    // Debian's systemd package ships it; .ci/run installs it.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("c.sock");
+    let mode = dir.path().join("mode");
+    std::fs::write(&mode, "serve").unwrap();
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=http"])
+        // It passes on only the environment it is told to.
+        .arg(format!("-E{ROLE_ENV}=generation"))
+        .arg(format!("-E{MODE_ENV}={}", mode.display()))
+        .arg(env!("CARGO_BIN_EXE_handoff"))
+        .arg("serve")
+        .arg("--control")
+        .arg(&control)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", ROLE, "--nocapture", "--test-threads=1"])
+        .env(ROLE_ENV, "generation")
+        .env(MODE_ENV, &mode)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate is installed");
+    // It starts the supervisor on the first connection, which waits in the
+    // socket's queue until generation 1 accepts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match get(port) {
+            Ok(text) => break text,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert!(first.starts_with("gen 1 "), "{first}");
+    // Generation 1 answers before its start is complete (the supervisor
+    // watches it for a moment after READY=1); a restart waits for that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = handoff()
+            .args(["status", "--json", "--control"])
+            .arg(&control)
+            .output()
+            .unwrap();
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if s["restarting"] == false && s["generations"][0]["state"] == "serving" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = handoff()
+        .args(["restart", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    // systemd-socket-activate exec'd the supervisor: same pid.
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}
