@@ -612,3 +612,54 @@ fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_serving_generation_that_dies_is_replaced() {
+    let _g = serial();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    let port = sv.port("http");
+    let gen = handoff::Process::open(sv.generation_pids()[0]).unwrap();
+    gen.kill().unwrap();
+    sv.wait_alone(2);
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    assert!(sv
+        .log_text()
+        .contains("on its own; starting a new one in 1 s"));
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "mainpid",
+            drain_timeout: "1",
+            ..Opts::default()
+        },
+    );
+    let s = sv.status();
+    let g = &s["generations"][0];
+    assert_ne!(g["main_pid"], g["pid"], "{s}");
+    let main = g["main_pid"].as_u64().unwrap() as u32;
+    let first = g["pid"].as_u64().unwrap() as u32;
+    sv.set_mode("serve");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    // The stop signal went to the main process (sleep, which died of it);
+    // the process first spawned held on and was killed at the deadline.
+    assert!(
+        line.contains("generation 1 ignored SIGTERM and was killed"),
+        "{line}"
+    );
+    for pid in [main, first] {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} left"
+        );
+    }
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}

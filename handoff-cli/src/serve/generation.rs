@@ -66,6 +66,7 @@ pub(crate) fn start(shared: &Arc<Shared>, state: &mut State) -> Result<u64, Stri
         number,
         pid,
         main_pid: pid,
+        first: Arc::clone(&main),
         main,
         phase: Phase::Starting,
         started: SystemTime::now(),
@@ -220,11 +221,14 @@ pub(crate) fn socket_inodes(pid: u32) -> Vec<u64> {
     .collect()
 }
 
-/// Names of the listeners no process of the generation's tree holds.
-pub(crate) fn missing_listeners(shared: &Shared, main_pid: u32) -> Vec<String> {
+/// Names of the listeners no process of the generation holds (the trees
+/// of its main process and of the process first spawned).
+pub(crate) fn missing_listeners(shared: &Shared, roots: &[u32]) -> Vec<String> {
     let mut held = Vec::new();
-    for p in tree(main_pid) {
-        held.extend(socket_inodes(p));
+    for &root in roots {
+        for p in tree(root) {
+            held.extend(socket_inodes(p));
+        }
     }
     shared
         .listeners
@@ -272,11 +276,13 @@ fn stop_orphans(orphans: Vec<(u32, u64)>, _shared: &Shared) {
     for (pid, number) in orphans {
         // Our unreaped child: its pid cannot have been reused.
         if let Ok(p) = Process::open(pid) {
-            tracing::warn!(
-                pid,
-                generation = number,
-                "a process left behind by an ended generation; killing it"
-            );
+            if number != 0 {
+                tracing::warn!(
+                    pid,
+                    generation = number,
+                    "a process left behind by an ended generation; killing it"
+                );
+            }
             let _ = p.kill();
             let _ = p.wait();
         }

@@ -504,6 +504,20 @@ pub fn generation_role() {
             svc.barrier(Duration::from_secs(10)).unwrap();
             status_text = "barrier passed".into();
         }
+        "mainpid" => {
+            // The service hands the main role to a child, as a forking
+            // daemon does.
+            let child = Command::new("sleep").arg("1000").spawn().unwrap();
+            svc.notify(
+                &Notification {
+                    main_pid: Some(child.id()),
+                    ..Default::default()
+                },
+                &[],
+            )
+            .unwrap();
+            std::mem::forget(child);
+        }
         "count-many" => {
             status_text = format!("many: {}", svc.take_all("many").len());
         }
