@@ -663,3 +663,49 @@ fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
     assert_eq!(zombies_of(sv.pid()), 0);
     sv.stop();
 }
+
+#[test]
+fn extend_timeout_usec_moves_the_ready_deadline() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            ready_timeout: "1",
+            ..Opts::default()
+        },
+    );
+    // Ready 2.5 s after start, with a 1 s ready timeout extended to 5 s.
+    sv.set_mode("slow-start");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.starts_with("generation 2 "), "{line}");
+    sv.stop();
+}
+
+#[test]
+fn fd_files_reach_every_generation() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("app.conf");
+    std::fs::write(&cfg, "x=1").unwrap();
+    let fd = format!("--fd=cfg={}", cfg.display());
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            extra: &[&fd],
+            ..Opts::default()
+        },
+    );
+    let s = sv.status();
+    assert_eq!(s["listeners"][1]["name"], "cfg");
+    assert_eq!(s["listeners"][1]["address"], "file");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    let pid = sv.generation_pids()[0];
+    let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|t| t == cfg);
+    assert!(held, "generation 2 holds the file");
+    sv.stop();
+}

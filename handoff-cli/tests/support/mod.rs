@@ -518,6 +518,18 @@ pub fn generation_role() {
             .unwrap();
             std::mem::forget(child);
         }
+        "slow-start" => {
+            // Asks for more time than --ready-timeout gives, and uses it.
+            svc.notify(
+                &Notification {
+                    extend_timeout_usec: Some(5_000_000),
+                    ..Default::default()
+                },
+                &[],
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(2500));
+        }
         "count-many" => {
             status_text = format!("many: {}", svc.take_all("many").len());
         }
