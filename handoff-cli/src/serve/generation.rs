@@ -149,14 +149,36 @@ pub(crate) fn watch(shared: Arc<Shared>, number: u64, first: Waitee) {
             let shared = Arc::clone(&shared);
             let _ = std::thread::Builder::new()
                 .name("respawn".into())
-                .spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                    match super::restart::trigger(&shared) {
-                        Ok(line) | Err(line) => tracing::info!("{line}"),
-                    }
-                });
+                .spawn(move || respawn(&shared));
         }
         return;
+    }
+}
+
+/// Starts generations until one serves (another restart, or shutdown,
+/// may settle it first), waiting 1 s, then twice as long after each
+/// failure, up to 30 s.
+fn respawn(shared: &Arc<Shared>) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        std::thread::sleep(delay);
+        {
+            let state = shared.lock();
+            let serving = state.generations.iter().any(|g| g.phase == Phase::Serving);
+            if state.shutting_down || serving {
+                return;
+            }
+        }
+        match super::restart::trigger(shared) {
+            Ok(_) => return,
+            Err(line) => {
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                tracing::warn!(
+                    "no generation serves ({line}); trying again in {} s",
+                    delay.as_secs()
+                );
+            }
+        }
     }
 }
 
