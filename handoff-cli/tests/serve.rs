@@ -102,6 +102,16 @@ fn crash_before_ready_is_reported() {
 }
 
 #[test]
+fn death_by_signal_before_ready_is_reported() {
+    let _g = serial();
+    bad_version(
+        "abort-before-ready",
+        Opts::default(),
+        "generation 2 was killed by signal 6 (SIGABRT) before READY=1",
+    );
+}
+
+#[test]
 fn hang_without_ready_is_killed_at_the_ready_timeout() {
     let _g = serial();
     bad_version(

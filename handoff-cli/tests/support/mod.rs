@@ -426,6 +426,7 @@ pub fn generation_role() {
     let mut svc = Service::from_env().expect("Service::from_env");
     match mode {
         "crash-before-ready" => std::process::exit(3),
+        "abort-before-ready" => std::process::abort(),
         "hang" => sleep_forever(),
         "double-fork" => {
             // A daemon's move: leave a process behind and exit. The shell
