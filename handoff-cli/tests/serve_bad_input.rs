@@ -143,6 +143,7 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
     let _g = serial();
     let sv = Supervisor::start(ROLE, Opts::default());
     let fds = sv.open_fds();
+    let listing = sv.fd_listing();
     let silent = handoff::Channel::connect(&sv.control).unwrap();
     // The supervisor still answers others at once.
     let (code, line) = sv.restart(&[]);
@@ -157,7 +158,13 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
         .contains("no request within"));
     assert!(matches!(silent.recv(), Err(handoff::Error::Disconnected)));
     drop(silent);
-    assert_eq!(sv.open_fds(), fds);
+    assert_eq!(
+        sv.open_fds(),
+        fds,
+        "{listing:?}\n{:?}\n{}",
+        sv.fd_listing(),
+        sv.log_text()
+    );
     sv.stop();
 }
 

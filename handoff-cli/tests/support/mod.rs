@@ -228,6 +228,46 @@ impl Supervisor {
         rustix::process::kill_process(pid, sig).unwrap();
     }
 
+    /// What the supervisor's descriptors point at (for failure messages).
+    pub fn fd_listing(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let t = std::fs::read_link(e.path()).ok()?;
+                    Some(format!(
+                        "{}->{}",
+                        e.file_name().to_string_lossy(),
+                        t.display()
+                    ))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                    .map(|c| c.trim().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        v.push(format!("threads: {threads}"));
+        let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        for l in v.clone() {
+            if let Some(ino) = l.split("socket:[").nth(1).map(|x| x.trim_end_matches(']')) {
+                for line in unix
+                    .lines()
+                    .filter(|u| u.split_whitespace().nth(6) == Some(ino))
+                {
+                    v.push(format!("  {line}"));
+                }
+            }
+        }
+        v
+    }
+
     /// Stops it (SIGTERM) and checks it exits 0.
     pub fn stop(mut self) {
         self.signal(rustix::process::Signal::TERM);
