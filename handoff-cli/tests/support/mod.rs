@@ -140,11 +140,13 @@ impl Supervisor {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(s) = self.try_status() {
-                if s["generations"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|g| g["number"] == n && g["state"] == "serving")
+                // Serving, and the start is over (its last checks done).
+                if s["restarting"] == false
+                    && s["generations"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|g| g["number"] == n && g["state"] == "serving")
                 {
                     return;
                 }
