@@ -27,9 +27,9 @@ pub(crate) struct Args {
     /// w and rw create a missing file and never truncate) and pass it as NAME.
     #[arg(long = "fd", value_name = "NAME=PATH[:r|:w|:rw]", value_parser = spec::fd_spec)]
     fds: Vec<FdSpec>,
-    /// Bind and listen (tcp:HOST:PORT, or unix:PATH for a stream socket)
-    /// and pass the listening socket as NAME.
-    #[arg(long = "listen", value_name = "NAME=tcp:HOST:PORT|NAME=unix:PATH", value_parser = spec::listen_spec)]
+    /// Bind and listen (tcp:HOST:PORT, or unix:PATH for a stream socket),
+    /// or bind a udp:HOST:PORT socket, and pass the socket as NAME.
+    #[arg(long = "listen", value_name = "NAME=tcp:HOST:PORT|NAME=udp:HOST:PORT|NAME=unix:PATH", value_parser = spec::listen_spec)]
     listens: Vec<ListenSpec>,
     /// Load this file (or standard input for -) into sealed startup data.
     #[arg(long, value_name = "PATH|-")]
@@ -60,7 +60,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(exit_code(status))
 }
 
-fn open(f: &FdSpec) -> Result<Handle, Failure> {
+pub(crate) fn open(f: &FdSpec) -> Result<Handle, Failure> {
     let mut options = std::fs::OpenOptions::new();
     match f.mode {
         Mode::Read => options.read(true),
@@ -75,7 +75,7 @@ fn open(f: &FdSpec) -> Result<Handle, Failure> {
     })
 }
 
-fn listen(l: &ListenSpec) -> Result<Handle, Failure> {
+pub(crate) fn listen(l: &ListenSpec) -> Result<Handle, Failure> {
     let failed = |what: String, e: std::io::Error| {
         Failure::new(FAILED, format!("--listen {}: {what}: {e}", l.name))
     };
@@ -83,6 +83,9 @@ fn listen(l: &ListenSpec) -> Result<Handle, Failure> {
         Address::Tcp { host, port } => std::net::TcpListener::bind((host.as_str(), *port))
             .map(Handle::from)
             .map_err(|e| failed(format!("{host}:{port}"), e)),
+        Address::Udp { host, port } => std::net::UdpSocket::bind((host.as_str(), *port))
+            .map(Handle::from)
+            .map_err(|e| failed(format!("udp {host}:{port}"), e)),
         Address::Unix(path) => std::os::unix::net::UnixListener::bind(path)
             .map(Handle::from)
             .map_err(|e| failed(path.display().to_string(), e)),
