@@ -3,10 +3,11 @@
 //! System calls go through rustix; the few it lacks go through libc, each
 //! with a comment saying why.
 
-#[cfg(feature = "tokio")]
-pub(crate) mod async_fd;
 pub(crate) mod handle;
 pub(crate) mod process;
+pub(crate) mod random;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod spawn;

@@ -416,13 +416,6 @@ impl Waiter {
     }
 }
 
-/// A random 64-bit value from the system's generator (RPC context tokens).
-pub(crate) fn random_u64() -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    super::random(&mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
 /// What an async wrapper waits on: a channel (readable: a datagram or the
 /// end of the pipe is waiting; writable: no write of ours is pending) or a
 /// listener (readable: a client connected).

@@ -138,7 +138,7 @@ struct State {
 impl From<OwnedHandle> for Socket {
     fn from(pipe: OwnedHandle) -> Socket {
         let mut seed = [0u8; 8];
-        let _ = super::random(&mut seed);
+        let _ = super::random::fill(&mut seed);
         Socket {
             pipe: Some(pipe),
             state: Mutex::new(State {
@@ -600,7 +600,7 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
 /// has connected to.
 pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
     let mut nonce = [0u8; 16];
-    super::random(&mut nonce)?;
+    super::random::fill(&mut nonce)?;
     let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let name = format!(r"\\.\pipe\handoff-{}-{hex}", std::process::id());
     let name = wide(std::ffi::OsStr::new(&name));
