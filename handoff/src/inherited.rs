@@ -113,28 +113,33 @@ impl Expect {
                 }
             };
             if size < min {
-                return Err(bad(format!(
-                    "holds {size} bytes, at least {min} are required"
-                )));
+                return Err(Error::BadInheritance {
+                    var: None,
+                    problem: format!("holds {size} bytes, at least {min} are required"),
+                });
             }
         }
         Ok(())
     }
 }
 
-fn bad(m: String) -> Error {
-    Error::BadInheritance(m)
+fn bad(var: &'static str, problem: String) -> Error {
+    Error::BadInheritance {
+        var: Some(var),
+        problem,
+    }
 }
 
-fn parse_number(var: &str, value: &str) -> Result<u64> {
+fn parse_number(var: &'static str, value: &str) -> Result<u64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(format!(
-            "{var}={value:?} is not a non-negative decimal number"
-        )));
+        return Err(bad(
+            var,
+            format!("{var}={value:?} is not a non-negative decimal number"),
+        ));
     }
     value
         .parse::<u64>()
-        .map_err(|_| bad(format!("{var}={value:?} is out of range")))
+        .map_err(|_| bad(var, format!("{var}={value:?} is out of range")))
 }
 
 impl Inherited {
@@ -202,9 +207,10 @@ impl Inherited {
                 // Entries claimed so far are dropped (closed) with `entries`:
                 // a broken hand-off is rejected whole.
                 Err(e) => {
-                    return Err(bad(format!(
-                        "{var} announces handle {raw} ({name}), but {e}"
-                    )))
+                    return Err(bad(
+                        var,
+                        format!("{var} announces handle {raw} ({name}), but {e}"),
+                    ))
                 }
             }
         }
@@ -224,15 +230,20 @@ impl Inherited {
         };
         let count = parse_number("LISTEN_FDS", fds)?;
         if count > MAX_FDS {
-            return Err(bad(format!(
-                "LISTEN_FDS={count} is more than any process is handed"
-            )));
+            return Err(bad(
+                "LISTEN_FDS",
+                format!("LISTEN_FDS={count} is more than any process is handed"),
+            ));
         }
-        let pid =
-            listen_pid.ok_or_else(|| bad("LISTEN_FDS is set but LISTEN_PID is not".into()))?;
+        let pid = listen_pid.ok_or_else(|| {
+            bad(
+                "LISTEN_PID",
+                "LISTEN_FDS is set but LISTEN_PID is not".into(),
+            )
+        })?;
         let pid = parse_number("LISTEN_PID", pid)?;
         if pid != u64::from(my_pid) {
-            return Err(bad(format!(
+            return Err(bad("LISTEN_PID", format!(
                 "LISTEN_PID={pid} names another process (this is {my_pid}); the handles were meant for it"
             )));
         }
@@ -241,10 +252,13 @@ impl Inherited {
             None => (0..count).map(|_| "unknown".to_owned()).collect(),
         };
         if names.len() as u64 != count {
-            return Err(bad(format!(
-                "LISTEN_FDNAMES has {} names for LISTEN_FDS={count}",
-                names.len()
-            )));
+            return Err(bad(
+                "LISTEN_FDNAMES",
+                format!(
+                    "LISTEN_FDNAMES has {} names for LISTEN_FDS={count}",
+                    names.len()
+                ),
+            ));
         }
         Ok(names)
     }
@@ -271,10 +285,13 @@ impl Inherited {
         };
         let parts: Vec<&str> = list.split(':').collect();
         if parts.len() as u64 > MAX_FDS {
-            return Err(bad(format!(
-                "HANDOFF_HANDLES lists {} handles, more than any process is handed",
-                parts.len()
-            )));
+            return Err(bad(
+                "HANDOFF_HANDLES",
+                format!(
+                    "HANDOFF_HANDLES lists {} handles, more than any process is handed",
+                    parts.len()
+                ),
+            ));
         }
         let mut values = Vec::with_capacity(parts.len());
         for part in parts {
@@ -283,20 +300,27 @@ impl Inherited {
                 .ok()
                 .filter(|v| *v != 0 && v % 4 == 0)
                 .ok_or_else(|| {
-                    bad(format!(
+                    bad("HANDOFF_HANDLES", format!(
                         "HANDOFF_HANDLES value {v} is not a handle value (a nonzero multiple of 4 below 2^32)"
                     ))
                 })?;
             if values.contains(&v) {
-                return Err(bad(format!("HANDOFF_HANDLES lists handle {v} twice")));
+                return Err(bad(
+                    "HANDOFF_HANDLES",
+                    format!("HANDOFF_HANDLES lists handle {v} twice"),
+                ));
             }
             values.push(v);
         }
-        let pid = parent_pid
-            .ok_or_else(|| bad("HANDOFF_HANDLES is set but HANDOFF_PARENT_PID is not".into()))?;
+        let pid = parent_pid.ok_or_else(|| {
+            bad(
+                "HANDOFF_PARENT_PID",
+                "HANDOFF_HANDLES is set but HANDOFF_PARENT_PID is not".into(),
+            )
+        })?;
         let pid = parse_number("HANDOFF_PARENT_PID", pid)?;
         if pid != u64::from(my_parent_pid) {
-            return Err(bad(format!(
+            return Err(bad("HANDOFF_PARENT_PID", format!(
                 "HANDOFF_PARENT_PID={pid} is not this process's parent ({my_parent_pid}); the handles were meant for another process"
             )));
         }
@@ -305,11 +329,14 @@ impl Inherited {
             None => values.iter().map(|_| "unknown".to_owned()).collect(),
         };
         if names.len() != values.len() {
-            return Err(bad(format!(
-                "LISTEN_FDNAMES has {} names for {} values in HANDOFF_HANDLES",
-                names.len(),
-                values.len()
-            )));
+            return Err(bad(
+                "LISTEN_FDNAMES",
+                format!(
+                    "LISTEN_FDNAMES has {} names for {} values in HANDOFF_HANDLES",
+                    names.len(),
+                    values.len()
+                ),
+            ));
         }
         Ok(names.into_iter().zip(values).collect())
     }
@@ -351,10 +378,10 @@ impl Inherited {
             .ok_or_else(|| Error::MissingHandle(name.to_owned()))?;
         let dups = found.count();
         if dups > 0 {
-            return Err(bad(format!(
-                "the name {name:?} was passed {} times",
-                dups + 1
-            )));
+            return Err(bad(
+                "LISTEN_FDNAMES",
+                format!("the name {name:?} was passed {} times", dups + 1),
+            ));
         }
         self.take_index(index)
     }

@@ -53,7 +53,7 @@ pub use channel::typed;
 pub use channel::{AsyncChannel, AsyncListener};
 pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
 pub use duplicate::{duplicate, DupOptions, Duplicated, Source, Target};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle};
 pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};

@@ -1073,7 +1073,10 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
                 "{frame:?}"
             );
             assert!(matches!(raw::fault_of(&body), Fault::Malformed { .. }));
-            assert!(matches!(ch.recv(), Err(Error::Disconnected)), "{frame:?}");
+            assert!(
+                matches!(ch.recv(), Err(Error::Disconnected { .. })),
+                "{frame:?}"
+            );
         }
 
         // A header announcing handles that did not come, with handles that
@@ -1083,13 +1086,13 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
         ch.send(&raw::call(6, 1, 2, &(0u32,)), &[file.as_handle()])
             .unwrap();
         assert_eq!(raw::next(&ch).0.call_id, 0);
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
 
         // No handshake at all.
         let ch = Channel::connect(&server.path).unwrap();
         ch.send(&good, &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
 
         // Bad calls on a good connection: a fault for that call, and the
         // connection goes on.
@@ -1263,7 +1266,7 @@ fn message_size_is_limited_per_connection() {
             raw::fault_of(&body),
             Fault::TooLarge { limit: 4096, .. }
         ));
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
         drop(ch);
         server.stop();
     }

@@ -241,7 +241,7 @@ fn parse_rejects_bogus_convention_values() {
     ] {
         let e = Inherited::parse(fds, pid, names, 7).unwrap_err();
         assert!(
-            matches!(e, Error::BadInheritance(_)),
+            matches!(e, Error::BadInheritance { var: Some(_), .. }),
             "{fds:?} {pid:?} {names:?}: {e}"
         );
         assert!(e.is_peer_fault());
@@ -274,7 +274,7 @@ fn parse_rejects_bogus_convention_values() {
     ] {
         let e = Inherited::parse_windows(handles, pid, names, 7).unwrap_err();
         assert!(
-            matches!(e, Error::BadInheritance(_)),
+            matches!(e, Error::BadInheritance { var: Some(_), .. }),
             "{handles:?} {pid:?} {names:?}: {e}"
         );
         assert!(e.is_peer_fault());

@@ -165,7 +165,7 @@ fn bogus_inherited_descriptors_are_named() {
         Some("not-open") => {
             let e = Inherited::from_env().unwrap_err();
             assert!(
-                matches!(&e, Error::BadInheritance(m) if m.contains("not open")),
+                matches!(&e, Error::BadInheritance { var: Some("LISTEN_FDS"), problem } if problem.contains("not open")),
                 "{e}"
             );
         }
@@ -174,7 +174,7 @@ fn bogus_inherited_descriptors_are_named() {
             let _mine = std::fs::File::open("/dev/null").unwrap();
             let e = Inherited::from_env().unwrap_err();
             assert!(
-                matches!(&e, Error::BadInheritance(m) if m.contains("close-on-exec")),
+                matches!(&e, Error::BadInheritance { var: Some("LISTEN_FDS"), problem } if problem.contains("close-on-exec")),
                 "{e}"
             );
         }
@@ -201,13 +201,13 @@ fn bogus_inherited_descriptors_are_named() {
         }
         Some("duplicate-names") => {
             let mut inh = Inherited::from_env().unwrap();
-            assert!(matches!(inh.take("a"), Err(Error::BadInheritance(_))));
+            assert!(matches!(inh.take("a"), Err(Error::BadInheritance { .. })));
             assert!(inh.take_index(1).is_ok());
         }
         Some("pid-mismatch") => {
             let e = Inherited::from_env().unwrap_err();
             assert!(
-                matches!(&e, Error::BadInheritance(m) if m.contains("another process")),
+                matches!(&e, Error::BadInheritance { var: Some("LISTEN_PID"), problem } if problem.contains("another process")),
                 "{e}"
             );
             assert!(

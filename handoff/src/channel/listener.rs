@@ -163,7 +163,7 @@ impl Listener {
         match sys::socket::accept(&self.socket, true) {
             Ok(fd) => self
                 .admit(Channel::from_socket(fd)?.with_limits(self.limits))?
-                .ok_or(Error::Disconnected),
+                .ok_or(Error::disconnected()),
             Err(e) => Err(Error::io("accept", e)),
         }
     }

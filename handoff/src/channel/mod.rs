@@ -220,7 +220,7 @@ impl Channel {
     /// A failure after part of a message went out leaves the peer with half
     /// a message: the channel cannot be used for messages any more.
     pub(crate) fn send_failed(&self, fragments_sent: usize, e: Error) -> Error {
-        if fragments_sent > 0 && !matches!(e, Error::Disconnected) {
+        if fragments_sent > 0 && !matches!(e, Error::Disconnected { .. }) {
             self.poison();
         }
         e

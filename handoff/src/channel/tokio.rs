@@ -304,7 +304,7 @@ impl AsyncListener {
             match self.inner.get_ref().try_accept() {
                 Ok(ch) => return AsyncChannel::new(ch),
                 Err(Error::WouldBlock) => ready.clear_ready(),
-                Err(Error::Disconnected) => continue,
+                Err(Error::Disconnected { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }

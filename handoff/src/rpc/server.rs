@@ -16,7 +16,9 @@ use super::context::{Context, ContextRef, ContextTable};
 use super::handles::{next_index, HandleSpec, Slots};
 use super::wire::{self, FrameType, Header, Hello, Welcome};
 use super::{Dispatch, Fault};
-use crate::{AsyncChannel, AsyncListener, BorrowedHandle, Error, Handle, Limits, Message, Result};
+use crate::{
+    AsyncChannel, AsyncListener, BorrowedHandle, Error, ErrorKind, Handle, Limits, Message, Result,
+};
 
 /// Serves an interface: accepts connections and runs their calls.
 ///
@@ -105,7 +107,7 @@ impl<D: Dispatch> Server<D> {
         loop {
             let channel = match listener.accept().await {
                 Ok(channel) => channel,
-                Err(e) if is_exhaustion(&e) => {
+                Err(e) if e.kind() == ErrorKind::Exhausted => {
                     tracing::warn!(error = %e, "accept is out of resources; retrying shortly");
                     // The queued connection keeps the listener readable, so
                     // without a pause this would spin.
@@ -148,7 +150,7 @@ impl<D: Dispatch> Server<D> {
             let mut msg = wire::buffer();
             match conn.channel.recv_into(&mut msg).await {
                 Ok(()) => {}
-                Err(Error::Disconnected) => break Ok(()),
+                Err(Error::Disconnected { .. }) => break Ok(()),
                 Err(e) => {
                     conn.fault_connection(fault_of(&e)).await;
                     break Err(e);
@@ -706,12 +708,4 @@ impl OutHandles for Vec<Handle> {
     ) -> std::result::Result<Vec<u32>, Fault> {
         self.into_iter().map(push).collect()
     }
-}
-
-/// True for the errors that mean "no descriptors or memory right now".
-fn is_exhaustion(e: &Error) -> bool {
-    use std::error::Error as _;
-    e.source()
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .is_some_and(crate::sys::socket::is_exhaustion)
 }

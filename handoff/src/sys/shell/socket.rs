@@ -85,7 +85,6 @@ pub(crate) fn wait(_s: &Socket, _writable: bool) -> io::Result<()> {
     Err(unsupported())
 }
 
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn is_exhaustion(_e: &io::Error) -> bool {
     false
 }

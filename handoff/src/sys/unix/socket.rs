@@ -359,7 +359,6 @@ unsafe fn raw_recvmsg(fd: libc::c_int, msg: *mut libc::msghdr, flags: libc::c_in
 /// True when `e` means the process or system is out of descriptors or
 /// memory for now (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): worth waiting
 /// out rather than giving up.
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),

@@ -996,7 +996,6 @@ fn gone(s: &Socket, e: io::Error) -> io::Error {
 
 /// True for the errors that mean "no handles or memory right now" (the
 /// RPC server answers those with a fault instead of ending the connection).
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
     use windows_sys::Win32::Foundation::{
         ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_SYSTEM_RESOURCES,
