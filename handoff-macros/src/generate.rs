@@ -531,23 +531,30 @@ fn decode_body(m: &Method) -> TokenStream {
     }
 }
 
-/// A `HandleSpec` literal for a declaration.
+/// A `HandleSpec` literal for a declaration: the kind as a path to a
+/// `handoff::KindName` variant, and exactly the declared access.
 fn spec(name: &str, decl: &HandleDecl, shape: Shape) -> TokenStream {
-    let kind = &decl.kind;
-    let access = match decl.access {
+    let kind = match &decl.variant {
+        Some(v) => quote!(::core::option::Option::Some(::handoff::KindName::#v)),
         None => quote!(::core::option::Option::None),
-        Some(AccessDecl::Read) => quote!(::core::option::Option::Some(::handoff::Access::READ)),
-        Some(AccessDecl::Write) => quote!(::core::option::Option::Some(::handoff::Access::WRITE)),
-        Some(AccessDecl::ReadWrite) => {
-            quote!(::core::option::Option::Some(::handoff::Access::READ_WRITE))
-        }
+    };
+    let exactly = |a: TokenStream| quote!(::handoff::AccessRule::Exactly(::handoff::Access::#a));
+    let access = match decl.access {
+        None => quote!(::handoff::AccessRule::Any),
+        Some(AccessDecl::Read) => exactly(quote!(READ)),
+        Some(AccessDecl::Write) => exactly(quote!(WRITE)),
+        Some(AccessDecl::ReadWrite) => exactly(quote!(READ_WRITE)),
     };
     let max = match shape {
         Shape::Many => decl.max.unwrap_or(1),
         _ => 1,
     };
     quote! {
-        ::handoff::rpc::HandleSpec { name: #name, kind: #kind, access: #access, max: #max }
+        ::handoff::rpc::HandleSpec {
+            name: #name,
+            requirement: ::handoff::Requirement { kind: #kind, access: #access },
+            max: #max,
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::io;
 
-use crate::{Access, Kind};
+use crate::{Access, Kind, KindName};
 
 /// Everything that can go wrong in handoff.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ pub enum Error {
     #[error("wrong kind of handle: expected {expected}, got {actual}")]
     WrongKind {
         /// What the caller asked for.
-        expected: String,
+        expected: KindName,
         /// What the handle is, as read from the handle itself.
         actual: Kind,
     },

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::spawn::CHANNEL_NAME;
 use crate::startup::{self, StartupData};
 use crate::sys;
-use crate::{Access, Channel, Error, Handle, Kind, RawHandle, Result};
+use crate::{
+    Access, AccessRule, Channel, Error, Handle, Kind, KindName, RawHandle, Requirement, Result,
+};
 
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 #[cfg(unix)]
@@ -33,12 +35,12 @@ struct Entry {
     handle: Option<Handle>,
 }
 
-/// What a claimed handle must be.
+/// What a claimed handle must be: a [`Requirement`] (kind and access
+/// rule, the same type every check uses) and, for shared memory or a file,
+/// a least size.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
-    kind: Option<&'static str>,
-    access: Access,
-    exact_access: bool,
+    requirement: Requirement,
     min_size: Option<u64>,
 }
 
@@ -48,25 +50,24 @@ impl Expect {
         Self::default()
     }
 
-    /// Of this kind ([`Kind::name`]: `"file"`, `"socket"`, `"shared-memory"`, …).
-    pub fn kind(kind: &'static str) -> Self {
+    /// Of this kind.
+    pub fn kind(kind: KindName) -> Self {
         Expect {
-            kind: Some(kind),
+            requirement: Requirement::kind(kind),
             ..Self::default()
         }
     }
 
     /// Granting at least `access`.
     pub fn access(mut self, access: Access) -> Self {
-        self.access = access;
+        self.requirement = self.requirement.at_least(access);
         self
     }
 
     /// Granting exactly `access`: more rights than asked for is also wrong
     /// (a write handle where a read-only one was promised).
     pub fn exact_access(mut self, access: Access) -> Self {
-        self.access = access;
-        self.exact_access = true;
+        self.requirement = self.requirement.exactly(access);
         self
     }
 
@@ -76,28 +77,17 @@ impl Expect {
         self
     }
 
+    /// The kind and access this asks for.
+    pub fn requirement(&self) -> Requirement {
+        self.requirement
+    }
+
     /// Checks `handle`; the error names what is wrong.
     pub fn check(&self, handle: &Handle) -> Result<()> {
         let kind = handle.kind()?;
-        if let Some(want) = self.kind {
-            if kind.name() != want {
-                return Err(Error::WrongKind {
-                    expected: want.to_owned(),
-                    actual: kind,
-                });
-            }
-        }
-        let have = handle.access()?;
-        let ok = if self.exact_access {
-            have == self.access
-        } else {
-            have.contains(self.access)
-        };
-        if !ok {
-            return Err(Error::WrongAccess {
-                expected: self.access,
-                actual: have,
-            });
+        self.requirement.check_kind(kind)?;
+        if self.requirement.access != AccessRule::Any {
+            self.requirement.check_access(handle.access()?)?;
         }
         if let Some(min) = self.min_size {
             let size = match kind {
@@ -105,9 +95,11 @@ impl Expect {
                 Kind::File => {
                     sys::shm::len(handle.borrow().into()).map_err(|e| Error::os("fstat", e))?
                 }
+                // Only objects with a size can have a least size; shared
+                // memory is what one is usually handed.
                 other => {
                     return Err(Error::WrongKind {
-                        expected: "shared-memory or file (with a size)".into(),
+                        expected: KindName::SharedMemory,
                         actual: other,
                     })
                 }

@@ -40,6 +40,7 @@ mod handle;
 mod inherited;
 mod kind;
 pub mod process;
+mod requirement;
 // RPC runs on AsyncChannel.
 #[cfg(feature = "tokio")]
 pub mod rpc;
@@ -58,6 +59,7 @@ pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle
 pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
 pub use process::Process;
+pub use requirement::{AccessRule, KindName, Requirement};
 pub use spawn::{Child, Command};
 pub use startup::StartupData;
 

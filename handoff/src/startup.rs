@@ -210,7 +210,7 @@ impl StartupData {
             }
             actual => {
                 return Err(Error::WrongKind {
-                    expected: "shared-memory".into(),
+                    expected: crate::KindName::SharedMemory,
                     actual,
                 })
             }

@@ -474,7 +474,7 @@ fn blocking_client_scenario(path: &Path) {
         assert!(client.maybe_file(false).unwrap().is_none());
         match client.lie() {
             Err(CallError::Handoff(Error::WrongKind { expected, actual })) => {
-                assert_eq!(expected, "file");
+                assert_eq!(expected, handoff::KindName::File);
                 assert!(matches!(actual, Kind::Pipe { .. }));
             }
             other => panic!("expected the client to reject the pipe, got {other:?}"),

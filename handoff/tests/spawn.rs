@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::*;
-use handoff::{Access, AsHandle, Command, Error, Expect, Inherited, Kind, StartupData};
+use handoff::{Access, AsHandle, Command, Error, Expect, Inherited, Kind, KindName, StartupData};
 use serde::{Deserialize, Serialize};
 
 #[test]
@@ -25,7 +25,10 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             "variables are unset"
         );
         let config = inherited
-            .take_checked("config", &Expect::kind("file").exact_access(Access::READ))
+            .take_checked(
+                "config",
+                &Expect::kind(KindName::File).exact_access(Access::READ),
+            )
             .unwrap();
         assert!(
             !config.is_inheritable().unwrap(),
@@ -33,11 +36,14 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
         );
         assert_eq!(read_all(&config), b"x=1");
         let mem = inherited
-            .take_checked("mem", &Expect::kind("shared-memory").min_size(64 + 3))
+            .take_checked(
+                "mem",
+                &Expect::kind(KindName::SharedMemory).min_size(64 + 3),
+            )
             .unwrap();
         assert!(!mem.is_inheritable().unwrap());
         let e = inherited
-            .take_checked("log", &Expect::kind("file").access(Access::READ))
+            .take_checked("log", &Expect::kind(KindName::File).access(Access::READ))
             .unwrap_err();
         assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
         assert!(matches!(

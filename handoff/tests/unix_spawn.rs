@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 
 use common::*;
-use handoff::{Access, Error, Expect, Handle, Inherited, Kind, StartupData};
+use handoff::{Access, Error, Expect, Handle, Inherited, Kind, KindName, StartupData};
 
 #[test]
 fn only_the_named_handles_reach_the_child() {
@@ -23,14 +23,17 @@ fn only_the_named_handles_reach_the_child() {
         );
         assert!(std::env::var("LISTEN_FDS").is_err(), "variables are unset");
         let config = inherited
-            .take_checked("config", &Expect::kind("file").exact_access(Access::READ))
+            .take_checked(
+                "config",
+                &Expect::kind(KindName::File).exact_access(Access::READ),
+            )
             .unwrap();
         assert!(
             !config.is_inheritable().unwrap(),
             "claimed handles go no further"
         );
         let sock = inherited
-            .take_checked("sock", &Expect::kind("socket"))
+            .take_checked("sock", &Expect::kind(KindName::Socket))
             .unwrap();
         assert!(matches!(
             sock.kind().unwrap(),
@@ -40,7 +43,7 @@ fn only_the_named_handles_reach_the_child() {
             }
         ));
         inherited
-            .take_checked("mem", &Expect::kind("shared-memory").min_size(3))
+            .take_checked("mem", &Expect::kind(KindName::SharedMemory).min_size(3))
             .unwrap();
         assert!(matches!(
             inherited.take("mem"),
@@ -180,7 +183,9 @@ fn bogus_inherited_descriptors_are_named() {
         }
         Some("wrong-kind") => {
             let mut inh = Inherited::from_env().unwrap();
-            let e = inh.take_checked("data", &Expect::kind("file")).unwrap_err();
+            let e = inh
+                .take_checked("data", &Expect::kind(KindName::File))
+                .unwrap_err();
             assert!(matches!(e, Error::WrongKind { .. }), "{e}");
             let e = inh.take("data").unwrap_err();
             assert!(
@@ -188,11 +193,11 @@ fn bogus_inherited_descriptors_are_named() {
                 "claimed even when rejected: {e}"
             );
             let e = inh
-                .take_checked("out", &Expect::kind("pipe").access(Access::READ))
+                .take_checked("out", &Expect::kind(KindName::Pipe).access(Access::READ))
                 .unwrap_err();
             assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
             let e = inh
-                .take_checked("mem", &Expect::kind("shared-memory"))
+                .take_checked("mem", &Expect::kind(KindName::SharedMemory))
                 .unwrap_err();
             assert!(
                 matches!(e, Error::WrongKind { .. }),

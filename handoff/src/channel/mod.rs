@@ -121,7 +121,7 @@ impl Channel {
                 Channel::from_socket(sys::socket::Socket::from(sys::OwnedRaw::from(handle)))
             }
             Ok(false) | Err(_) => Err(Error::WrongKind {
-                expected: sys::socket::CHANNEL_KIND.into(),
+                expected: sys::socket::CHANNEL_KIND,
                 actual: handle.kind()?,
             }),
         }

@@ -17,7 +17,8 @@ use super::handles::{next_index, HandleSpec, Slots};
 use super::wire::{self, FrameType, Header, Hello, Welcome};
 use super::{Dispatch, Fault};
 use crate::{
-    AsyncChannel, AsyncListener, BorrowedHandle, Error, ErrorKind, Handle, Limits, Message, Result,
+    AccessRule, AsyncChannel, AsyncListener, BorrowedHandle, Error, ErrorKind, Handle, Limits,
+    Message, Result,
 };
 
 /// Serves an interface: accepts connections and runs their calls.
@@ -490,7 +491,7 @@ fn handle_fault(spec: &HandleSpec, e: Error) -> Fault {
     match e {
         Error::WrongKind { expected, actual } => Fault::WrongKind {
             parameter,
-            expected,
+            expected: expected.to_string(),
             actual: actual.to_string(),
         },
         Error::WrongAccess { expected, actual } => Fault::WrongAccess {
@@ -663,12 +664,11 @@ fn prepare_out(handle: Handle, spec: &HandleSpec) -> std::result::Result<Handle,
     let fault = |e: Error| Fault::BadResult {
         detail: format!("out handle: {e}"),
     };
-    match spec.access {
-        Some(want) if handle.access().map_err(fault)? != want => {
-            handle.restrict(want).map_err(fault)
-        }
-        _ => Ok(handle),
+    let rule = spec.requirement.access;
+    if rule == AccessRule::Any || rule.admits(handle.access().map_err(fault)?) {
+        return Ok(handle);
     }
+    handle.restrict(rule.access()).map_err(fault)
 }
 
 impl OutHandles for Handle {

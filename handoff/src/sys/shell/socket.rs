@@ -30,7 +30,7 @@ impl std::os::fd::AsRawFd for Listening {
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 1;
 pub(crate) const NO_TRANSPORT: &str = NO_BACKEND;
 pub(crate) const NO_PEER_CREDENTIALS: &str = NO_BACKEND;
-pub(crate) const CHANNEL_KIND: &str = "channel (none on this platform)";
+pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Other;
 
 /// What one receive delivered.
 #[derive(Debug, Clone, Copy)]

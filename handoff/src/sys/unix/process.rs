@@ -64,7 +64,7 @@ mod linux {
         let kind = super::super::handle::kind(fd).map_err(|e| Error::os("fstat", e))?;
         if kind != Kind::Process {
             return Err(Error::WrongKind {
-                expected: "process".into(),
+                expected: crate::KindName::Process,
                 actual: kind,
             });
         }

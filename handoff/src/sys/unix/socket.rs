@@ -113,7 +113,7 @@ pub(crate) fn configure(s: &Socket, wanted_datagram: usize) -> io::Result<usize>
 }
 
 /// What [`is_channel`] wants, for the error when it is not.
-pub(crate) const CHANNEL_KIND: &str = "socket (unix, seqpacket)";
+pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Socket;
 
 /// True when `fd` is a Unix-domain seqpacket socket, the only kind a channel
 /// can run over.

@@ -70,7 +70,7 @@ pub(crate) const NO_TRANSPORT: &str = "this system has no named pipes";
 pub(crate) const NO_PEER_CREDENTIALS: &str = "this pipe does not record its peer's process id";
 
 /// What [`is_channel`] wants, for the error when it is not.
-pub(crate) const CHANNEL_KIND: &str = "pipe (message mode)";
+pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Pipe;
 
 /// A datagram carrying a fragment.
 const KIND_FRAGMENT: u8 = 1;
