@@ -746,3 +746,48 @@ const PARENT_ENV: &str = "HANDOFF_TEST_PARENT_PID";
 fn parent_pid_of_test() -> u32 {
     std::env::var(PARENT_ENV).unwrap().parse().unwrap()
 }
+
+#[test]
+fn a_spawned_child_is_a_process_too() {
+    const TEST: &str = "a_spawned_child_is_a_process_too";
+    match role().as_deref() {
+        Some("five") => std::process::exit(5),
+        Some(_) => {
+            std::thread::sleep(Duration::from_secs(60));
+            return;
+        }
+        None => {}
+    }
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        // Given up after it exited: the Child does not reap it, so the
+        // Process still reads how it ended.
+        let child = self_command(TEST, "five").spawn().unwrap();
+        let pid = child.id();
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::event::{poll, PollFd, PollFlags};
+            let exit = child.exit_handle().unwrap();
+            let mut fds = [PollFd::new(&exit, PollFlags::IN)];
+            poll(&mut fds, None).unwrap();
+        }
+        let p = child.into_process().unwrap();
+        assert_eq!(p.pid(), pid);
+        assert_eq!(p.wait().unwrap(), ExitStatus::Code(5));
+
+        // Killed through a Process, reaped through the Child: one status
+        // type on both sides.
+        let mut child = self_command(TEST, "sleep").spawn().unwrap();
+        let p = child.process().unwrap();
+        assert_eq!(p.pid(), child.id());
+        p.kill().unwrap();
+        let killed = if cfg!(windows) {
+            ExitStatus::Code(1)
+        } else {
+            ExitStatus::Signal(9)
+        };
+        assert_eq!(child.wait().unwrap(), killed);
+    }
+    leaks.assert();
+}

@@ -461,8 +461,8 @@ fn signals_start_at_their_defaults() {
 }
 
 #[test]
-fn std_settings_through_as_std_mut() {
-    const TEST: &str = "std_settings_through_as_std_mut";
+fn std_settings_through_command_ext() {
+    const TEST: &str = "std_settings_through_command_ext";
     if role().is_some() {
         let me = rustix::process::getpid();
         assert_eq!(rustix::process::getpgrp(), me, "its own process group");
@@ -477,7 +477,7 @@ fn std_settings_through_as_std_mut() {
     {
         let file = null_file();
         let mut cmd = self_command(TEST, "child");
-        std::os::unix::process::CommandExt::process_group(cmd.as_std_mut(), 0);
+        handoff::spawn::unix::CommandExt::process_group(&mut cmd, 0);
         cmd.handle("null", &file);
         let mut child = cmd.spawn().unwrap();
         assert!(child.wait().unwrap().success());
@@ -621,6 +621,29 @@ fn spawning_from_many_threads_while_others_allocate() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         churn.join().unwrap();
+    }
+    leaks.assert();
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_pre_exec_hook_runs_in_the_child_and_its_error_fails_the_spawn() {
+    use handoff::spawn::unix::CommandExt;
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let file = null_file();
+        let mut cmd = handoff::Command::new("/bin/true");
+        cmd.handle("null", &file);
+        let refuse = || Err(std::io::Error::from(rustix::io::Errno::ACCESS));
+        // SAFETY: the hook makes no call at all, so it is async-signal-safe.
+        unsafe { cmd.pre_exec(refuse) };
+        let e = cmd.spawn().unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::ACCESS.raw_os_error()),
+            "{e:?}"
+        );
     }
     leaks.assert();
 }

@@ -41,7 +41,7 @@
 //! | `shm::size_fits(wanted, size)` | whether an object of `size` bytes is what `wanted` bytes were created as (sections round up to pages) |
 //! | `shm::write_all_at`, `shm::read_exact_at`, `shm::read`, `shm::len`, `shm::copy_in_kernel`, `shm::add_seals` | fill and inspect it (`add_seals` is `Unsupported` where nothing can be sealed) |
 //! | `shm::Mapping::read_only(b, len, populate)`, `Mapping::as_slice` | a read-only mapping whose bytes cannot change under the slice |
-//! | `spawn::SpawnRequest`, `spawn::spawn(&mut Spec, req) -> io::Result<spawn::Child>` | start the command described by the portable `Spec` (program, arguments, environment, directory, `Stdio`s) so that it inherits exactly its standard handles and the named handles, under the platform's convention; Unix also provides `spawn::StdCommand` behind `Command::as_std_mut` |
+//! | `spawn::SpawnRequest`, `spawn::spawn(&mut Spec, req) -> io::Result<spawn::Child>` | start the command described by the portable `Spec` (program, arguments, environment, directory, `Stdio`s) so that it inherits exactly its standard handles and the named handles, under the platform's convention; Unix also provides `spawn::StdCommand` (`new(program)`, `as_std_mut`), where `spawn::unix::CommandExt` (`sys/command_ext.rs`) records uid, gid, process group and `pre_exec` hooks |
 //! | `spawn::CONVENTION_VARS`, `spawn::HANDLES_VAR`, `spawn::same_var` | the convention's variables (never passed on from the parent's own environment) and how names compare |
 //! | Windows: `spawn::parent_pid()` | the parent's pid, which the Windows convention checks against `HANDOFF_PARENT_PID` |
 //! | `spawn::Child` | `id`, `exit_handle`, `wait`, `try_wait`, `kill`, `take_stdio` |
@@ -57,6 +57,11 @@
 //! portable layer, except `process`, whose errors depend on the call
 //! and are `crate::Error` from the backend. `signal` is Unix-only.
 #![allow(unsafe_code)]
+
+// Unix settings of `Command` (uid, gid, process group, `pre_exec`), the
+// same on every backend there.
+#[cfg(unix)]
+mod command_ext;
 
 #[cfg(all(unix, not(handoff_no_backend)))]
 mod unix;

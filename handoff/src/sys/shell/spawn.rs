@@ -70,7 +70,7 @@ pub(crate) fn parent_pid() -> io::Result<u32> {
     Err(unsupported())
 }
 
-/// std's command behind `Command::as_std_mut`; never run here.
+/// std's command behind `spawn::unix::CommandExt`; never run here.
 #[cfg(unix)]
 #[derive(Debug)]
 pub(crate) struct StdCommand(std::process::Command);

@@ -23,7 +23,7 @@
 //! On Linux the child is created by `clone(CLONE_VM | CLONE_VFORK)` on a
 //! stack of its own (`vfork.rs`): no page tables are copied, which is most
 //! of what `fork` costs, and an `exec` failure comes back through shared
-//! memory. When the caller asked for std's command (`Command::as_std_mut`,
+//! memory. When the caller asked for std's command (`spawn::unix::CommandExt`:
 //! for uid, process groups, …) and on other Unix systems, std forks and the
 //! same steps run in a `pre_exec` hook.
 //!
@@ -78,19 +78,23 @@ pub(super) struct Plan {
     pub(super) child_errno: AtomicI32,
 }
 
-/// std's command, used when the caller wants its settings; the hook that
-/// places the handles is installed once.
+/// std's command, used when the caller wants its settings
+/// (`spawn::unix::CommandExt`).
+///
+/// The hook that places the handles and calls `execve` is added at each
+/// spawn, after every hook the caller added: std runs `pre_exec` hooks in
+/// the order they were added, and nothing after this one runs. The hooks
+/// of earlier spawns stay, and find no plan, so they pass.
 #[derive(Debug)]
 pub(crate) struct StdCommand {
     cmd: std::process::Command,
-    hook: Arc<Hook>,
 }
 
 impl StdCommand {
     pub(crate) fn new(program: &OsStr) -> StdCommand {
-        let mut cmd = std::process::Command::new(program);
-        let hook = install_hook(&mut cmd);
-        StdCommand { cmd, hook }
+        StdCommand {
+            cmd: std::process::Command::new(program),
+        }
     }
 
     pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Command {
@@ -264,9 +268,10 @@ fn spawn_with_std(
     std: &mut StdCommand,
     plan: &mut Plan,
 ) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
-    std.hook.plan.store(plan, Ordering::Release);
+    let hook = install_hook(&mut std.cmd);
+    hook.plan.store(plan, Ordering::Release);
     let spawned = std.cmd.spawn();
-    std.hook.plan.store(std::ptr::null_mut(), Ordering::Release);
+    hook.plan.store(std::ptr::null_mut(), Ordering::Release);
     // The streams were left to the hook, so std's child holds no pipes;
     // dropping it neither waits nor kills.
     let pid = spawned?.id() as libc::pid_t;
