@@ -185,9 +185,7 @@ impl Inherited {
         if CLAIMED.swap(true, Ordering::SeqCst) {
             return Err(Error::AlreadyClaimed(var.into()));
         }
-        for var in sys::spawn::CONVENTION_VARS {
-            std::env::remove_var(var);
-        }
+        sys::spawn::forget_convention_vars();
         let mut entries = Vec::with_capacity(parsed.len());
         for (name, raw) in parsed {
             match sys::handle::claim_inherited(sys::handle::raw_from_bits(raw)) {
@@ -266,7 +264,10 @@ impl Inherited {
     /// multiple of 4 below 2^32 (the low two bits of a handle value are
     /// ignored by the kernel, so `0x1a5` would name the same handle as
     /// `0x1a4` and be claimed twice) and appear once.
-    pub fn parse_windows(
+    ///
+    /// Public (as `__private::parse_windows`) for the tests, which run it
+    /// on every platform.
+    pub(crate) fn parse_windows(
         handles: Option<&str>,
         parent_pid: Option<&str>,
         names: Option<&str>,

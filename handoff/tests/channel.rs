@@ -377,3 +377,23 @@ fn listener_serves_client_processes() {
     // Gone with the listener: the name can be bound again.
     drop(Listener::bind(&path).unwrap());
 }
+
+#[test]
+fn a_channel_converts_to_and_from_its_handle() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (a, b) = Channel::pair().unwrap();
+        let a = Channel::try_from(Handle::from(a)).unwrap();
+        #[cfg(unix)]
+        let b = Channel::try_from(std::os::fd::OwnedFd::from(b)).unwrap();
+        #[cfg(windows)]
+        let b = Channel::try_from(std::os::windows::io::OwnedHandle::from(b)).unwrap();
+        a.send(b"still a channel", &[]).unwrap();
+        assert_eq!(b.recv().unwrap().bytes, b"still a channel");
+        // A handle that is no channel end is refused, and closed.
+        let e = Channel::try_from(Handle::from(null_file())).unwrap_err();
+        assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
+    }
+    leaks.assert();
+}

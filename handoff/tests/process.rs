@@ -791,3 +791,23 @@ fn a_spawned_child_is_a_process_too() {
     }
     leaks.assert();
 }
+
+#[test]
+fn a_process_converts_to_and_from_its_handle() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let me = Process::current().unwrap();
+        let pid = me.pid();
+        let again = Process::try_from(Handle::from(me)).unwrap();
+        assert_eq!(again.pid(), pid);
+        #[cfg(unix)]
+        let again = Process::try_from(std::os::fd::OwnedFd::from(again)).unwrap();
+        #[cfg(windows)]
+        let again = Process::try_from(std::os::windows::io::OwnedHandle::from(again)).unwrap();
+        assert_eq!(again.pid(), pid);
+        let e = Process::try_from(Handle::from(null_file())).unwrap_err();
+        assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
+    }
+    leaks.assert();
+}

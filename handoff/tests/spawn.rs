@@ -254,13 +254,14 @@ fn parse_rejects_bogus_convention_values() {
     }
 
     // The Windows convention.
-    let ok = Inherited::parse_windows(Some("420:1236"), Some("7"), Some("a:b"), 7).unwrap();
+    let ok =
+        handoff::__private::parse_windows(Some("420:1236"), Some("7"), Some("a:b"), 7).unwrap();
     assert_eq!(ok, [("a".to_string(), 420), ("b".to_string(), 1236)]);
-    assert!(Inherited::parse_windows(None, None, None, 7)
+    assert!(handoff::__private::parse_windows(None, None, None, 7)
         .unwrap()
         .is_empty());
     assert_eq!(
-        Inherited::parse_windows(Some("4"), Some("7"), None, 7).unwrap(),
+        handoff::__private::parse_windows(Some("4"), Some("7"), None, 7).unwrap(),
         [("unknown".to_string(), 4)]
     );
     for (handles, pid, names) in [
@@ -278,7 +279,7 @@ fn parse_rejects_bogus_convention_values() {
         (Some("8:12"), Some("7"), Some("only-one")),
         (Some("8"), Some("7"), Some("a:b")),
     ] {
-        let e = Inherited::parse_windows(handles, pid, names, 7).unwrap_err();
+        let e = handoff::__private::parse_windows(handles, pid, names, 7).unwrap_err();
         assert!(
             matches!(e, Error::BadInheritance { var: Some(_), .. }),
             "{handles:?} {pid:?} {names:?}: {e}"

@@ -106,7 +106,7 @@ impl<'a> Call<'a> {
             Some(f) => f,
             None => wire::frame(FrameType::Call, self.method, 0, self.out.len(), &())?,
         };
-        frame[8..16].copy_from_slice(&call_id.to_le_bytes());
+        wire::set_call_id(&mut frame, call_id);
         Ok((frame, self.out))
     }
 }

@@ -42,7 +42,7 @@
 //! | `shm::write_all_at`, `shm::read_exact_at`, `shm::read`, `shm::len`, `shm::copy_in_kernel`, `shm::add_seals` | fill and inspect it (`add_seals` is `Unsupported` where nothing can be sealed) |
 //! | `shm::Mapping::read_only(b, len, populate)`, `Mapping::as_slice` | a read-only mapping whose bytes cannot change under the slice |
 //! | `spawn::SpawnRequest`, `spawn::spawn(&mut Spec, req) -> io::Result<spawn::Child>` | start the command described by the portable `Spec` (program, arguments, environment, directory, `Stdio`s) so that it inherits exactly its standard handles and the named handles, under the platform's convention; Unix also provides `spawn::StdCommand` (`new(program)`, `as_std_mut`), where `spawn::unix::CommandExt` (`sys/command_ext.rs`) records uid, gid, process group and `pre_exec` hooks |
-//! | `spawn::CONVENTION_VARS`, `spawn::HANDLES_VAR`, `spawn::same_var` | the convention's variables (never passed on from the parent's own environment) and how names compare |
+//! | `spawn::CONVENTION_VARS`, `spawn::HANDLES_VAR`, `spawn::same_var`, `spawn::forget_convention_vars()` | the convention's variables (never passed on from the parent's own environment), how names compare, and removing them from this process's environment once claimed |
 //! | Windows: `spawn::parent_pid()` | the parent's pid, which the Windows convention checks against `HANDOFF_PARENT_PID` |
 //! | `spawn::Child` | `id`, `exit_handle`, `wait`, `try_wait`, `kill`, `take_stdio` |
 //! | `process::current_pid()`, `process::open(pid) -> Result<OwnedRaw>`, `process::pid_of(b)` | a process held by handle (pidfd, `OpenProcess`), opened by pid or checked to be one; errors are `crate::Error` naming the cause (no such process, a thread id, missing rights) |

@@ -133,6 +133,16 @@ fn install_hook(cmd: &mut std::process::Command) -> Arc<Hook> {
 /// The convention's variables; a child never inherits the parent's own.
 pub(crate) const CONVENTION_VARS: &[&str] = &["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
+/// Removes the convention's variables from this process's environment once
+/// the handles are claimed, so children spawned by other means do not see
+/// them. Changing the environment is not thread-safe on Unix (and `unsafe`
+/// from edition 2024), so it happens here, in the backend.
+pub(crate) fn forget_convention_vars() {
+    for var in CONVENTION_VARS {
+        std::env::remove_var(var);
+    }
+}
+
 /// The variable that announces the handles (named in errors).
 pub(crate) const HANDLES_VAR: &str = "LISTEN_FDS";
 

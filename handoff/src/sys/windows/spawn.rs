@@ -53,6 +53,16 @@ pub(crate) const CONVENTION_VARS: &[&str] =
 /// The variable that announces the handles (named in errors).
 pub(crate) const HANDLES_VAR: &str = "HANDOFF_HANDLES";
 
+/// Removes the convention's variables from this process's environment once
+/// the handles are claimed, so children spawned by other means do not see
+/// them. Changing the environment is not thread-safe on Unix (and `unsafe`
+/// from edition 2024), so it happens here, in the backend.
+pub(crate) fn forget_convention_vars() {
+    for var in CONVENTION_VARS {
+        std::env::remove_var(var);
+    }
+}
+
 /// True when two environment variable names are the same variable:
 /// Windows compares them without regard to case.
 pub(crate) fn same_var(a: &OsStr, b: &OsStr) -> bool {
