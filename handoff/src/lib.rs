@@ -88,6 +88,12 @@ pub mod __private {
         crate::rpc::borrow_all(handles)
     }
 
+    /// The Windows channel's transport prefix codec, built everywhere for
+    /// its fuzz target.
+    pub mod prefix {
+        pub use crate::channel::prefix::*;
+    }
+
     /// `Inherited::parse_windows`, run by the tests on every platform.
     pub fn parse_windows(
         handles: Option<&str>,

@@ -8,6 +8,7 @@
 
 pub(crate) mod frame;
 mod listener;
+pub(crate) mod prefix;
 mod recv;
 // Unix registers the socket with tokio's reactor; Windows waits for its
 // own overlapped operations (sys/windows/async_pipe.rs).

@@ -57,9 +57,10 @@ use super::async_pipe::{Op, HEAD_LEN};
 use super::handle::{from_wire, to_wire};
 use super::{cvt, process_identity};
 use crate::channel::frame::MAX_DATAGRAM;
+use crate::channel::prefix::{self, Datagram, ACK_LEN, KIND_ACK, PREFIX_LEN};
 
 /// Handles per datagram, as on Linux (the prefix grows 4 bytes per handle).
-pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
+pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = prefix::MAX_HANDLES;
 
 /// Why a channel cannot be made (never reported by this backend: named
 /// pipes always exist).
@@ -72,14 +73,6 @@ pub(crate) const NO_PEER_CREDENTIALS: &str = "this pipe does not record its peer
 /// What [`is_channel`] wants, for the error when it is not.
 pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Pipe;
 
-/// A datagram carrying a fragment.
-const KIND_FRAGMENT: u8 = 1;
-/// A datagram acknowledging one batch of handles.
-const KIND_ACK: u8 = 2;
-/// Bytes of the fragment prefix before the handle values.
-const PREFIX_LEN: usize = 24;
-/// Bytes of an acknowledgement.
-const ACK_LEN: usize = 16;
 /// The largest datagram a conforming sender writes.
 const MAX_WIRE: usize = PREFIX_LEN + 4 * MAX_HANDLES_PER_DATAGRAM + MAX_DATAGRAM;
 /// How long a dropped end waits for its peer to take handles still in
@@ -233,7 +226,7 @@ fn linger(s: &Socket) {
             break;
         };
         match read_message(s, &mut buf, Some(left)) {
-            Ok(_) => match parse(&buf) {
+            Ok(_) => match prefix::parse(&buf) {
                 Datagram::Ack(batch) => s.release(batch),
                 Datagram::Fragment { count, batch, .. } if count > 0 => ack(s, batch),
                 _ => {}
@@ -384,60 +377,6 @@ fn write_message(s: &Socket, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// What one datagram's transport prefix says.
-enum Datagram<'a> {
-    Ack(u64),
-    Fragment {
-        count: usize,
-        pid: u32,
-        created: u64,
-        batch: u64,
-        values: &'a [u8],
-        fragment: &'a [u8],
-    },
-    Bad(&'static str),
-}
-
-fn u16_at(b: &[u8], i: usize) -> u16 {
-    u16::from_le_bytes([b[i], b[i + 1]])
-}
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]))
-}
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]))
-}
-
-fn parse(d: &[u8]) -> Datagram<'_> {
-    match d.first() {
-        None => Datagram::Bad("empty datagram"),
-        Some(&KIND_ACK) => {
-            if d.len() != ACK_LEN || d[1..8].iter().any(|&b| b != 0) {
-                return Datagram::Bad("malformed acknowledgement");
-            }
-            Datagram::Ack(u64_at(d, 8))
-        }
-        Some(&KIND_FRAGMENT) => {
-            if d.len() < PREFIX_LEN || d[1] != 0 {
-                return Datagram::Bad("malformed fragment prefix");
-            }
-            let count = usize::from(u16_at(d, 2));
-            if count > MAX_HANDLES_PER_DATAGRAM || d.len() < PREFIX_LEN + 4 * count {
-                return Datagram::Bad("fragment prefix announces more handles than it holds");
-            }
-            Datagram::Fragment {
-                count,
-                pid: u32_at(d, 4),
-                created: u64_at(d, 8),
-                batch: u64_at(d, 16),
-                values: &d[PREFIX_LEN..PREFIX_LEN + 4 * count],
-                fragment: &d[PREFIX_LEN + 4 * count..],
-            }
-        }
-        Some(_) => Datagram::Bad("unknown datagram kind"),
-    }
-}
-
 fn malformed(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_owned())
 }
@@ -447,9 +386,7 @@ fn malformed(why: &str) -> io::Error {
 /// by a peer whose side of the pipe is full (both ends receiving while
 /// their peer's acknowledgements queue up would otherwise wait forever).
 fn ack(s: &Socket, batch: u64) {
-    let mut d = vec![0u8; ACK_LEN];
-    d[0] = KIND_ACK;
-    d[8..].copy_from_slice(&batch.to_le_bytes());
+    let d = prefix::ack(batch).to_vec();
     let mut ops = s.ops();
     ops.acks.retain(|op| op.result().is_none());
     if let Ok(op) = Op::write(s.pipe(), d) {
@@ -766,7 +703,7 @@ fn drain_acks(s: &Socket) {
             _ => return,
         }
         match read_message(s, &mut buf, None) {
-            Ok(()) => match parse(&buf) {
+            Ok(()) => match prefix::parse(&buf) {
                 Datagram::Ack(batch) => s.release(batch),
                 _ => return,
             },
@@ -815,13 +752,18 @@ pub(crate) fn send(
         .iter()
         .map(|h| h.try_clone_to_owned())
         .collect::<io::Result<Vec<_>>>()?;
+    let values = copies
+        .iter()
+        .map(|c| {
+            to_wire(c.as_raw_handle()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a handle value does not fit in 32 bits",
+                )
+            })
+        })
+        .collect::<io::Result<Vec<u32>>>()?;
     let (pid, created) = process_identity();
-    let mut d = Vec::with_capacity(PREFIX_LEN + 4 * copies.len() + header.len() + payload.len());
-    d.push(KIND_FRAGMENT);
-    d.push(0);
-    d.extend_from_slice(&(copies.len() as u16).to_le_bytes());
-    d.extend_from_slice(&pid.to_le_bytes());
-    d.extend_from_slice(&created.to_le_bytes());
     let batch = if copies.is_empty() {
         0
     } else {
@@ -829,16 +771,8 @@ pub(crate) fn send(
         state.next_batch = state.next_batch.wrapping_add(1);
         state.next_batch
     };
-    d.extend_from_slice(&batch.to_le_bytes());
-    for c in &copies {
-        let v = to_wire(c.as_raw_handle()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a handle value does not fit in 32 bits",
-            )
-        })?;
-        d.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut d = Vec::with_capacity(PREFIX_LEN + 4 * copies.len() + header.len() + payload.len());
+    prefix::begin_fragment(&mut d, pid, created, batch, &values);
     d.extend_from_slice(header);
     d.extend_from_slice(payload);
     if !copies.is_empty() {
@@ -934,7 +868,7 @@ pub(crate) fn recv(
                 }
             }
             read_message(s, &mut buf, None).map_err(|e| gone(s, e))?;
-            let (count, pid, created, batch, values, fragment) = match parse(&buf) {
+            let (count, pid, created, batch, values, fragment) = match prefix::parse(&buf) {
                 Datagram::Ack(batch) => {
                     s.release(batch);
                     continue;
@@ -954,8 +888,8 @@ pub(crate) fn recv(
                 let mut state = s.state();
                 match source(&mut state, pid, created) {
                     Ok(from) => {
-                        for v in values.chunks_exact(4) {
-                            match pull(from, u32_at(v, 0)) {
+                        for v in prefix::values(values) {
+                            match pull(from, v) {
                                 Ok(h) => on_handle(h),
                                 Err(_) => {
                                     handles_truncated = true;
@@ -1346,51 +1280,6 @@ pub(crate) fn remove_if_same(_path: &Path, _identity: Option<(u64, u64)>) {}
 mod tests {
     use super::*;
 
-    #[test]
-    fn golden_prefix_and_ack() {
-        let mut d = vec![KIND_FRAGMENT, 0, 2, 0];
-        d.extend_from_slice(&7u32.to_le_bytes());
-        d.extend_from_slice(&9u64.to_le_bytes());
-        d.extend_from_slice(&5u64.to_le_bytes());
-        d.extend_from_slice(&0x1a4u32.to_le_bytes());
-        d.extend_from_slice(&0x1b0u32.to_le_bytes());
-        d.extend_from_slice(&[1, 3, 2, 0]);
-        assert_eq!(
-            &d[..PREFIX_LEN + 8],
-            &[
-                1, 0, 2, 0, 7, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0xa4, 1, 0,
-                0, 0xb0, 1, 0, 0
-            ],
-            "see docs/wire-format.md, Windows"
-        );
-        match parse(&d) {
-            Datagram::Fragment {
-                count,
-                pid,
-                created,
-                batch,
-                values,
-                fragment,
-            } => {
-                assert_eq!((count, pid, created, batch), (2, 7, 9, 5));
-                assert_eq!(values, &[0xa4, 1, 0, 0, 0xb0, 1, 0, 0]);
-                assert_eq!(fragment, &[1, 3, 2, 0]);
-            }
-            _ => panic!("not a fragment"),
-        }
-        let mut a = [0u8; ACK_LEN];
-        a[0] = KIND_ACK;
-        a[8] = 5;
-        assert!(matches!(parse(&a), Datagram::Ack(5)));
-        a[3] = 1;
-        assert!(matches!(parse(&a), Datagram::Bad(_)));
-        assert!(matches!(
-            parse(&[KIND_FRAGMENT, 0, 0xff, 0]),
-            Datagram::Bad(_)
-        ));
-        assert!(matches!(parse(&[9]), Datagram::Bad(_)));
-    }
-
     /// A datagram naming values of the receiver's own table: the receiver
     /// gets copies, and its own handles stay open and its own.
     #[test]
@@ -1402,7 +1291,7 @@ mod tests {
             let v = to_wire(mine.as_raw_handle()).unwrap();
             let forge = |created: u64| {
                 let (pid, _) = process_identity();
-                let mut d = vec![KIND_FRAGMENT, 0, 1, 0];
+                let mut d = vec![prefix::KIND_FRAGMENT, 0, 1, 0];
                 d.extend_from_slice(&pid.to_le_bytes());
                 d.extend_from_slice(&created.to_le_bytes());
                 d.extend_from_slice(&1u64.to_le_bytes());
@@ -1444,7 +1333,7 @@ mod tests {
             assert!(r.handles_truncated && got.is_empty());
 
             // A value that names nothing in the sender.
-            let bad = [KIND_FRAGMENT, 0, 0, 0];
+            let bad = [prefix::KIND_FRAGMENT, 0, 0, 0];
             write_message(&a, &bad).unwrap();
             let e = recv(&b, &mut header, &mut dst, &mut scratch, |_| {}, false).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData);
