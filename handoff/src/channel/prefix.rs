@@ -18,6 +18,8 @@ pub const PREFIX_LEN: usize = 24;
 pub const ACK_LEN: usize = 16;
 /// Handles one datagram may name (as `SCM_MAX_FD` on Linux).
 pub const MAX_HANDLES: usize = 253;
+/// The largest datagram a conforming sender writes.
+pub const MAX_WIRE: usize = PREFIX_LEN + 4 * MAX_HANDLES + super::frame::MAX_DATAGRAM;
 
 /// What one datagram's transport prefix says.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,8 +5,10 @@
 //! inheritable handles are the short-lived duplicates `spawn` makes for one
 //! `CreateProcessW` and names in its handle list.
 
-pub(crate) mod async_pipe;
 pub(crate) mod handle;
+mod listener;
+mod overlapped;
+mod pipe;
 pub(crate) mod process;
 pub(crate) mod random;
 #[cfg(feature = "tokio")]
