@@ -25,7 +25,7 @@
 //! | `handle::count_open() -> io::Result<usize>` | how many handles the process holds (leak checks) |
 //! | `socket::Socket`, `From<OwnedRaw> for Socket`, `socket::as_raw`, `socket::into_raw` | one end of a channel, made from, lent as and given up as a handle |
 //! | `socket::pair()`, `socket::connect(path)` | channel ends that keep datagram boundaries |
-//! | `socket::Listening` (Unix: `AsFd`), `socket::bind(path, backlog)`, `socket::accept(l, nb)`, `socket::wait_accept(l)`, `socket::file_identity`, `socket::remove_if_same` | listeners many clients connect to (an uninhabited type and `Unsupported` where there are none) |
+//! | `listener::Listening` (Unix: `AsFd`), `listener::bind(path, backlog)`, `listener::accept(l, nb)`, `listener::wait_accept(l)`, `listener::file_identity`, `listener::remove_if_same`; Windows also `listener::poll_accept` | listeners many clients connect to (an uninhabited type and `Unsupported` where there are none) |
 //! | `socket::is_channel(b)`, `socket::CHANNEL_KIND` | whether a handle can be a channel end, and what one is called in errors |
 //! | `socket::configure(s, want) -> io::Result<usize>` | prepare a channel end, return the largest datagram it can send |
 //! | `socket::send(s, header, payload, handles, nb)` | send one datagram atomically with its handles |

@@ -12,6 +12,7 @@
 //! portable `AsFd`/`AsHandle` implementations keep their meaning.
 
 pub(crate) mod handle;
+pub(crate) mod listener;
 pub(crate) mod process;
 pub(crate) mod random;
 #[cfg(feature = "tokio")]

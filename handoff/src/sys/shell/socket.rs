@@ -3,30 +3,11 @@
 use std::io;
 use std::path::Path;
 
-use super::{unsupported, BorrowedRaw, Never, OwnedRaw, NO_BACKEND};
+use super::{unsupported, BorrowedRaw, OwnedRaw, NO_BACKEND};
 
 /// One end of a channel. It can be made from a handle (the contract asks
 /// for `From<OwnedRaw>`), but `is_channel` never lets the portable code try.
 pub(crate) type Socket = OwnedRaw;
-/// There are no listeners. The Unix listener lends its descriptor
-/// (`AsFd`), so this type says it could.
-#[derive(Debug)]
-pub(crate) struct Listening(Never);
-
-#[cfg(unix)]
-impl std::os::fd::AsFd for Listening {
-    fn as_fd(&self) -> BorrowedRaw<'_> {
-        match self.0 {}
-    }
-}
-
-#[cfg(unix)]
-impl std::os::fd::AsRawFd for Listening {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        match self.0 {}
-    }
-}
-
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 1;
 pub(crate) const NO_TRANSPORT: &str = NO_BACKEND;
 pub(crate) const NO_PEER_CREDENTIALS: &str = NO_BACKEND;
@@ -103,21 +84,3 @@ pub(crate) fn as_raw(s: &Socket) -> BorrowedRaw<'_> {
 pub(crate) fn into_raw(s: Socket) -> OwnedRaw {
     s
 }
-
-pub(crate) fn bind(_path: &Path, _backlog: i32) -> io::Result<Listening> {
-    Err(unsupported())
-}
-
-pub(crate) fn accept(l: &Listening, _nonblocking: bool) -> io::Result<Socket> {
-    match l.0 {}
-}
-
-pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
-    match l.0 {}
-}
-
-pub(crate) fn file_identity(_path: &Path) -> Option<(u64, u64)> {
-    None
-}
-
-pub(crate) fn remove_if_same(_path: &Path, _identity: Option<(u64, u64)>) {}

@@ -4,6 +4,7 @@
 //! with a comment saying why.
 
 pub(crate) mod handle;
+pub(crate) mod listener;
 pub(crate) mod process;
 pub(crate) mod random;
 #[cfg(feature = "tokio")]

@@ -11,7 +11,7 @@ use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_CONNECTED, HANDLE
 use windows_sys::Win32::System::Pipes::PIPE_UNLIMITED_INSTANCES;
 
 use super::overlapped::Op;
-use super::pipe::{client, server_instance, wait_for_client, wide};
+use super::pipe::{pipe_name, server_instance, wait_for_client};
 use super::socket::Socket;
 
 /// A listener: a pipe name with one server instance waiting for the next
@@ -85,27 +85,6 @@ impl Waiting {
         drop(connect);
         (r, instance)
     }
-}
-
-/// The pipe name a listener path stands for: `\\.\pipe\…` only, since
-/// named pipes live in their own namespace, not in the file system.
-fn pipe_name(path: &Path) -> io::Result<Vec<u16>> {
-    let text = path.to_string_lossy();
-    let prefix = r"\\.\pipe\";
-    let ok = text.len() > prefix.len()
-        && text
-            .get(..prefix.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(prefix));
-    if !ok {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a listener's path on Windows is a pipe name (\\\\.\\pipe\\NAME), not {}",
-                path.display()
-            ),
-        ));
-    }
-    Ok(wide(path.as_os_str()))
 }
 
 /// Creates the first instance of the pipe `path`; fails if the name exists.
@@ -195,23 +174,6 @@ pub(crate) fn poll_accept(l: &Listening, cx: &mut Context<'_>) -> Poll<io::Resul
     match &mut waiting.connect {
         Connect::Pending(op) => op.poll(cx).map(|_| Ok(())),
         _ => Poll::Ready(Ok(())),
-    }
-}
-
-/// Connects to a listener's pipe, waiting while all its instances are busy.
-pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
-    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
-    use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
-    let name = pipe_name(path)?;
-    loop {
-        match client(&name) {
-            Ok(c) => return Ok(Socket::from(c)),
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
-                // SAFETY: a NUL-terminated name; only waits.
-                unsafe { WaitNamedPipeW(name.as_ptr(), 5000) };
-            }
-            Err(e) => return Err(e),
-        }
     }
 }
 

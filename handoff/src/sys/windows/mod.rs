@@ -6,7 +6,7 @@
 //! `CreateProcessW` and names in its handle list.
 
 pub(crate) mod handle;
-mod listener;
+pub(crate) mod listener;
 mod overlapped;
 mod pipe;
 pub(crate) mod process;

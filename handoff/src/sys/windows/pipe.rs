@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use windows_sys::Win32::Foundation::{
@@ -189,4 +190,25 @@ fn user_sid() -> io::Result<String> {
     // SAFETY: allocated by ConvertSidToStringSidW with LocalAlloc.
     unsafe { LocalFree(text.cast()) };
     Ok(sid)
+}
+
+/// The pipe name a listener path stands for: `\\.\pipe\…` only, since
+/// named pipes live in their own namespace, not in the file system.
+pub(super) fn pipe_name(path: &Path) -> io::Result<Vec<u16>> {
+    let text = path.to_string_lossy();
+    let prefix = r"\\.\pipe\";
+    let ok = text.len() > prefix.len()
+        && text
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    if !ok {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a listener's path on Windows is a pipe name (\\\\.\\pipe\\NAME), not {}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(wide(path.as_os_str()))
 }

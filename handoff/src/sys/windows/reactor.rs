@@ -47,7 +47,7 @@ impl Pollable for crate::Channel {
 
 impl Pollable for crate::Listener {
     fn poll_ready(&self, _writable: bool, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        super::socket::poll_accept(self.socket(), cx)
+        super::listener::poll_accept(self.socket(), cx)
     }
 }
 

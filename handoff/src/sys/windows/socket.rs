@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
+use std::path::Path;
 
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -42,11 +43,8 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::handle::{from_wire, to_wire};
-pub(crate) use super::listener::{
-    accept, bind, connect, file_identity, poll_accept, remove_if_same, wait_accept, Listening,
-};
 use super::overlapped::{run as overlapped, Op, HEAD_LEN};
-use super::pipe::{client, server_instance, wait_for_client, wide};
+use super::pipe::{client, pipe_name, server_instance, wait_for_client, wide};
 use super::{cvt, process_identity};
 use crate::channel::frame::MAX_DATAGRAM;
 use crate::channel::prefix::{self, Datagram, ACK_LEN, KIND_ACK, MAX_WIRE, PREFIX_LEN};
@@ -802,6 +800,23 @@ pub(crate) fn into_raw(mut s: Socket) -> OwnedHandle {
     match s.pipe.take() {
         Some(p) => p,
         None => unreachable!("a channel end without its pipe"),
+    }
+}
+
+/// Connects to a listener's pipe, waiting while all its instances are busy.
+pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
+    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
+    use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
+    let name = pipe_name(path)?;
+    loop {
+        match client(&name) {
+            Ok(c) => return Ok(Socket::from(c)),
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                // SAFETY: a NUL-terminated name; only waits.
+                unsafe { WaitNamedPipeW(name.as_ptr(), 5000) };
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
