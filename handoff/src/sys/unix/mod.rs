@@ -3,6 +3,7 @@
 //! System calls go through rustix; the few it lacks go through libc, each
 //! with a comment saying why.
 
+mod child;
 pub(crate) mod handle;
 pub(crate) mod listener;
 pub(crate) mod process;

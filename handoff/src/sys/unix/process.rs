@@ -309,3 +309,16 @@ mod other {
         Err(Error::Unsupported(NO_PIDFD))
     }
 }
+
+/// A pidfd for the child `pid` this process has not reaped yet (so the pid
+/// cannot have been reused); `None` where the kernel has no pidfds.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn pidfd_for(pid: libc::pid_t) -> Option<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn pidfd_for(_pid: libc::pid_t) -> Option<std::os::fd::OwnedFd> {
+    None
+}

@@ -83,19 +83,6 @@ pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((after_create(a)?, after_create(b)?))
 }
 
-/// The socket's address family: `SO_DOMAIN` where it exists, else the
-/// family of its local address (Apple and some BSDs have no `SO_DOMAIN`).
-pub(crate) fn family(fd: BorrowedFd<'_>) -> io::Result<AddressFamily> {
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-    {
-        Ok(rustix::net::sockopt::socket_domain(fd)?)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    {
-        Ok(rustix::net::getsockname(fd)?.address_family())
-    }
-}
-
 /// Prepares a channel socket and returns the largest datagram it can send.
 pub(crate) fn configure(s: &Socket, wanted_datagram: usize) -> io::Result<usize> {
     let fd = s.as_fd();
@@ -117,7 +104,8 @@ pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Socket;
 /// can run over.
 pub(crate) fn is_channel(fd: BorrowedFd<'_>) -> io::Result<bool> {
     use rustix::net::sockopt;
-    Ok(family(fd)? == AddressFamily::UNIX && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
+    Ok(super::handle::family(fd)? == AddressFamily::UNIX
+        && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
 }
 
 /// Sets or clears `O_NONBLOCK`.
