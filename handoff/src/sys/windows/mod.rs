@@ -7,6 +7,7 @@
 
 pub(crate) mod handle;
 pub(crate) mod listener;
+mod nt;
 mod overlapped;
 mod pipe;
 pub(crate) mod process;

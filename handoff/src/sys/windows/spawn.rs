@@ -184,7 +184,7 @@ pub(crate) fn parent_pid() -> io::Result<u32> {
         )
     };
     if status != 0 {
-        return Err(super::handle::ntstatus(status));
+        return Err(super::nt::ntstatus(status));
     }
     Ok(info.parent as u32)
 }
