@@ -325,6 +325,26 @@ pub mod unix {
     }
 }
 
+/// Searches each directory of `path_var` (a `PATH` value) in order for
+/// `program`: `accept` gets the directory joined with the program and
+/// returns what to run, or `None` to go on. Both backends' PATH search;
+/// what makes a candidate runnable is theirs.
+#[cfg_attr(handoff_no_backend, allow(dead_code))]
+pub(crate) fn search_path(
+    program: &Path,
+    path_var: &OsStr,
+    mut accept: impl FnMut(PathBuf) -> Option<PathBuf>,
+) -> std::io::Result<PathBuf> {
+    std::env::split_paths(path_var)
+        .find_map(|dir| accept(dir.join(program)))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} not found in PATH", program.display()),
+            )
+        })
+}
+
 /// A spawned child.
 ///
 /// Dropping it reaps the child if it has already exited, so a finished child

@@ -63,6 +63,10 @@
 #[cfg(unix)]
 mod command_ext;
 
+// The bounds check both shared-memory backends make before mapping.
+#[cfg(all(any(unix, windows), not(handoff_no_backend)))]
+mod mapping;
+
 #[cfg(all(unix, not(handoff_no_backend)))]
 mod unix;
 #[cfg(all(unix, not(handoff_no_backend)))]

@@ -428,20 +428,13 @@ fn resolve(
         .map(|(_, v)| v.clone())
         // glibc's execvp uses this when PATH is unset.
         .unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
-    for dir in std::env::split_paths(&path_var) {
-        let candidate = dir.join(p);
+    crate::spawn::search_path(p, &path_var, |candidate| {
         let from_here = match cwd {
             Some(d) if candidate.is_relative() => d.join(&candidate),
             _ => candidate.clone(),
         };
-        if is_executable_file(&from_here) {
-            return Ok(candidate);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found in PATH", p.display()),
-    ))
+        is_executable_file(&from_here).then_some(candidate)
+    })
 }
 
 /// A regular file this process may execute (by its effective ids, as

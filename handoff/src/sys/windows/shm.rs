@@ -210,13 +210,7 @@ impl Mapping {
         len: usize,
         _populate: bool,
     ) -> io::Result<Mapping> {
-        if (len as u64) > self::len(h)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "mapping beyond the end of the object",
-            ));
-        }
-        if len == 0 {
+        if !super::super::mapping::check(len, self::len(h)?)? {
             return Ok(Mapping {
                 ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
                 len: 0,

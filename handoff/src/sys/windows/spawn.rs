@@ -341,15 +341,9 @@ fn resolve(
         .find(|(k, _)| same_var(k, OsStr::new("PATH")))
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    for dir in std::env::split_paths(&path_var) {
-        if let Some(c) = candidates(dir.join(p)).into_iter().find(|c| found(c)) {
-            return Ok(c);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found in PATH", p.display()),
-    ))
+    crate::spawn::search_path(p, &path_var, |base| {
+        candidates(base).into_iter().find(|c| found(c))
+    })
 }
 
 /// The attribute list, freed on drop.
