@@ -33,10 +33,12 @@ pub(super) struct Plan {
     pub(super) cwd: Option<CString>,
     /// Whether the child must reset signal handlers and its mask itself
     /// (std does it on its own path).
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     pub(super) reset_signals: bool,
     /// Highest descriptor to visit when `close_range` is unavailable.
     pub(super) fallback_max_fd: RawFd,
     /// The error of the step that failed in a `vfork` child; 0 if none.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     pub(super) child_errno: AtomicI32,
 }
 
