@@ -371,8 +371,12 @@ fn pull_with_close_source_moves_the_handle_out() {
         .unwrap();
         assert_eq!(moved.access().unwrap(), Access::READ);
         assert_eq!(read_all(&moved), CONTENTS);
+        // Wine hands the freed value to the next handle the child makes
+        // (an event for its pending read, if it gets there after the
+        // close), so "no longer a file" is the test, as in the child.
         match p.pull_handle(number) {
             Err(Error::NoSuchHandle { pid, .. }) => assert_eq!(pid, child.id()),
+            Ok(h) if h.kind().unwrap() != Kind::File => {}
             other => panic!("the child's copy should be gone, got {other:?}"),
         }
         ours.send(b"moved", &[]).unwrap();
