@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         for _ in 0..16 {
             match ch.recv() {
                 Ok(msg) => drop(msg),
-                Err(handoff::Error::Disconnected) | Err(handoff::Error::Poisoned) => break,
+                Err(handoff::Error::Disconnected { .. }) | Err(handoff::Error::Poisoned) => break,
                 Err(_) => continue,
             }
         }

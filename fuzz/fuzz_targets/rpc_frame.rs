@@ -2,7 +2,7 @@
 //! arrived, and bodies decoded as the shapes calls and replies take.
 #![no_main]
 
-use handoff::rpc::wire;
+use handoff::__private::wire;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

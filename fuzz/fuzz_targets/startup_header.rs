@@ -3,6 +3,7 @@
 //! failed a check, never a leaked handle.
 #![no_main]
 
+use handoff::startup::Populate;
 use handoff::{Handle, StartupData};
 use libfuzzer_sys::fuzz_target;
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -19,7 +20,14 @@ fuzz_target!(|data: &[u8]| {
         if mode & 1 == 1 {
             let _ = rustix::fs::fcntl_add_seals(&fd, SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK);
         }
-        if let Ok(data) = StartupData::open_with(Handle::from(fd), mode & 2 == 2) {
+        if let Ok(data) = StartupData::open_with(
+            Handle::from(fd),
+            if mode & 2 == 2 {
+                Populate::Now
+            } else {
+                Populate::OnRead
+            },
+        ) {
             let sum: u64 = data.bytes().iter().map(|&b| u64::from(b)).sum();
             std::hint::black_box(sum);
             let _ = data.value::<(u32, String, Vec<u64>)>();

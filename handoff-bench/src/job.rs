@@ -7,9 +7,9 @@
 //! the role only names the process (`hb-raw`, `hb-handoff`, …) and the job
 //! says what it does.
 
+use handoff::process::ExitStatus;
 use std::ffi::CStr;
 use std::fmt;
-use std::process::ExitStatus;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -213,7 +213,7 @@ pub trait Process {
 
 impl Process for std::process::Child {
     fn try_reap(&mut self) -> Result<Option<ExitStatus>> {
-        Ok(self.try_wait()?)
+        Ok(self.try_wait()?.map(ExitStatus::from))
     }
 
     fn kill_now(&mut self) {

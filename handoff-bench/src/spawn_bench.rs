@@ -129,14 +129,15 @@ impl Spawner {
 
     /// One spawn and wait, building the command as a program would.
     fn once(&self, how: How) -> Result<()> {
-        let status = match how {
+        let status: handoff::process::ExitStatus = match how {
             How::Std => job::command(Role::Raw, &Job::Exit, false)?
                 .spawn()?
-                .wait()?,
+                .wait()?
+                .into(),
             How::StdForked => {
                 let mut cmd = job::command(Role::Raw, &Job::Exit, false)?;
                 mapping::force_fork(&mut cmd);
-                cmd.spawn()?.wait()?
+                cmd.spawn()?.wait()?.into()
             }
             How::Handoff { handles, data } => {
                 let mut cmd =

@@ -355,9 +355,14 @@ pub fn child_handoff(populate: Option<bool>) -> Result<()> {
     let mut inherited = handoff::Inherited::from_env()?;
     let data = match populate {
         None => inherited.startup_data()?,
-        Some(populate) => {
-            handoff::StartupData::open_with(inherited.take(handoff::startup::NAME)?, populate)?
-        }
+        Some(populate) => handoff::StartupData::open_with(
+            inherited.take(handoff::startup::NAME)?,
+            if populate {
+                handoff::startup::Populate::Now
+            } else {
+                handoff::startup::Populate::OnRead
+            },
+        )?,
     };
     print_sum(checksum(data.bytes()))
 }

@@ -89,7 +89,7 @@ pub fn serve(channel: Channel, work: Workload) -> Result<()> {
     loop {
         match channel.recv_into(&mut msg) {
             Ok(()) => {}
-            Err(Error::Disconnected) if got == 0 => return Ok(()),
+            Err(Error::Disconnected { .. }) if got == 0 => return Ok(()),
             Err(e) => return Err(e.into()),
         }
         match work {

@@ -76,7 +76,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     };
     let handle = pull(args.pid, args.fd, args.access)?;
     let status = match place {
-        Place::Fd(n) => run_at(program, rest, handle, n)?,
+        Place::Fd(n) => run_at(program, rest, handle, n)?.into(),
         place => run_with_library(program, rest, handle, place)?,
     };
     Ok(exit_code(status))
@@ -104,7 +104,7 @@ fn run_with_library(
     rest: &[OsString],
     handle: Handle,
     place: Place,
-) -> Result<std::process::ExitStatus, Failure> {
+) -> Result<handoff::process::ExitStatus, Failure> {
     let mut cmd = handoff::Command::new(program);
     cmd.args(rest);
     match place {

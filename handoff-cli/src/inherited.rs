@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use handoff::{Handle, Inherited, Kind, SocketFamily, StartupData};
+use handoff::{Handle, Inherited, Kind, KindName, SocketFamily, StartupData};
 use serde::Serialize;
 
 use crate::Failure;
@@ -24,7 +24,7 @@ pub(crate) struct Args {
 struct Entry {
     name: String,
     fd: i32,
-    kind: &'static str,
+    kind: KindName,
     detail: String,
     access: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,7 +95,7 @@ fn describe(name: String, fd: i32, handle: Handle) -> handoff::Result<Entry> {
     Ok(Entry {
         name,
         fd,
-        kind: kind.name(),
+        kind: kind.name_of(),
         detail: kind.to_string(),
         access,
         size,

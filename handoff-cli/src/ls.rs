@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::FileTypeExt;
 use std::process::ExitCode;
 
-use handoff::{Handle, Kind};
+use handoff::{Handle, Kind, KindName};
 use serde::Serialize;
 
 use crate::Failure;
@@ -29,11 +29,11 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// One handle. The kind names are the library's (`Kind::name`).
+/// One handle. The kind names are the library's (`KindName`).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(crate) struct Entry {
     fd: u32,
-    kind: &'static str,
+    kind: KindName,
     access: &'static str,
     cloexec: bool,
     target: String,
@@ -183,10 +183,10 @@ fn classify(
     info: &str,
     access: &'static str,
     sockets: &mut Option<SocketTable>,
-) -> (&'static str, String) {
+) -> (KindName, String) {
     if let Some(inode) = bracketed(&link, "socket:") {
         let table = sockets.get_or_insert_with(|| SocketTable::load(pid));
-        return ("socket", table.describe(inode));
+        return (KindName::Socket, table.describe(inode));
     }
     if let Some(inode) = bracketed(&link, "pipe:") {
         let end = match access {
@@ -194,7 +194,7 @@ fn classify(
             "w" => "write end",
             _ => "both ends",
         };
-        return ("pipe", format!("pipe inode {inode}, {end}"));
+        return (KindName::Pipe, format!("pipe inode {inode}, {end}"));
     }
     if link == "anon_inode:[pidfd]" || link.starts_with("pidfd:") {
         let target = match field(info, "Pid:") {
@@ -203,41 +203,44 @@ fn classify(
             Some(p) => format!("pid {p}"),
             None => "pidfd".to_owned(),
         };
-        return ("process", target);
+        return (KindName::Process, target);
     }
     match link.as_str() {
         "anon_inode:[eventfd]" => {
             let count = field(info, "eventfd-count:").unwrap_or("?");
-            return ("event", format!("eventfd, count {count}"));
+            return (KindName::Event, format!("eventfd, count {count}"));
         }
-        "anon_inode:[timerfd]" => return ("timer", "timerfd".to_owned()),
+        "anon_inode:[timerfd]" => return (KindName::Timer, "timerfd".to_owned()),
         _ => {}
     }
     if let Some(rest) = link.strip_prefix("/memfd:") {
         let name = rest.strip_suffix(" (deleted)").unwrap_or(rest);
-        return ("shared-memory", memfd(link_path, name));
+        return (KindName::SharedMemory, memfd(link_path, name));
     }
     if !link.starts_with('/') {
-        return ("other", link);
+        return (KindName::Other, link);
     }
     // `stat` through the link reaches the object even if its path was
     // deleted or is not visible from here.
     let Ok(meta) = std::fs::metadata(link_path) else {
-        return ("other", link);
+        return (KindName::Other, link);
     };
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
-        "directory"
+        KindName::Directory
     } else if ft.is_file() && link.starts_with("/dev/shm/") {
-        return ("shared-memory", format!("{link}, {} bytes", meta.len()));
+        return (
+            KindName::SharedMemory,
+            format!("{link}, {} bytes", meta.len()),
+        );
     } else if ft.is_file() {
-        "file"
+        KindName::File
     } else if ft.is_fifo() {
-        return ("pipe", format!("{link} (named pipe)"));
+        return (KindName::Pipe, format!("{link} (named pipe)"));
     } else if ft.is_char_device() && is_terminal_path(&link) {
-        "terminal"
+        KindName::Terminal
     } else {
-        "other"
+        KindName::Other
     };
     (kind, link)
 }

@@ -25,8 +25,8 @@ pub(crate) fn cannot_run(program: &OsStr, e: &Error) -> Failure {
 
 /// CMD's status as ours: its code, or 128 + the signal that killed it, as
 /// shells report it.
-pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    use std::os::unix::process::ExitStatusExt;
+pub(crate) fn exit_code(status: impl Into<handoff::process::ExitStatus>) -> ExitCode {
+    let status = status.into();
     match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(code as u8),
         (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),

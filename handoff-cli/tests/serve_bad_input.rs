@@ -156,7 +156,10 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
         .as_str()
         .unwrap()
         .contains("no request within"));
-    assert!(matches!(silent.recv(), Err(handoff::Error::Disconnected)));
+    assert!(matches!(
+        silent.recv(),
+        Err(handoff::Error::Disconnected { .. })
+    ));
     drop(silent);
     assert_eq!(
         sv.open_fds(),
@@ -185,7 +188,7 @@ fn a_control_client_of_another_uid_is_refused() {
         c.recv().map(|m| m.bytes)
     });
     assert!(
-        matches!(answer, Err(handoff::Error::Disconnected)),
+        matches!(answer, Err(handoff::Error::Disconnected { .. })),
         "{answer:?}"
     );
     wait_log(

@@ -183,12 +183,12 @@ impl<'a> Generator<'a> {
             /// Encodes a call; its handles stay borrowed from the caller's
             /// arguments until it is sent.
             #[doc(hidden)]
-            pub fn #encode<'__a>(#(#encode_params),*) -> ::core::result::Result<::handoff::rpc::Call<'__a>, ::handoff::Error> {
+            pub fn #encode<'__a>(#(#encode_params),*) -> ::core::result::Result<::handoff::__private::Call<'__a>, ::handoff::Error> {
                 #encode_body
             }
 
             #[doc(hidden)]
-            pub fn #decode(mut __reply: ::handoff::rpc::Reply) -> #ret {
+            pub fn #decode(mut __reply: ::handoff::__private::Reply) -> #ret {
                 #decode_body
             }
         }
@@ -316,12 +316,12 @@ impl<'a> Generator<'a> {
 
                 fn dispatch(
                     self: ::std::sync::Arc<Self>,
-                    mut __call: ::handoff::rpc::ServerCall,
+                    mut __call: ::handoff::__private::ServerCall,
                 ) -> ::core::pin::Pin<::std::boxed::Box<
-                    dyn ::core::future::Future<Output = ::handoff::rpc::ServerReply> + ::core::marker::Send,
+                    dyn ::core::future::Future<Output = ::handoff::__private::ServerReply> + ::core::marker::Send,
                 >> {
                     ::std::boxed::Box::pin(async move {
-                        let __outcome: ::core::result::Result<::handoff::rpc::ServerReply, ::handoff::rpc::Fault> =
+                        let __outcome: ::core::result::Result<::handoff::__private::ServerReply, ::handoff::rpc::Fault> =
                             match __call.method() {
                                 #(#arms)*
                                 __method => ::core::result::Result::Err(
@@ -378,7 +378,9 @@ impl<'a> Generator<'a> {
                 ParamKind::Handle(_, Shape::Optional) => {
                     quote!(#local.as_ref().map(::handoff::Handle::borrow))
                 }
-                ParamKind::Handle(_, Shape::Many) => quote!(::handoff::rpc::borrow_all(&#local)),
+                ParamKind::Handle(_, Shape::Many) => {
+                    quote!(::handoff::__private::borrow_all(&#local))
+                }
                 ParamKind::Context(_) => quote!(&*#local),
             }
         });
@@ -495,7 +497,7 @@ fn encode_body(index: u32, m: &Method) -> TokenStream {
     });
     let wires = m.params.iter().map(|p| format_ident!("__w_{}", p.name));
     quote! {
-        let mut __call = ::handoff::rpc::Call::new(#index);
+        let mut __call = ::handoff::__private::Call::new(#index);
         #(#pushes)*
         __call.args(&(#(#wires,)*))?;
         ::core::result::Result::Ok(__call)
@@ -531,23 +533,30 @@ fn decode_body(m: &Method) -> TokenStream {
     }
 }
 
-/// A `HandleSpec` literal for a declaration.
+/// A `HandleSpec` literal for a declaration: the kind as a path to a
+/// `handoff::KindName` variant, and exactly the declared access.
 fn spec(name: &str, decl: &HandleDecl, shape: Shape) -> TokenStream {
-    let kind = &decl.kind;
-    let access = match decl.access {
+    let kind = match &decl.variant {
+        Some(v) => quote!(::core::option::Option::Some(::handoff::KindName::#v)),
         None => quote!(::core::option::Option::None),
-        Some(AccessDecl::Read) => quote!(::core::option::Option::Some(::handoff::Access::READ)),
-        Some(AccessDecl::Write) => quote!(::core::option::Option::Some(::handoff::Access::WRITE)),
-        Some(AccessDecl::ReadWrite) => {
-            quote!(::core::option::Option::Some(::handoff::Access::READ_WRITE))
-        }
+    };
+    let exactly = |a: TokenStream| quote!(::handoff::AccessRule::Exactly(::handoff::Access::#a));
+    let access = match decl.access {
+        None => quote!(::handoff::AccessRule::Any),
+        Some(AccessDecl::Read) => exactly(quote!(READ)),
+        Some(AccessDecl::Write) => exactly(quote!(WRITE)),
+        Some(AccessDecl::ReadWrite) => exactly(quote!(READ_WRITE)),
     };
     let max = match shape {
         Shape::Many => decl.max.unwrap_or(1),
         _ => 1,
     };
     quote! {
-        ::handoff::rpc::HandleSpec { name: #name, kind: #kind, access: #access, max: #max }
+        ::handoff::__private::HandleSpec {
+            name: #name,
+            requirement: ::handoff::Requirement { kind: #kind, access: #access },
+            max: #max,
+        }
     }
 }
 

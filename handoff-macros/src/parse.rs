@@ -49,19 +49,23 @@ impl Parse for InterfaceArgs {
     }
 }
 
-/// The kinds a declaration may name, and the [`Kind::name`] each stands for.
-const KINDS: &[(&str, &str)] = &[
-    ("file", "file"),
-    ("directory", "directory"),
-    ("pipe", "pipe"),
-    ("socket", "socket"),
-    ("shared_memory", "shared-memory"),
-    ("event", "event"),
-    ("process", "process"),
-    ("timer", "timer"),
-    ("terminal", "terminal"),
-    ("other", "other"),
-    ("any", "any"),
+/// The kinds a declaration may name: the word, the stable name (the
+/// signature hash's text), and the `handoff::KindName` variant the
+/// generated code names (`None` for `any`). A variant that does not exist
+/// is a compile error in the generated code, so this table cannot drift
+/// from the library's enum unnoticed.
+const KINDS: &[(&str, &str, Option<&str>)] = &[
+    ("file", "file", Some("File")),
+    ("directory", "directory", Some("Directory")),
+    ("pipe", "pipe", Some("Pipe")),
+    ("socket", "socket", Some("Socket")),
+    ("shared_memory", "shared-memory", Some("SharedMemory")),
+    ("event", "event", Some("Event")),
+    ("process", "process", Some("Process")),
+    ("timer", "timer", Some("Timer")),
+    ("terminal", "terminal", Some("Terminal")),
+    ("other", "other", Some("Other")),
+    ("any", "any", None),
 ];
 
 /// Declared access: `read`, `write`, `read_write`.
@@ -77,6 +81,9 @@ pub struct HandleDecl {
     pub span: Span,
     /// The kind's stable name, e.g. `"shared-memory"`.
     pub kind: String,
+    /// The `handoff::KindName` variant, with the declaration's span;
+    /// `None` for `any`.
+    pub variant: Option<Ident>,
     pub access: Option<AccessDecl>,
     pub max: Option<u32>,
 }
@@ -85,12 +92,15 @@ impl Parse for HandleDecl {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let span = input.span();
         let kind_ident: Ident = input.parse()?;
-        let kind = KINDS
+        let (kind, variant) = KINDS
             .iter()
-            .find(|(word, _)| kind_ident == word)
-            .map(|(_, name)| (*name).to_owned())
+            .find(|(word, _, _)| kind_ident == word)
+            .map(|(_, name, variant)| {
+                let variant = variant.map(|v| Ident::new(v, kind_ident.span()));
+                ((*name).to_owned(), variant)
+            })
             .ok_or_else(|| {
-                let words: Vec<&str> = KINDS.iter().map(|(w, _)| *w).collect();
+                let words: Vec<&str> = KINDS.iter().map(|(w, _, _)| *w).collect();
                 syn::Error::new(
                     kind_ident.span(),
                     format!(
@@ -102,6 +112,7 @@ impl Parse for HandleDecl {
         let mut decl = HandleDecl {
             span,
             kind,
+            variant,
             access: None,
             max: None,
         };

@@ -35,6 +35,21 @@ pub trait Everything {
         #[handle(any)] maybe: ::core::option::Option<::handoff::BorrowedHandle<'_>>,
         #[handle(event, read_write, max = 4)] many: ::std::vec::Vec<::handoff::BorrowedHandle<'_>>,
     ) -> ::core::result::Result<(), Failure>;
+    /// Every kind word not used above: each becomes a path to a
+    /// `handoff::KindName` variant, which must exist for this to compile.
+    async fn other_kinds(
+        &self,
+        #[handle(directory)] a: ::handoff::BorrowedHandle<'_>,
+        #[handle(pipe, write)] b: ::handoff::BorrowedHandle<'_>,
+        #[handle(socket)] c: ::handoff::BorrowedHandle<'_>,
+    ) -> ::core::result::Result<(), Failure>;
+    async fn more_kinds(
+        &self,
+        #[handle(process)] d: ::handoff::BorrowedHandle<'_>,
+        #[handle(timer)] e: ::handoff::BorrowedHandle<'_>,
+        #[handle(terminal)] f: ::handoff::BorrowedHandle<'_>,
+        #[handle(other)] g: ::handoff::BorrowedHandle<'_>,
+    ) -> ::core::result::Result<(), Failure>;
     #[out(shared_memory, read)]
     async fn out_one(&self) -> ::core::result::Result<::handoff::Handle, Failure>;
     #[out(file)]
@@ -75,6 +90,23 @@ impl Everything for Nothing {
         _one: ::handoff::BorrowedHandle<'_>,
         _maybe: ::core::option::Option<::handoff::BorrowedHandle<'_>>,
         _many: ::std::vec::Vec<::handoff::BorrowedHandle<'_>>,
+    ) -> ::core::result::Result<(), Failure> {
+        ::core::result::Result::Ok(())
+    }
+    async fn other_kinds(
+        &self,
+        _a: ::handoff::BorrowedHandle<'_>,
+        _b: ::handoff::BorrowedHandle<'_>,
+        _c: ::handoff::BorrowedHandle<'_>,
+    ) -> ::core::result::Result<(), Failure> {
+        ::core::result::Result::Ok(())
+    }
+    async fn more_kinds(
+        &self,
+        _d: ::handoff::BorrowedHandle<'_>,
+        _e: ::handoff::BorrowedHandle<'_>,
+        _f: ::handoff::BorrowedHandle<'_>,
+        _g: ::handoff::BorrowedHandle<'_>,
     ) -> ::core::result::Result<(), Failure> {
         ::core::result::Result::Ok(())
     }

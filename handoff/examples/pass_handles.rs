@@ -7,7 +7,7 @@
 use std::io::{Read, Seek, Write};
 use std::process::{Command, Stdio};
 
-use handoff::{Access, AsHandle, Channel, Handle, StartupData};
+use handoff::{Access, AsHandle, Channel, Handle, KindName, Requirement, StartupData};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(1).as_deref() == Some("--receiver") {
@@ -75,7 +75,9 @@ fn receiver() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|h: Vec<Handle>| format!("expected 2 handles, got {}", h.len()))?;
 
     // Never trust the sender's word: ask the kernel.
-    let report = report.expect("file", Access::READ).map_err(|(e, _)| e)?;
+    let report = report
+        .expect(Requirement::kind(KindName::File).at_least(Access::READ))
+        .map_err(|(e, _)| e)?;
     println!(
         "receiver {me}: handle {:?} is a {} with access {} (close-on-exec: {})",
         report.raw(),

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::sys;
-use crate::{Access, Error, Kind, Result};
+use crate::{Access, Error, Kind, Requirement, Result};
 
 /// An owned OS handle: a file descriptor on Unix, a `HANDLE` on Windows.
 ///
@@ -70,16 +70,11 @@ impl Handle {
         self.borrow().restrict(access)
     }
 
-    /// Checks that the handle is of the expected kind (by [`Kind::name`],
-    /// or `"any"`) and grants at least `access`. On a mismatch the handle
+    /// Checks the handle against `requirement`. On a mismatch the handle
     /// comes back beside the reason, so the caller decides whether to close
     /// it.
-    pub fn expect(
-        self,
-        kind: &str,
-        access: Access,
-    ) -> std::result::Result<Handle, (Error, Handle)> {
-        match self.borrow().check(kind, access) {
+    pub fn expect(self, requirement: Requirement) -> std::result::Result<Handle, (Error, Handle)> {
+        match self.borrow().check(requirement) {
             Ok(()) => Ok(self),
             Err(e) => Err((e, self)),
         }
@@ -174,24 +169,10 @@ impl<'a> BorrowedHandle<'a> {
         sys::handle::restrict(self.0, access).map(Handle)
     }
 
-    /// Checks kind (by [`Kind::name`], or `"any"`) and that the handle
-    /// grants at least `access`.
-    pub fn check(self, kind: &str, access: Access) -> Result<()> {
-        let actual = self.kind()?;
-        if kind != "any" && actual.name() != kind {
-            return Err(Error::WrongKind {
-                expected: kind.to_owned(),
-                actual,
-            });
-        }
-        let have = self.access()?;
-        if !have.contains(access) {
-            return Err(Error::WrongAccess {
-                expected: access,
-                actual: have,
-            });
-        }
-        Ok(())
+    /// Checks the handle against `requirement` (kind and access, read
+    /// from the kernel); the error names what is wrong.
+    pub fn check(self, requirement: Requirement) -> Result<()> {
+        requirement.check(self)
     }
 
     /// The handle's number in this process.

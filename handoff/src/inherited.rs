@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::spawn::CHANNEL_NAME;
 use crate::startup::{self, StartupData};
 use crate::sys;
-use crate::{Access, Channel, Error, Handle, Kind, RawHandle, Result};
+use crate::{
+    Access, AccessRule, Channel, Error, Handle, Kind, KindName, RawHandle, Requirement, Result,
+};
 
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 #[cfg(unix)]
@@ -33,12 +35,12 @@ struct Entry {
     handle: Option<Handle>,
 }
 
-/// What a claimed handle must be.
+/// What a claimed handle must be: a [`Requirement`] (kind and access
+/// rule, the same type every check uses) and, for shared memory or a file,
+/// a least size.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
-    kind: Option<&'static str>,
-    access: Access,
-    exact_access: bool,
+    requirement: Requirement,
     min_size: Option<u64>,
 }
 
@@ -48,25 +50,24 @@ impl Expect {
         Self::default()
     }
 
-    /// Of this kind ([`Kind::name`]: `"file"`, `"socket"`, `"shared-memory"`, …).
-    pub fn kind(kind: &'static str) -> Self {
+    /// Of this kind.
+    pub fn kind(kind: KindName) -> Self {
         Expect {
-            kind: Some(kind),
+            requirement: Requirement::kind(kind),
             ..Self::default()
         }
     }
 
     /// Granting at least `access`.
     pub fn access(mut self, access: Access) -> Self {
-        self.access = access;
+        self.requirement = self.requirement.at_least(access);
         self
     }
 
     /// Granting exactly `access`: more rights than asked for is also wrong
     /// (a write handle where a read-only one was promised).
     pub fn exact_access(mut self, access: Access) -> Self {
-        self.access = access;
-        self.exact_access = true;
+        self.requirement = self.requirement.exactly(access);
         self
     }
 
@@ -76,28 +77,17 @@ impl Expect {
         self
     }
 
+    /// The kind and access this asks for.
+    pub fn requirement(&self) -> Requirement {
+        self.requirement
+    }
+
     /// Checks `handle`; the error names what is wrong.
     pub fn check(&self, handle: &Handle) -> Result<()> {
         let kind = handle.kind()?;
-        if let Some(want) = self.kind {
-            if kind.name() != want {
-                return Err(Error::WrongKind {
-                    expected: want.to_owned(),
-                    actual: kind,
-                });
-            }
-        }
-        let have = handle.access()?;
-        let ok = if self.exact_access {
-            have == self.access
-        } else {
-            have.contains(self.access)
-        };
-        if !ok {
-            return Err(Error::WrongAccess {
-                expected: self.access,
-                actual: have,
-            });
+        self.requirement.check_kind(kind)?;
+        if self.requirement.access != AccessRule::Any {
+            self.requirement.check_access(handle.access()?)?;
         }
         if let Some(min) = self.min_size {
             let size = match kind {
@@ -105,36 +95,43 @@ impl Expect {
                 Kind::File => {
                     sys::shm::len(handle.borrow().into()).map_err(|e| Error::os("fstat", e))?
                 }
+                // Only objects with a size can have a least size; shared
+                // memory is what one is usually handed.
                 other => {
                     return Err(Error::WrongKind {
-                        expected: "shared-memory or file (with a size)".into(),
+                        expected: KindName::SharedMemory,
                         actual: other,
                     })
                 }
             };
             if size < min {
-                return Err(bad(format!(
-                    "holds {size} bytes, at least {min} are required"
-                )));
+                return Err(Error::BadInheritance {
+                    var: None,
+                    problem: format!("holds {size} bytes, at least {min} are required"),
+                });
             }
         }
         Ok(())
     }
 }
 
-fn bad(m: String) -> Error {
-    Error::BadInheritance(m)
+fn bad(var: &'static str, problem: String) -> Error {
+    Error::BadInheritance {
+        var: Some(var),
+        problem,
+    }
 }
 
-fn parse_number(var: &str, value: &str) -> Result<u64> {
+fn parse_number(var: &'static str, value: &str) -> Result<u64> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(format!(
-            "{var}={value:?} is not a non-negative decimal number"
-        )));
+        return Err(bad(
+            var,
+            format!("{var}={value:?} is not a non-negative decimal number"),
+        ));
     }
     value
         .parse::<u64>()
-        .map_err(|_| bad(format!("{var}={value:?} is out of range")))
+        .map_err(|_| bad(var, format!("{var}={value:?} is out of range")))
 }
 
 impl Inherited {
@@ -188,9 +185,7 @@ impl Inherited {
         if CLAIMED.swap(true, Ordering::SeqCst) {
             return Err(Error::AlreadyClaimed(var.into()));
         }
-        for var in sys::spawn::CONVENTION_VARS {
-            std::env::remove_var(var);
-        }
+        sys::spawn::forget_convention_vars();
         let mut entries = Vec::with_capacity(parsed.len());
         for (name, raw) in parsed {
             match sys::handle::claim_inherited(sys::handle::raw_from_bits(raw)) {
@@ -202,9 +197,10 @@ impl Inherited {
                 // Entries claimed so far are dropped (closed) with `entries`:
                 // a broken hand-off is rejected whole.
                 Err(e) => {
-                    return Err(bad(format!(
-                        "{var} announces handle {raw} ({name}), but {e}"
-                    )))
+                    return Err(bad(
+                        var,
+                        format!("{var} announces handle {raw} ({name}), but {e}"),
+                    ))
                 }
             }
         }
@@ -224,15 +220,20 @@ impl Inherited {
         };
         let count = parse_number("LISTEN_FDS", fds)?;
         if count > MAX_FDS {
-            return Err(bad(format!(
-                "LISTEN_FDS={count} is more than any process is handed"
-            )));
+            return Err(bad(
+                "LISTEN_FDS",
+                format!("LISTEN_FDS={count} is more than any process is handed"),
+            ));
         }
-        let pid =
-            listen_pid.ok_or_else(|| bad("LISTEN_FDS is set but LISTEN_PID is not".into()))?;
+        let pid = listen_pid.ok_or_else(|| {
+            bad(
+                "LISTEN_PID",
+                "LISTEN_FDS is set but LISTEN_PID is not".into(),
+            )
+        })?;
         let pid = parse_number("LISTEN_PID", pid)?;
         if pid != u64::from(my_pid) {
-            return Err(bad(format!(
+            return Err(bad("LISTEN_PID", format!(
                 "LISTEN_PID={pid} names another process (this is {my_pid}); the handles were meant for it"
             )));
         }
@@ -241,10 +242,13 @@ impl Inherited {
             None => (0..count).map(|_| "unknown".to_owned()).collect(),
         };
         if names.len() as u64 != count {
-            return Err(bad(format!(
-                "LISTEN_FDNAMES has {} names for LISTEN_FDS={count}",
-                names.len()
-            )));
+            return Err(bad(
+                "LISTEN_FDNAMES",
+                format!(
+                    "LISTEN_FDNAMES has {} names for LISTEN_FDS={count}",
+                    names.len()
+                ),
+            ));
         }
         Ok(names)
     }
@@ -260,7 +264,10 @@ impl Inherited {
     /// multiple of 4 below 2^32 (the low two bits of a handle value are
     /// ignored by the kernel, so `0x1a5` would name the same handle as
     /// `0x1a4` and be claimed twice) and appear once.
-    pub fn parse_windows(
+    ///
+    /// Public (as `__private::parse_windows`) for the tests, which run it
+    /// on every platform.
+    pub(crate) fn parse_windows(
         handles: Option<&str>,
         parent_pid: Option<&str>,
         names: Option<&str>,
@@ -271,10 +278,13 @@ impl Inherited {
         };
         let parts: Vec<&str> = list.split(':').collect();
         if parts.len() as u64 > MAX_FDS {
-            return Err(bad(format!(
-                "HANDOFF_HANDLES lists {} handles, more than any process is handed",
-                parts.len()
-            )));
+            return Err(bad(
+                "HANDOFF_HANDLES",
+                format!(
+                    "HANDOFF_HANDLES lists {} handles, more than any process is handed",
+                    parts.len()
+                ),
+            ));
         }
         let mut values = Vec::with_capacity(parts.len());
         for part in parts {
@@ -283,20 +293,27 @@ impl Inherited {
                 .ok()
                 .filter(|v| *v != 0 && v % 4 == 0)
                 .ok_or_else(|| {
-                    bad(format!(
+                    bad("HANDOFF_HANDLES", format!(
                         "HANDOFF_HANDLES value {v} is not a handle value (a nonzero multiple of 4 below 2^32)"
                     ))
                 })?;
             if values.contains(&v) {
-                return Err(bad(format!("HANDOFF_HANDLES lists handle {v} twice")));
+                return Err(bad(
+                    "HANDOFF_HANDLES",
+                    format!("HANDOFF_HANDLES lists handle {v} twice"),
+                ));
             }
             values.push(v);
         }
-        let pid = parent_pid
-            .ok_or_else(|| bad("HANDOFF_HANDLES is set but HANDOFF_PARENT_PID is not".into()))?;
+        let pid = parent_pid.ok_or_else(|| {
+            bad(
+                "HANDOFF_PARENT_PID",
+                "HANDOFF_HANDLES is set but HANDOFF_PARENT_PID is not".into(),
+            )
+        })?;
         let pid = parse_number("HANDOFF_PARENT_PID", pid)?;
         if pid != u64::from(my_parent_pid) {
-            return Err(bad(format!(
+            return Err(bad("HANDOFF_PARENT_PID", format!(
                 "HANDOFF_PARENT_PID={pid} is not this process's parent ({my_parent_pid}); the handles were meant for another process"
             )));
         }
@@ -305,11 +322,14 @@ impl Inherited {
             None => values.iter().map(|_| "unknown".to_owned()).collect(),
         };
         if names.len() != values.len() {
-            return Err(bad(format!(
-                "LISTEN_FDNAMES has {} names for {} values in HANDOFF_HANDLES",
-                names.len(),
-                values.len()
-            )));
+            return Err(bad(
+                "LISTEN_FDNAMES",
+                format!(
+                    "LISTEN_FDNAMES has {} names for {} values in HANDOFF_HANDLES",
+                    names.len(),
+                    values.len()
+                ),
+            ));
         }
         Ok(names.into_iter().zip(values).collect())
     }
@@ -351,10 +371,10 @@ impl Inherited {
             .ok_or_else(|| Error::MissingHandle(name.to_owned()))?;
         let dups = found.count();
         if dups > 0 {
-            return Err(bad(format!(
-                "the name {name:?} was passed {} times",
-                dups + 1
-            )));
+            return Err(bad(
+                "LISTEN_FDNAMES",
+                format!("the name {name:?} was passed {} times", dups + 1),
+            ));
         }
         self.take_index(index)
     }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::KindName;
+
 /// The kind of object a handle refers to.
 ///
 /// Read from the kernel with [`Handle::kind`](crate::Handle::kind), never
@@ -47,21 +49,27 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// A short stable name: `file`, `directory`, `pipe`, `socket`,
-    /// `shared-memory`, `event`, `process`, `timer`, `terminal`, `other`.
-    pub fn name(&self) -> &'static str {
+    /// The kind's name without its details.
+    pub fn name_of(&self) -> KindName {
         match self {
-            Kind::File => "file",
-            Kind::Directory => "directory",
-            Kind::Pipe { .. } => "pipe",
-            Kind::Socket { .. } => "socket",
-            Kind::SharedMemory { .. } => "shared-memory",
-            Kind::Event => "event",
-            Kind::Process => "process",
-            Kind::Timer => "timer",
-            Kind::Terminal => "terminal",
-            Kind::Other => "other",
+            Kind::File => KindName::File,
+            Kind::Directory => KindName::Directory,
+            Kind::Pipe { .. } => KindName::Pipe,
+            Kind::Socket { .. } => KindName::Socket,
+            Kind::SharedMemory { .. } => KindName::SharedMemory,
+            Kind::Event => KindName::Event,
+            Kind::Process => KindName::Process,
+            Kind::Timer => KindName::Timer,
+            Kind::Terminal => KindName::Terminal,
+            Kind::Other => KindName::Other,
         }
+    }
+
+    /// A short stable name: `file`, `directory`, `pipe`, `socket`,
+    /// `shared-memory`, `event`, `process`, `timer`, `terminal`, `other`
+    /// ([`KindName::as_str`]).
+    pub fn name(&self) -> &'static str {
+        self.name_of().as_str()
     }
 }
 

@@ -37,12 +37,14 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod channel;
+mod convert;
 mod duplicate;
 mod error;
 mod handle;
 mod inherited;
 mod kind;
 pub mod process;
+mod requirement;
 pub mod restart;
 // RPC runs on AsyncChannel.
 #[cfg(feature = "tokio")]
@@ -57,13 +59,55 @@ pub use channel::typed;
 pub use channel::{AsyncChannel, AsyncListener};
 pub use channel::{Channel, Limits, Listener, Message, PeerCredentials};
 pub use duplicate::{duplicate, DupOptions, Duplicated, Source, Target};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use handle::{count_open_handles, AsHandle, BorrowedHandle, Handle, RawHandle};
 pub use inherited::{Expect, Inherited};
 pub use kind::{Access, Kind, PipeEnd, Seals, SocketFamily, SocketType};
 pub use process::Process;
+pub use requirement::{AccessRule, KindName, Requirement};
 pub use spawn::{Child, Command};
 pub use startup::StartupData;
+
+/// What the code `#[interface]` generates, the fuzz targets and the tests
+/// use, and nothing else should: the RPC's call and reply builders, the
+/// declared handle checks, the frame codec. Not part of the API: it
+/// changes without notice (tokio's `macros::support` is the model).
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "tokio")]
+    pub use crate::rpc::client::{Call, Reply};
+    #[cfg(feature = "tokio")]
+    pub use crate::rpc::handles::HandleSpec;
+    #[cfg(feature = "tokio")]
+    pub use crate::rpc::server::{OutHandles, ServerCall, ServerReply};
+    /// The RPC frame codec (`docs/wire-format.md`, "RPC").
+    #[cfg(feature = "tokio")]
+    pub mod wire {
+        pub use crate::rpc::wire::*;
+    }
+
+    /// Borrows every handle of an array parameter for the method.
+    #[cfg(feature = "tokio")]
+    pub fn borrow_all(handles: &[crate::Handle]) -> Vec<crate::BorrowedHandle<'_>> {
+        crate::rpc::borrow_all(handles)
+    }
+
+    /// The Windows channel's transport prefix codec, built everywhere for
+    /// its fuzz target.
+    pub mod prefix {
+        pub use crate::channel::prefix::*;
+    }
+
+    /// `Inherited::parse_windows`, run by the tests on every platform.
+    pub fn parse_windows(
+        handles: Option<&str>,
+        parent_pid: Option<&str>,
+        names: Option<&str>,
+        my_parent_pid: u32,
+    ) -> crate::Result<Vec<(String, u32)>> {
+        crate::Inherited::parse_windows(handles, parent_pid, names, my_parent_pid)
+    }
+}
 
 /// Makes a trait an RPC interface whose parameters can be handles; see
 /// [`rpc`].

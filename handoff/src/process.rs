@@ -56,6 +56,11 @@ impl Process {
         Ok(Process { handle, pid })
     }
 
+    /// A process from a handle already known to name `pid`.
+    pub(crate) fn from_parts(handle: Handle, pid: u32) -> Process {
+        Process { handle, pid }
+    }
+
     /// Opens a handle to the calling process.
     pub fn current() -> Result<Process> {
         Process::open(sys::process::current_pid())
@@ -253,6 +258,21 @@ impl ExitStatus {
             ExitStatus::Signal(s) => Some(s),
             _ => None,
         }
+    }
+}
+
+/// std's status of a child this process reaped: its code, or on Unix the
+/// signal that ended it.
+impl From<std::process::ExitStatus> for ExitStatus {
+    fn from(s: std::process::ExitStatus) -> ExitStatus {
+        if let Some(code) = s.code() {
+            return ExitStatus::Code(code);
+        }
+        #[cfg(unix)]
+        if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&s) {
+            return ExitStatus::Signal(signal);
+        }
+        ExitStatus::Unknown
     }
 }
 

@@ -11,8 +11,8 @@
 //!
 //! On Linux the child is created with `clone(CLONE_VM | CLONE_VFORK)`, as
 //! glibc's `posix_spawn` does, so the parent's memory size does not make
-//! spawning slower; `Command::as_std_mut` (Unix) switches to std's `fork` for
-//! the settings only std offers.
+//! spawning slower; the settings only std offers (uid, gid, process group,
+//! `pre_exec` hooks: [`unix::CommandExt`]) switch to std's `fork`.
 //!
 //! On Windows the child is created with `CreateProcessW` and a
 //! `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` naming exactly the passed handles
@@ -22,12 +22,12 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 
 use serde::Serialize;
 
+use crate::process::ExitStatus;
 use crate::sys;
-use crate::{startup, AsHandle, BorrowedHandle, Channel, Error, Handle, Result};
+use crate::{startup, AsHandle, BorrowedHandle, Channel, Error, Handle, Process, Result};
 
 pub use crate::stdio::Stdio;
 
@@ -44,7 +44,7 @@ pub(crate) struct Spec {
     pub(crate) env_clear: bool,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) stdio: [Option<Stdio>; 3],
-    /// std's command, once [`Command::as_std_mut`] asked for it.
+    /// std's command, once a [`unix::CommandExt`] setting asked for it.
     #[cfg(unix)]
     pub(crate) std: Option<sys::spawn::StdCommand>,
 }
@@ -268,26 +268,81 @@ impl Command {
             }
         })?;
         drop(handles);
-        Ok(Child { inner: child })
+        Ok(Child {
+            inner: child,
+            detached: false,
+        })
     }
 
-    /// A std command for settings this type does not mirror
-    /// (`CommandExt::uid`, `gid`, `process_group`, `pre_exec`, …).
-    ///
-    /// The program, arguments, environment, working directory and standard
-    /// streams still come from this `Command`; what is set on them through
-    /// the std command is ignored. Once this has been called, the child is
-    /// started through std (`fork`, then std's settings, then handoff's
-    /// placement of the handles) instead of handoff's own `vfork`-style
-    /// spawn, which is slower (see BENCHMARKS.md, `spawn_overhead`).
+    /// std's command, holding only the settings [`unix::CommandExt`] sets
+    /// (the program, arguments, environment, directory and streams always
+    /// come from this `Command`).
     #[cfg(unix)]
-    pub fn as_std_mut(&mut self) -> &mut std::process::Command {
+    pub(crate) fn std_settings(&mut self) -> &mut std::process::Command {
         let program = &self.spec.program;
         self.spec
             .std
             .get_or_insert_with(|| sys::spawn::StdCommand::new(program))
             .as_std_mut()
     }
+}
+
+/// Unix-only settings of a [`Command`].
+#[cfg(unix)]
+pub mod unix {
+    /// The settings of std's `os::unix::process::CommandExt` that handoff
+    /// does not mirror, on a [`Command`](crate::Command).
+    ///
+    /// Using any of them starts the child through std (`fork`, std's
+    /// settings, then handoff's placement of the handles and the
+    /// `pre_exec` hooks in the order they were added) instead of handoff's
+    /// own `vfork`-style spawn, which is slower (see BENCHMARKS.md,
+    /// `spawn_overhead`).
+    pub trait CommandExt: sealed::Sealed {
+        /// Runs the child as this user (`setuid`).
+        fn uid(&mut self, id: u32) -> &mut crate::Command;
+        /// Runs the child with this group (`setgid`).
+        fn gid(&mut self, id: u32) -> &mut crate::Command;
+        /// Puts the child in this process group; 0 makes a new group led by
+        /// the child (`setpgid`).
+        fn process_group(&mut self, pgroup: i32) -> &mut crate::Command;
+        /// Runs `f` in the child after `fork` and before `exec`; an error
+        /// fails the spawn.
+        ///
+        /// # Safety
+        /// As for std's `CommandExt::pre_exec`: `f` runs in a forked copy
+        /// of a possibly multi-threaded process, so it must only make
+        /// async-signal-safe calls (no allocation, no locks).
+        #[allow(unsafe_code)]
+        unsafe fn pre_exec<F>(&mut self, f: F) -> &mut crate::Command
+        where
+            F: FnMut() -> std::io::Result<()> + Send + Sync + 'static;
+    }
+
+    mod sealed {
+        pub trait Sealed {}
+        impl Sealed for crate::Command {}
+    }
+}
+
+/// Searches each directory of `path_var` (a `PATH` value) in order for
+/// `program`: `accept` gets the directory joined with the program and
+/// returns what to run, or `None` to go on. Both backends' PATH search;
+/// what makes a candidate runnable is theirs.
+#[cfg_attr(handoff_no_backend, allow(dead_code))]
+pub(crate) fn search_path(
+    program: &Path,
+    path_var: &OsStr,
+    mut accept: impl FnMut(PathBuf) -> Option<PathBuf>,
+) -> std::io::Result<PathBuf> {
+    std::env::split_paths(path_var)
+        .find_map(|dir| accept(dir.join(program)))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} not found in PATH", program.display()),
+            )
+        })
 }
 
 /// A spawned child.
@@ -297,6 +352,8 @@ impl Command {
 #[derive(Debug)]
 pub struct Child {
     inner: sys::spawn::Child,
+    /// Given up to a [`Process`] (`into_process`): reaping is its job now.
+    detached: bool,
 }
 
 impl Child {
@@ -315,12 +372,38 @@ impl Child {
 
     /// Waits for the child to exit and reaps it.
     pub fn wait(&mut self) -> Result<ExitStatus> {
-        self.inner.wait().map_err(|e| Error::os("wait", e))
+        self.inner
+            .wait()
+            .map(ExitStatus::from)
+            .map_err(|e| Error::os("wait", e))
     }
 
     /// Reaps the child if it has exited.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
-        self.inner.try_wait().map_err(|e| Error::os("wait", e))
+        self.inner
+            .try_wait()
+            .map(|s| s.map(ExitStatus::from))
+            .map_err(|e| Error::os("wait", e))
+    }
+
+    /// A [`Process`] for the child, holding a new handle to it (a duplicate
+    /// of the pidfd or process handle; where there is none, one opened by
+    /// pid, which is race-free while the child is unreaped).
+    pub fn process(&self) -> Result<Process> {
+        match self.exit_handle() {
+            Some(h) => Ok(Process::from_parts(h.try_clone_to_owned()?, self.id())),
+            None => Process::open(self.id()),
+        }
+    }
+
+    /// Turns the child into a [`Process`]. Unlike dropping the `Child`,
+    /// this does not reap a child that has already exited, so
+    /// [`Process::wait`] still reads its status; the standard streams not
+    /// taken are closed.
+    pub fn into_process(mut self) -> Result<Process> {
+        let process = self.process()?;
+        self.detached = true;
+        Ok(process)
     }
 
     /// Kills the child (`SIGKILL`; `TerminateProcess` on Windows).
@@ -349,6 +432,9 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         let _ = self.inner.try_wait();
     }
 }

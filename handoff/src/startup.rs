@@ -158,6 +158,17 @@ fn finish(fd: Handle) -> Result<Handle> {
     fd.restrict(Access::READ).or(Ok(fd))
 }
 
+/// When the pages of [`StartupData`] are faulted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Populate {
+    /// As they are read (what [`StartupData::open`] does).
+    #[default]
+    OnRead,
+    /// All at once when opened (`MAP_POPULATE`): faster when all of it
+    /// will be read.
+    Now,
+}
+
 /// Startup data a child received, validated and mapped read-only.
 #[derive(Debug)]
 pub struct StartupData {
@@ -182,12 +193,12 @@ impl StartupData {
     /// (`MAP_POPULATE`) measured slower end to end, 1.30 against 1.81 GB/s
     /// for 1 GiB (`handoff-bench startup_data_1gib`).
     pub fn open(handle: Handle) -> Result<StartupData> {
-        Self::open_with(handle, false)
+        Self::open_with(handle, Populate::OnRead)
     }
 
-    /// As [`open`](Self::open); `populate` chooses whether every page is
-    /// faulted in at once (faster when all of it will be read).
-    pub fn open_with(handle: Handle, populate: bool) -> Result<StartupData> {
+    /// As [`open`](Self::open), choosing when the pages are faulted in.
+    pub fn open_with(handle: Handle, populate: Populate) -> Result<StartupData> {
+        let populate = populate == Populate::Now;
         let bad = |m: String| Error::BadStartupData(m);
         let size = match handle.kind()? {
             Kind::SharedMemory { size, seals } => {
@@ -210,7 +221,7 @@ impl StartupData {
             }
             actual => {
                 return Err(Error::WrongKind {
-                    expected: "shared-memory".into(),
+                    expected: crate::KindName::SharedMemory,
                     actual,
                 })
             }

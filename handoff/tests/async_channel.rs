@@ -70,7 +70,7 @@ fn async_pair_moves_handles_and_large_messages() {
         assert_eq!(h.kind().unwrap(), Kind::File);
 
         drop(a);
-        assert!(matches!(b.recv().await, Err(Error::Disconnected)));
+        assert!(matches!(b.recv().await, Err(Error::Disconnected { .. })));
     });
     leaks.assert();
 }
@@ -104,7 +104,7 @@ fn async_listener_with_blocking_client_processes() {
                 let mut msg = ch.recv().await.unwrap();
                 assert_eq!(msg.bytes, b"ping");
                 ch.send_moved(b"pong", &mut msg.handles).await.unwrap();
-                assert!(matches!(ch.recv().await, Err(Error::Disconnected)));
+                assert!(matches!(ch.recv().await, Err(Error::Disconnected { .. })));
             }));
         }
         for t in tasks {
@@ -200,7 +200,7 @@ fn dropped_recv_futures_lose_nothing() {
         assert_eq!(b.recv().unwrap().bytes, b"one");
         assert_eq!(b.recv().unwrap().bytes, b"two");
         drop(a);
-        assert!(matches!(b.recv(), Err(Error::Disconnected)));
+        assert!(matches!(b.recv(), Err(Error::Disconnected { .. })));
     });
     leaks.assert();
 }
@@ -214,7 +214,7 @@ fn dropped_accept_futures_lose_nothing() {
         let path = role.strip_prefix("client:").unwrap();
         let ch = Channel::connect(path).unwrap();
         ch.send(b"hello", &[]).unwrap();
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
         return;
     }
     let _serial = serial();

@@ -171,14 +171,20 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         assert_eq!(ours.recv().unwrap().bytes, b"last words");
-        assert!(matches!(ours.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ours.recv(), Err(Error::Disconnected { .. })));
         assert_success(child);
         let file = null_file();
         // Without MSG_NOSIGNAL this would kill the test process on Unix.
-        assert!(matches!(
-            ours.send(b"anyone?", &[file.as_handle()]),
-            Err(Error::Disconnected)
-        ));
+        let e = ours.send(b"anyone?", &[file.as_handle()]).unwrap_err();
+        assert!(matches!(e, Error::Disconnected { .. }), "{e:?}");
+        assert_eq!(e.kind(), handoff::ErrorKind::Disconnected);
+        // The system's own report (EPIPE) is kept, and is what the error
+        // becomes as an io::Error.
+        #[cfg(unix)]
+        assert_eq!(
+            std::io::Error::from(e).raw_os_error(),
+            Some(rustix::io::Errno::PIPE.raw_os_error())
+        );
         assert!(!ours.is_poisoned());
     }
     leaks.assert();
@@ -209,7 +215,7 @@ fn killed_peer_mid_message_drops_the_partial_message() {
         child.wait().unwrap();
         loop {
             match ours.recv() {
-                Err(Error::Disconnected) => break,
+                Err(Error::Disconnected { .. }) => break,
                 // On Windows the fragments still queued name handles of a
                 // process that no longer exists: they cannot be taken.
                 Err(Error::HandlesTruncated { .. }) if cfg!(windows) => continue,
@@ -370,4 +376,24 @@ fn listener_serves_client_processes() {
     leaks.assert();
     // Gone with the listener: the name can be bound again.
     drop(Listener::bind(&path).unwrap());
+}
+
+#[test]
+fn a_channel_converts_to_and_from_its_handle() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let (a, b) = Channel::pair().unwrap();
+        let a = Channel::try_from(Handle::from(a)).unwrap();
+        #[cfg(unix)]
+        let b = Channel::try_from(std::os::fd::OwnedFd::from(b)).unwrap();
+        #[cfg(windows)]
+        let b = Channel::try_from(std::os::windows::io::OwnedHandle::from(b)).unwrap();
+        a.send(b"still a channel", &[]).unwrap();
+        assert_eq!(b.recv().unwrap().bytes, b"still a channel");
+        // A handle that is no channel end is refused, and closed.
+        let e = Channel::try_from(Handle::from(null_file())).unwrap_err();
+        assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
+    }
+    leaks.assert();
 }

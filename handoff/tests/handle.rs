@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Seek, Write};
 
 use common::*;
-use handoff::{Access, AsHandle, Error, Handle, Kind, PipeEnd};
+use handoff::{Access, AsHandle, Error, Handle, Kind, KindName, PipeEnd, Requirement};
 
 #[test]
 fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
@@ -164,11 +164,17 @@ fn expect_checks_kind_and_access_and_gives_the_handle_back() {
     {
         let (r, _w) = std::io::pipe().unwrap();
         let h = Handle::from(r);
-        let (err, h) = h.expect("file", Access::READ).unwrap_err();
+        let (err, h) = h
+            .expect(Requirement::kind(KindName::File).at_least(Access::READ))
+            .unwrap_err();
         assert!(matches!(err, Error::WrongKind { .. }));
-        let (err, h) = h.expect("pipe", Access::WRITE).unwrap_err();
+        let (err, h) = h
+            .expect(Requirement::kind(KindName::Pipe).at_least(Access::WRITE))
+            .unwrap_err();
         assert!(matches!(err, Error::WrongAccess { .. }));
-        let h = h.expect("pipe", Access::READ).unwrap();
+        let h = h
+            .expect(Requirement::kind(KindName::Pipe).at_least(Access::READ))
+            .unwrap();
         drop(h);
     }
     leaks.assert();

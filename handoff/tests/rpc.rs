@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use handoff::rpc::{Call, CallError, Context, Fault, Server};
+use handoff::__private::Call;
+use handoff::rpc::{CallError, Context, Fault, Server};
 use handoff::{
     Access, AsHandle, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, Limits,
     StartupData,
@@ -474,7 +475,7 @@ fn blocking_client_scenario(path: &Path) {
         assert!(client.maybe_file(false).unwrap().is_none());
         match client.lie() {
             Err(CallError::Handoff(Error::WrongKind { expected, actual })) => {
-                assert_eq!(expected, "file");
+                assert_eq!(expected, handoff::KindName::File);
                 assert!(matches!(actual, Kind::Pipe { .. }));
             }
             other => panic!("expected the client to reject the pipe, got {other:?}"),
@@ -793,7 +794,7 @@ fn context_rundown_runs_once_per_killed_client() {
 /// Builds raw frames for the tests that speak the wire format directly.
 mod raw {
     use super::*;
-    use handoff::rpc::wire::{frame, FrameType, Header, HEADER_LEN};
+    use handoff::__private::wire::{frame, FrameType, Header, HEADER_LEN};
 
     pub fn hello(identity: &handoff::rpc::Identity) -> Vec<u8> {
         let mut body = Vec::new();
@@ -830,13 +831,13 @@ mod raw {
     pub fn fault_of(body: &[u8]) -> Fault {
         let mut f = vec![0u8; HEADER_LEN];
         f.extend_from_slice(body);
-        handoff::rpc::wire::body::<Fault>(&f).unwrap()
+        handoff::__private::wire::body::<Fault>(&f).unwrap()
     }
 }
 
 #[test]
 fn contexts_belong_to_one_connection_and_close_once() {
-    use handoff::rpc::wire::FrameType;
+    use handoff::__private::wire::FrameType;
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
@@ -866,7 +867,7 @@ fn contexts_belong_to_one_connection_and_close_once() {
         // Nor can another connection close it.
         other
             .send(
-                &handoff::rpc::wire::frame(FrameType::Close, 0, 2, 0, &token).unwrap(),
+                &handoff::__private::wire::frame(FrameType::Close, 0, 2, 0, &token).unwrap(),
                 &[],
             )
             .unwrap();
@@ -881,7 +882,7 @@ fn contexts_belong_to_one_connection_and_close_once() {
 
         // Close: rundown once; the token is dead afterwards.
         ch.send(
-            &handoff::rpc::wire::frame(FrameType::Close, 0, 4, 0, &token).unwrap(),
+            &handoff::__private::wire::frame(FrameType::Close, 0, 4, 0, &token).unwrap(),
             &[],
         )
         .unwrap();
@@ -891,7 +892,7 @@ fn contexts_belong_to_one_connection_and_close_once() {
         ch.send(&raw::call(14, 5, 0, &(token, "x")), &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
         ch.send(
-            &handoff::rpc::wire::frame(FrameType::Close, 0, 6, 0, &token).unwrap(),
+            &handoff::__private::wire::frame(FrameType::Close, 0, 6, 0, &token).unwrap(),
             &[],
         )
         .unwrap();
@@ -1024,7 +1025,7 @@ fn golden_frames_on_a_real_connection() {
 
 #[test]
 fn malformed_frames_get_a_fault_or_a_closed_connection() {
-    use handoff::rpc::wire::FrameType;
+    use handoff::__private::wire::FrameType;
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
@@ -1061,7 +1062,7 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
                 b
             },
             raw::hello(&FilesClient::IDENTITY),
-            handoff::rpc::wire::frame(FrameType::Reply, 0, 1, 0, &()).unwrap(),
+            handoff::__private::wire::frame(FrameType::Reply, 0, 1, 0, &()).unwrap(),
         ];
         for frame in &broken {
             let ch = raw::connect(&server.path);
@@ -1073,7 +1074,10 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
                 "{frame:?}"
             );
             assert!(matches!(raw::fault_of(&body), Fault::Malformed { .. }));
-            assert!(matches!(ch.recv(), Err(Error::Disconnected)), "{frame:?}");
+            assert!(
+                matches!(ch.recv(), Err(Error::Disconnected { .. })),
+                "{frame:?}"
+            );
         }
 
         // A header announcing handles that did not come, with handles that
@@ -1083,13 +1087,13 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
         ch.send(&raw::call(6, 1, 2, &(0u32,)), &[file.as_handle()])
             .unwrap();
         assert_eq!(raw::next(&ch).0.call_id, 0);
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
 
         // No handshake at all.
         let ch = Channel::connect(&server.path).unwrap();
         ch.send(&good, &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
 
         // Bad calls on a good connection: a fault for that call, and the
         // connection goes on.
@@ -1157,7 +1161,7 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
 
 #[test]
 fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
-    use handoff::rpc::wire::FrameType;
+    use handoff::__private::wire::FrameType;
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
@@ -1230,7 +1234,7 @@ fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
 
 #[test]
 fn message_size_is_limited_per_connection() {
-    use handoff::rpc::wire::FrameType;
+    use handoff::__private::wire::FrameType;
     let _serial = serial();
     let leaks = LeakCheck::new();
     {
@@ -1263,7 +1267,7 @@ fn message_size_is_limited_per_connection() {
             raw::fault_of(&body),
             Fault::TooLarge { limit: 4096, .. }
         ));
-        assert!(matches!(ch.recv(), Err(Error::Disconnected)));
+        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
         drop(ch);
         server.stop();
     }

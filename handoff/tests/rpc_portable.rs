@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use handoff::rpc::{Call, CallError, Context, Fault, Server};
+use handoff::__private::Call;
+use handoff::rpc::{CallError, Context, Fault, Server};
 use handoff::{
     Access, AsyncChannel, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, StartupData,
 };

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::*;
-use handoff::{Access, AsHandle, Command, Error, Expect, Inherited, Kind, StartupData};
+use handoff::{Access, AsHandle, Command, Error, Expect, Inherited, Kind, KindName, StartupData};
 use serde::{Deserialize, Serialize};
 
 #[test]
@@ -25,7 +25,10 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             "variables are unset"
         );
         let config = inherited
-            .take_checked("config", &Expect::kind("file").exact_access(Access::READ))
+            .take_checked(
+                "config",
+                &Expect::kind(KindName::File).exact_access(Access::READ),
+            )
             .unwrap();
         assert!(
             !config.is_inheritable().unwrap(),
@@ -33,11 +36,14 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
         );
         assert_eq!(read_all(&config), b"x=1");
         let mem = inherited
-            .take_checked("mem", &Expect::kind("shared-memory").min_size(64 + 3))
+            .take_checked(
+                "mem",
+                &Expect::kind(KindName::SharedMemory).min_size(64 + 3),
+            )
             .unwrap();
         assert!(!mem.is_inheritable().unwrap());
         let e = inherited
-            .take_checked("log", &Expect::kind("file").access(Access::READ))
+            .take_checked("log", &Expect::kind(KindName::File).access(Access::READ))
             .unwrap_err();
         assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
         assert!(matches!(
@@ -241,20 +247,21 @@ fn parse_rejects_bogus_convention_values() {
     ] {
         let e = Inherited::parse(fds, pid, names, 7).unwrap_err();
         assert!(
-            matches!(e, Error::BadInheritance(_)),
+            matches!(e, Error::BadInheritance { var: Some(_), .. }),
             "{fds:?} {pid:?} {names:?}: {e}"
         );
         assert!(e.is_peer_fault());
     }
 
     // The Windows convention.
-    let ok = Inherited::parse_windows(Some("420:1236"), Some("7"), Some("a:b"), 7).unwrap();
+    let ok =
+        handoff::__private::parse_windows(Some("420:1236"), Some("7"), Some("a:b"), 7).unwrap();
     assert_eq!(ok, [("a".to_string(), 420), ("b".to_string(), 1236)]);
-    assert!(Inherited::parse_windows(None, None, None, 7)
+    assert!(handoff::__private::parse_windows(None, None, None, 7)
         .unwrap()
         .is_empty());
     assert_eq!(
-        Inherited::parse_windows(Some("4"), Some("7"), None, 7).unwrap(),
+        handoff::__private::parse_windows(Some("4"), Some("7"), None, 7).unwrap(),
         [("unknown".to_string(), 4)]
     );
     for (handles, pid, names) in [
@@ -272,9 +279,9 @@ fn parse_rejects_bogus_convention_values() {
         (Some("8:12"), Some("7"), Some("only-one")),
         (Some("8"), Some("7"), Some("a:b")),
     ] {
-        let e = Inherited::parse_windows(handles, pid, names, 7).unwrap_err();
+        let e = handoff::__private::parse_windows(handles, pid, names, 7).unwrap_err();
         assert!(
-            matches!(e, Error::BadInheritance(_)),
+            matches!(e, Error::BadInheritance { var: Some(_), .. }),
             "{handles:?} {pid:?} {names:?}: {e}"
         );
         assert!(e.is_peer_fault());

@@ -25,7 +25,7 @@ fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
         let ch = Channel::connect(path).unwrap();
         let sent = ch.send(b"let me in", &[]);
         match (who, ch.recv()) {
-            ("nobody", Err(Error::Disconnected)) => {}
+            ("nobody", Err(Error::Disconnected { .. })) => {}
             ("root", Ok(msg)) => assert_eq!(msg.bytes, b"welcome"),
             (who, other) => panic!("{who}: {other:?} (send: {sent:?})"),
         }

@@ -26,7 +26,7 @@ fn a_service_claims_by_name_and_notifies() {
         // A UDP socket where a TCP listener is expected: both kinds named.
         let e = svc.tcp_listener("dns").unwrap_err();
         let text = e.to_string();
-        assert!(matches!(e, Error::WrongKind { .. }), "{text}");
+        assert!(matches!(e, Error::WrongSocket { .. }), "{text}");
         assert!(text.contains("a listening TCP socket"), "{text}");
         assert!(text.contains("datagram"), "{text}");
         let _web = svc.tcp_listener("web").unwrap();

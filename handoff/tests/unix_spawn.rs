@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 
 use common::*;
-use handoff::{Access, Error, Expect, Handle, Inherited, Kind, StartupData};
+use handoff::{Access, Error, Expect, Handle, Inherited, Kind, KindName, StartupData};
 
 #[test]
 fn only_the_named_handles_reach_the_child() {
@@ -23,14 +23,17 @@ fn only_the_named_handles_reach_the_child() {
         );
         assert!(std::env::var("LISTEN_FDS").is_err(), "variables are unset");
         let config = inherited
-            .take_checked("config", &Expect::kind("file").exact_access(Access::READ))
+            .take_checked(
+                "config",
+                &Expect::kind(KindName::File).exact_access(Access::READ),
+            )
             .unwrap();
         assert!(
             !config.is_inheritable().unwrap(),
             "claimed handles go no further"
         );
         let sock = inherited
-            .take_checked("sock", &Expect::kind("socket"))
+            .take_checked("sock", &Expect::kind(KindName::Socket))
             .unwrap();
         assert!(matches!(
             sock.kind().unwrap(),
@@ -40,7 +43,7 @@ fn only_the_named_handles_reach_the_child() {
             }
         ));
         inherited
-            .take_checked("mem", &Expect::kind("shared-memory").min_size(3))
+            .take_checked("mem", &Expect::kind(KindName::SharedMemory).min_size(3))
             .unwrap();
         assert!(matches!(
             inherited.take("mem"),
@@ -165,7 +168,7 @@ fn bogus_inherited_descriptors_are_named() {
         Some("not-open") => {
             let e = Inherited::from_env().unwrap_err();
             assert!(
-                matches!(&e, Error::BadInheritance(m) if m.contains("not open")),
+                matches!(&e, Error::BadInheritance { var: Some("LISTEN_FDS"), problem } if problem.contains("not open")),
                 "{e}"
             );
         }
@@ -174,13 +177,15 @@ fn bogus_inherited_descriptors_are_named() {
             let _mine = std::fs::File::open("/dev/null").unwrap();
             let e = Inherited::from_env().unwrap_err();
             assert!(
-                matches!(&e, Error::BadInheritance(m) if m.contains("close-on-exec")),
+                matches!(&e, Error::BadInheritance { var: Some("LISTEN_FDS"), problem } if problem.contains("close-on-exec")),
                 "{e}"
             );
         }
         Some("wrong-kind") => {
             let mut inh = Inherited::from_env().unwrap();
-            let e = inh.take_checked("data", &Expect::kind("file")).unwrap_err();
+            let e = inh
+                .take_checked("data", &Expect::kind(KindName::File))
+                .unwrap_err();
             assert!(matches!(e, Error::WrongKind { .. }), "{e}");
             let e = inh.take("data").unwrap_err();
             assert!(
@@ -188,11 +193,11 @@ fn bogus_inherited_descriptors_are_named() {
                 "claimed even when rejected: {e}"
             );
             let e = inh
-                .take_checked("out", &Expect::kind("pipe").access(Access::READ))
+                .take_checked("out", &Expect::kind(KindName::Pipe).access(Access::READ))
                 .unwrap_err();
             assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
             let e = inh
-                .take_checked("mem", &Expect::kind("shared-memory"))
+                .take_checked("mem", &Expect::kind(KindName::SharedMemory))
                 .unwrap_err();
             assert!(
                 matches!(e, Error::WrongKind { .. }),
@@ -201,13 +206,13 @@ fn bogus_inherited_descriptors_are_named() {
         }
         Some("duplicate-names") => {
             let mut inh = Inherited::from_env().unwrap();
-            assert!(matches!(inh.take("a"), Err(Error::BadInheritance(_))));
+            assert!(matches!(inh.take("a"), Err(Error::BadInheritance { .. })));
             assert!(inh.take_index(1).is_ok());
         }
         Some("pid-mismatch") => {
             let e = Inherited::from_env().unwrap_err();
             assert!(
-                matches!(&e, Error::BadInheritance(m) if m.contains("another process")),
+                matches!(&e, Error::BadInheritance { var: Some("LISTEN_PID"), problem } if problem.contains("another process")),
                 "{e}"
             );
             assert!(
@@ -456,8 +461,8 @@ fn signals_start_at_their_defaults() {
 }
 
 #[test]
-fn std_settings_through_as_std_mut() {
-    const TEST: &str = "std_settings_through_as_std_mut";
+fn std_settings_through_command_ext() {
+    const TEST: &str = "std_settings_through_command_ext";
     if role().is_some() {
         let me = rustix::process::getpid();
         assert_eq!(rustix::process::getpgrp(), me, "its own process group");
@@ -472,7 +477,7 @@ fn std_settings_through_as_std_mut() {
     {
         let file = null_file();
         let mut cmd = self_command(TEST, "child");
-        std::os::unix::process::CommandExt::process_group(cmd.as_std_mut(), 0);
+        handoff::spawn::unix::CommandExt::process_group(&mut cmd, 0);
         cmd.handle("null", &file);
         let mut child = cmd.spawn().unwrap();
         assert!(child.wait().unwrap().success());
@@ -616,6 +621,29 @@ fn spawning_from_many_threads_while_others_allocate() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         churn.join().unwrap();
+    }
+    leaks.assert();
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_pre_exec_hook_runs_in_the_child_and_its_error_fails_the_spawn() {
+    use handoff::spawn::unix::CommandExt;
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let file = null_file();
+        let mut cmd = handoff::Command::new("/bin/true");
+        cmd.handle("null", &file);
+        let refuse = || Err(std::io::Error::from(rustix::io::Errno::ACCESS));
+        // SAFETY: the hook makes no call at all, so it is async-signal-safe.
+        unsafe { cmd.pre_exec(refuse) };
+        let e = cmd.spawn().unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::ACCESS.raw_os_error()),
+            "{e:?}"
+        );
     }
     leaks.assert();
 }

@@ -12,7 +12,7 @@ use handoff::{AsHandle, Error, Inherited, Kind};
 fn refused(contains: &str) {
     let e = Inherited::from_env().unwrap_err();
     assert!(
-        matches!(&e, Error::BadInheritance(m) if m.contains(contains)),
+        matches!(&e, Error::BadInheritance { problem, .. } if problem.contains(contains)),
         "{e}"
     );
 }

@@ -58,7 +58,7 @@ pub fn peer_role() -> Result<()> {
                 uid,
                 // A refusal after connecting reads as Disconnected; a
                 // refusal by the file system as an I/O error.
-                connected: matches!(e, Error::Disconnected),
+                connected: matches!(e, Error::Disconnected { .. }),
                 outcome: super::hostile::kind_of(&e).into(),
             },
         }

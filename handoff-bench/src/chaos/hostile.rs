@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use handoff::rpc::wire::{self, FrameType};
+use handoff::__private::wire::{self, FrameType};
 use handoff::{AsHandle, Channel, Error};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde::{Deserialize, Serialize};
@@ -148,7 +148,7 @@ pub fn receiver_role() -> Result<()> {
     loop {
         let mut msg = match ctl.recv() {
             Ok(msg) => msg,
-            Err(Error::Disconnected) => return Ok(()),
+            Err(Error::Disconnected { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         if msg.bytes == b"exit" {
@@ -183,7 +183,7 @@ pub fn receiver_role() -> Result<()> {
 
 pub fn kind_of(e: &Error) -> &'static str {
     match e {
-        Error::Disconnected => "Disconnected",
+        Error::Disconnected { .. } => "Disconnected",
         Error::Poisoned => "Poisoned",
         Error::Malformed(_) => "Malformed",
         Error::TooLarge { .. } => "TooLarge",

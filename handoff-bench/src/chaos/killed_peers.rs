@@ -448,7 +448,7 @@ fn drain(id: usize, slot: &mut Slot, tally: &mut Tally, checks: &mut Checks) -> 
                     }
                 }
             }
-            Err(Error::WouldBlock) | Err(Error::Disconnected) => return Ok(()),
+            Err(Error::WouldBlock) | Err(Error::Disconnected { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use handoff::rpc::wire::{self, FrameType};
+use handoff::__private::wire::{self, FrameType};
 use handoff::{AsHandle, BorrowedHandle, Channel, Error, Limits};
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde::{Deserialize, Serialize};

@@ -237,7 +237,7 @@ pub fn role() -> crate::Result<()> {
             }
             Ok(msg) if msg.bytes == b"exit" => return Ok(()),
             Ok(_) => return Err("unknown control request".into()),
-            Err(Error::Disconnected) => return Ok(()),
+            Err(Error::Disconnected { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }

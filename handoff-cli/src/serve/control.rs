@@ -192,11 +192,15 @@ pub(crate) fn call(path: &Path, request: &Request) -> Result<Reply, String> {
     })?;
     let bytes = super::protocol::encode_request(*request);
     channel.send(&bytes, &[]).map_err(|e| match e {
-        Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
+        Error::Disconnected { .. } => {
+            "the supervisor closed the connection without answering".to_owned()
+        }
         e => format!("sending to the supervisor: {}", crate::describe(&e)),
     })?;
     let msg = channel.recv().map_err(|e| match e {
-        Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
+        Error::Disconnected { .. } => {
+            "the supervisor closed the connection without answering".to_owned()
+        }
         e => format!("reading the supervisor's answer: {}", crate::describe(&e)),
     })?;
     let reply = serde_json::from_slice(&msg.bytes)

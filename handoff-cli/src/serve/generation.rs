@@ -92,17 +92,7 @@ pub(crate) enum Waitee {
 
 fn wait(w: Waitee) -> ExitStatus {
     match w {
-        Waitee::Child(mut c) => match c.wait() {
-            Ok(s) => {
-                use std::os::unix::process::ExitStatusExt;
-                match (s.code(), s.signal()) {
-                    (Some(c), _) => ExitStatus::Code(c),
-                    (_, Some(s)) => ExitStatus::Signal(s),
-                    _ => ExitStatus::Unknown,
-                }
-            }
-            Err(_) => ExitStatus::Unknown,
-        },
+        Waitee::Child(mut c) => c.wait().unwrap_or(ExitStatus::Unknown),
         Waitee::Process(p) => p.wait().unwrap_or(ExitStatus::Unknown),
     }
 }

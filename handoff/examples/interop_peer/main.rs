@@ -92,7 +92,7 @@ mod linux {
         loop {
             let msg = match ch.recv() {
                 Ok(msg) => msg,
-                Err(Error::Disconnected) => return Ok(()),
+                Err(Error::Disconnected { .. }) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             ch.send(report(&msg.handles).as_bytes(), &[])?;
@@ -106,7 +106,7 @@ mod linux {
         loop {
             match rx.recv() {
                 Ok(value) => tx.send(&value)?,
-                Err(Error::Disconnected) => return Ok(()),
+                Err(Error::Disconnected { .. }) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }

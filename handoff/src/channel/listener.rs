@@ -39,7 +39,7 @@ impl fmt::Debug for Admission {
 /// away with the listener.
 #[derive(Debug)]
 pub struct Listener {
-    socket: sys::socket::Listening,
+    socket: sys::listener::Listening,
     path: PathBuf,
     identity: Option<(u64, u64)>,
     limits: Limits,
@@ -55,14 +55,14 @@ impl Listener {
     /// [`listen(2)`](https://man7.org/linux/man-pages/man2/listen.2.html)
     pub fn bind(path: impl AsRef<Path>) -> Result<Listener> {
         let path = path.as_ref();
-        let socket = sys::socket::bind(path, 1024).map_err(|e| match e.kind() {
+        let socket = sys::listener::bind(path, 1024).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
             _ => super::transport_error("bind", e),
         })?;
         Ok(Listener {
             socket,
             path: path.to_owned(),
-            identity: sys::socket::file_identity(path),
+            identity: sys::listener::file_identity(path),
             limits: Limits::default(),
             admission: Admission::default(),
         })
@@ -85,7 +85,7 @@ impl Listener {
             }
         ) {
             return Err(Error::WrongKind {
-                expected: "a listening Unix seqpacket socket".into(),
+                expected: crate::KindName::Socket,
                 actual: kind,
             });
         }
@@ -93,7 +93,7 @@ impl Listener {
         Ok(Listener {
             socket: handle.into(),
             path: path.to_owned(),
-            identity: sys::socket::file_identity(path),
+            identity: sys::listener::file_identity(path),
             limits: Limits::default(),
             admission: Admission::default(),
         })
@@ -169,7 +169,7 @@ impl Listener {
     /// Waits for the next admitted client and returns a channel to it.
     pub fn accept(&self) -> Result<Channel> {
         loop {
-            match sys::socket::accept(&self.socket, false) {
+            match sys::listener::accept(&self.socket, false) {
                 Ok(fd) => {
                     let channel = Channel::from_socket(fd)?.with_limits(self.limits);
                     match self.admit(channel)? {
@@ -180,7 +180,7 @@ impl Listener {
                 // A client that gave up before we accepted it is not our error.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    sys::socket::wait_accept(&self.socket).map_err(|e| Error::os("poll", e))?;
+                    sys::listener::wait_accept(&self.socket).map_err(|e| Error::os("poll", e))?;
                 }
                 Err(e) => return Err(Error::os("accept", e)),
             }
@@ -191,10 +191,10 @@ impl Listener {
     /// A refused peer reads as `Disconnected`, which the async accept loop
     /// skips like a client that gave up.
     pub(crate) fn try_accept(&self) -> Result<Channel> {
-        match sys::socket::accept(&self.socket, true) {
+        match sys::listener::accept(&self.socket, true) {
             Ok(fd) => self
                 .admit(Channel::from_socket(fd)?.with_limits(self.limits))?
-                .ok_or(Error::Disconnected),
+                .ok_or(Error::disconnected()),
             Err(e) => Err(Error::io("accept", e)),
         }
     }
@@ -205,14 +205,14 @@ impl Listener {
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn socket(&self) -> &sys::socket::Listening {
+    pub(crate) fn socket(&self) -> &sys::listener::Listening {
         &self.socket
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        sys::socket::remove_if_same(&self.path, self.identity);
+        sys::listener::remove_if_same(&self.path, self.identity);
     }
 }
 

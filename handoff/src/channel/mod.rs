@@ -8,6 +8,7 @@
 
 pub(crate) mod frame;
 mod listener;
+pub(crate) mod prefix;
 mod recv;
 // Unix registers the socket with tokio's reactor; Windows waits for its
 // own overlapped operations (sys/windows/async_pipe.rs).
@@ -121,7 +122,7 @@ impl Channel {
                 Channel::from_socket(sys::socket::Socket::from(sys::OwnedRaw::from(handle)))
             }
             Ok(false) | Err(_) => Err(Error::WrongKind {
-                expected: sys::socket::CHANNEL_KIND.into(),
+                expected: sys::socket::CHANNEL_KIND,
                 actual: handle.kind()?,
             }),
         }
@@ -220,7 +221,7 @@ impl Channel {
     /// A failure after part of a message went out leaves the peer with half
     /// a message: the channel cannot be used for messages any more.
     pub(crate) fn send_failed(&self, fragments_sent: usize, e: Error) -> Error {
-        if fragments_sent > 0 && !matches!(e, Error::Disconnected) {
+        if fragments_sent > 0 && !matches!(e, Error::Disconnected { .. }) {
             self.poison();
         }
         e

@@ -92,10 +92,10 @@ impl RecvState {
             }
             // The peer is gone. A half-assembled message and its handles are
             // dropped with the state.
-            drop(reject(dst, Error::Disconnected));
+            drop(reject(dst, Error::disconnected()));
             *self = RecvState::Idle;
             out.clear();
-            return Err(Error::Disconnected);
+            return Err(Error::disconnected());
         }
         let header = match Header::decode(&header, got.len) {
             Ok(h) => h,

@@ -4,24 +4,17 @@
 //! non-blocking per call (`MSG_DONTWAIT`), so a channel can move between
 //! blocking and async use without flag changes another process would see.
 //!
-//! On Windows there is no reactor registration: `backend::Registered`
-//! (`sys/windows/async_pipe.rs`) stands in for `AsyncFd`, and readiness
+//! On Windows there is no reactor registration: `sys::reactor::Registered`
+//! (`sys/windows/async_pipe.rs`) stands in for tokio's `AsyncFd`, and readiness
 //! means that the end's own overlapped operations (a read of the next
 //! datagram's head, a pending write, a pending `ConnectNamedPipe`) are
 //! done. The code below is the same on both.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::sys::reactor::{self as backend, Registered as AsyncFd};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-#[cfg(unix)]
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-
-#[cfg(unix)]
-use crate::sys::async_fd as backend;
-#[cfg(windows)]
-use crate::sys::async_pipe::{self as backend, Registered as AsyncFd};
 
 use super::{frame, typed, Channel, Listener, Message};
 use crate::{sys, BorrowedHandle, Error, Handle, Result};
@@ -295,12 +288,7 @@ impl AsyncListener {
 
     /// Registers `listener` with the current runtime.
     pub fn new(listener: Listener) -> Result<Self> {
-        // accept4 has no per-call non-blocking flag; the listening socket is
-        // ours alone, so setting O_NONBLOCK on it is safe.
-        #[cfg(unix)]
-        sys::socket::set_nonblocking(std::os::fd::AsFd::as_fd(listener.socket()), true)
-            .map_err(|e| Error::os("ioctl(FIONBIO)", e))?;
-        let inner = backend::register(listener, Interest::READABLE)
+        let inner = backend::register_listener(listener)
             .map_err(|e| Error::os("register with tokio", e))?;
         Ok(AsyncListener { inner })
     }
@@ -316,7 +304,7 @@ impl AsyncListener {
             match self.inner.get_ref().try_accept() {
                 Ok(ch) => return AsyncChannel::new(ch),
                 Err(Error::WouldBlock) => ready.clear_ready(),
-                Err(Error::Disconnected) => continue,
+                Err(Error::Disconnected { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }

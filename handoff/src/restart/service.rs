@@ -21,13 +21,6 @@ pub struct Service {
     notify_socket: Option<String>,
 }
 
-fn wrong(expected: &str, actual: Kind) -> Error {
-    Error::WrongKind {
-        expected: expected.to_owned(),
-        actual,
-    }
-}
-
 impl Service {
     /// Claims what this process inherited ([`Inherited::from_env`]) and
     /// reads `NOTIFY_SOCKET` (left in the environment, so a helper such as
@@ -53,7 +46,7 @@ impl Service {
     fn take_socket(
         &mut self,
         name: &str,
-        expected: &str,
+        expected: &'static str,
         ok: impl Fn(SocketFamily, SocketType, bool) -> bool,
     ) -> Result<Handle> {
         let handle = self.inherited.take(name)?;
@@ -63,7 +56,11 @@ impl Service {
                 ty,
                 listening,
             } if ok(family, ty, listening) => Ok(handle),
-            other => Err(wrong(&format!("{expected} for {name:?}"), other)),
+            actual => Err(Error::WrongSocket {
+                name: name.to_owned(),
+                expected,
+                actual,
+            }),
         }
     }
 

@@ -53,5 +53,8 @@ pub fn relisten(handle: BorrowedHandle<'_>, backlog: i32) -> Result<()> {
 pub fn claim_kept(raw: RawHandle) -> Result<Handle> {
     sys::handle::claim_inherited(raw)
         .map(Handle::from)
-        .map_err(|e| Error::BadInheritance(format!("kept descriptor {raw}: {e}")))
+        .map_err(|e| Error::BadInheritance {
+            var: None,
+            problem: format!("kept descriptor {raw}: {e}"),
+        })
 }

@@ -106,7 +106,7 @@ impl<'a> Call<'a> {
             Some(f) => f,
             None => wire::frame(FrameType::Call, self.method, 0, self.out.len(), &())?,
         };
-        frame[8..16].copy_from_slice(&call_id.to_le_bytes());
+        wire::set_call_id(&mut frame, call_id);
         Ok((frame, self.out))
     }
 }
@@ -311,7 +311,7 @@ enum End {
 impl End {
     fn outcome(&self) -> Result<Reply> {
         match self {
-            End::Disconnected => Err(Error::Disconnected),
+            End::Disconnected => Err(Error::disconnected()),
             End::Malformed(m) => Err(Error::Malformed(m.clone())),
             End::Fault(bytes) => Ok(Reply::fault(bytes.clone())),
         }
@@ -360,7 +360,7 @@ impl Client {
             .permits
             .acquire()
             .await
-            .map_err(|_| Error::Disconnected)?;
+            .map_err(|_| Error::disconnected())?;
         let reply = match out.single() {
             Some(one) => self.exchange(id, &frame, &[one]).await,
             None => self.exchange(id, &frame, &out.borrowed()).await,
@@ -397,7 +397,7 @@ impl Client {
         }
         let forget = Forget { shared, id };
         shared.channel.send(frame, handles).await?;
-        let reply = rx.await.unwrap_or(Err(Error::Disconnected));
+        let reply = rx.await.unwrap_or(Err(Error::disconnected()));
         drop(forget);
         reply
     }
@@ -426,7 +426,7 @@ async fn read_replies(shared: Arc<Shared>) {
         let mut msg = wire::buffer();
         match shared.channel.recv_into(&mut msg).await {
             Ok(()) => {}
-            Err(Error::Disconnected) => break End::Disconnected,
+            Err(Error::Disconnected { .. }) => break End::Disconnected,
             Err(e) => break End::Malformed(format!("rpc reply: {e}")),
         };
         let header = match Header::decode(&msg.bytes, msg.handles.len()) {

@@ -234,23 +234,8 @@ impl fmt::Debug for ContextTable {
 /// A token from the operating system's CSPRNG, so a client cannot guess
 /// another connection's tokens (they would be useless there anyway) or
 /// learn anything about the server's memory.
-#[cfg(unix)]
 fn random_token() -> std::io::Result<u64> {
-    use std::io::Read;
     let mut bytes = [0u8; 8];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    crate::sys::random::fill(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
-}
-
-#[cfg(windows)]
-fn random_token() -> std::io::Result<u64> {
-    crate::sys::async_pipe::random_u64()
-}
-
-#[cfg(not(any(unix, windows)))]
-fn random_token() -> std::io::Result<u64> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "no random source for context tokens on this platform yet",
-    ))
 }

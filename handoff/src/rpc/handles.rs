@@ -1,7 +1,7 @@
 //! Handle parameters and results: what was declared, and the checks that
 //! hold a handle to it on both sides.
 
-use crate::{Access, BorrowedHandle, Error, Handle, Result};
+use crate::{AccessRule, BorrowedHandle, Error, Handle, Requirement, Result};
 
 /// What the signature declares for a handle parameter or result:
 /// `#[handle(kind, access, max = N)]` or `#[out(...)]`.
@@ -9,51 +9,35 @@ use crate::{Access, BorrowedHandle, Error, Handle, Result};
 pub struct HandleSpec {
     /// The parameter's name (`"result"` for out handles), for errors.
     pub name: &'static str,
-    /// [`Kind::name`](crate::Kind::name) of the declared kind, or `"any"`.
-    pub kind: &'static str,
-    /// The exact access the handle must grant; `None` takes it as it is.
-    pub access: Option<Access>,
+    /// The declared kind (`None` for `any`) and access: exactly the
+    /// declared access (a handle with more rights than declared is as wrong
+    /// as one with fewer), or any when none is declared.
+    pub requirement: Requirement,
     /// The most handles the parameter may carry (1 unless it is a `Vec`).
     pub max: u32,
 }
 
 impl HandleSpec {
-    /// Checks a handle that arrived against the declaration: its kind, and
-    /// its access exactly (a handle with more rights than declared is as
-    /// wrong as one with fewer).
+    /// Checks a handle that arrived against the declaration.
     pub fn check(&self, handle: BorrowedHandle<'_>) -> Result<()> {
-        let kind = handle.kind()?;
-        if self.kind != "any" && kind.name() != self.kind {
-            return Err(Error::WrongKind {
-                expected: self.kind.to_owned(),
-                actual: kind,
-            });
-        }
-        if let Some(want) = self.access {
-            let have = handle.access()?;
-            if have != want {
-                return Err(Error::WrongAccess {
-                    expected: want,
-                    actual: have,
-                });
-            }
-        }
-        Ok(())
+        self.requirement.check(handle)
     }
 
-    /// What to send for `handle`: the caller's own handle when it grants
-    /// exactly the declared access (or no access is declared), since the
+    /// What to send for `handle`: the caller's own handle when it passes
+    /// the declared access as it is (or no access is declared), since the
     /// kernel gives the receiver its own descriptor for the same open file
     /// anyway; otherwise a duplicate restricted to the declared access. A
     /// handle lacking a declared right is [`Error::WrongAccess`].
     pub(crate) fn prepare<'a>(&self, handle: BorrowedHandle<'a>) -> Result<OutHandle<'a>> {
-        let Some(want) = self.access else {
-            return Ok(OutHandle::Borrowed(handle));
-        };
-        let have = handle.access()?;
-        if have == want {
+        let rule = self.requirement.access;
+        if rule == AccessRule::Any {
             return Ok(OutHandle::Borrowed(handle));
         }
+        let have = handle.access()?;
+        if rule.admits(have) {
+            return Ok(OutHandle::Borrowed(handle));
+        }
+        let want = rule.access();
         if !have.contains(want) {
             return Err(Error::WrongAccess {
                 expected: want,

@@ -144,12 +144,12 @@
 //! The frames are specified in `docs/wire-format.md` ("RPC").
 
 mod blocking;
-mod client;
+pub(crate) mod client;
 mod context;
-mod handles;
-mod server;
+pub(crate) mod handles;
+pub(crate) mod server;
 mod spare;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -160,10 +160,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use blocking::BlockingClient;
-pub use client::{Call, Client, Reply};
+pub use client::Client;
 pub use context::{Context, ContextRef};
-pub use handles::HandleSpec;
-pub use server::{OutHandles, Server, ServerCall, ServerReply};
+pub use server::Server;
+pub(crate) use server::{ServerCall, ServerReply};
 
 use crate::Error;
 
@@ -337,7 +337,7 @@ pub trait Dispatch: Send + Sync + 'static {
 }
 
 /// Borrows every handle of an array parameter for the method (the
-/// generated dispatcher's helper).
-pub fn borrow_all(handles: &[crate::Handle]) -> Vec<crate::BorrowedHandle<'_>> {
+/// generated dispatcher's helper, reached as `__private::borrow_all`).
+pub(crate) fn borrow_all(handles: &[crate::Handle]) -> Vec<crate::BorrowedHandle<'_>> {
     handles.iter().map(crate::Handle::borrow).collect()
 }

@@ -16,7 +16,10 @@ use super::context::{Context, ContextRef, ContextTable};
 use super::handles::{next_index, HandleSpec, Slots};
 use super::wire::{self, FrameType, Header, Hello, Welcome};
 use super::{Dispatch, Fault};
-use crate::{AsyncChannel, AsyncListener, BorrowedHandle, Error, Handle, Limits, Message, Result};
+use crate::{
+    AccessRule, AsyncChannel, AsyncListener, BorrowedHandle, Error, ErrorKind, Handle, Limits,
+    Message, Result,
+};
 
 /// Serves an interface: accepts connections and runs their calls.
 ///
@@ -105,7 +108,7 @@ impl<D: Dispatch> Server<D> {
         loop {
             let channel = match listener.accept().await {
                 Ok(channel) => channel,
-                Err(e) if is_exhaustion(&e) => {
+                Err(e) if e.kind() == ErrorKind::Exhausted => {
                     tracing::warn!(error = %e, "accept is out of resources; retrying shortly");
                     // The queued connection keeps the listener readable, so
                     // without a pause this would spin.
@@ -148,7 +151,7 @@ impl<D: Dispatch> Server<D> {
             let mut msg = wire::buffer();
             match conn.channel.recv_into(&mut msg).await {
                 Ok(()) => {}
-                Err(Error::Disconnected) => break Ok(()),
+                Err(Error::Disconnected { .. }) => break Ok(()),
                 Err(e) => {
                     conn.fault_connection(fault_of(&e)).await;
                     break Err(e);
@@ -488,7 +491,7 @@ fn handle_fault(spec: &HandleSpec, e: Error) -> Fault {
     match e {
         Error::WrongKind { expected, actual } => Fault::WrongKind {
             parameter,
-            expected,
+            expected: expected.to_string(),
             actual: actual.to_string(),
         },
         Error::WrongAccess { expected, actual } => Fault::WrongAccess {
@@ -661,12 +664,11 @@ fn prepare_out(handle: Handle, spec: &HandleSpec) -> std::result::Result<Handle,
     let fault = |e: Error| Fault::BadResult {
         detail: format!("out handle: {e}"),
     };
-    match spec.access {
-        Some(want) if handle.access().map_err(fault)? != want => {
-            handle.restrict(want).map_err(fault)
-        }
-        _ => Ok(handle),
+    let rule = spec.requirement.access;
+    if rule == AccessRule::Any || rule.admits(handle.access().map_err(fault)?) {
+        return Ok(handle);
     }
+    handle.restrict(rule.access()).map_err(fault)
 }
 
 impl OutHandles for Handle {
@@ -706,12 +708,4 @@ impl OutHandles for Vec<Handle> {
     ) -> std::result::Result<Vec<u32>, Fault> {
         self.into_iter().map(push).collect()
     }
-}
-
-/// True for the errors that mean "no descriptors or memory right now".
-fn is_exhaustion(e: &Error) -> bool {
-    use std::error::Error as _;
-    e.source()
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .is_some_and(crate::sys::socket::is_exhaustion)
 }

@@ -74,7 +74,7 @@ impl Header {
         h[1] = self.ty as u8;
         // h[2..4]: flags, none defined in version 1.
         h[4..8].copy_from_slice(&self.method.to_le_bytes());
-        h[8..16].copy_from_slice(&self.call_id.to_le_bytes());
+        h[CALL_ID].copy_from_slice(&self.call_id.to_le_bytes());
         h[16..20].copy_from_slice(&self.handles.to_le_bytes());
         h[20..24].copy_from_slice(&self.body_len.to_le_bytes());
         h
@@ -106,7 +106,7 @@ impl Header {
         let header = Header {
             ty,
             method: u32_at(4),
-            call_id: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+            call_id: u64::from_le_bytes(bytes[CALL_ID].try_into().expect("8 bytes")),
             handles: u32_at(16),
             body_len: u32_at(20),
         };
@@ -136,6 +136,15 @@ impl Header {
         Ok(header)
     }
 }
+
+/// Writes `call_id` into an encoded frame's header: the client numbers a
+/// call only when it sends it. `frame` must start with a header.
+pub(crate) fn set_call_id(frame: &mut [u8], call_id: u64) {
+    frame[CALL_ID].copy_from_slice(&call_id.to_le_bytes());
+}
+
+/// Where the call id sits in the header.
+const CALL_ID: std::ops::Range<usize> = 8..16;
 
 /// Builds a frame: the header, then `body` encoded as a typed payload.
 ///

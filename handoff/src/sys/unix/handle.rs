@@ -136,7 +136,7 @@ fn filesystem(fd: BorrowedFd<'_>) -> Option<u32> {
 
 fn socket_kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
     use rustix::net::{sockopt, AddressFamily, SocketType as St};
-    let family = match super::socket::family(fd)? {
+    let family = match family(fd)? {
         AddressFamily::UNIX => SocketFamily::Unix,
         AddressFamily::INET => SocketFamily::Inet,
         AddressFamily::INET6 => SocketFamily::Inet6,
@@ -325,5 +325,18 @@ pub(crate) fn count_open() -> io::Result<usize> {
             // kernel whether it is; no BorrowedFd is made for it.
             .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
             .count())
+    }
+}
+
+/// The socket's address family: `SO_DOMAIN` where it exists, else the
+/// family of its local address (Apple and some BSDs have no `SO_DOMAIN`).
+pub(crate) fn family(fd: BorrowedFd<'_>) -> io::Result<rustix::net::AddressFamily> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        Ok(rustix::net::sockopt::socket_domain(fd)?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        Ok(rustix::net::getsockname(fd)?.address_family())
     }
 }

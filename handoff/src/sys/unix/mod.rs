@@ -3,12 +3,15 @@
 //! System calls go through rustix; the few it lacks go through libc, each
 //! with a comment saying why.
 
-#[cfg(feature = "tokio")]
-pub(crate) mod async_fd;
+mod child;
 pub(crate) mod handle;
+pub(crate) mod listener;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) mod notify;
 pub(crate) mod process;
+pub(crate) mod random;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod spawn;

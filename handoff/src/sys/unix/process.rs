@@ -64,7 +64,7 @@ mod linux {
         let kind = super::super::handle::kind(fd).map_err(|e| Error::os("fstat", e))?;
         if kind != Kind::Process {
             return Err(Error::WrongKind {
-                expected: "process".into(),
+                expected: crate::KindName::Process,
                 actual: kind,
             });
         }
@@ -293,6 +293,9 @@ mod other {
         Err(Error::Unsupported(NO_PIDFD))
     }
 
+    // The Linux form is used to tell an exited target from a bad handle;
+    // here there is no pidfd to ask.
+    #[allow(dead_code)]
     pub(crate) fn exited(_pidfd: BorrowedFd<'_>) -> io::Result<bool> {
         Err(io::ErrorKind::Unsupported.into())
     }
@@ -308,4 +311,17 @@ mod other {
     pub(crate) fn signal(_pidfd: BorrowedFd<'_>, _pid: u32, _signo: i32) -> Result<()> {
         Err(Error::Unsupported(NO_PIDFD))
     }
+}
+
+/// A pidfd for the child `pid` this process has not reaped yet (so the pid
+/// cannot have been reused); `None` where the kernel has no pidfds.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn pidfd_for(pid: libc::pid_t) -> Option<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn pidfd_for(_pid: libc::pid_t) -> Option<std::os::fd::OwnedFd> {
+    None
 }

@@ -231,13 +231,7 @@ impl Mapping {
                 "shared memory must be sealed against write and shrink before it is mapped",
             ));
         }
-        if (len as u64) > self::len(fd)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "mapping beyond the end of the object",
-            ));
-        }
-        if len == 0 {
+        if !super::super::mapping::check(len, self::len(fd)?)? {
             return Ok(Mapping {
                 ptr: std::ptr::NonNull::<u8>::dangling().as_ptr().cast(),
                 len: 0,

@@ -17,8 +17,6 @@ use rustix::net::{
 
 /// One end of a channel: a connected seqpacket socket.
 pub(crate) type Socket = OwnedFd;
-/// A listening seqpacket socket.
-pub(crate) type Listening = OwnedFd;
 
 /// The most descriptors one `sendmsg` can carry (Linux's `SCM_MAX_FD`).
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
@@ -42,21 +40,21 @@ pub(crate) const NO_TRANSPORT: &str =
 /// Creation flags for every socket: close-on-exec in the same call where
 /// the platform can.
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
-const CLOEXEC: SocketFlags = SocketFlags::CLOEXEC;
+pub(super) const CLOEXEC: SocketFlags = SocketFlags::CLOEXEC;
 #[cfg(any(target_os = "macos", target_os = "ios"))]
-const CLOEXEC: SocketFlags = SocketFlags::empty();
+pub(super) const CLOEXEC: SocketFlags = SocketFlags::empty();
 
 /// Apple has no `SOCK_CLOEXEC`: the flag is set right after the socket
 /// exists, so an `exec` on another thread in between can still inherit it.
 /// There is no race-free alternative on those systems.
 #[cfg(any(target_os = "macos", target_os = "ios"))]
-fn after_create(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(super) fn after_create(fd: OwnedFd) -> io::Result<OwnedFd> {
     super::handle::set_inheritable(fd.as_fd(), false)?;
     Ok(fd)
 }
 
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
-fn after_create(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(super) fn after_create(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
@@ -72,7 +70,7 @@ fn seqpacket_errno(e: rustix::io::Errno) -> io::Error {
     }
 }
 
-fn seqpacket_socket() -> io::Result<OwnedFd> {
+pub(super) fn seqpacket_socket() -> io::Result<OwnedFd> {
     let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, CLOEXEC, None)
         .map_err(seqpacket_errno)?;
     after_create(fd)
@@ -83,19 +81,6 @@ pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, CLOEXEC, None)
         .map_err(seqpacket_errno)?;
     Ok((after_create(a)?, after_create(b)?))
-}
-
-/// The socket's address family: `SO_DOMAIN` where it exists, else the
-/// family of its local address (Apple and some BSDs have no `SO_DOMAIN`).
-pub(crate) fn family(fd: BorrowedFd<'_>) -> io::Result<AddressFamily> {
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-    {
-        Ok(rustix::net::sockopt::socket_domain(fd)?)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    {
-        Ok(rustix::net::getsockname(fd)?.address_family())
-    }
 }
 
 /// Prepares a channel socket and returns the largest datagram it can send.
@@ -113,13 +98,14 @@ pub(crate) fn configure(s: &Socket, wanted_datagram: usize) -> io::Result<usize>
 }
 
 /// What [`is_channel`] wants, for the error when it is not.
-pub(crate) const CHANNEL_KIND: &str = "socket (unix, seqpacket)";
+pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Socket;
 
 /// True when `fd` is a Unix-domain seqpacket socket, the only kind a channel
 /// can run over.
 pub(crate) fn is_channel(fd: BorrowedFd<'_>) -> io::Result<bool> {
     use rustix::net::sockopt;
-    Ok(family(fd)? == AddressFamily::UNIX && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
+    Ok(super::handle::family(fd)? == AddressFamily::UNIX
+        && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
 }
 
 /// Sets or clears `O_NONBLOCK`.
@@ -364,7 +350,6 @@ unsafe fn raw_recvmsg(fd: libc::c_int, msg: *mut libc::msghdr, flags: libc::c_in
 /// True when `e` means the process or system is out of descriptors or
 /// memory for now (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): worth waiting
 /// out rather than giving up.
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -404,13 +389,7 @@ pub(crate) fn into_raw(s: Socket) -> OwnedFd {
     s
 }
 
-/// Waits until a connection is ready to accept, for blocking accepts on a
-/// listening socket someone set non-blocking.
-pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
-    wait(l, false)
-}
-
-fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
+pub(super) fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
     SocketAddrUnix::new(path).map_err(|e| {
         if e == rustix::io::Errno::NAMETOOLONG || e == rustix::io::Errno::INVAL {
             io::Error::new(
@@ -423,48 +402,6 @@ fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
     })
 }
 
-/// Creates a listening socket at `path`, readable and writable by the owner
-/// only. The permission is set on the socket before `bind` creates the file,
-/// so there is no moment when another user could connect.
-pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
-    let addr = unix_address(path)?;
-    let fd = seqpacket_socket()?;
-    // Linux creates the socket file with the socket inode's mode (less the
-    // umask), so fchmod before bind closes the window other platforms have.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))?;
-    rustix::net::bind(&fd, &addr)?;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(0o600))?;
-    rustix::net::listen(&fd, backlog)?;
-    Ok(fd)
-}
-
-/// Accepts one connection, close-on-exec.
-///
-/// `nonblocking` only matters where `accept4` cannot take it per call: the
-/// listening socket is then already non-blocking (`AsyncListener` sets it).
-pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<OwnedFd> {
-    let fd = l.as_fd();
-    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
-    let flags = if nonblocking {
-        CLOEXEC | SocketFlags::NONBLOCK
-    } else {
-        CLOEXEC
-    };
-    #[cfg(any(target_os = "macos", target_os = "ios"))]
-    let flags = {
-        let _ = nonblocking;
-        CLOEXEC
-    };
-    loop {
-        match rustix::net::accept_with(fd, flags) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => return after_create(other?),
-        }
-    }
-}
-
 /// Connects to a listener at `path`.
 pub(crate) fn connect(path: &Path) -> io::Result<OwnedFd> {
     let addr = unix_address(path)?;
@@ -474,24 +411,6 @@ pub(crate) fn connect(path: &Path) -> io::Result<OwnedFd> {
             Err(rustix::io::Errno::INTR) => continue,
             other => return other.map(|()| fd).map_err(Into::into),
         }
-    }
-}
-
-/// The identity (device, inode) of the file at `path`, to recognise our own
-/// socket file before removing it.
-// st_dev and st_ino are narrower or signed on some platforms.
-#[allow(clippy::unnecessary_cast)]
-pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    rustix::fs::stat(path)
-        .ok()
-        .map(|s| (s.st_dev as u64, s.st_ino as u64))
-}
-
-/// Removes the file at `path` if it is still the one with `identity`, so a
-/// listener never deletes a socket someone else bound there since.
-pub(crate) fn remove_if_same(path: &Path, identity: Option<(u64, u64)>) {
-    if identity.is_some() && file_identity(path) == identity {
-        let _ = std::fs::remove_file(path);
     }
 }
 

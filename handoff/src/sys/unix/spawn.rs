@@ -23,7 +23,7 @@
 //! On Linux the child is created by `clone(CLONE_VM | CLONE_VFORK)` on a
 //! stack of its own (`vfork.rs`): no page tables are copied, which is most
 //! of what `fork` costs, and an `exec` failure comes back through shared
-//! memory. When the caller asked for std's command (`Command::as_std_mut`,
+//! memory. When the caller asked for std's command (`spawn::unix::CommandExt`:
 //! for uid, process groups, …) and on other Unix systems, std forks and the
 //! same steps run in a `pre_exec` hook.
 //!
@@ -41,6 +41,8 @@ use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::Arc;
 
+use super::child::{child_side, order_moves, Plan, LISTEN_PID_CAPACITY};
+use super::process::pidfd_for;
 use crate::spawn::Spec;
 use crate::stdio::StdioKind;
 
@@ -48,49 +50,23 @@ use crate::stdio::StdioKind;
 /// `SD_LISTEN_FDS_START`).
 pub(crate) const FIRST_FD: RawFd = 3;
 
-/// Room for "LISTEN_PID=" plus the digits of any pid and a NUL.
-const LISTEN_PID_CAPACITY: usize = 40;
-
-/// Everything the child side needs, built before the child exists.
-pub(super) struct Plan {
-    path: CString,
-    _argv: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    _envp: Vec<CString>,
-    envp_ptrs: Vec<*const libc::c_char>,
-    /// `LISTEN_PID=` followed by space for the digits; the child writes them.
-    listen_pid: Box<[u8; LISTEN_PID_CAPACITY]>,
-    has_handles: bool,
-    /// The steps that place the standard streams and the handles at 3,
-    /// 4, …, ordered in the parent (see `order_moves`).
-    ops: Vec<Op>,
-    /// Where `Op::Park` puts descriptors; filled in by the child.
-    parked: Vec<RawFd>,
-    /// The lowest number above every target.
-    first_free: RawFd,
-    cwd: Option<CString>,
-    /// Whether the child must reset signal handlers and its mask itself
-    /// (std does it on its own path).
-    reset_signals: bool,
-    /// Highest descriptor to visit when `close_range` is unavailable.
-    fallback_max_fd: RawFd,
-    /// The error of the step that failed in a `vfork` child; 0 if none.
-    pub(super) child_errno: AtomicI32,
-}
-
-/// std's command, used when the caller wants its settings; the hook that
-/// places the handles is installed once.
+/// std's command, used when the caller wants its settings
+/// (`spawn::unix::CommandExt`).
+///
+/// The hook that places the handles and calls `execve` is added at each
+/// spawn, after every hook the caller added: std runs `pre_exec` hooks in
+/// the order they were added, and nothing after this one runs. The hooks
+/// of earlier spawns stay, and find no plan, so they pass.
 #[derive(Debug)]
 pub(crate) struct StdCommand {
     cmd: std::process::Command,
-    hook: Arc<Hook>,
 }
 
 impl StdCommand {
     pub(crate) fn new(program: &OsStr) -> StdCommand {
-        let mut cmd = std::process::Command::new(program);
-        let hook = install_hook(&mut cmd);
-        StdCommand { cmd, hook }
+        StdCommand {
+            cmd: std::process::Command::new(program),
+        }
     }
 
     pub(crate) fn as_std_mut(&mut self) -> &mut std::process::Command {
@@ -128,6 +104,16 @@ fn install_hook(cmd: &mut std::process::Command) -> Arc<Hook> {
 
 /// The convention's variables; a child never inherits the parent's own.
 pub(crate) const CONVENTION_VARS: &[&str] = &["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
+/// Removes the convention's variables from this process's environment once
+/// the handles are claimed, so children spawned by other means do not see
+/// them. Changing the environment is not thread-safe on Unix (and `unsafe`
+/// from edition 2024), so it happens here, in the backend.
+pub(crate) fn forget_convention_vars() {
+    for var in CONVENTION_VARS {
+        std::env::remove_var(var);
+    }
+}
 
 /// The variable that announces the handles (named in errors).
 pub(crate) const HANDLES_VAR: &str = "LISTEN_FDS";
@@ -264,26 +250,16 @@ fn spawn_with_std(
     std: &mut StdCommand,
     plan: &mut Plan,
 ) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
-    std.hook.plan.store(plan, Ordering::Release);
+    let hook = install_hook(&mut std.cmd);
+    hook.plan.store(plan, Ordering::Release);
     let spawned = std.cmd.spawn();
-    std.hook.plan.store(std::ptr::null_mut(), Ordering::Release);
+    hook.plan.store(std::ptr::null_mut(), Ordering::Release);
     // The streams were left to the hook, so std's child holds no pipes;
     // dropping it neither waits nor kills.
     let pid = spawned?.id() as libc::pid_t;
     // The child is not reaped until we wait for it, so its pid cannot be
     // reused before this call: the pidfd names exactly this child.
     Ok((pid, pidfd_for(pid)))
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) fn pidfd_for(pid: libc::pid_t) -> Option<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(pid)?;
-    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn pidfd_for(_pid: libc::pid_t) -> Option<OwnedFd> {
-    None
 }
 
 /// The descriptors behind the child's standard streams, opened in the
@@ -452,20 +428,13 @@ fn resolve(
         .map(|(_, v)| v.clone())
         // glibc's execvp uses this when PATH is unset.
         .unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
-    for dir in std::env::split_paths(&path_var) {
-        let candidate = dir.join(p);
+    crate::spawn::search_path(p, &path_var, |candidate| {
         let from_here = match cwd {
             Some(d) if candidate.is_relative() => d.join(&candidate),
             _ => candidate.clone(),
         };
-        if is_executable_file(&from_here) {
-            return Ok(candidate);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found in PATH", p.display()),
-    ))
+        is_executable_file(&from_here).then_some(candidate)
+    })
 }
 
 /// A regular file this process may execute (by its effective ids, as
@@ -479,340 +448,4 @@ fn is_executable_file(p: &Path) -> bool {
             rustix::fs::AtFlags::EACCESS,
         )
         .is_ok()
-}
-
-/// A descriptor the child reads: a number, or one it parked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fd {
-    Num(RawFd),
-    Parked(usize),
-}
-
-/// One step of placing descriptors in the child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    /// The source already has its target's number: clear close-on-exec.
-    Keep(RawFd),
-    /// Copy a descriptor that a pending move still reads out of the way
-    /// (above every target, close-on-exec), into `parked[slot]`.
-    Park { fd: RawFd, slot: usize },
-    /// `dup2` onto the target (which clears close-on-exec there).
-    Dup2 { from: Fd, to: RawFd },
-    /// Close `parked[slot]` once no move reads it any more.
-    Unpark(usize),
-}
-
-/// Orders the (source, target) moves so that no `dup2` overwrites a
-/// descriptor a later move still reads, with no copies except one per
-/// cycle (a → b, b → a), closed again once the cycle is done: the child
-/// needs no more descriptors than its final layout plus one. Targets are distinct; one source may feed
-/// several targets (one handle under two names).
-fn order_moves(moves: &[(RawFd, RawFd)]) -> (Vec<Op>, usize) {
-    use std::collections::HashMap;
-    let mut ops = Vec::with_capacity(moves.len() + 1);
-    let mut pending: Vec<Option<(Fd, RawFd)>> = Vec::with_capacity(moves.len());
-    // For each number: the pending moves reading it, and the move writing it.
-    let mut readers: HashMap<RawFd, Vec<usize>> = HashMap::new();
-    let mut writer: HashMap<RawFd, usize> = HashMap::new();
-    for &(src, target) in moves {
-        if src == target {
-            ops.push(Op::Keep(target));
-            continue;
-        }
-        let i = pending.len();
-        pending.push(Some((Fd::Num(src), target)));
-        readers.entry(src).or_default().push(i);
-        writer.insert(target, i);
-    }
-    let unread = |readers: &HashMap<RawFd, Vec<usize>>, pending: &[Option<(Fd, RawFd)>], t| {
-        readers.get(&t).is_none_or(|r| {
-            r.iter()
-                .all(|&j| !matches!(pending[j], Some((Fd::Num(s), _)) if s == t))
-        })
-    };
-    let mut ready: Vec<usize> = (0..pending.len())
-        .filter(|&i| pending[i].is_some_and(|(_, t)| unread(&readers, &pending, t)))
-        .collect();
-    let mut parked = 0;
-    let mut parked_readers: Vec<usize> = Vec::new();
-    let mut next = 0;
-    loop {
-        while let Some(i) = ready.pop() {
-            let Some((from, to)) = pending[i].take() else {
-                continue;
-            };
-            ops.push(Op::Dup2 { from, to });
-            if let Fd::Parked(slot) = from {
-                if let Some(left) = parked_readers.get_mut(slot) {
-                    *left -= 1;
-                    if *left == 0 {
-                        ops.push(Op::Unpark(slot));
-                    }
-                }
-            }
-            // Its source may now be free to overwrite.
-            if let Fd::Num(src) = from {
-                if let Some(&w) = writer.get(&src) {
-                    if pending[w].is_some() && unread(&readers, &pending, src) {
-                        ready.push(w);
-                    }
-                }
-            }
-        }
-        while next < pending.len() && pending[next].is_none() {
-            next += 1;
-        }
-        let Some(&Some((_, target))) = pending.get(next) else {
-            break;
-        };
-        // Only cycles are left: park what this target still holds.
-        ops.push(Op::Park {
-            fd: target,
-            slot: parked,
-        });
-        let mut count = 0;
-        for &j in readers.get(&target).into_iter().flatten() {
-            if let Some((src, _)) = &mut pending[j] {
-                if *src == Fd::Num(target) {
-                    *src = Fd::Parked(parked);
-                    count += 1;
-                }
-            }
-        }
-        parked_readers.push(count);
-        parked += 1;
-        ready.push(next);
-    }
-    (ops, parked)
-}
-
-/// Runs in the child between its creation and `exec`; returns only on
-/// failure. Async-signal-safe only, and free of panics: on the `vfork` path
-/// it shares the parent's memory.
-pub(super) fn child_side(plan: &mut Plan) -> io::Error {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if plan.reset_signals {
-        super::vfork::reset_signals();
-    }
-    // 1. Place every descriptor, in the order worked out in the parent.
-    let Plan {
-        ops,
-        parked,
-        first_free,
-        ..
-    } = plan;
-    for op in ops.iter() {
-        let rc = match *op {
-            Op::Keep(fd) => {
-                // SAFETY: fcntl on a descriptor number; no memory involved.
-                let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-                if flags < 0 {
-                    flags
-                } else {
-                    // SAFETY: as above.
-                    unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) }
-                }
-            }
-            Op::Park { fd, slot } => {
-                // SAFETY: fcntl on a descriptor number; no memory involved.
-                let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, *first_free) };
-                if let Some(p) = parked.get_mut(slot) {
-                    *p = copy;
-                }
-                copy
-            }
-            Op::Dup2 { from, to } => {
-                let src = match from {
-                    Fd::Num(n) => n,
-                    Fd::Parked(slot) => parked.get(slot).copied().unwrap_or(-1),
-                };
-                // SAFETY: dup2 between descriptor numbers; the target is
-                // cleared of close-on-exec.
-                unsafe { libc::dup2(src, to) }
-            }
-            Op::Unpark(slot) => match parked.get(slot) {
-                // SAFETY: closes the copy this child made in `Park`.
-                Some(&fd) => unsafe { libc::close(fd) },
-                None => 0,
-            },
-        };
-        if rc < 0 {
-            return io::Error::last_os_error();
-        }
-    }
-    // 2. Nothing else from 3 + n up survives exec.
-    mark_cloexec_from(plan.first_free, plan.fallback_max_fd);
-    // 3. The working directory, then LISTEN_PID is this process's own pid.
-    if let Some(dir) = &plan.cwd {
-        // SAFETY: a NUL-terminated path prepared before the child existed.
-        if unsafe { libc::chdir(dir.as_ptr()) } != 0 {
-            return io::Error::last_os_error();
-        }
-    }
-    if plan.has_handles {
-        // SAFETY: getpid cannot fail and touches no memory.
-        let pid = unsafe { libc::getpid() } as u64;
-        write_decimal(&mut plan.listen_pid[11..], pid);
-    }
-    // 4. Exec; only returns on failure.
-    // SAFETY: path, argv and envp are NUL-terminated strings in arrays ending
-    // with a null pointer, prepared before the child existed and alive here.
-    unsafe {
-        libc::execve(
-            plan.path.as_ptr(),
-            plan.argv_ptrs.as_ptr(),
-            plan.envp_ptrs.as_ptr(),
-        )
-    };
-    io::Error::last_os_error()
-}
-
-fn mark_cloexec_from(first: RawFd, fallback_max: RawFd) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        // SAFETY: close_range with CLOEXEC only sets a flag on descriptors;
-        // called as a raw syscall because not every libc wraps it.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                libc::c_uint::MAX,
-                CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if rc == 0 {
-            return;
-        }
-    }
-    for fd in first..fallback_max {
-        // SAFETY: fcntl on descriptor numbers that may or may not be open;
-        // an unopened one just fails with EBADF.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-}
-
-/// Writes `value` in decimal followed by NUL, without allocating.
-fn write_decimal(out: &mut [u8], mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (value % 10) as u8;
-        len += 1;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    // No indexing that could panic: this runs in a child sharing memory.
-    let mut slots = out.iter_mut();
-    for d in digits[..len].iter().rev().chain(Some(&0)) {
-        if let Some(slot) = slots.next() {
-            *slot = *d;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{order_moves, Fd, Op};
-    use std::collections::HashMap;
-
-    /// Runs the ops on a model descriptor table (number -> object) and
-    /// returns it with the number of descriptors parked.
-    fn run(moves: &[(i32, i32)]) -> (HashMap<i32, i32>, usize) {
-        let mut table: HashMap<i32, i32> = HashMap::new();
-        for &(src, _) in moves {
-            table.insert(src, src * 1000);
-        }
-        let (ops, n_parked) = order_moves(moves);
-        let mut parked = vec![-1; n_parked];
-        let mut next_free = 10_000;
-        let mut open_parked = 0;
-        for op in ops {
-            match op {
-                Op::Keep(fd) => assert!(table.contains_key(&fd)),
-                Op::Park { fd, slot } => {
-                    let obj = table[&fd];
-                    table.insert(next_free, obj);
-                    parked[slot] = next_free;
-                    next_free += 1;
-                }
-                Op::Dup2 { from, to } => {
-                    let src = match from {
-                        Fd::Num(n) => n,
-                        Fd::Parked(k) => parked[k],
-                    };
-                    let obj = table[&src];
-                    table.insert(to, obj);
-                }
-                Op::Unpark(slot) => {
-                    assert!(table.remove(&parked[slot]).is_some());
-                    open_parked -= 1;
-                }
-            }
-            if let Op::Park { .. } = op {
-                open_parked += 1;
-                assert_eq!(open_parked, 1, "{moves:?}: more than one parked at once");
-            }
-        }
-        assert_eq!(open_parked, 0, "{moves:?}: a parked descriptor stays open");
-        (table, n_parked)
-    }
-
-    fn check(moves: &[(i32, i32)], max_parked: usize) {
-        let (table, parked) = run(moves);
-        for &(src, target) in moves {
-            assert_eq!(table[&target], src * 1000, "{moves:?}: {target}");
-        }
-        assert!(parked <= max_parked, "{moves:?}: {parked} parked");
-    }
-
-    #[test]
-    fn moves_without_clobbering() {
-        check(&[(5, 3), (6, 4)], 0);
-        check(&[(3, 3), (4, 4)], 0);
-        check(&[(4, 3), (3, 4)], 1);
-        check(&[(4, 3), (5, 4), (3, 5)], 1);
-        check(&[(3, 4), (4, 5), (5, 6), (20, 3)], 0);
-        check(&[(4, 3), (4, 4), (9, 5)], 0);
-        check(&[(3, 3), (3, 4), (3, 5)], 0);
-        check(&[(0, 3), (7, 0), (3, 1)], 0);
-        check(&[(4, 3), (3, 4), (6, 5), (5, 6)], 2);
-        // Random permutations of 3..3+n onto themselves, with duplicates.
-        let mut seed = 0x2545_f491_u64;
-        let mut rand = move |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
-        for _ in 0..500 {
-            let n = 1 + rand(40) as i32;
-            let mut sources: Vec<i32> = (3..3 + n).collect();
-            for i in (1..sources.len()).rev() {
-                sources.swap(i, rand(i as u64 + 1) as usize);
-            }
-            if rand(3) == 0 {
-                let j = rand(n as u64) as usize;
-                sources[j] = sources[(j + 1) % n as usize];
-            }
-            let moves: Vec<(i32, i32)> = sources.iter().zip(3..).map(|(&s, t)| (s, t)).collect();
-            check(&moves, n as usize);
-        }
-    }
-
-    #[test]
-    fn decimal() {
-        let mut buf = [9u8; 24];
-        super::write_decimal(&mut buf, 4_194_304);
-        assert_eq!(&buf[..8], b"4194304\0");
-        super::write_decimal(&mut buf, 0);
-        assert_eq!(&buf[..2], b"0\0");
-    }
 }

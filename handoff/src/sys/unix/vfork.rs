@@ -24,7 +24,8 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
-use super::spawn::{child_side, pidfd_for, Plan};
+use super::child::{child_side, Plan};
+use super::process::pidfd_for;
 
 /// The child's stack: the child side needs a few KiB; the rest is margin,
 /// mapped lazily. The lowest page is a guard.
@@ -103,59 +104,6 @@ extern "C" fn entry(arg: *mut c_void) -> libc::c_int {
     // SAFETY: ends the child without running anything of the parent's
     // (no atexit handlers, no stdio flushing on shared buffers).
     unsafe { libc::_exit(127) }
-}
-
-/// Puts every signal handler back to its default, `SIGPIPE` included (the
-/// Rust runtime ignores it, and an ignored signal stays ignored across
-/// exec), then unblocks everything, as std does for its children. Runs in
-/// the child while all signals are still blocked.
-pub(super) fn reset_signals() {
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: sigaction reads into and writes from local structs;
-        // invalid or reserved numbers just fail.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
-                continue;
-            }
-            let handler = old.sa_sigaction;
-            if sig == libc::SIGPIPE || (handler != libc::SIG_DFL && handler != libc::SIG_IGN) {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
-        }
-    }
-    // libc refuses to name its own two; an all-zero kernel sigaction is
-    // SIG_DFL whatever the architecture's field order.
-    for sig in [32, 33] {
-        let dfl = [0u64; 4];
-        // SAFETY: reads a local zeroed struct as large as any kernel
-        // sigaction with an 8-byte mask; the old action is not asked for.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                dfl.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            )
-        };
-    }
-    let empty: u64 = 0;
-    // SAFETY: sets this thread's mask from a local 8-byte kernel sigset.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        )
-    };
 }
 
 /// Every signal blocked in this thread, libc's internal ones included

@@ -2,14 +2,11 @@
 //! type name and file type), what it may do (its granted access mask), and
 //! new handles to the same object with the same or fewer rights.
 
-use std::ffi::c_void;
 use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle};
 
-use windows_sys::Wdk::Foundation::{NtQueryObject, ObjectBasicInformation, ObjectTypeInformation};
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, GetHandleInformation, SetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT,
-    STATUS_SUCCESS,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     GetFileInformationByHandle, GetFileType, BY_HANDLE_FILE_INFORMATION, FILE_APPEND_DATA,
@@ -22,11 +19,10 @@ use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetProcessHandleCount, PROCESS_QUERY_INFORMATION,
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_TERMINATE,
 };
-use windows_sys::Win32::System::WindowsProgramming::{
-    PUBLIC_OBJECT_BASIC_INFORMATION, PUBLIC_OBJECT_TYPE_INFORMATION,
-};
 
 use super::cvt;
+pub(crate) use super::nt::granted_access;
+use super::nt::object_type;
 use crate::{Access, Error, Kind, PipeEnd, Result, Seals, SocketFamily, SocketType};
 
 /// The object-specific "modify state" right of events, timers, semaphores
@@ -64,68 +60,6 @@ fn duplicate_with(h: BorrowedHandle<'_>, access: u32) -> io::Result<OwnedHandle>
     })?;
     // SAFETY: DuplicateHandle succeeded: `out` is a new handle nobody owns.
     Ok(unsafe { OwnedHandle::from_raw_handle(out as RawHandle) })
-}
-
-/// The object type's name as the object manager knows it: `File`,
-/// `Section`, `Event`, `Process`, `Timer`, `Mutant`, …
-pub(crate) fn object_type(h: BorrowedHandle<'_>) -> io::Result<String> {
-    // The structure is followed by the name's characters; 1 KiB holds any
-    // type name. u64 elements keep it aligned for the structure.
-    let mut buf = [0u64; 128];
-    let mut len = 0u32;
-    // SAFETY: the buffer is writable for its whole size, which is passed;
-    // the handle is borrowed for the call.
-    let status = unsafe {
-        NtQueryObject(
-            raw(h),
-            ObjectTypeInformation,
-            buf.as_mut_ptr().cast(),
-            std::mem::size_of_val(&buf) as u32,
-            &mut len,
-        )
-    };
-    if status != STATUS_SUCCESS {
-        return Err(ntstatus(status));
-    }
-    // SAFETY: on success the buffer starts with the structure, and its
-    // UNICODE_STRING points into the same buffer (or is empty).
-    let info = unsafe { &*buf.as_ptr().cast::<PUBLIC_OBJECT_TYPE_INFORMATION>() };
-    let name = &info.TypeName;
-    if name.Buffer.is_null() || name.Length == 0 {
-        return Ok(String::new());
-    }
-    // SAFETY: Buffer holds Length bytes of UTF-16 inside `buf`, which is
-    // alive and unchanged for this borrow.
-    let chars = unsafe { std::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2) };
-    Ok(String::from_utf16_lossy(chars))
-}
-
-/// The access mask the handle was granted.
-pub(crate) fn granted_access(h: BorrowedHandle<'_>) -> io::Result<u32> {
-    let mut info = PUBLIC_OBJECT_BASIC_INFORMATION::default();
-    let mut len = 0u32;
-    // SAFETY: `info` is writable for its size, which is passed.
-    let status = unsafe {
-        NtQueryObject(
-            raw(h),
-            ObjectBasicInformation,
-            (&mut info as *mut PUBLIC_OBJECT_BASIC_INFORMATION).cast::<c_void>(),
-            std::mem::size_of::<PUBLIC_OBJECT_BASIC_INFORMATION>() as u32,
-            &mut len,
-        )
-    };
-    if status != STATUS_SUCCESS {
-        return Err(ntstatus(status));
-    }
-    Ok(info.GrantedAccess)
-}
-
-/// An NTSTATUS as the Win32 error it corresponds to.
-pub(crate) fn ntstatus(status: i32) -> io::Error {
-    use windows_sys::Win32::Foundation::RtlNtStatusToDosError;
-    // SAFETY: a pure translation table lookup.
-    let code = unsafe { RtlNtStatusToDosError(status) };
-    io::Error::from_raw_os_error(code as i32)
 }
 
 /// `GetFileType`, with its failure told apart from `FILE_TYPE_UNKNOWN`.
@@ -182,7 +116,7 @@ pub(crate) fn kind(h: BorrowedHandle<'_>) -> io::Result<Kind> {
             _ => Kind::Other,
         },
         "Section" => Kind::SharedMemory {
-            size: super::shm::section_size(h)?,
+            size: super::nt::section_size(h)?,
             seals: Seals::NONE,
         },
         "Event" => Kind::Event,

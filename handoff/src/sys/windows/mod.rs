@@ -5,9 +5,15 @@
 //! inheritable handles are the short-lived duplicates `spawn` makes for one
 //! `CreateProcessW` and names in its handle list.
 
-pub(crate) mod async_pipe;
 pub(crate) mod handle;
+pub(crate) mod listener;
+mod nt;
+mod overlapped;
+mod pipe;
 pub(crate) mod process;
+pub(crate) mod random;
+#[cfg(feature = "tokio")]
+pub(crate) mod reactor;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod spawn;
@@ -82,11 +88,4 @@ unsafe fn creation_time(process: HANDLE) -> io::Result<u64> {
     // SAFETY: the caller guarantees the handle; the out pointers are ours.
     cvt(unsafe { GetProcessTimes(process, &mut c, &mut e, &mut k, &mut u) })?;
     Ok(u64::from(c.dwHighDateTime) << 32 | u64::from(c.dwLowDateTime))
-}
-
-/// Fills `buf` from the system's random generator.
-fn random(buf: &mut [u8]) -> io::Result<()> {
-    use windows_sys::Win32::Security::Cryptography::ProcessPrng;
-    // SAFETY: ProcessPrng writes exactly `len` bytes into the buffer.
-    cvt(unsafe { ProcessPrng(buf.as_mut_ptr(), buf.len()) })
 }

@@ -162,7 +162,7 @@ pub(crate) fn pid_of(h: BorrowedHandle<'_>) -> Result<u32> {
     let kind = super::handle::kind(h).map_err(|e| Error::os("NtQueryObject", e))?;
     if kind != Kind::Process {
         return Err(Error::WrongKind {
-            expected: "process".into(),
+            expected: crate::KindName::Process,
             actual: kind,
         });
     }

@@ -9,7 +9,7 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, OwnedHandle};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, HANDLE, INVALID_HANDLE_VALUE, STATUS_SUCCESS,
+    ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Storage::FileSystem::{GetFileSizeEx, ReadFile};
 use windows_sys::Win32::System::Memory::{
@@ -70,57 +70,13 @@ pub(crate) fn size_fits(wanted: u64, size: u64) -> bool {
 
 /// The size of a section (`NtQuerySection`), or of a file.
 pub(crate) fn len(h: BorrowedHandle<'_>) -> io::Result<u64> {
-    if super::handle::object_type(h)? == "Section" {
-        return section_size(h);
+    if super::nt::object_type(h)? == "Section" {
+        return super::nt::section_size(h);
     }
     let mut size = 0i64;
     // SAFETY: the handle is borrowed, `size` is ours to write.
     cvt(unsafe { GetFileSizeEx(raw(h), &mut size) })?;
     Ok(size as u64)
-}
-
-/// The size the section was created with. Needs `SECTION_QUERY`.
-pub(crate) fn section_size(h: BorrowedHandle<'_>) -> io::Result<u64> {
-    #[repr(C)]
-    struct SectionBasicInformation {
-        base: *mut c_void,
-        attributes: u32,
-        size: i64,
-    }
-    // windows-sys does not declare NtQuerySection; ntdll has exported it
-    // since Windows NT.
-    #[link(name = "ntdll", kind = "raw-dylib")]
-    extern "system" {
-        fn NtQuerySection(
-            section: HANDLE,
-            class: i32,
-            info: *mut c_void,
-            len: usize,
-            returned: *mut usize,
-        ) -> i32;
-    }
-    const SECTION_BASIC_INFORMATION: i32 = 0;
-    let mut info = SectionBasicInformation {
-        base: std::ptr::null_mut(),
-        attributes: 0,
-        size: 0,
-    };
-    let mut returned = 0usize;
-    // SAFETY: `info` matches SECTION_BASIC_INFORMATION's layout and is
-    // writable for the size passed; the handle is borrowed for the call.
-    let status = unsafe {
-        NtQuerySection(
-            raw(h),
-            SECTION_BASIC_INFORMATION,
-            (&mut info as *mut SectionBasicInformation).cast(),
-            std::mem::size_of::<SectionBasicInformation>(),
-            &mut returned,
-        )
-    };
-    if status != STATUS_SUCCESS {
-        return Err(super::handle::ntstatus(status));
-    }
-    Ok(info.size as u64)
 }
 
 /// A view of part of a section, unmapped on drop.
@@ -254,13 +210,7 @@ impl Mapping {
         len: usize,
         _populate: bool,
     ) -> io::Result<Mapping> {
-        if (len as u64) > self::len(h)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "mapping beyond the end of the object",
-            ));
-        }
-        if len == 0 {
+        if !super::super::mapping::check(len, self::len(h)?)? {
             return Ok(Mapping {
                 ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
                 len: 0,
@@ -327,7 +277,7 @@ mod tests {
         let ro = super::super::handle::restrict(b, Access::READ).unwrap();
         let ro_b = std::os::windows::io::AsHandle::as_handle(&ro);
         assert_eq!(super::super::handle::access(ro_b).unwrap(), Access::READ);
-        assert_eq!(section_size(ro_b).unwrap(), 4096);
+        assert_eq!(super::super::nt::section_size(ro_b).unwrap(), 4096);
         assert!(size_fits(4000, 4096) && size_fits(4096, 4096) && size_fits(100, 100));
         assert!(!size_fits(4096, 8192) && !size_fits(100, 4000));
         let err = View::map(ro_b, FILE_MAP_WRITE, 0, 16).err().unwrap();

@@ -27,39 +27,30 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use windows_sys::core::BOOL;
-use windows_sys::Win32::Foundation::{
-    DuplicateHandle, LocalFree, DUPLICATE_SAME_ACCESS, ERROR_IO_PENDING, ERROR_MORE_DATA,
-    ERROR_NO_DATA, ERROR_PIPE_CONNECTED, GENERIC_READ, GENERIC_WRITE, HANDLE, WAIT_OBJECT_0,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
-use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, GetFileType, ReadFile, WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE,
-    FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
-    SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
-};
+use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
+
+use windows_sys::Win32::Storage::FileSystem::{GetFileType, ReadFile, WriteFile, FILE_TYPE_PIPE};
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeInfo,
-    PeekNamedPipe, SetNamedPipeHandleState, PIPE_READMODE_MESSAGE, PIPE_REJECT_REMOTE_CLIENTS,
-    PIPE_TYPE_MESSAGE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+    GetNamedPipeClientProcessId, GetNamedPipeInfo, PeekNamedPipe, PIPE_TYPE_MESSAGE,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, GetCurrentProcess, OpenProcess, WaitForSingleObject, PROCESS_DUP_HANDLE,
-    PROCESS_QUERY_LIMITED_INFORMATION,
+    GetCurrentProcess, OpenProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
 };
-use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
-use super::async_pipe::{Op, HEAD_LEN};
 use super::handle::{from_wire, to_wire};
+use super::overlapped::{run as overlapped, Op, HEAD_LEN};
+use super::pipe::{client, pipe_name, server_instance, wait_for_client, wide};
 use super::{cvt, process_identity};
 use crate::channel::frame::MAX_DATAGRAM;
+use crate::channel::prefix::{self, Datagram, ACK_LEN, KIND_ACK, MAX_WIRE, PREFIX_LEN};
 
 /// Handles per datagram, as on Linux (the prefix grows 4 bytes per handle).
-pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
+pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = prefix::MAX_HANDLES;
 
 /// Why a channel cannot be made (never reported by this backend: named
 /// pipes always exist).
@@ -70,18 +61,8 @@ pub(crate) const NO_TRANSPORT: &str = "this system has no named pipes";
 pub(crate) const NO_PEER_CREDENTIALS: &str = "this pipe does not record its peer's process id";
 
 /// What [`is_channel`] wants, for the error when it is not.
-pub(crate) const CHANNEL_KIND: &str = "pipe (message mode)";
+pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Pipe;
 
-/// A datagram carrying a fragment.
-const KIND_FRAGMENT: u8 = 1;
-/// A datagram acknowledging one batch of handles.
-const KIND_ACK: u8 = 2;
-/// Bytes of the fragment prefix before the handle values.
-const PREFIX_LEN: usize = 24;
-/// Bytes of an acknowledgement.
-const ACK_LEN: usize = 16;
-/// The largest datagram a conforming sender writes.
-const MAX_WIRE: usize = PREFIX_LEN + 4 * MAX_HANDLES_PER_DATAGRAM + MAX_DATAGRAM;
 /// How long a dropped end waits for its peer to take handles still in
 /// flight before closing them.
 const LINGER: Duration = Duration::from_secs(30);
@@ -108,7 +89,7 @@ pub(crate) struct Socket {
 }
 
 /// Overlapped operations owned by the end rather than by a call, so a
-/// dropped future never frees what the kernel writes to (`async_pipe.rs`).
+/// dropped future never frees what the kernel writes to (`overlapped.rs`).
 #[derive(Debug, Default)]
 struct Ops {
     /// A read of the next datagram's first `HEAD_LEN` bytes, started by an
@@ -138,7 +119,7 @@ struct State {
 impl From<OwnedHandle> for Socket {
     fn from(pipe: OwnedHandle) -> Socket {
         let mut seed = [0u8; 8];
-        let _ = super::random(&mut seed);
+        let _ = super::random::fill(&mut seed);
         Socket {
             pipe: Some(pipe),
             state: Mutex::new(State {
@@ -233,7 +214,7 @@ fn linger(s: &Socket) {
             break;
         };
         match read_message(s, &mut buf, Some(left)) {
-            Ok(_) => match parse(&buf) {
+            Ok(_) => match prefix::parse(&buf) {
                 Datagram::Ack(batch) => s.release(batch),
                 Datagram::Fragment { count, batch, .. } if count > 0 => ack(s, batch),
                 _ => {}
@@ -252,53 +233,6 @@ fn linger(s: &Socket) {
         let mut orphans = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
         orphans.extend(left.into_iter().flat_map(|(_, copies)| copies));
     }
-}
-
-fn event() -> io::Result<OwnedHandle> {
-    // SAFETY: an unnamed manual-reset event, non-inheritable (null
-    // attributes); the result is checked and owned at once.
-    unsafe { super::owned(CreateEventW(std::ptr::null(), 1, 0, std::ptr::null())) }
-}
-
-/// Runs one overlapped operation on the pipe to completion (or until
-/// `timeout`, then cancels it). Returns the bytes transferred and whether a
-/// message was longer than the buffer (`ERROR_MORE_DATA`).
-fn overlapped(
-    pipe: HANDLE,
-    timeout: Option<Duration>,
-    start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
-) -> io::Result<(usize, bool)> {
-    let ev = event()?;
-    // SAFETY: zeroed plain data is a valid OVERLAPPED.
-    let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
-    ov.hEvent = ev.as_raw_handle() as HANDLE;
-    if start(&mut ov) == 0 {
-        let e = io::Error::last_os_error();
-        match e.raw_os_error().map(|c| c as u32) {
-            Some(ERROR_IO_PENDING) | Some(ERROR_MORE_DATA) => {}
-            _ => return Err(e),
-        }
-    }
-    if let Some(t) = timeout {
-        let ms = t.as_millis().min(u128::from(u32::MAX - 1)) as u32;
-        // SAFETY: waiting on our own event.
-        if unsafe { WaitForSingleObject(ov.hEvent, ms) } != WAIT_OBJECT_0 {
-            // SAFETY: cancels only this operation; it completes (aborted)
-            // before GetOverlappedResult below returns.
-            unsafe { CancelIoEx(pipe, &ov) };
-        }
-    }
-    let mut n = 0u32;
-    // SAFETY: waits for the operation to finish, so `ov` and the buffer it
-    // uses outlive it.
-    if unsafe { GetOverlappedResult(pipe, &ov, &mut n, 1) } == 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(ERROR_MORE_DATA as i32) {
-            return Ok((n as usize, true));
-        }
-        return Err(e);
-    }
-    Ok((n as usize, false))
 }
 
 /// Reads one whole datagram into `buf` (cleared first). A datagram longer
@@ -384,60 +318,6 @@ fn write_message(s: &Socket, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// What one datagram's transport prefix says.
-enum Datagram<'a> {
-    Ack(u64),
-    Fragment {
-        count: usize,
-        pid: u32,
-        created: u64,
-        batch: u64,
-        values: &'a [u8],
-        fragment: &'a [u8],
-    },
-    Bad(&'static str),
-}
-
-fn u16_at(b: &[u8], i: usize) -> u16 {
-    u16::from_le_bytes([b[i], b[i + 1]])
-}
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]))
-}
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]))
-}
-
-fn parse(d: &[u8]) -> Datagram<'_> {
-    match d.first() {
-        None => Datagram::Bad("empty datagram"),
-        Some(&KIND_ACK) => {
-            if d.len() != ACK_LEN || d[1..8].iter().any(|&b| b != 0) {
-                return Datagram::Bad("malformed acknowledgement");
-            }
-            Datagram::Ack(u64_at(d, 8))
-        }
-        Some(&KIND_FRAGMENT) => {
-            if d.len() < PREFIX_LEN || d[1] != 0 {
-                return Datagram::Bad("malformed fragment prefix");
-            }
-            let count = usize::from(u16_at(d, 2));
-            if count > MAX_HANDLES_PER_DATAGRAM || d.len() < PREFIX_LEN + 4 * count {
-                return Datagram::Bad("fragment prefix announces more handles than it holds");
-            }
-            Datagram::Fragment {
-                count,
-                pid: u32_at(d, 4),
-                created: u64_at(d, 8),
-                batch: u64_at(d, 16),
-                values: &d[PREFIX_LEN..PREFIX_LEN + 4 * count],
-                fragment: &d[PREFIX_LEN + 4 * count..],
-            }
-        }
-        Some(_) => Datagram::Bad("unknown datagram kind"),
-    }
-}
-
 fn malformed(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_owned())
 }
@@ -447,9 +327,7 @@ fn malformed(why: &str) -> io::Error {
 /// by a peer whose side of the pipe is full (both ends receiving while
 /// their peer's acknowledgements queue up would otherwise wait forever).
 fn ack(s: &Socket, batch: u64) {
-    let mut d = vec![0u8; ACK_LEN];
-    d[0] = KIND_ACK;
-    d[8..].copy_from_slice(&batch.to_le_bytes());
+    let d = prefix::ack(batch).to_vec();
     let mut ops = s.ops();
     ops.acks.retain(|op| op.result().is_none());
     if let Ok(op) = Op::write(s.pipe(), d) {
@@ -513,94 +391,12 @@ fn pull(from: HANDLE, value: u32) -> io::Result<OwnedHandle> {
     Ok(unsafe { super::handle::own_raw(out as std::os::windows::io::RawHandle) })
 }
 
-/// Creates one server instance of the pipe `name` (NUL-terminated UTF-16):
-/// message mode, non-inheritable, overlapped, local clients only, and a
-/// DACL for the current user only. `first` insists that no instance of the
-/// name exists yet, so nobody can have created it before us.
-fn server_instance(name: &[u16], first: bool, instances: u32) -> io::Result<OwnedHandle> {
-    let sd = UserOnly::new()?;
-    let sa = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd.0,
-        bInheritHandle: 0,
-    };
-    // Advisory sizes: room for a few whole datagrams before a writer waits.
-    let buffer = (4 * MAX_WIRE) as u32;
-    let mut open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
-    if first {
-        open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
-    }
-    // SAFETY: a NUL-terminated name and valid attributes that outlive the
-    // call; the result is checked and owned at once.
-    unsafe {
-        super::owned(CreateNamedPipeW(
-            name.as_ptr(),
-            open_mode,
-            PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-            instances,
-            buffer,
-            buffer,
-            0,
-            &sa,
-        ))
-    }
-}
-
-/// Opens the client end of pipe `name`, non-inheritable and overlapped, in
-/// message read mode. SQOS limits the server to identifying us, never
-/// impersonating us.
-fn client(name: &[u16]) -> io::Result<OwnedHandle> {
-    // SAFETY: a NUL-terminated name; null attributes make the handle
-    // non-inheritable; the result is checked and owned at once.
-    let client = unsafe {
-        super::owned(CreateFileW(
-            name.as_ptr(),
-            GENERIC_READ | GENERIC_WRITE,
-            0,
-            std::ptr::null(),
-            OPEN_EXISTING,
-            FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
-            std::ptr::null_mut(),
-        ))
-    }?;
-    let mode = PIPE_READMODE_MESSAGE;
-    // SAFETY: the handle is ours; only the read mode changes.
-    cvt(unsafe {
-        SetNamedPipeHandleState(
-            client.as_raw_handle() as HANDLE,
-            &mode,
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    })?;
-    Ok(client)
-}
-
-/// Waits for a client to connect to a server instance.
-fn wait_for_client(server: &OwnedHandle) -> io::Result<()> {
-    let h = server.as_raw_handle() as HANDLE;
-    match overlapped(h, None, |ov| {
-        // SAFETY: the instance is ours; `ov` outlives the operation.
-        unsafe { ConnectNamedPipe(h, ov) }
-    }) {
-        Ok(_) => Ok(()),
-        // The client was quicker than us.
-        Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED as i32) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
-    use std::os::windows::ffi::OsStrExt;
-    s.encode_wide().chain(Some(0)).collect()
-}
-
 /// Creates a connected pair: the two ends of a new named pipe whose name
 /// is random, which only this user may open, and which only this process
 /// has connected to.
 pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
     let mut nonce = [0u8; 16];
-    super::random(&mut nonce)?;
+    super::random::fill(&mut nonce)?;
     let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let name = format!(r"\\.\pipe\handoff-{}-{hex}", std::process::id());
     let name = wide(std::ffi::OsStr::new(&name));
@@ -618,87 +414,6 @@ pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
         ));
     }
     Ok((Socket::from(server), Socket::from(client)))
-}
-
-/// A security descriptor granting access to the current user only,
-/// freed on drop.
-struct UserOnly(PSECURITY_DESCRIPTOR);
-
-impl UserOnly {
-    fn new() -> io::Result<UserOnly> {
-        use windows_sys::Win32::Security::Authorization::{
-            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-        };
-        static SDDL: OnceLock<Vec<u16>> = OnceLock::new();
-        let sddl = match SDDL.get() {
-            Some(s) => s,
-            None => {
-                let sid = user_sid()?;
-                // Protected DACL, one ACE: generic all for the user.
-                let text = format!("D:P(A;;GA;;;{sid})");
-                SDDL.get_or_init(|| text.encode_utf16().chain(Some(0)).collect())
-            }
-        };
-        let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-        // SAFETY: a NUL-terminated SDDL string; `sd` receives a LocalAlloc'd
-        // descriptor we free in Drop.
-        cvt(unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut sd,
-                std::ptr::null_mut(),
-            )
-        })?;
-        Ok(UserOnly(sd))
-    }
-}
-
-impl Drop for UserOnly {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor was LocalAlloc'd by the conversion above.
-        unsafe { LocalFree(self.0) };
-    }
-}
-
-/// The current user's SID in string form (`S-1-5-21-…`).
-fn user_sid() -> io::Result<String> {
-    use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
-    use windows_sys::Win32::Security::{GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
-    use windows_sys::Win32::System::Threading::OpenProcessToken;
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: our own process's token, for querying; `token` is ours.
-    cvt(unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) })?;
-    // SAFETY: OpenProcessToken succeeded: a new handle we own.
-    let token = unsafe { super::handle::own_raw(token as std::os::windows::io::RawHandle) };
-    let mut buf = [0u64; 64];
-    let mut len = 0u32;
-    // SAFETY: the buffer is writable for its size, which is passed.
-    cvt(unsafe {
-        GetTokenInformation(
-            token.as_raw_handle() as HANDLE,
-            TokenUser,
-            buf.as_mut_ptr().cast(),
-            std::mem::size_of_val(&buf) as u32,
-            &mut len,
-        )
-    })?;
-    // SAFETY: on success the buffer starts with a TOKEN_USER whose SID
-    // points into the same buffer.
-    let user = unsafe { &*buf.as_ptr().cast::<TOKEN_USER>() };
-    let mut text: *mut u16 = std::ptr::null_mut();
-    // SAFETY: a valid SID; `text` receives a LocalAlloc'd string.
-    cvt(unsafe { ConvertSidToStringSidW(user.User.Sid, &mut text) })?;
-    let mut n = 0;
-    // SAFETY: the string is NUL-terminated.
-    while unsafe { *text.add(n) } != 0 {
-        n += 1;
-    }
-    // SAFETY: `n` UTF-16 units before the NUL.
-    let sid = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, n) });
-    // SAFETY: allocated by ConvertSidToStringSidW with LocalAlloc.
-    unsafe { LocalFree(text.cast()) };
-    Ok(sid)
 }
 
 /// Prepares a channel end and returns the largest datagram it sends.
@@ -766,7 +481,7 @@ fn drain_acks(s: &Socket) {
             _ => return,
         }
         match read_message(s, &mut buf, None) {
-            Ok(()) => match parse(&buf) {
+            Ok(()) => match prefix::parse(&buf) {
                 Datagram::Ack(batch) => s.release(batch),
                 _ => return,
             },
@@ -815,13 +530,18 @@ pub(crate) fn send(
         .iter()
         .map(|h| h.try_clone_to_owned())
         .collect::<io::Result<Vec<_>>>()?;
+    let values = copies
+        .iter()
+        .map(|c| {
+            to_wire(c.as_raw_handle()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a handle value does not fit in 32 bits",
+                )
+            })
+        })
+        .collect::<io::Result<Vec<u32>>>()?;
     let (pid, created) = process_identity();
-    let mut d = Vec::with_capacity(PREFIX_LEN + 4 * copies.len() + header.len() + payload.len());
-    d.push(KIND_FRAGMENT);
-    d.push(0);
-    d.extend_from_slice(&(copies.len() as u16).to_le_bytes());
-    d.extend_from_slice(&pid.to_le_bytes());
-    d.extend_from_slice(&created.to_le_bytes());
     let batch = if copies.is_empty() {
         0
     } else {
@@ -829,16 +549,8 @@ pub(crate) fn send(
         state.next_batch = state.next_batch.wrapping_add(1);
         state.next_batch
     };
-    d.extend_from_slice(&batch.to_le_bytes());
-    for c in &copies {
-        let v = to_wire(c.as_raw_handle()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a handle value does not fit in 32 bits",
-            )
-        })?;
-        d.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut d = Vec::with_capacity(PREFIX_LEN + 4 * copies.len() + header.len() + payload.len());
+    prefix::begin_fragment(&mut d, pid, created, batch, &values);
     d.extend_from_slice(header);
     d.extend_from_slice(payload);
     if !copies.is_empty() {
@@ -934,7 +646,7 @@ pub(crate) fn recv(
                 }
             }
             read_message(s, &mut buf, None).map_err(|e| gone(s, e))?;
-            let (count, pid, created, batch, values, fragment) = match parse(&buf) {
+            let (count, pid, created, batch, values, fragment) = match prefix::parse(&buf) {
                 Datagram::Ack(batch) => {
                     s.release(batch);
                     continue;
@@ -954,8 +666,8 @@ pub(crate) fn recv(
                 let mut state = s.state();
                 match source(&mut state, pid, created) {
                     Ok(from) => {
-                        for v in values.chunks_exact(4) {
-                            match pull(from, u32_at(v, 0)) {
+                        for v in prefix::values(values) {
+                            match pull(from, v) {
                                 Ok(h) => on_handle(h),
                                 Err(_) => {
                                     handles_truncated = true;
@@ -996,7 +708,6 @@ fn gone(s: &Socket, e: io::Error) -> io::Error {
 
 /// True for the errors that mean "no handles or memory right now" (the
 /// RPC server answers those with a fault instead of ending the connection).
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
     use windows_sys::Win32::Foundation::{
         ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_SYSTEM_RESOURCES,
@@ -1092,6 +803,23 @@ pub(crate) fn into_raw(mut s: Socket) -> OwnedHandle {
     }
 }
 
+/// Connects to a listener's pipe, waiting while all its instances are busy.
+pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
+    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
+    use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
+    let name = pipe_name(path)?;
+    loop {
+        match client(&name) {
+            Ok(c) => return Ok(Socket::from(c)),
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                // SAFETY: a NUL-terminated name; only waits.
+                unsafe { WaitNamedPipeW(name.as_ptr(), 5000) };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What stands for the uid and gid in peer credentials: Windows names
 /// users and groups by SID, which is not a number, so no number is
 /// claimed. `u32::MAX` is `(uid_t)-1`, which no Unix user has either.
@@ -1135,262 +863,9 @@ pub(crate) fn peer_credentials(s: &Socket) -> io::Result<(u32, u32, u32, Option<
     Ok((pid, NO_ID, NO_ID, super::process::open_peer(pid)))
 }
 
-/// A listener: a pipe name with one server instance waiting for the next
-/// client.
-#[derive(Debug)]
-pub(crate) struct Listening {
-    name: Vec<u16>,
-    next: Mutex<Option<Waiting>>,
-}
-
-/// The server instance waiting for the next client.
-#[derive(Debug)]
-struct Waiting {
-    /// Declared first: an operation is dropped (cancelled and waited for)
-    /// before its instance closes.
-    connect: Connect,
-    instance: OwnedHandle,
-}
-
-/// How far waiting for a client on an instance has come.
-#[derive(Debug)]
-enum Connect {
-    /// Nothing started.
-    Idle,
-    /// An async accept started `ConnectNamedPipe`; it stays with the
-    /// listener when the future is dropped.
-    Pending(Op),
-    /// A client came (or the attempt failed) when it was started.
-    Done(io::Result<()>),
-}
-
-impl Waiting {
-    fn new(instance: OwnedHandle) -> Waiting {
-        Waiting {
-            connect: Connect::Idle,
-            instance,
-        }
-    }
-
-    /// Starts waiting for a client without blocking, if not started yet.
-    fn start(&mut self) {
-        if let Connect::Idle = self.connect {
-            let h = self.instance.as_raw_handle() as HANDLE;
-            self.connect = match Op::connect(h) {
-                Ok(op) => Connect::Pending(op),
-                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_CONNECTED as i32) => {
-                    Connect::Done(Ok(()))
-                }
-                Err(e) => Connect::Done(Err(e)),
-            };
-        }
-    }
-
-    /// The outcome if a client came (or the wait failed), without blocking.
-    fn outcome(&mut self) -> Option<io::Result<()>> {
-        match &mut self.connect {
-            Connect::Idle => None,
-            Connect::Pending(op) => op.result().map(|r| r.map(|_| ())),
-            Connect::Done(r) => Some(std::mem::replace(r, Ok(()))),
-        }
-    }
-
-    /// Blocks until a client comes.
-    fn wait(mut self) -> (io::Result<()>, OwnedHandle) {
-        let r = match &mut self.connect {
-            Connect::Idle => wait_for_client(&self.instance),
-            Connect::Pending(op) => op.wait(None).unwrap_or(Ok((0, false))).map(|_| ()),
-            Connect::Done(r) => std::mem::replace(r, Ok(())),
-        };
-        let Waiting { connect, instance } = self;
-        drop(connect);
-        (r, instance)
-    }
-}
-
-/// The pipe name a listener path stands for: `\\.\pipe\…` only, since
-/// named pipes live in their own namespace, not in the file system.
-fn pipe_name(path: &Path) -> io::Result<Vec<u16>> {
-    let text = path.to_string_lossy();
-    let prefix = r"\\.\pipe\";
-    let ok = text.len() > prefix.len()
-        && text
-            .get(..prefix.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(prefix));
-    if !ok {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a listener's path on Windows is a pipe name (\\\\.\\pipe\\NAME), not {}",
-                path.display()
-            ),
-        ));
-    }
-    Ok(wide(path.as_os_str()))
-}
-
-/// Creates the first instance of the pipe `path`; fails if the name exists.
-pub(crate) fn bind(path: &Path, _backlog: i32) -> io::Result<Listening> {
-    let name = pipe_name(path)?;
-    let first = server_instance(&name, true, PIPE_UNLIMITED_INSTANCES)?;
-    Ok(Listening {
-        name,
-        next: Mutex::new(Some(Waiting::new(first))),
-    })
-}
-
-/// Waits for a client on the waiting instance, hands that instance out as
-/// the new channel end, and puts a fresh one in its place. Non-blocking,
-/// it is `WouldBlock` until a client has come (`poll_accept` waits).
-pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<Socket> {
-    let (connected, instance) = if nonblocking {
-        let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
-        let waiting = match next.as_mut() {
-            Some(w) => w,
-            None => next.insert(Waiting::new(server_instance(
-                &l.name,
-                false,
-                PIPE_UNLIMITED_INSTANCES,
-            )?)),
-        };
-        waiting.start();
-        let Some(r) = waiting.outcome() else {
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
-        let Some(Waiting { connect, instance }) = next.take() else {
-            unreachable!("the waiting instance was just looked at");
-        };
-        drop(connect);
-        (r, instance)
-    } else {
-        let waiting = l.next.lock().unwrap_or_else(|p| p.into_inner()).take();
-        match waiting {
-            Some(w) => w.wait(),
-            // Another thread's accept holds the waiting instance: wait on one
-            // of our own.
-            None => {
-                let i = server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES)?;
-                (wait_for_client(&i), i)
-            }
-        }
-    };
-    // Keep an instance open, so the name does not vanish and the next
-    // client finds it.
-    {
-        let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
-        if next.is_none() {
-            *next = server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES)
-                .ok()
-                .map(Waiting::new);
-        }
-    }
-    match connected {
-        Ok(()) => Ok(Socket::from(instance)),
-        // A client that connected and left at once.
-        Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
-            Err(io::ErrorKind::ConnectionAborted.into())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Accepts block until a client comes, so there is never anything to wait
-/// for after one.
-pub(crate) fn wait_accept(_l: &Listening) -> io::Result<()> {
-    Ok(())
-}
-
-/// Ready when a client has come to the waiting instance (or waiting for one
-/// failed): the `ConnectNamedPipe` is started if it is not, and stays with
-/// the listener if the future is dropped.
-pub(crate) fn poll_accept(l: &Listening, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    let mut next = l.next.lock().unwrap_or_else(|p| p.into_inner());
-    let waiting = match next.as_mut() {
-        Some(w) => w,
-        None => match server_instance(&l.name, false, PIPE_UNLIMITED_INSTANCES) {
-            Ok(i) => next.insert(Waiting::new(i)),
-            Err(e) => return Poll::Ready(Err(e)),
-        },
-    };
-    waiting.start();
-    match &mut waiting.connect {
-        Connect::Pending(op) => op.poll(cx).map(|_| Ok(())),
-        _ => Poll::Ready(Ok(())),
-    }
-}
-
-/// Connects to a listener's pipe, waiting while all its instances are busy.
-pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
-    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
-    use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
-    let name = pipe_name(path)?;
-    loop {
-        match client(&name) {
-            Ok(c) => return Ok(Socket::from(c)),
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
-                // SAFETY: a NUL-terminated name; only waits.
-                unsafe { WaitNamedPipeW(name.as_ptr(), 5000) };
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Pipe names leave no file behind.
-pub(crate) fn file_identity(_path: &Path) -> Option<(u64, u64)> {
-    None
-}
-
-pub(crate) fn remove_if_same(_path: &Path, _identity: Option<(u64, u64)>) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn golden_prefix_and_ack() {
-        let mut d = vec![KIND_FRAGMENT, 0, 2, 0];
-        d.extend_from_slice(&7u32.to_le_bytes());
-        d.extend_from_slice(&9u64.to_le_bytes());
-        d.extend_from_slice(&5u64.to_le_bytes());
-        d.extend_from_slice(&0x1a4u32.to_le_bytes());
-        d.extend_from_slice(&0x1b0u32.to_le_bytes());
-        d.extend_from_slice(&[1, 3, 2, 0]);
-        assert_eq!(
-            &d[..PREFIX_LEN + 8],
-            &[
-                1, 0, 2, 0, 7, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0xa4, 1, 0,
-                0, 0xb0, 1, 0, 0
-            ],
-            "see docs/wire-format.md, Windows"
-        );
-        match parse(&d) {
-            Datagram::Fragment {
-                count,
-                pid,
-                created,
-                batch,
-                values,
-                fragment,
-            } => {
-                assert_eq!((count, pid, created, batch), (2, 7, 9, 5));
-                assert_eq!(values, &[0xa4, 1, 0, 0, 0xb0, 1, 0, 0]);
-                assert_eq!(fragment, &[1, 3, 2, 0]);
-            }
-            _ => panic!("not a fragment"),
-        }
-        let mut a = [0u8; ACK_LEN];
-        a[0] = KIND_ACK;
-        a[8] = 5;
-        assert!(matches!(parse(&a), Datagram::Ack(5)));
-        a[3] = 1;
-        assert!(matches!(parse(&a), Datagram::Bad(_)));
-        assert!(matches!(
-            parse(&[KIND_FRAGMENT, 0, 0xff, 0]),
-            Datagram::Bad(_)
-        ));
-        assert!(matches!(parse(&[9]), Datagram::Bad(_)));
-    }
 
     /// A datagram naming values of the receiver's own table: the receiver
     /// gets copies, and its own handles stay open and its own.
@@ -1403,7 +878,7 @@ mod tests {
             let v = to_wire(mine.as_raw_handle()).unwrap();
             let forge = |created: u64| {
                 let (pid, _) = process_identity();
-                let mut d = vec![KIND_FRAGMENT, 0, 1, 0];
+                let mut d = vec![prefix::KIND_FRAGMENT, 0, 1, 0];
                 d.extend_from_slice(&pid.to_le_bytes());
                 d.extend_from_slice(&created.to_le_bytes());
                 d.extend_from_slice(&1u64.to_le_bytes());
@@ -1445,7 +920,7 @@ mod tests {
             assert!(r.handles_truncated && got.is_empty());
 
             // A value that names nothing in the sender.
-            let bad = [KIND_FRAGMENT, 0, 0, 0];
+            let bad = [prefix::KIND_FRAGMENT, 0, 0, 0];
             write_message(&a, &bad).unwrap();
             let e = recv(&b, &mut header, &mut dst, &mut scratch, |_| {}, false).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData);

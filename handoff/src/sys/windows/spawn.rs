@@ -53,6 +53,16 @@ pub(crate) const CONVENTION_VARS: &[&str] =
 /// The variable that announces the handles (named in errors).
 pub(crate) const HANDLES_VAR: &str = "HANDOFF_HANDLES";
 
+/// Removes the convention's variables from this process's environment once
+/// the handles are claimed, so children spawned by other means do not see
+/// them. Changing the environment is not thread-safe on Unix (and `unsafe`
+/// from edition 2024), so it happens here, in the backend.
+pub(crate) fn forget_convention_vars() {
+    for var in CONVENTION_VARS {
+        std::env::remove_var(var);
+    }
+}
+
 /// True when two environment variable names are the same variable:
 /// Windows compares them without regard to case.
 pub(crate) fn same_var(a: &OsStr, b: &OsStr) -> bool {
@@ -174,7 +184,7 @@ pub(crate) fn parent_pid() -> io::Result<u32> {
         )
     };
     if status != 0 {
-        return Err(super::handle::ntstatus(status));
+        return Err(super::nt::ntstatus(status));
     }
     Ok(info.parent as u32)
 }
@@ -331,15 +341,9 @@ fn resolve(
         .find(|(k, _)| same_var(k, OsStr::new("PATH")))
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    for dir in std::env::split_paths(&path_var) {
-        if let Some(c) = candidates(dir.join(p)).into_iter().find(|c| found(c)) {
-            return Ok(c);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found in PATH", p.display()),
-    ))
+    crate::spawn::search_path(p, &path_var, |base| {
+        candidates(base).into_iter().find(|c| found(c))
+    })
 }
 
 /// The attribute list, freed on drop.

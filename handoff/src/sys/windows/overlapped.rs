@@ -1,5 +1,4 @@
-//! Asynchronous I/O on channel pipes and listeners, for `AsyncChannel` and
-//! `AsyncListener`, without a completion port.
+//! Overlapped operations owned by a channel end, not by a call.
 //!
 //! Each asynchronous operation is an [`Op`]: an overlapped `ReadFile`,
 //! `WriteFile` or `ConnectNamedPipe` whose `OVERLAPPED`, buffer and event
@@ -9,33 +8,14 @@
 //! A future waits for an operation by registering its event with a waiter
 //! thread ([`Waiter`]: `WaitForMultipleObjects` over up to 63 events, more
 //! threads as needed), which wakes the task when the event is signalled.
-//!
-//! Why not tokio's `NamedPipeServer`/`NamedPipeClient`: they associate the
-//! pipe's file object with the runtime's completion port for good (every
-//! later overlapped call on it, the blocking `Channel` paths included, and
-//! in any process the end is passed to, would post packets there), and they
-//! keep a read of their own always pending into a byte buffer, which loses
-//! message boundaries and would swallow the acknowledgements the blocking
-//! paths read. Here the pipe stays an ordinary overlapped handle.
-//!
-//! Receiving: an async receiver waiting for readiness starts a *head read*
-//! (the first [`HEAD_LEN`] bytes of the next datagram) and stores it in the
-//! end; whoever receives next, async or blocking, takes the head read first
-//! and reads the rest of the datagram (`ERROR_MORE_DATA`) straight away
-//! (`socket.rs`). An idle end waiting for a message holds 64 bytes, not a
-//! datagram buffer.
-//!
-//! Sending: a fragment whose write the pipe cannot take at once stays with
-//! the end as a pending write; the write is already queued in order, so the
-//! send returns, and the next send waits (asynchronously) for it to finish.
+//! The blocking paths (`socket.rs`, `listener.rs`) use the same operations
+//! and wait on them directly; `reactor.rs` builds readiness on them.
 // Without the tokio feature only the blocking paths use these operations.
 #![cfg_attr(not(feature = "tokio"), allow(dead_code))]
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::os::windows::io::{AsRawHandle, OwnedHandle};
-use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -416,115 +396,50 @@ impl Waiter {
     }
 }
 
-/// A random 64-bit value from the system's generator (RPC context tokens).
-pub(crate) fn random_u64() -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    super::random(&mut b)?;
-    Ok(u64::from_le_bytes(b))
+/// A manual-reset event for one blocking overlapped operation.
+pub(super) fn event() -> io::Result<OwnedHandle> {
+    // SAFETY: an unnamed manual-reset event, non-inheritable (null
+    // attributes); the result is checked and owned at once.
+    unsafe { super::owned(CreateEventW(std::ptr::null(), 1, 0, std::ptr::null())) }
 }
 
-/// What an async wrapper waits on: a channel (readable: a datagram or the
-/// end of the pipe is waiting; writable: no write of ours is pending) or a
-/// listener (readable: a client connected).
-pub(crate) trait Pollable {
-    fn poll_ready(&self, writable: bool, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-impl Pollable for crate::Channel {
-    fn poll_ready(&self, writable: bool, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if writable {
-            super::socket::poll_writable(self.socket(), cx)
-        } else {
-            super::socket::poll_readable(self.socket(), cx)
+/// Runs one overlapped operation on the pipe to completion (or until
+/// `timeout`, then cancels it). Returns the bytes transferred and whether a
+/// message was longer than the buffer (`ERROR_MORE_DATA`).
+pub(super) fn run(
+    pipe: HANDLE,
+    timeout: Option<Duration>,
+    start: impl FnOnce(*mut OVERLAPPED) -> BOOL,
+) -> io::Result<(usize, bool)> {
+    let ev = event()?;
+    // SAFETY: zeroed plain data is a valid OVERLAPPED.
+    let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
+    ov.hEvent = ev.as_raw_handle() as HANDLE;
+    if start(&mut ov) == 0 {
+        let e = io::Error::last_os_error();
+        match e.raw_os_error().map(|c| c as u32) {
+            Some(ERROR_IO_PENDING) | Some(ERROR_MORE_DATA) => {}
+            _ => return Err(e),
         }
     }
-}
-
-#[cfg(feature = "tokio")]
-impl Pollable for crate::Listener {
-    fn poll_ready(&self, _writable: bool, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        super::socket::poll_accept(self.socket(), cx)
-    }
-}
-
-/// The Windows counterpart of tokio's `AsyncFd` for handoff's own types:
-/// readiness comes from the end's own pending operations, not a reactor.
-#[derive(Debug)]
-pub(crate) struct Registered<T>(T);
-
-/// Readiness as `AsyncFd` hands it out; nothing to clear here, because
-/// each wait looks at the operations afresh.
-pub(crate) struct Ready;
-
-impl Ready {
-    pub(crate) fn clear_ready(&mut self) {}
-}
-
-struct ReadyFuture<'a, T> {
-    inner: &'a T,
-    writable: bool,
-}
-
-impl<T: Pollable> Future for ReadyFuture<'_, T> {
-    type Output = io::Result<Ready>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner
-            .poll_ready(self.writable, cx)
-            .map(|r| r.map(|()| Ready))
-    }
-}
-
-impl<T: Pollable> Registered<T> {
-    pub(crate) fn get_ref(&self) -> &T {
-        &self.0
-    }
-
-    pub(crate) fn into_inner(self) -> T {
-        self.0
-    }
-
-    pub(crate) fn readable(&self) -> impl Future<Output = io::Result<Ready>> + '_ {
-        ReadyFuture {
-            inner: &self.0,
-            writable: false,
+    if let Some(t) = timeout {
+        let ms = t.as_millis().min(u128::from(u32::MAX - 1)) as u32;
+        // SAFETY: waiting on our own event.
+        if unsafe { WaitForSingleObject(ov.hEvent, ms) } != WAIT_OBJECT_0 {
+            // SAFETY: cancels only this operation; it completes (aborted)
+            // before GetOverlappedResult below returns.
+            unsafe { CancelIoEx(pipe, &ov) };
         }
     }
-
-    pub(crate) fn writable(&self) -> impl Future<Output = io::Result<Ready>> + '_ {
-        ReadyFuture {
-            inner: &self.0,
-            writable: true,
+    let mut n = 0u32;
+    // SAFETY: waits for the operation to finish, so `ov` and the buffer it
+    // uses outlive it.
+    if unsafe { GetOverlappedResult(pipe, &ov, &mut n, 1) } == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(ERROR_MORE_DATA as i32) {
+            return Ok((n as usize, true));
         }
+        return Err(e);
     }
-}
-
-/// The interest a channel registers with (unused here: an end's readiness
-/// is its own overlapped operations).
-pub(crate) const CHANNEL_INTEREST: tokio::io::Interest = tokio::io::Interest::READABLE;
-
-/// Repeats `attempt` (`None`: it would block) until it completes, waiting
-/// for the end's pending write in between.
-pub(crate) async fn when_writable<R>(
-    channel: &Registered<crate::Channel>,
-    mut attempt: impl FnMut() -> Option<R>,
-) -> io::Result<R> {
-    loop {
-        channel.writable().await?;
-        if let Some(done) = attempt() {
-            return Ok(done);
-        }
-    }
-}
-
-/// Wraps `inner` for async use; an error (not a panic) outside a tokio
-/// runtime, as on Unix.
-#[cfg(feature = "tokio")]
-pub(crate) fn register<T: Pollable>(
-    inner: T,
-    _interest: tokio::io::Interest,
-) -> io::Result<Registered<T>> {
-    tokio::runtime::Handle::try_current()
-        .map_err(|e| io::Error::other(format!("no tokio runtime: {e}")))?;
-    init()?;
-    Ok(Registered(inner))
+    Ok((n as usize, false))
 }

@@ -1,4 +1,7 @@
 //! Registering handoff's own socket owners with tokio's reactor.
+//!
+//! `Registered` is tokio's `AsyncFd` itself; the Windows backend has a type
+//! of the same name with the same methods.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -12,6 +15,9 @@ pub(crate) trait StableFd: std::os::fd::AsRawFd {}
 impl StableFd for crate::Channel {}
 impl StableFd for crate::Listener {}
 impl StableFd for WriteWatch {}
+
+/// A value registered with the reactor.
+pub(crate) type Registered<T> = AsyncFd<T>;
 
 /// A duplicate of a socket, registered only while a send waits for room.
 pub(crate) struct WriteWatch(OwnedFd);
@@ -30,6 +36,14 @@ pub(crate) fn register<T: StableFd>(inner: T, interest: Interest) -> io::Result<
     // SAFETY: StableFd types own their descriptor in a private field that is
     // never reassigned, so it stays open and the same for the AsyncFd's life.
     unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(|e| e.into_parts().1)
+}
+
+/// Registers a listener for accepting. `accept4` has no per-call
+/// non-blocking flag; the listening socket is ours alone, so setting
+/// `O_NONBLOCK` on it is safe.
+pub(crate) fn register_listener(listener: crate::Listener) -> io::Result<AsyncFd<crate::Listener>> {
+    super::socket::set_nonblocking(listener.socket().as_fd(), true)?;
+    register(listener, Interest::READABLE)
 }
 
 /// The interest a channel registers with: reading only. A registration that
