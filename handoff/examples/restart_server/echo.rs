@@ -12,12 +12,12 @@ use crate::server::{stopped, Shared};
 
 const MAX_LINE: usize = 4096;
 
-pub async fn udp_loop(socket: UdpSocket, mut shared: Shared) {
+pub async fn udp_loop(socket: UdpSocket, mut shared: Shared) -> UdpSocket {
     let mut buf = [0u8; 512];
     loop {
         let (n, from) = tokio::select! {
             biased;
-            _ = stopped(&mut shared.stop) => return,
+            _ = stopped(&mut shared.stop) => return socket,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
@@ -37,11 +37,11 @@ pub async fn udp_loop(socket: UdpSocket, mut shared: Shared) {
     }
 }
 
-pub async fn unix_accept_loop(listener: UnixListener, mut shared: Shared) {
+pub async fn unix_accept_loop(listener: UnixListener, mut shared: Shared) -> UnixListener {
     loop {
         let stream = tokio::select! {
             biased;
-            _ = stopped(&mut shared.stop) => return,
+            _ = stopped(&mut shared.stop) => return listener,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {

@@ -14,11 +14,11 @@ const MAX_HEAD: usize = 16 * 1024;
 /// request (answered with `Connection: close`).
 const IDLE_AT_STOP: Duration = Duration::from_secs(1);
 
-pub async fn accept_loop(listener: TcpListener, mut shared: Shared) {
+pub async fn accept_loop(listener: TcpListener, mut shared: Shared) -> TcpListener {
     loop {
         let stream = tokio::select! {
             biased;
-            _ = stopped(&mut shared.stop) => return,
+            _ = stopped(&mut shared.stop) => return listener,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {

@@ -75,18 +75,20 @@ pub fn run() -> Result<ExitCode> {
     };
     runtime.block_on(async {
         // Registering with the runtime arms the loops; only then ready.
+        // Each loop gives its socket back when it stops.
+        let mut loops = tokio::task::JoinSet::new();
         if let Some(l) = sockets.http {
             let listener = tokio::net::TcpListener::from_std(nonblocking(l)?)?;
-            tokio::spawn(http::accept_loop(listener, shared.clone()));
+            loops.spawn(keep(http::accept_loop(listener, shared.clone())));
         }
         if let Some(s) = sockets.udp {
             let socket = tokio::net::UdpSocket::from_std(nonblocking(s)?)?;
-            tokio::spawn(echo::udp_loop(socket, shared.clone()));
+            loops.spawn(keep(echo::udp_loop(socket, shared.clone())));
         }
         if let Some(l) = sockets.unix {
             l.set_nonblocking(true)?;
             let listener = tokio::net::UnixListener::from_std(l)?;
-            tokio::spawn(echo::unix_accept_loop(listener, shared.clone()));
+            loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
         }
         tokio::task::yield_now().await;
         notify::send(&format!("READY=1\nSTATUS=serving as {mode} ({label})"))?;
@@ -96,10 +98,11 @@ pub fn run() -> Result<ExitCode> {
                 std::process::exit(4);
             }
             Mode::CloseListeners => {
-                // The loops drop their listeners on stop: this process
-                // stays alive, ready, and serves nothing.
+                // The loops stop and their sockets are closed: this
+                // process stays alive, ready, and serves nothing.
                 eprintln!("restart_server[{label}]: {mode}: closing every listener");
                 stop_tx.send_replace(true);
+                while loops.join_next().await.is_some() {}
             }
             _ => {}
         }
@@ -115,14 +118,30 @@ pub fn run() -> Result<ExitCode> {
         eprintln!("restart_server[{label}]: signal {signal}: draining");
         stop_tx.send_replace(true);
         drop(shared);
+        // The sockets stay open, unpolled, until the drain is over, as
+        // most servers' do until they exit: harmless for a socket shared
+        // with the next generation (one queue), and what makes the naive
+        // handover lose the connections queued on its own socket meanwhile.
+        let mut sockets = Vec::new();
+        while let Some(socket) = loops.join_next().await {
+            sockets.push(socket?);
+        }
         // Every accept loop and connection holds a sender: `None` means the
         // last one finished.
         let _ = all_done.recv().await;
+        drop(sockets);
         Ok::<(), Box<dyn Error>>(())
     })?;
     // Blocking tasks (the signal thread is done) need not be waited for.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A loop's returned socket, kept only to be closed later.
+type Kept = Box<dyn std::any::Any + Send>;
+
+async fn keep<T: Send + 'static>(run: impl std::future::Future<Output = T>) -> Kept {
+    Box::new(run.await)
 }
 
 fn nonblocking<T: Into<OwnedFd> + From<OwnedFd>>(socket: T) -> std::io::Result<T> {
