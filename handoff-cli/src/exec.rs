@@ -60,7 +60,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     Ok(exit_code(status))
 }
 
-fn open(f: &FdSpec) -> Result<Handle, Failure> {
+pub(crate) fn open(f: &FdSpec) -> Result<Handle, Failure> {
     let mut options = std::fs::OpenOptions::new();
     match f.mode {
         Mode::Read => options.read(true),
@@ -75,7 +75,7 @@ fn open(f: &FdSpec) -> Result<Handle, Failure> {
     })
 }
 
-fn listen(l: &ListenSpec) -> Result<Handle, Failure> {
+pub(crate) fn listen(l: &ListenSpec) -> Result<Handle, Failure> {
     let failed = |what: String, e: std::io::Error| {
         Failure::new(FAILED, format!("--listen {}: {what}: {e}", l.name))
     };
@@ -83,6 +83,9 @@ fn listen(l: &ListenSpec) -> Result<Handle, Failure> {
         Address::Tcp { host, port } => std::net::TcpListener::bind((host.as_str(), *port))
             .map(Handle::from)
             .map_err(|e| failed(format!("{host}:{port}"), e)),
+        Address::Udp { host, port } => std::net::UdpSocket::bind((host.as_str(), *port))
+            .map(Handle::from)
+            .map_err(|e| failed(format!("udp {host}:{port}"), e)),
         Address::Unix(path) => std::os::unix::net::UnixListener::bind(path)
             .map(Handle::from)
             .map_err(|e| failed(path.display().to_string(), e)),

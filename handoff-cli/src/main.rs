@@ -9,6 +9,7 @@ mod exec;
 mod grab;
 mod inherited;
 mod ls;
+mod serve;
 mod spec;
 mod status;
 
@@ -35,6 +36,12 @@ enum Command {
     Exec(exec::Args),
     /// Check and list what this process inherited (run it as the child).
     Inherited(inherited::Args),
+    /// Hold listening sockets and run a service on them, restartable with no downtime.
+    Serve(serve::Args),
+    /// Restart the service a `handoff serve` runs (or the supervisor itself).
+    Restart(serve::client::RestartArgs),
+    /// Show the generations, listeners and stored handles of a `handoff serve`.
+    Status(serve::client::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +54,9 @@ fn main() -> ExitCode {
         Command::Grab(args) => grab::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Inherited(args) => inherited::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Restart(args) => serve::client::restart(args),
+        Command::Status(args) => serve::client::status(args),
     };
     result.unwrap_or_else(Failure::report)
 }

@@ -1,5 +1,6 @@
 //! The command line's handle specifications: `NAME=PATH[:r|:w|:rw]` for
-//! files and `NAME=tcp:HOST:PORT` / `NAME=unix:PATH` for listening sockets.
+//! files and `NAME=tcp:HOST:PORT` / `NAME=udp:HOST:PORT` / `NAME=unix:PATH`
+//! for sockets.
 //! Pure parsing with std only, so the fuzz targets can include this file.
 
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub(crate) enum Address {
     Tcp { host: String, port: u16 },
     /// `unix:PATH`, a stream socket.
     Unix(PathBuf),
+    /// `udp:HOST:PORT`, a bound datagram socket.
+    Udp { host: String, port: u16 },
 }
 
 /// `--listen NAME=ADDRESS`.
@@ -71,13 +74,18 @@ pub(crate) fn fd_spec(s: &str) -> Result<FdSpec, String> {
     })
 }
 
-/// Parses `NAME=tcp:HOST:PORT` or `NAME=unix:PATH`.
+/// Parses `NAME=tcp:HOST:PORT`, `NAME=udp:HOST:PORT` or `NAME=unix:PATH`.
 pub(crate) fn listen_spec(s: &str) -> Result<ListenSpec, String> {
     let (name, rest) = split_name(s)?;
-    let address = if let Some(hp) = rest.strip_prefix("tcp:") {
+    let (scheme, hp) = match (rest.strip_prefix("tcp:"), rest.strip_prefix("udp:")) {
+        (Some(hp), _) => ("tcp", Some(hp)),
+        (_, Some(hp)) => ("udp", Some(hp)),
+        _ => ("", None),
+    };
+    let address = if let Some(hp) = hp {
         let (host, port) = hp
             .rsplit_once(':')
-            .ok_or_else(|| format!("{rest:?} needs tcp:HOST:PORT"))?;
+            .ok_or_else(|| format!("{rest:?} needs {scheme}:HOST:PORT"))?;
         let port: u16 = port
             .parse()
             .map_err(|_| format!("{port:?} is not a port (0 to 65535)"))?;
@@ -88,9 +96,11 @@ pub(crate) fn listen_spec(s: &str) -> Result<ListenSpec, String> {
         if host.is_empty() || host.contains(['\0', '[', ']']) {
             return Err(format!("{rest:?} names no host"));
         }
-        Address::Tcp {
-            host: host.to_owned(),
-            port,
+        let host = host.to_owned();
+        if scheme == "udp" {
+            Address::Udp { host, port }
+        } else {
+            Address::Tcp { host, port }
         }
     } else if let Some(path) = rest.strip_prefix("unix:") {
         if path.is_empty() || path.contains('\0') {
@@ -98,7 +108,9 @@ pub(crate) fn listen_spec(s: &str) -> Result<ListenSpec, String> {
         }
         Address::Unix(PathBuf::from(path))
     } else {
-        return Err(format!("{rest:?} is neither tcp:HOST:PORT nor unix:PATH"));
+        return Err(format!(
+            "{rest:?} is not tcp:HOST:PORT, udp:HOST:PORT or unix:PATH"
+        ));
     };
     Ok(ListenSpec {
         name: name.to_owned(),
@@ -140,6 +152,13 @@ mod tests {
             }
         );
         assert_eq!(
+            listen_spec("u=udp:127.0.0.1:53").unwrap().address,
+            Address::Udp {
+                host: "127.0.0.1".into(),
+                port: 53
+            }
+        );
+        assert_eq!(
             listen_spec("s=unix:/run/x.sock").unwrap().address,
             Address::Unix("/run/x.sock".into())
         );
@@ -147,7 +166,8 @@ mod tests {
             "web=tcp:host",
             "web=tcp:host:99999",
             "web=tcp::80",
-            "web=udp:h:1",
+            "web=udp:h",
+            "web=sctp:h:1",
             "web=unix:",
             "tcp:h:1",
             "web=tcp:h:-1",

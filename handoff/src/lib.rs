@@ -40,6 +40,7 @@ mod handle;
 mod inherited;
 mod kind;
 pub mod process;
+pub mod restart;
 // RPC runs on AsyncChannel.
 #[cfg(feature = "tokio")]
 pub mod rpc;

@@ -6,6 +6,8 @@
 #[cfg(feature = "tokio")]
 pub(crate) mod async_fd;
 pub(crate) mod handle;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod notify;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod socket;
