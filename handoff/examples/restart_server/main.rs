@@ -15,18 +15,16 @@
 //! so each generation can be told something different without help from
 //! the supervisor.
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod echo;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod http;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod mode;
-#[cfg(unix)]
-mod notify;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod server;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {
     match server::run() {
         Ok(code) => code,
@@ -37,7 +35,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 fn main() {
-    eprintln!("restart_server: Unix only (it serves sockets named under LISTEN_FDS)");
+    eprintln!("restart_server: Linux only (it is built on handoff::restart::Service)");
 }

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use handoff::{Expect, Inherited};
+use handoff::restart::Service;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tokio::sync::{mpsc, watch};
 
 use crate::mode::Mode;
-use crate::{echo, http, notify};
+use crate::{echo, http};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -43,9 +43,10 @@ pub fn run() -> Result<ExitCode> {
     let label: Arc<str> = format!("gen={generation} pid={}", std::process::id()).into();
     // Before any thread starts: claiming the inheritance edits the
     // environment, and the signal mask is per thread at creation.
+    let mut service = Service::from_env()?;
     let sockets = match mode {
         Mode::Naive => bind_naive()?,
-        _ => inherit()?,
+        _ => inherit(&mut service)?,
     };
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     match mode {
@@ -91,7 +92,8 @@ pub fn run() -> Result<ExitCode> {
             loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
         }
         tokio::task::yield_now().await;
-        notify::send(&format!("READY=1\nSTATUS=serving as {mode} ({label})"))?;
+        service.status(&format!("serving as {mode} ({label})"))?;
+        service.ready()?;
         match mode {
             Mode::CrashAfterReady => {
                 eprintln!("restart_server[{label}]: {mode}: exiting with status 4");
@@ -114,7 +116,7 @@ pub fn run() -> Result<ExitCode> {
                 .unwrap_or(SIGTERM)
         })
         .await?;
-        let _ = notify::send("STOPPING=1");
+        let _ = service.stopping();
         eprintln!("restart_server[{label}]: signal {signal}: draining");
         stop_tx.send_replace(true);
         drop(shared);
@@ -150,27 +152,25 @@ fn nonblocking<T: Into<OwnedFd> + From<OwnedFd>>(socket: T) -> std::io::Result<T
     Ok(T::from(fd))
 }
 
-/// The sockets named under `LISTEN_FDS`, each checked to be a socket; any
-/// other inherited name is an error rather than silently left open.
-fn inherit() -> Result<Sockets> {
-    let mut inherited = Inherited::from_env()?;
+/// The sockets named under `LISTEN_FDS`, each checked to be of its kind
+/// (a UDP socket passed as `http` is an error naming both); any other
+/// inherited name is an error rather than silently left open.
+fn inherit(service: &mut Service) -> Result<Sockets> {
     let mut sockets = Sockets {
         http: None,
         udp: None,
         unix: None,
     };
-    let names: Vec<String> = inherited.names().map(str::to_owned).collect();
+    let names: Vec<String> = service.names().map(str::to_owned).collect();
     if names.is_empty() {
         return Err("no sockets under LISTEN_FDS: run under `handoff serve --listen http=tcp:HOST:PORT ...`".into());
     }
-    let socket = Expect::kind("socket");
     for name in names {
-        let handle = inherited.take_checked(&name, &socket)?;
         match name.as_str() {
-            "http" => sockets.http = Some(handle.into()),
-            "udp" => sockets.udp = Some(handle.into()),
-            "unix" => sockets.unix = Some(handle.into()),
-            other => return Err(format!("inherited a socket named {other:?}; this server knows http, udp and unix").into()),
+            "http" => sockets.http = Some(service.tcp_listener("http")?),
+            "udp" => sockets.udp = Some(service.udp_socket("udp")?),
+            "unix" => sockets.unix = Some(service.unix_listener("unix")?),
+            other => return Err(format!("inherited a handle named {other:?}; this server knows http, udp and unix").into()),
         }
     }
     Ok(sockets)
