@@ -16,6 +16,16 @@ pub enum MarkKind {
     Supervisor,
 }
 
+impl MarkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MarkKind::Good => "good",
+            MarkKind::Bad => "bad",
+            MarkKind::Supervisor => "supervisor",
+        }
+    }
+}
+
 /// A restart at `at` seconds since the load began.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {

@@ -57,6 +57,9 @@ pub fn traffic(span: &Span) -> Vec<Traffic> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub quick: bool,
+    /// The whole campaign, start to end.
+    pub wall_seconds: f64,
+    /// Seconds of load on the supervised server.
     pub seconds: f64,
     pub offered_per_s: [f64; 3],
     pub capacity_per_s: [f64; 3],
@@ -71,6 +74,10 @@ pub struct Report {
     pub naive_restarts: usize,
     pub gunicorn: Option<String>,
     pub picture: String,
+    /// Per second of load: requests, failures, p50 and p99 (ms).
+    pub series: Vec<(u64, u64, f64, f64)>,
+    /// Each restart: seconds since the load began, and its kind.
+    pub marks: Vec<(f64, &'static str)>,
     pub notes: Vec<String>,
     pub checks: Vec<Check>,
 }
@@ -87,8 +94,9 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "handoff-bench --restart{}: {:.0} s, {} restarts ({} bad versions, {} supervisor self-replacements)\n",
+            "handoff-bench --restart{}: {:.0} s in all, {:.0} s of load, {} restarts ({} bad versions, {} supervisor self-replacements)\n",
             if self.quick { " --quick" } else { "" },
+            self.wall_seconds,
             self.seconds,
             self.restarts,
             self.bad_versions,

@@ -15,6 +15,9 @@ use tokio::sync::{mpsc, watch};
 use crate::mode::Mode;
 use crate::{echo, http};
 
+const UDP_BUFFER: usize = 4 << 20;
+const BACKLOG: i32 = 4096;
+
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// The sockets this generation serves, each optional: the supervisor may
@@ -79,14 +82,23 @@ pub fn run() -> Result<ExitCode> {
         // Each loop gives its socket back when it stops.
         let mut loops = tokio::task::JoinSet::new();
         if let Some(l) = sockets.http {
+            deepen(&l);
             let listener = tokio::net::TcpListener::from_std(nonblocking(l)?)?;
             loops.spawn(keep(http::accept_loop(listener, shared.clone())));
         }
         if let Some(s) = sockets.udp {
+            // Room for a few hundred milliseconds of datagrams: on a busy
+            // machine a generation can be off the CPU that long, and the
+            // default buffer holds only some tens of milliseconds at
+            // thousands of datagrams a second. (The kernel caps it at
+            // net.core.rmem_max; the socket, and so the setting, is shared
+            // with every generation.)
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, UDP_BUFFER);
             let socket = tokio::net::UdpSocket::from_std(nonblocking(s)?)?;
             loops.spawn(keep(echo::udp_loop(socket, shared.clone())));
         }
         if let Some(l) = sockets.unix {
+            deepen(&l);
             l.set_nonblocking(true)?;
             let listener = tokio::net::UnixListener::from_std(l)?;
             loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
@@ -137,6 +149,16 @@ pub fn run() -> Result<ExitCode> {
     // Blocking tasks (the signal thread is done) need not be waited for.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Calls `listen` again with a deeper backlog, as nginx does with the
+/// sockets it inherits: std binds with 128, about 60 ms of new connections
+/// at 2,000 a second, and a generation briefly off the CPU on a busy
+/// machine would see the kernel drop SYNs (`TcpExtListenOverflows`), which
+/// clients feel as a one-second retransmission. The kernel caps it at
+/// net.core.somaxconn; the socket is shared, so every generation agrees.
+fn deepen(listener: &impl std::os::fd::AsFd) {
+    let _ = rustix::net::listen(listener, BACKLOG);
 }
 
 /// A loop's returned socket, kept only to be closed later.
