@@ -121,23 +121,10 @@ fn client(shared: &Arc<Shared>, channel: Channel) {
         }
         Request::RestartSupervisor => {
             tracing::info!("supervisor replacement requested on the control socket");
-            match super::reexec::prepare(shared) {
-                Ok(plan) => {
-                    let _ = send(
-                        &channel,
-                        &Reply {
-                            ok: true,
-                            message:
-                                "supervisor re-executing; listeners, store and generation kept"
-                                    .into(),
-                            status: None,
-                        },
-                    );
-                    drop(channel);
-                    let e = super::reexec::exec(shared, plan);
-                    tracing::error!("{e}");
-                    return;
-                }
+            // On success this process is replaced, and the new image
+            // answers on this very connection.
+            match super::reexec::replace(shared, Some(&channel)) {
+                Ok(()) => return,
                 Err(message) => Reply {
                     ok: false,
                     message,
@@ -149,7 +136,7 @@ fn client(shared: &Arc<Shared>, channel: Channel) {
     let _ = send(&channel, &reply);
 }
 
-fn send(channel: &Channel, reply: &Reply) -> Result<(), String> {
+pub(crate) fn send(channel: &Channel, reply: &Reply) -> Result<(), String> {
     let bytes = serde_json::to_vec(reply).map_err(|e| e.to_string())?;
     channel.send(&bytes, &[]).map_err(|e| crate::describe(&e))
 }
@@ -204,12 +191,18 @@ pub(crate) fn call(path: &Path, request: &Request) -> Result<Reply, String> {
         )
     })?;
     let bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    channel
-        .send(&bytes, &[])
-        .map_err(|e| format!("sending to the supervisor: {}", crate::describe(&e)))?;
+    channel.send(&bytes, &[]).map_err(|e| match e {
+        Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
+        e => format!("sending to the supervisor: {}", crate::describe(&e)),
+    })?;
     let msg = channel.recv().map_err(|e| match e {
         Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
         e => format!("reading the supervisor's answer: {}", crate::describe(&e)),
     })?;
-    serde_json::from_slice(&msg.bytes).map_err(|e| format!("bad answer from the supervisor: {e}"))
+    let reply = serde_json::from_slice(&msg.bytes)
+        .map_err(|e| format!("bad answer from the supervisor: {e}"))?;
+    // Wait for the supervisor to close its end, so that once this returns
+    // the supervisor holds nothing for this request.
+    let _ = channel.recv();
+    Ok(reply)
 }

@@ -43,7 +43,7 @@ impl Named {
 }
 
 /// The bound address of a socket, read through a duplicate as a std type.
-fn local_address(handle: &Handle) -> Option<String> {
+pub(crate) fn local_address(handle: &Handle) -> Option<String> {
     let kind = handle.kind().ok()?;
     let dup = std::os::fd::OwnedFd::from(handle.try_clone().ok()?);
     match kind {

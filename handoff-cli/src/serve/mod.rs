@@ -31,7 +31,7 @@ use handoff::Inherited;
 use crate::spec::{self, FdSpec, ListenSpec};
 use crate::status::FAILED;
 use crate::Failure;
-use state::{Config, Shared, State};
+use state::{Config, Shared, Sockets, State};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -100,8 +100,10 @@ fn init_logging() {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     init_logging();
-    if let Some(resumed) = reexec::resume()? {
-        return main_loop(resumed);
+    if let Some((shared, notify, control)) = reexec::resume()? {
+        start_threads(&shared, notify, control)?;
+        reexec::resumed(&shared);
+        return main_loop(shared);
     }
     let control_path = args.control.clone().unwrap_or_else(default_control);
     let control_path = std::path::absolute(&control_path).unwrap_or(control_path);
@@ -125,6 +127,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             ),
         )
     })?;
+    let dup = |h: handoff::BorrowedHandle<'_>| {
+        h.try_clone_to_owned()
+            .map_err(|e| Failure::from_error(FAILED, &e))
+    };
+    let sockets = Sockets {
+        notify: dup(notify.handle())?,
+        control: dup(handoff::AsHandle::as_handle(&control))?,
+    };
     let shared = Shared::new(
         Config {
             command: args.command,
@@ -133,8 +143,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             stop_signal: args.stop_signal,
             notify_path,
             control_path,
+            exe: std::env::current_exe()
+                .map_err(|e| Failure::new(FAILED, format!("cannot find this binary: {e}")))?,
+            argv: std::env::args_os().skip(1).collect(),
         },
         listeners,
+        sockets,
         State::default(),
     );
     start_threads(&shared, notify, control)?;
@@ -181,12 +195,8 @@ fn main_loop(shared: Arc<Shared>) -> Result<ExitCode, Failure> {
             }
             SIGUSR2 => {
                 tracing::info!("SIGUSR2: supervisor replacement");
-                match reexec::prepare(&shared) {
-                    Ok(plan) => {
-                        let e = reexec::exec(&shared, plan);
-                        tracing::error!("{e}");
-                    }
-                    Err(e) => tracing::error!("{e}"),
+                if let Err(e) = reexec::replace(&shared, None) {
+                    tracing::error!("{e}");
                 }
             }
             _ => {

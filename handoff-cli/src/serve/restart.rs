@@ -161,14 +161,12 @@ fn run(shared: &Arc<Shared>) -> Result<String, String> {
     if !not_listening.is_empty() {
         // shutdown() on any copy stops the socket for every holder; listen
         // again on the same socket so the old generation serves again.
-        for l in &shared.listeners {
-            let _ = handoff::restart::supervise::relisten(l.handle.borrow(), 1024);
-        }
+        let repaired = relisten_all(shared);
         return Err(fail(
             shared,
             number,
             format!(
-                "generation {number} shut down its listener(s) {} after READY=1; killed (listening again)",
+                "generation {number} shut down its listener(s) {} after READY=1; killed; {repaired}",
                 not_listening.join(", ")
             ),
         ));
@@ -247,4 +245,35 @@ pub(crate) fn stop_all(shared: &Shared) {
         tracing::info!("{note}");
     }
     generation::sweep(shared);
+}
+
+/// Listens again on every shut-down listener; says how that went.
+fn relisten_all(shared: &Shared) -> String {
+    let mut lost = Vec::new();
+    for l in &shared.listeners {
+        if !matches!(
+            l.handle.kind(),
+            Ok(handoff::Kind::Socket {
+                ty: handoff::SocketType::Stream,
+                listening: false,
+                ..
+            })
+        ) {
+            continue;
+        }
+        let ok = handoff::restart::supervise::relisten(l.handle.borrow(), 1024).is_ok()
+            && super::listeners::local_address(&l.handle).as_deref() == Some(l.address.as_str());
+        if !ok {
+            lost.push(l.name.as_str());
+        }
+    }
+    if lost.is_empty() {
+        "listening again on the same socket".to_owned()
+    } else {
+        tracing::error!(listeners = ?lost, "cannot listen again on the same address");
+        format!(
+            "could not listen again on {} at the same address (an ephemeral port is released by shutdown)",
+            lost.join(", ")
+        )
+    }
 }

@@ -21,6 +21,17 @@ pub(crate) struct Config {
     pub stop_signal: i32,
     pub notify_path: std::path::PathBuf,
     pub control_path: std::path::PathBuf,
+    /// This binary and its arguments, for re-executing itself.
+    pub exe: std::path::PathBuf,
+    pub argv: Vec<OsString>,
+}
+
+/// Duplicates of the notify and control sockets, kept for handing them
+/// to the next image of the supervisor.
+#[derive(Debug)]
+pub(crate) struct Sockets {
+    pub notify: handoff::Handle,
+    pub control: handoff::Handle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +47,15 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
+    pub(crate) fn from_name(name: &str) -> Phase {
+        match name {
+            "starting" => Phase::Starting,
+            "serving" => Phase::Serving,
+            "draining" => Phase::Draining,
+            _ => Phase::Failed,
+        }
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Phase::Starting => "starting",
@@ -110,15 +130,22 @@ impl State {
 pub(crate) struct Shared {
     pub config: Config,
     pub listeners: Vec<Named>,
+    pub sockets: Sockets,
     state: Mutex<State>,
     pub changed: Condvar,
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, listeners: Vec<Named>, state: State) -> Arc<Shared> {
+    pub(crate) fn new(
+        config: Config,
+        listeners: Vec<Named>,
+        sockets: Sockets,
+        state: State,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             config,
             listeners,
+            sockets,
             state: Mutex::new(state),
             changed: Condvar::new(),
         })

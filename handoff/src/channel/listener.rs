@@ -68,6 +68,37 @@ impl Listener {
         })
     }
 
+    /// Adopts a listening socket bound at `path` by this process before it
+    /// re-executed itself (kept across `exec`). Anything but a listening
+    /// Unix seqpacket socket is [`Error::WrongKind`]. Dropping it removes
+    /// the socket file, as for [`bind`](Self::bind).
+    #[cfg(unix)]
+    pub fn from_handle(handle: crate::Handle, path: impl AsRef<Path>) -> Result<Listener> {
+        use crate::{Kind, SocketFamily, SocketType};
+        let kind = handle.kind()?;
+        if !matches!(
+            kind,
+            Kind::Socket {
+                family: SocketFamily::Unix,
+                ty: SocketType::SeqPacket,
+                listening: true
+            }
+        ) {
+            return Err(Error::WrongKind {
+                expected: "a listening Unix seqpacket socket".into(),
+                actual: kind,
+            });
+        }
+        let path = path.as_ref();
+        Ok(Listener {
+            socket: handle.into(),
+            path: path.to_owned(),
+            identity: sys::socket::file_identity(path),
+            limits: Limits::default(),
+            admission: Admission::default(),
+        })
+    }
+
     /// Sets the [`Limits`] given to every accepted channel.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -185,6 +185,9 @@ impl Notification {
             offset: e.valid_up_to(),
         })?;
         let mut n = Notification::default();
+        if text.split('\n').all(str::is_empty) {
+            return Err(NotifyError::Empty);
+        }
         for line in text.split('\n').filter(|l| !l.is_empty()) {
             let (key, value) = line
                 .split_once('=')
@@ -325,6 +328,7 @@ EXTEND_TIMEOUT_USEC=5000000\nFDSTORE=1\nFDNAME=db conn\nFDPOLL=0\nBARRIER=1\nX_C
         use NotifyError::*;
         let e = |b: &[u8], h| Notification::parse(b, h).unwrap_err();
         assert_eq!(e(b"", 0), Empty);
+        assert_eq!(e(b"\n\n", 0), Empty);
         assert_eq!(e(&[b'A'; MAX_DATAGRAM + 1], 0), TooLong { len: 4097 });
         assert!(matches!(e(b"READY", 0), NoEquals { .. }));
         assert!(matches!(e(b"READY=1\nbogus", 0), NoEquals { .. }));

@@ -1,7 +1,7 @@
 //! Process-level helpers a supervisor needs beside the notify socket.
 
 use crate::sys;
-use crate::{BorrowedHandle, Error, Result};
+use crate::{BorrowedHandle, Error, Handle, RawHandle, Result};
 
 /// The socket's identity (its inode number): equal for every descriptor
 /// of one socket, in any process, and shown by `/proc/PID/fd/N` as
@@ -43,4 +43,15 @@ pub fn raise_fd_limit(cap: u64) -> Result<u64> {
 /// holding a copy accepts again. Does nothing to a socket still listening.
 pub fn relisten(handle: BorrowedHandle<'_>, backlog: i32) -> Result<()> {
     sys::notify::relisten(handle.into(), backlog).map_err(|e| Error::os("listen", e))
+}
+
+/// Takes ownership of descriptor `raw`, kept open across this process's
+/// own `exec` by [`keep_across_exec`], and makes it close-on-exec again.
+/// Refused, as by [`Inherited`](crate::Inherited), when the number is not
+/// open or is close-on-exec (then it was not kept: something in this
+/// image opened it and owns it).
+pub fn claim_kept(raw: RawHandle) -> Result<Handle> {
+    sys::handle::claim_inherited(raw)
+        .map(Handle::from)
+        .map_err(|e| Error::BadInheritance(format!("kept descriptor {raw}: {e}")))
 }

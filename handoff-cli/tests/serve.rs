@@ -1,0 +1,450 @@
+//! `handoff serve` / `restart` / `status` as a user runs them: the real
+//! binary, real generations (this test binary with a role), real sockets.
+//! Every test checks the supervisor's open descriptors are back to where
+//! they were once old generations are gone, and that it leaves no zombie.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn generation_role() {
+    support::generation_role();
+}
+
+const ROLE: &str = "generation_role";
+
+#[test]
+fn restart_switches_generation_under_load_on_the_same_socket() {
+    let _g = serial();
+    let before = handoff::count_open_handles().unwrap();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    let port = sv.port("http");
+    let identity = sv.status()["listeners"][0]["identity"].as_u64().unwrap();
+    assert!(get(port).unwrap().starts_with("gen 1 "));
+    let fds = sv.open_fds();
+    let load = Load::start(port);
+    for n in 2..=4u64 {
+        let (code, line) = sv.restart(&[]);
+        assert_eq!(code, 0, "{line}");
+        assert!(line.starts_with(&format!("generation {n} (pid ")), "{line}");
+        // The new generation holds the very socket the supervisor bound.
+        let pids = sv.generation_pids();
+        assert_eq!(pids.len(), 1);
+        assert!(socket_inodes(pids[0]).contains(&identity));
+        assert_eq!(sv.status()["listeners"][0]["identity"], identity);
+        assert_eq!(
+            sv.open_fds(),
+            fds,
+            "supervisor descriptors after restart {n}"
+        );
+    }
+    let (ok, gens, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 0);
+    assert_eq!(gens.last().map(String::as_str), Some("4"), "{gens:?}");
+    assert_eq!(sv.status()["restarts"], 3);
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+    assert_eq!(handoff::count_open_handles().unwrap(), before);
+}
+
+/// Each bad version is refused with one line, killed and reaped, and the
+/// old generation still answers on the same socket.
+fn bad_version(mode: &str, opts: Opts<'_>, expect: &str) {
+    let before = handoff::count_open_handles().unwrap();
+    let sv = Supervisor::start(ROLE, opts);
+    let port = sv.port("http");
+    let fds = sv.open_fds();
+    let old = sv.generation_pids();
+    sv.set_mode(mode);
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 1, "{mode}: {line}");
+    assert_eq!(line.lines().count(), 1, "{mode}: {line}");
+    assert!(line.contains(expect), "{mode}: {line:?} lacks {expect:?}");
+    assert_eq!(
+        sv.generation_pids(),
+        old,
+        "{mode}: the old generation must remain"
+    );
+    assert!(get(port).unwrap().starts_with("gen 1 "), "{mode}");
+    assert_eq!(sv.open_fds(), fds, "{mode}: supervisor descriptors");
+    assert_eq!(zombies_of(sv.pid()), 0, "{mode}");
+    assert_eq!(
+        children_of(sv.pid()),
+        old,
+        "{mode}: only the old generation is left"
+    );
+    // And it recovers: the next good version takes over.
+    sv.set_mode("serve");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{mode}: {line}");
+    assert!(get(port).unwrap().starts_with("gen 3 "), "{mode}");
+    sv.stop();
+    assert_eq!(handoff::count_open_handles().unwrap(), before);
+}
+
+#[test]
+fn crash_before_ready_is_reported() {
+    let _g = serial();
+    bad_version(
+        "crash-before-ready",
+        Opts::default(),
+        "generation 2 exited with status 3 before READY=1",
+    );
+}
+
+#[test]
+fn hang_without_ready_is_killed_at_the_ready_timeout() {
+    let _g = serial();
+    bad_version(
+        "hang",
+        Opts {
+            ready_timeout: "1.5",
+            ..Opts::default()
+        },
+        "generation 2 was not ready within 1.5 s; killed",
+    );
+}
+
+#[test]
+fn crash_right_after_ready_is_reported() {
+    let _g = serial();
+    bad_version(
+        "crash-after-ready",
+        Opts::default(),
+        "generation 2 exited with status 4 right after READY=1",
+    );
+}
+
+#[test]
+fn closing_the_listeners_is_reported() {
+    let _g = serial();
+    bad_version(
+        "close-listeners",
+        Opts::default(),
+        "generation 2 closed its listener(s) http after READY=1; killed",
+    );
+}
+
+#[test]
+fn shutting_down_the_listeners_is_reported_and_repaired() {
+    let _g = serial();
+    // A fixed port: shutdown() releases an ephemeral one, and then no
+    // listen() gets the same address back.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("http=tcp:127.0.0.1:{port}");
+    bad_version(
+        "shutdown-listeners",
+        Opts {
+            listens: &[&listen],
+            ..Opts::default()
+        },
+        "generation 2 shut down its listener(s) http after READY=1; killed; listening again on the same socket",
+    );
+}
+
+#[test]
+fn a_generation_that_double_forks_and_exits_is_reported_and_its_orphan_reaped() {
+    let _g = serial();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    let orphan_file = sv.mode.with_extension("orphan");
+    sv.set_mode("double-fork");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("generation 2 exited with status 0 before READY=1"),
+        "{line}"
+    );
+    let orphan: u32 = std::fs::read_to_string(&orphan_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The orphan was adopted by the supervisor (a subreaper), killed and
+    // reaped: no such process any more, not even a zombie.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{orphan}")).exists()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!std::path::Path::new(&format!("/proc/{orphan}")).exists());
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn ignoring_the_stop_signal_ends_in_sigkill_at_the_drain_timeout() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "ignore-term",
+            drain_timeout: "1",
+            ..Opts::default()
+        },
+    );
+    let port = sv.port("http");
+    let fds = sv.open_fds();
+    sv.set_mode("serve");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.contains("generation 1 ignored SIGTERM and was killed at the drain timeout (1 s)"),
+        "{line}"
+    );
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    assert_eq!(sv.open_fds(), fds);
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn two_triggers_at_once_give_one_restart() {
+    let _g = serial();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    // A slow version keeps the first restart under way long enough for
+    // the second trigger to find it (it waits for a ready timeout).
+    sv.set_mode("hang");
+    let first = std::thread::scope(|s| {
+        let a = s.spawn(|| sv.restart(&[]));
+        // The second trigger comes once the first has started generation 2.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sv.status()["restarting"] != true && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (code, line) = sv.restart(&[]);
+        assert_eq!(code, 1, "{line}");
+        assert!(line.contains("a restart is already under way"), "{line}");
+        a.join().unwrap()
+    });
+    assert_eq!(first.0, 1, "{}", first.1);
+    assert!(
+        first.1.contains("generation 2 was not ready"),
+        "{}",
+        first.1
+    );
+    // Exactly one generation was tried: the next is number 3.
+    sv.set_mode("serve");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.starts_with("generation 3 "), "{line}");
+    sv.stop();
+}
+
+#[test]
+fn sighup_restarts() {
+    let _g = serial();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    let port = sv.port("http");
+    sv.signal(rustix::process::Signal::HUP);
+    sv.wait_serving(2);
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    assert!(sv.log_text().contains("SIGHUP: restart"));
+    sv.stop();
+}
+
+#[test]
+fn status_json_lists_generations_listeners_and_store() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            listens: &["http=tcp:127.0.0.1:0", "dns=udp:127.0.0.1:0"],
+            first_mode: "store",
+            ..Opts::default()
+        },
+    );
+    let s = sv.status();
+    assert_eq!(s["supervisor_pid"], sv.pid());
+    assert_eq!(s["restarts"], 0);
+    let g = &s["generations"][0];
+    assert_eq!(g["number"], 1);
+    assert_eq!(g["state"], "serving");
+    assert_eq!(g["status"], "generation store");
+    assert!(g["started"].as_u64().unwrap() > 1_600_000_000);
+    let names: Vec<_> = s["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "dns"]);
+    assert!(s["listeners"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("tcp 127.0.0.1:"));
+    assert!(s["listeners"][1]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("udp 127.0.0.1:"));
+    assert_eq!(s["stored"][0]["name"], "kept");
+    assert_eq!(s["stored"][0]["count"], 1);
+    let text = handoff()
+        .args(["status", "--control"])
+        .arg(&sv.control)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("generation 1: pid"), "{text}");
+    assert!(text.contains("stored kept: 1 handle(s)"), "{text}");
+    sv.stop();
+}
+
+#[test]
+fn a_stored_handle_reaches_the_next_generation_and_remove_closes_it() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "store",
+            ..Opts::default()
+        },
+    );
+    let fds = sv.open_fds();
+    sv.set_mode("check-store");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}\n{}", sv.log_text());
+    let s = sv.status();
+    assert_eq!(
+        s["generations"][0]["status"],
+        "store: kept across generations"
+    );
+    // Generation 2 took the handle; the supervisor still holds its copy.
+    // The other stored pipe had hung up (no FDPOLL=0): closed at the start.
+    assert_eq!(s["stored"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(s["stored"][0]["count"], 1);
+    assert_eq!(sv.open_fds(), fds - 1);
+    assert!(sv
+        .log_text()
+        .contains("stored handle hung up; closed name=\"gone\""));
+    sv.set_mode("remove-store");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert_eq!(sv.status()["stored"].as_array().unwrap().len(), 0);
+    assert_eq!(sv.open_fds(), fds - 2, "FDSTOREREMOVE=1 closed the copy");
+    sv.stop();
+}
+
+#[test]
+fn listen_on_an_address_in_use_fails_loudly() {
+    let _g = serial();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = handoff()
+        .arg("serve")
+        .arg(format!("--listen=http=tcp:127.0.0.1:{port}"))
+        .arg("--control")
+        .arg(dir.path().join("c.sock"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("--listen http: 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+}
+
+#[test]
+fn the_real_systemd_notify_tool_is_heard() {
+    let _g = serial();
+    if !std::path::Path::new("/usr/bin/systemd-notify").exists() {
+        panic!("/usr/bin/systemd-notify is missing (.ci/run installs systemd)");
+    }
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "systemd-notify",
+            ..Opts::default()
+        },
+    );
+    let s = sv.status();
+    assert_eq!(s["generations"][0]["status"], "ready via systemd-notify");
+    assert!(get(sv.port("http")).unwrap().starts_with("gen 1 "));
+    sv.stop();
+}
+
+#[test]
+fn the_supervisor_replaces_itself_under_load_and_keeps_everything() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "store",
+            ..Opts::default()
+        },
+    );
+    let port = sv.port("http");
+    let before = sv.status();
+    let fds = sv.open_fds();
+    let load = Load::start(port);
+    let (code, line) = sv.restart(&["--supervisor"]);
+    assert_eq!(code, 0, "{line}\n{}", sv.log_text());
+    assert!(
+        line.starts_with(&format!("supervisor replaced (pid {}); kept 1 listener(s), 2 stored handle(s), generation 1 (pid ", sv.pid())),
+        "{line}"
+    );
+    // SIGUSR2 does the same.
+    sv.signal(rustix::process::Signal::USR2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sv.log_text().matches("state taken back").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", sv.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = sv.status();
+    assert_eq!(after["generations"], before["generations"]);
+    assert_eq!(after["listeners"], before["listeners"]);
+    assert_eq!(after["stored"], before["stored"]);
+    // Everything kept, less one: the first image held the generation it
+    // spawned twice (its `Child` and a pidfd `Process`); the new image
+    // holds the kept pidfd only.
+    assert_eq!(sv.open_fds(), fds - 1);
+    // The new image still restarts, stops and reaps the generation it
+    // adopted by pidfd.
+    sv.set_mode("check-store");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains("generation 1 exited with status 0"), "{line}");
+    let (ok, gens, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 0);
+    assert_eq!(gens, ["1", "2"]);
+    assert_eq!(
+        sv.status()["generations"][0]["status"],
+        "store: kept across generations"
+    );
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn a_sigkilled_supervisor_leaves_the_generation_serving() {
+    let _g = serial();
+    let mut sv = Supervisor::start(ROLE, Opts::default());
+    let port = sv.port("http");
+    let gen = sv.generation_pids()[0];
+    sv.child.kill().unwrap();
+    sv.child.wait().unwrap();
+    // The generation holds its own copy of the listener.
+    assert!(get(port).unwrap().starts_with("gen 1 "));
+    let p = handoff::Process::open(gen).unwrap();
+    p.kill().unwrap();
+    // Not our child: the kernel only says it exited.
+    p.wait().unwrap();
+}
