@@ -201,12 +201,13 @@ pub fn run(quick: bool) -> Result<Report> {
 
     eprintln!("restart campaign: {} restarts ...", size.restarts);
     let mut marks = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     let mut good = Tally::default();
     let mut bad = Tally::default();
     let mut selfs = Tally::default();
     let mut handles = Tally::default();
     let mut zombies = Tally::default();
-    let mut fds_baseline = settle_fds(sup.pid(), None);
+    let fds_baseline = settle_fds(sup.pid(), None);
     let steps = plan(&size);
     let mut next_slot = Instant::now();
     for (i, &step) in steps.iter().enumerate() {
@@ -232,6 +233,11 @@ pub fn run(quick: bool) -> Result<Report> {
             Step::Supervisor => (sup.restart(&["--supervisor"]), MarkKind::Supervisor),
         };
         marks.push(Mark { at, kind });
+        labels.push(match step {
+            Step::Good => format!("restart {i}"),
+            Step::Bad(mode) => format!("restart {i} ({mode})"),
+            Step::Supervisor => format!("restart {i} (supervisor)"),
+        });
         good.done += 1;
         let old = current;
         // Wait for exactly one generation to be left: the new one (or, after
@@ -275,8 +281,10 @@ pub fn run(quick: bool) -> Result<Report> {
             }
         }
         if step == Step::Supervisor {
-            // A re-executed supervisor may hold a different set: new baseline.
-            fds_baseline = settle_fds(sup.pid(), None);
+            // The re-executed image holds the running generation by one
+            // pidfd where the first image had two (spawn's and its own):
+            // judged again from the next restart on, against the same
+            // baseline.
         } else {
             let fds = settle_fds(sup.pid(), fds_baseline);
             handles.count(fds == fds_baseline, || format!("restart {i}: {fds:?} open, baseline {fds_baseline:?}"));
@@ -406,11 +414,13 @@ pub fn run(quick: bool) -> Result<Report> {
             .iter()
             .take(6)
             .map(|&(i, f)| {
-                let before = marks.iter().rev().find(|m| m.at <= i as f64 + 1.0);
-                match before {
-                    Some(m) => format!("s{i}: {f} (after a {} restart at {:.1} s)", m.kind.name(), m.at),
-                    None => format!("s{i}: {f}"),
-                }
+                let near: Vec<String> = marks
+                    .iter()
+                    .zip(&labels)
+                    .filter(|(m, _)| (m.at - i as f64).abs() <= 2.0)
+                    .map(|(m, l)| format!("{l} at {:.1} s", m.at))
+                    .collect();
+                format!("s{i}: {f} (near {})", if near.is_empty() { "no restart".into() } else { near.join(", ") })
             })
             .collect();
         notes.push(format!("failures in {} seconds; worst: {}", worst.len(), described.join(", ")));

@@ -12,11 +12,17 @@ pub enum Mode {
     CrashBeforeReady,
     /// Never say `READY=1` (and never serve).
     HangBeforeReady,
-    /// Say `READY=1`, then exit with status 4 at once.
+    /// Say `READY=1`, then exit with status 4 at once, before accepting
+    /// anything: a version whose start fails just after it said ready.
+    /// (One that dies holding accepted connections loses those whatever
+    /// the supervisor does; that is not what this mode measures.)
     CrashAfterReady,
     /// Say `READY=1`, then close every listener and idle.
     CloseListeners,
-    /// Serve, but ignore SIGTERM (the supervisor must SIGKILL it).
+    /// Serve, and on SIGTERM stop accepting but never exit: the stop
+    /// request is ignored and the supervisor must SIGKILL it at its drain
+    /// deadline. (One that went on accepting after SIGTERM would lose the
+    /// connections it holds when killed, whatever the supervisor does.)
     IgnoreStop,
     /// Bind fresh `SO_REUSEPORT` sockets (addresses from
     /// `RESTART_SERVER_NAIVE_{HTTP,UDP,UNIX}`) instead of inheriting: the

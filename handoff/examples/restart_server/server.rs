@@ -78,6 +78,11 @@ pub fn run() -> Result<ExitCode> {
         in_flight,
     };
     runtime.block_on(async {
+        if mode == Mode::CrashAfterReady {
+            service.ready()?;
+            eprintln!("restart_server[{label}]: {mode}: exiting with status 4");
+            std::process::exit(4);
+        }
         // Registering with the runtime arms the loops; only then ready.
         // Each loop gives its socket back when it stops.
         let mut loops = tokio::task::JoinSet::new();
@@ -107,10 +112,6 @@ pub fn run() -> Result<ExitCode> {
         service.status(&format!("serving as {mode} ({label})"))?;
         service.ready()?;
         match mode {
-            Mode::CrashAfterReady => {
-                eprintln!("restart_server[{label}]: {mode}: exiting with status 4");
-                std::process::exit(4);
-            }
             Mode::CloseListeners => {
                 // The loops stop and their sockets are closed: this
                 // process stays alive, ready, and serves nothing.
@@ -120,14 +121,12 @@ pub fn run() -> Result<ExitCode> {
             }
             _ => {}
         }
-        let ignore = mode == Mode::IgnoreStop;
-        let signal = tokio::task::spawn_blocking(move || {
-            signals
-                .forever()
-                .find(|&s| !(ignore && s == SIGTERM))
-                .unwrap_or(SIGTERM)
-        })
-        .await?;
+        let signal = tokio::task::spawn_blocking(move || signals.forever().next().unwrap_or(SIGTERM)).await?;
+        if mode == Mode::IgnoreStop {
+            eprintln!("restart_server[{label}]: {mode}: signal {signal}: stops accepting, never exits");
+            stop_tx.send_replace(true);
+            std::future::pending::<()>().await;
+        }
         let _ = service.stopping();
         eprintln!("restart_server[{label}]: signal {signal}: draining");
         stop_tx.send_replace(true);
