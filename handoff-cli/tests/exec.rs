@@ -132,7 +132,7 @@ fn bad_command_lines_are_one_line_errors() {
             "port",
         ),
         (
-            vec!["exec", "--listen", "web=udp:h:1", "--", "true"],
+            vec!["exec", "--listen", "web=sctp:h:1", "--", "true"],
             2,
             "tcp:HOST:PORT",
         ),

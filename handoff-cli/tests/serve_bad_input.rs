@@ -217,3 +217,38 @@ fn a_restart_with_no_descriptors_left_fails_and_the_old_one_serves() {
     assert!(get(port).unwrap().starts_with("gen 3 "));
     sv.stop();
 }
+
+#[test]
+fn a_first_generation_that_never_gets_ready_ends_the_supervisor_with_one_line() {
+    let _g = serial();
+    let mut sv = Supervisor::spawn(
+        ROLE,
+        Opts {
+            first_mode: "crash-before-ready",
+            ..Opts::default()
+        },
+    );
+    let status = sv.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = sv.log_text();
+    let last = log.lines().last().unwrap();
+    assert_eq!(
+        last, "handoff: generation 1 exited with status 3 before READY=1",
+        "{log}"
+    );
+    assert!(!sv.control.exists(), "no control socket left behind");
+}
+
+#[test]
+fn a_barrier_returns_once_the_supervisor_has_read_the_notifications() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "barrier",
+            ..Opts::default()
+        },
+    );
+    assert_eq!(sv.status()["generations"][0]["status"], "barrier passed");
+    sv.stop();
+}

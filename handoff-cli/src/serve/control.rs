@@ -190,7 +190,7 @@ pub(crate) fn call(path: &Path, request: &Request) -> Result<Reply, String> {
             crate::describe(&e)
         )
     })?;
-    let bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let bytes = super::protocol::encode_request(*request);
     channel.send(&bytes, &[]).map_err(|e| match e {
         Error::Disconnected => "the supervisor closed the connection without answering".to_owned(),
         e => format!("sending to the supervisor: {}", crate::describe(&e)),

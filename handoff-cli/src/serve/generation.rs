@@ -112,6 +112,8 @@ pub(crate) fn watch(shared: Arc<Shared>, number: u64, first: Waitee) {
     let mut waitee = first;
     loop {
         let status = wait(waitee);
+        // What it sent before it exited is read before its end is judged.
+        super::notify::flush(&shared);
         let mut state = shared.lock();
         let Some(g) = state.generation(number) else {
             return;
@@ -125,8 +127,13 @@ pub(crate) fn watch(shared: Arc<Shared>, number: u64, first: Waitee) {
             continue;
         }
         let was = g.phase;
+        let was_ready = g.ready;
         tracing::info!(generation = number, pid, "{}", describe_exit(status));
-        state.record_end(Ended { number, status });
+        state.record_end(Ended {
+            number,
+            status,
+            was_ready,
+        });
         let orphans = adopted_orphans(&state);
         let restart_on_its_own = was == Phase::Serving && !state.shutting_down && !state.restarting;
         drop(state);

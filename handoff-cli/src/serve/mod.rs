@@ -154,6 +154,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     start_threads(&shared, notify, control)?;
     if let Err(line) = restart::trigger(&shared) {
         restart::stop_all(&shared);
+        remove_socket_files(&shared);
         return Err(Failure::new(1, line));
     }
     main_loop(shared)
@@ -202,11 +203,17 @@ fn main_loop(shared: Arc<Shared>) -> Result<ExitCode, Failure> {
             _ => {
                 tracing::info!(signal = sig, "stopping every generation");
                 restart::stop_all(&shared);
-                let _ = std::fs::remove_file(&shared.config.control_path);
-                let _ = std::fs::remove_file(&shared.config.notify_path);
+                remove_socket_files(&shared);
                 return Ok(ExitCode::SUCCESS);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The socket threads own the sockets and never return, so their files
+/// are removed here when the supervisor exits.
+fn remove_socket_files(shared: &Shared) {
+    let _ = std::fs::remove_file(&shared.config.control_path);
+    let _ = std::fs::remove_file(&shared.config.notify_path);
 }

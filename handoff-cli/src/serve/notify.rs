@@ -26,11 +26,53 @@ pub(crate) fn serve(shared: Arc<Shared>, mut socket: NotifySocket) {
     }
 }
 
+/// The key of the supervisor's own flush markers.
+const FLUSH_KEY: &str = "X_HANDOFF_FLUSH";
+
+/// Returns once the notify thread has handled every datagram queued
+/// before this call (a marker sent to the socket comes out after them:
+/// a datagram socket's queue is in order). A generation that sends
+/// `READY=1` and exits at once is then judged with its `READY=1`.
+pub(crate) fn flush(shared: &Shared) {
+    use std::sync::atomic::Ordering;
+    let n = shared.flush_seq.fetch_add(1, Ordering::SeqCst) + 1;
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    if sock
+        .send_to(
+            format!("{FLUSH_KEY}={n}").as_bytes(),
+            &shared.config.notify_path,
+        )
+        .is_err()
+    {
+        return;
+    }
+    drop(sock);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut state = shared.lock();
+    while state.flushed < n && Instant::now() < deadline {
+        state = shared.wait_until(state, deadline);
+    }
+}
+
 fn handle(shared: &Arc<Shared>, r: Received) {
     let Some((pid, uid, _)) = r.sender else {
         tracing::warn!("notification without credentials dropped");
         return;
     };
+    if pid == std::process::id() {
+        if let Ok(m) = &r.message {
+            if let Some((_, v)) = m.unknown.iter().find(|(k, _)| k == FLUSH_KEY) {
+                let n = v.parse().unwrap_or(0);
+                let mut state = shared.lock();
+                state.flushed = state.flushed.max(n);
+                drop(state);
+                shared.changed.notify_all();
+            }
+        }
+        return;
+    }
     let mut state = shared.lock();
     let Some(g) = state
         .generations

@@ -6,8 +6,15 @@ use serde::{Deserialize, Serialize};
 /// Largest request accepted, in bytes.
 pub(crate) const MAX_REQUEST: usize = 4096;
 
+/// A request on the wire: `{"op":"restart"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestMessage {
+    pub op: Request,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Request {
     /// Start the next generation and stop the current one.
     Restart,
@@ -70,7 +77,14 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request, String> {
             bytes.len()
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_slice::<RequestMessage>(bytes)
+        .map(|m| m.op)
+        .map_err(|e| format!("bad request: {e}"))
+}
+
+/// Encodes a request.
+pub(crate) fn encode_request(op: Request) -> Vec<u8> {
+    serde_json::to_vec(&RequestMessage { op }).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -84,6 +98,13 @@ mod tests {
             decode_request(br#"{"op":"restart_supervisor"}"#),
             Ok(Request::RestartSupervisor)
         );
+        for op in [
+            Request::Restart,
+            Request::RestartSupervisor,
+            Request::Status,
+        ] {
+            assert_eq!(decode_request(&encode_request(op)), Ok(op));
+        }
         for bad in [
             &b""[..],
             b"{}",

@@ -106,8 +106,13 @@ fn run(shared: &Arc<Shared>) -> Result<String, String> {
     // Wait for READY=1 or an exit.
     loop {
         if let Some(end) = state.ended(number) {
+            let when = if end.was_ready {
+                "right after READY=1"
+            } else {
+                "before READY=1"
+            };
             return Err(format!(
-                "generation {number} {} before READY=1",
+                "generation {number} {} {when}",
                 describe_exit(end.status)
             ));
         }

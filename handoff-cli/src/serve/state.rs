@@ -90,6 +90,8 @@ pub(crate) struct Generation {
 pub(crate) struct Ended {
     pub number: u64,
     pub status: ExitStatus,
+    /// It had sent `READY=1`.
+    pub was_ready: bool,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +103,8 @@ pub(crate) struct State {
     pub restarts: u64,
     pub shutting_down: bool,
     pub store: Store,
+    /// The last flush marker the notify thread has handled.
+    pub flushed: u64,
 }
 
 impl State {
@@ -131,6 +135,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub listeners: Vec<Named>,
     pub sockets: Sockets,
+    /// Numbers flush markers sent to the notify socket.
+    pub flush_seq: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
     pub changed: Condvar,
 }
@@ -146,6 +152,7 @@ impl Shared {
             config,
             listeners,
             sockets,
+            flush_seq: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(state),
             changed: Condvar::new(),
         })

@@ -477,6 +477,13 @@ pub fn generation_role() {
                 .unwrap();
             }
         }
+        "barrier" => {
+            // Returns only once the supervisor has handled the datagram and
+            // closed the pipe end that came with it.
+            svc.status("before the barrier").unwrap();
+            svc.barrier(Duration::from_secs(10)).unwrap();
+            status_text = "barrier passed".into();
+        }
         "count-many" => {
             status_text = format!("many: {}", svc.take_all("many").len());
         }

@@ -166,6 +166,38 @@ impl Service {
         )
     }
 
+    /// `BARRIER=1`: returns once the supervisor has read every notification
+    /// sent before it (it closes the attached pipe end after handling the
+    /// datagram), or fails after `timeout`. Without a supervisor it returns
+    /// at once.
+    pub fn barrier(&self, timeout: std::time::Duration) -> Result<()> {
+        if self.notify_socket.is_none() {
+            return Ok(());
+        }
+        let (read, write) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+        self.notify(
+            &Notification {
+                barrier: true,
+                ..Default::default()
+            },
+            &[crate::AsHandle::as_handle(&write)],
+        )?;
+        drop(write);
+        if sys::notify::wait_hangup(std::os::fd::AsFd::as_fd(&read), timeout)
+            .map_err(|e| Error::io("poll", e))?
+        {
+            Ok(())
+        } else {
+            Err(Error::io(
+                "BARRIER=1",
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the supervisor did not answer in time",
+                ),
+            ))
+        }
+    }
+
     /// `FDSTORE=1` + `FDNAME=name` with `handle` attached: the supervisor
     /// keeps a copy and passes it to the next start under this name. The
     /// name must be one systemd accepts ([`notify::check_fdname`]).

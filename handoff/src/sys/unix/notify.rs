@@ -202,3 +202,27 @@ pub(crate) fn relisten(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
     }
     Ok(rustix::net::listen(fd, backlog)?)
 }
+
+/// Waits up to `timeout` for the other end of a pipe to be closed
+/// everywhere (`POLLHUP`); false on timeout.
+pub(crate) fn wait_hangup(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Ok(false),
+            Ok(_) if fds[0].revents().contains(PollFlags::HUP) => return Ok(true),
+            // Data in the pipe (nobody writes it here): keep waiting.
+            Ok(_) if left.is_zero() => return Ok(false),
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
