@@ -185,7 +185,9 @@ pub fn run(quick: bool) -> Result<Report> {
         &[("RESTART_SERVER_MODE_FILE", mode_file.as_os_str())],
         &log,
     )?;
-    let mut current = sup.wait_serving(Duration::from_secs(10), || supervisor::probe_http(target.http))?;
+    let mut current = sup.wait_serving(Duration::from_secs(10), || {
+        supervisor::probe_http(target.http)
+    })?;
 
     eprintln!("restart campaign: capacity (closed loop) ...");
     let capacity = load::capacity(&runtime, &target, size.capacity);
@@ -220,7 +222,8 @@ pub fn run(quick: bool) -> Result<Report> {
         if next_slot > now {
             std::thread::sleep(next_slot - now);
         }
-        next_slot = Instant::now() + Duration::from_millis(1000 + 250 * (i as u64 % 3) * u64::from(!quick));
+        next_slot =
+            Instant::now() + Duration::from_millis(1000 + 250 * (i as u64 % 3) * u64::from(!quick));
         let at = started.elapsed().as_secs_f64();
         let (trigger, kind) = match step {
             Step::Good => (sup.restart(&[]), MarkKind::Good),
@@ -259,7 +262,10 @@ pub fn run(quick: bool) -> Result<Report> {
                 format!("restart {i}: {} (generations left {left:?})", trigger.line)
             }),
             Step::Supervisor => selfs.count(trigger.ok && sup.running() && single, || {
-                format!("self-replacement {i}: {} (generations left {left:?})", trigger.line)
+                format!(
+                    "self-replacement {i}: {} (generations left {left:?})",
+                    trigger.line
+                )
             }),
             Step::Bad("ignore-stop") => bad.count(trigger.ok && single && current != old, || {
                 format!("restart {i} (ignore-stop, must succeed): {}", trigger.line)
@@ -287,7 +293,9 @@ pub fn run(quick: bool) -> Result<Report> {
             // baseline.
         } else {
             let fds = settle_fds(sup.pid(), fds_baseline);
-            handles.count(fds == fds_baseline, || format!("restart {i}: {fds:?} open, baseline {fds_baseline:?}"));
+            handles.count(fds == fds_baseline, || {
+                format!("restart {i}: {fds:?} open, baseline {fds_baseline:?}")
+            });
         }
         let z = settle_zombies(sup.pid());
         zombies.count(z.is_empty(), || format!("restart {i}: zombies {z:?}"));
@@ -312,7 +320,12 @@ pub fn run(quick: bool) -> Result<Report> {
         PathBuf::from("docs/restart-campaign.svg")
     };
     let mut notes = Vec::new();
-    if let Err(e) = plot::draw(&picture, &seconds, &marks, "handoff restart campaign: latency and failures per second") {
+    if let Err(e) = plot::draw(
+        &picture,
+        &seconds,
+        &marks,
+        "handoff restart campaign: latency and failures per second",
+    ) {
         notes.push(format!("picture not written: {e}"));
     }
 
@@ -325,13 +338,22 @@ pub fn run(quick: bool) -> Result<Report> {
     let mut checks = Vec::new();
     checks.push(Check::new(
         "restarts succeed",
-        format!("{} of {}", size.restarts - size.bad - size.supervisor, size.restarts - size.bad - size.supervisor),
+        format!(
+            "{} of {}",
+            size.restarts - size.bad - size.supervisor,
+            size.restarts - size.bad - size.supervisor
+        ),
         good.measured(),
         good.pass(),
     ));
     checks.push(Check::new(
         "bad versions refused, old serves",
-        format!("{} of {}, each within {} s", size.bad, size.bad, TIMEOUTS.ready + 5),
+        format!(
+            "{} of {}, each within {} s",
+            size.bad,
+            size.bad,
+            TIMEOUTS.ready + 5
+        ),
         bad.measured(),
         bad.pass(),
     ));
@@ -345,33 +367,65 @@ pub fn run(quick: bool) -> Result<Report> {
     checks.push(Check::new(
         "0 failed requests",
         "0",
-        format!("{failed} of {}", (0..3).map(|p| all.requests(p)).sum::<u64>()),
+        format!(
+            "{failed} of {}",
+            (0..3).map(|p| all.requests(p)).sum::<u64>()
+        ),
         failed == 0 && all.requests(0) > 0,
     ));
     let gaps = total(&all, Outcome::Lost) + total(&all, Outcome::Duplicate);
-    checks.push(Check::new("0 UDP sequence gaps", "0 lost, 0 duplicate", gaps.to_string(), gaps == 0));
-    let moved: Vec<String> = delta.iter().filter(|(_, &v)| v > 0).map(|(k, v)| format!("{k} +{v}")).collect();
+    checks.push(Check::new(
+        "0 UDP sequence gaps",
+        "0 lost, 0 duplicate",
+        gaps.to_string(),
+        gaps == 0,
+    ));
+    let moved: Vec<String> = delta
+        .iter()
+        .filter(|(_, &v)| v > 0)
+        .map(|(k, v)| format!("{k} +{v}"))
+        .collect();
     checks.push(Check::new(
         "kernel counter deltas 0",
         "all 0",
-        if moved.is_empty() { "all 0".into() } else { moved.join(", ") },
+        if moved.is_empty() {
+            "all 0".into()
+        } else {
+            moved.join(", ")
+        },
         moved.is_empty(),
     ));
-    let (b99, d99) = (baseline.all_latency().quantile_ms(0.99), during.all_latency().quantile_ms(0.99));
+    let (b99, d99) = (
+        baseline.all_latency().quantile_ms(0.99),
+        during.all_latency().quantile_ms(0.99),
+    );
     checks.push(Check::new(
         "p99 during <= 2 x baseline + 5 ms",
         format!("<= {:.2} ms", 2.0 * b99 + 5.0),
         format!("{d99:.2} ms (baseline {b99:.2} ms)"),
         d99 <= 2.0 * b99 + 5.0 && during.all_latency().total() > 0,
     ));
-    checks.push(Check::new("handles back to baseline", "after every old generation", handles.measured(), handles.pass()));
-    checks.push(Check::new("no zombies", "after every restart", zombies.measured(), zombies.pass()));
+    checks.push(Check::new(
+        "handles back to baseline",
+        "after every old generation",
+        handles.measured(),
+        handles.pass(),
+    ));
+    checks.push(Check::new(
+        "no zombies",
+        "after every restart",
+        zombies.measured(),
+        zombies.pass(),
+    ));
     let offered = [size.rates.http, size.rates.udp, size.rates.unix];
     let under = offered.iter().zip(&capacity).all(|(o, c)| 2.0 * o <= *c);
     checks.push(Check::new(
         "load under half the capacity",
         "offered <= capacity / 2",
-        format!("capacity {:.0} / {:.0} / {:.0} per s", capacity[0], capacity[1], capacity[2]),
+        format!(
+            "capacity {:.0} / {:.0} / {:.0} per s",
+            capacity[0], capacity[1], capacity[2]
+        ),
         under,
     ));
     let naive_failed = naive.span.failures();
@@ -403,11 +457,21 @@ pub fn run(quick: bool) -> Result<Report> {
             let span = Span::of(std::slice::from_ref(s), 0, 1);
             let h = span.all_latency();
             let requests = (0..3).map(|p| span.requests(p)).sum();
-            (requests, span.failures(), h.quantile_ms(0.5), h.quantile_ms(0.99))
+            (
+                requests,
+                span.failures(),
+                h.quantile_ms(0.5),
+                h.quantile_ms(0.99),
+            )
         })
         .collect();
     // Where the failures were: the worst seconds and the restart before each.
-    let mut worst: Vec<(usize, u64)> = series.iter().enumerate().filter(|(_, s)| s.1 > 0).map(|(i, s)| (i, s.1)).collect();
+    let mut worst: Vec<(usize, u64)> = series
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.1 > 0)
+        .map(|(i, s)| (i, s.1))
+        .collect();
     worst.sort_by_key(|&(_, f)| std::cmp::Reverse(f));
     if !worst.is_empty() {
         let described: Vec<String> = worst
@@ -420,10 +484,21 @@ pub fn run(quick: bool) -> Result<Report> {
                     .filter(|(m, _)| (m.at - i as f64).abs() <= 2.0)
                     .map(|(m, l)| format!("{l} at {:.1} s", m.at))
                     .collect();
-                format!("s{i}: {f} (near {})", if near.is_empty() { "no restart".into() } else { near.join(", ") })
+                format!(
+                    "s{i}: {f} (near {})",
+                    if near.is_empty() {
+                        "no restart".into()
+                    } else {
+                        near.join(", ")
+                    }
+                )
             })
             .collect();
-        notes.push(format!("failures in {} seconds; worst: {}", worst.len(), described.join(", ")));
+        notes.push(format!(
+            "failures in {} seconds; worst: {}",
+            worst.len(),
+            described.join(", ")
+        ));
     }
     if !good.problems.is_empty() || !bad.problems.is_empty() {
         notes.push(format!("supervisor log: {}", log.display()));
@@ -437,7 +512,10 @@ pub fn run(quick: bool) -> Result<Report> {
         capacity_per_s: capacity,
         restarts: good.done,
         bad_versions: marks.iter().filter(|m| m.kind == MarkKind::Bad).count(),
-        self_replacements: marks.iter().filter(|m| m.kind == MarkKind::Supervisor).count(),
+        self_replacements: marks
+            .iter()
+            .filter(|m| m.kind == MarkKind::Supervisor)
+            .count(),
         baseline: report::traffic(&baseline),
         during: report::traffic(&during),
         counters: delta,
@@ -460,7 +538,12 @@ struct NaiveResult {
     restarts: usize,
 }
 
-fn negative_control(runtime: &tokio::runtime::Runtime, server: &Path, dir: &Path, size: Size) -> Result<NaiveResult> {
+fn negative_control(
+    runtime: &tokio::runtime::Runtime,
+    server: &Path,
+    dir: &Path,
+    size: Size,
+) -> Result<NaiveResult> {
     let target = Target {
         http: SocketAddr::from(([127, 0, 0, 1], 18090)),
         udp: SocketAddr::from(([127, 0, 0, 1], 18091)),
@@ -481,7 +564,9 @@ fn negative_control(runtime: &tokio::runtime::Runtime, server: &Path, dir: &Path
         let next = naive.start_next()?;
         naive::terminate(&current);
         let old = std::mem::replace(&mut current, next);
-        stopping.push(std::thread::spawn(move || naive::reap(old, Duration::from_secs(5))));
+        stopping.push(std::thread::spawn(move || {
+            naive::reap(old, Duration::from_secs(5))
+        }));
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -508,7 +593,10 @@ fn settle_fds(pid: u32, want: Option<usize>) -> Option<usize> {
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = procs::fd_count(pid);
-        if (want.is_some() && now == want) || (want.is_none() && now == last) || Instant::now() > until {
+        if (want.is_some() && now == want)
+            || (want.is_none() && now == last)
+            || Instant::now() > until
+        {
             return now;
         }
         last = now;

@@ -30,7 +30,9 @@ pub fn parse(text: &str) -> Counters {
     let lines: Vec<&str> = text.lines().collect();
     for pair in lines.chunks(2) {
         let [names, values] = pair else { continue };
-        let (Some((p1, names)), Some((p2, values))) = (names.split_once(':'), values.split_once(':')) else {
+        let (Some((p1, names)), Some((p2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
             continue;
         };
         if p1 != p2 {
@@ -45,7 +47,12 @@ pub fn parse(text: &str) -> Counters {
     WATCHED
         .iter()
         .map(|&(prefix, field, shown)| {
-            (shown, all.get(&(prefix.to_owned(), field.to_owned())).copied().unwrap_or(0))
+            (
+                shown,
+                all.get(&(prefix.to_owned(), field.to_owned()))
+                    .copied()
+                    .unwrap_or(0),
+            )
         })
         .collect()
 }

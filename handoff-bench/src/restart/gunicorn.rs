@@ -37,7 +37,13 @@ pub fn run(handoff: &Path, dir: &Path, restarts: usize) -> Option<Gunicorn> {
     })
 }
 
-fn attempt(handoff: &Path, gunicorn: &Path, wrk: &Path, dir: &Path, restarts: usize) -> crate::Result<Gunicorn> {
+fn attempt(
+    handoff: &Path,
+    gunicorn: &Path,
+    wrk: &Path,
+    dir: &Path,
+    restarts: usize,
+) -> crate::Result<Gunicorn> {
     let app_dir = dir.join("gunicorn-app");
     std::fs::create_dir_all(&app_dir)?;
     std::fs::write(
@@ -50,7 +56,10 @@ fn attempt(handoff: &Path, gunicorn: &Path, wrk: &Path, dir: &Path, restarts: us
         handoff,
         &[format!("http=tcp:{address}")],
         &dir.join("gunicorn-control.sock"),
-        Timeouts { ready: 20, drain: 10 },
+        Timeouts {
+            ready: 20,
+            drain: 10,
+        },
         &[
             gunicorn.as_os_str(),
             "--chdir".as_ref(),
@@ -91,12 +100,23 @@ fn attempt(handoff: &Path, gunicorn: &Path, wrk: &Path, dir: &Path, restarts: us
     let text = String::from_utf8_lossy(&out.stdout);
     let requests = text
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in").map(|(n, _)| n.trim().to_owned()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in")
+                .map(|(n, _)| n.trim().to_owned())
+        })
         .unwrap_or_else(|| "?".into());
     // wrk prints these lines only when the counts are not zero.
-    let errors = text.lines().find(|l| l.contains("Socket errors")).map(str::trim);
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Socket errors"))
+        .map(str::trim);
     let non2xx = text.lines().find(|l| l.contains("Non-2xx")).map(str::trim);
-    let pass = ok == restarts && errors.is_none() && non2xx.is_none() && requests != "?" && requests != "0";
+    let pass = ok == restarts
+        && errors.is_none()
+        && non2xx.is_none()
+        && requests != "?"
+        && requests != "0";
     let mut summary = format!(
         "{ok}/{restarts} restarts, {requests} requests, {}, {}",
         errors.unwrap_or("0 socket errors"),

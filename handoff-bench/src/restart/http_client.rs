@@ -16,7 +16,10 @@ pub async fn request(server: SocketAddr, source: Ipv4Addr, n: u64) -> Result<(),
     socket
         .bind(SocketAddr::from((source, 0)))
         .map_err(|e| Outcome::of_error(&e))?;
-    let mut stream = socket.connect(server).await.map_err(|e| Outcome::of_error(&e))?;
+    let mut stream = socket
+        .connect(server)
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
     let request = format!("GET /?n={n} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
@@ -49,7 +52,13 @@ pub fn check(response: &[u8]) -> Result<(), Outcome> {
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
         .ok_or(Outcome::Wrong)?;
     let body = &response[head..];
     if body.len() < length {

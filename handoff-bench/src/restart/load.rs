@@ -93,7 +93,12 @@ async fn ticker(rate: f64, mut stop: watch::Receiver<bool>, mut fire: impl FnMut
 }
 
 impl Load {
-    pub fn start(rt: &Runtime, target: &Target, rates: Rates, recorder: &Recorder) -> std::io::Result<Load> {
+    pub fn start(
+        rt: &Runtime,
+        target: &Target,
+        rates: Rates,
+        recorder: &Recorder,
+    ) -> std::io::Result<Load> {
         let (stop, stop_rx) = watch::channel(false);
         let (receivers_stop, receivers_rx) = watch::channel(false);
         let in_flight = Arc::new(AtomicU64::new(0));
@@ -112,32 +117,50 @@ impl Load {
         }
 
         let (server, rec, count) = (target.http, recorder.clone(), in_flight.clone());
-        tickers.push(rt.spawn(ticker(rates.http, stop_rx.clone(), move |k, when| {
-            let (rec, flight) = (rec.clone(), Flight::new(&count));
-            tokio::spawn(async move {
-                let outcome = match tokio::time::timeout(DEADLINE, http_client::request(server, source(k), k)).await {
-                    Ok(Ok(())) => Outcome::Ok,
-                    Ok(Err(o)) => o,
-                    Err(_) => Outcome::Late,
-                };
-                rec.record(Proto::Http, when, outcome);
-                drop(flight);
-            });
-        })));
+        tickers.push(
+            rt.spawn(ticker(rates.http, stop_rx.clone(), move |k, when| {
+                let (rec, flight) = (rec.clone(), Flight::new(&count));
+                tokio::spawn(async move {
+                    let outcome = match tokio::time::timeout(
+                        DEADLINE,
+                        http_client::request(server, source(k), k),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => Outcome::Ok,
+                        Ok(Err(o)) => o,
+                        Err(_) => Outcome::Late,
+                    };
+                    rec.record(Proto::Http, when, outcome);
+                    drop(flight);
+                });
+            })),
+        );
 
-        let (path, rec, count) = (Arc::new(target.unix.clone()), recorder.clone(), in_flight.clone());
-        tickers.push(rt.spawn(ticker(rates.unix, stop_rx.clone(), move |k, when| {
-            let (rec, flight, path) = (rec.clone(), Flight::new(&count), path.clone());
-            tokio::spawn(async move {
-                let outcome = match tokio::time::timeout(DEADLINE, unix_client::request(&path, k)).await {
-                    Ok(Ok(())) => Outcome::Ok,
-                    Ok(Err(o)) => o,
-                    Err(_) => Outcome::Late,
-                };
-                rec.record(Proto::Unix, when, outcome);
-                drop(flight);
-            });
-        })));
+        let (path, rec, count) = (
+            Arc::new(target.unix.clone()),
+            recorder.clone(),
+            in_flight.clone(),
+        );
+        tickers.push(
+            rt.spawn(ticker(rates.unix, stop_rx.clone(), move |k, when| {
+                let (rec, flight, path) = (rec.clone(), Flight::new(&count), path.clone());
+                tokio::spawn(async move {
+                    let outcome = match tokio::time::timeout(
+                        DEADLINE,
+                        unix_client::request(&path, k),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => Outcome::Ok,
+                        Ok(Err(o)) => o,
+                        Err(_) => Outcome::Late,
+                    };
+                    rec.record(Proto::Unix, when, outcome);
+                    drop(flight);
+                });
+            })),
+        );
 
         let (rec, count) = (recorder.clone(), in_flight.clone());
         tickers.push(rt.spawn(ticker(rates.udp, stop_rx, move |k, when| {
@@ -195,7 +218,9 @@ pub fn capacity(rt: &Runtime, target: &Target, time: Duration) -> [f64; 3] {
                 workers.push(tokio::spawn(async move {
                     let socket = match proto {
                         Proto::Udp => {
-                            let s = tokio::net::UdpSocket::bind(SocketAddr::from((source(w), 0))).await.ok();
+                            let s = tokio::net::UdpSocket::bind(SocketAddr::from((source(w), 0)))
+                                .await
+                                .ok();
                             if let Some(s) = &s {
                                 let _ = s.connect(target.udp).await;
                             }
@@ -207,13 +232,16 @@ pub fn capacity(rt: &Runtime, target: &Target, time: Duration) -> [f64; 3] {
                     while Instant::now() < until {
                         let one = async {
                             match (proto, &socket) {
-                                (Proto::Http, _) => http_client::request(target.http, source(w + n), n).await,
+                                (Proto::Http, _) => {
+                                    http_client::request(target.http, source(w + n), n).await
+                                }
                                 (Proto::Unix, _) => unix_client::request(&target.unix, n).await,
                                 (Proto::Udp, Some(s)) => udp_client::ping(s, n).await,
                                 (Proto::Udp, None) => Err(Outcome::Other),
                             }
                         };
-                        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), one).await {
+                        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), one).await
+                        {
                             done.fetch_add(1, Ordering::Relaxed);
                         } else if proto == Proto::Udp {
                             // A lost datagram would leave its answer to

@@ -26,7 +26,12 @@ pub struct Naive<'a> {
 }
 
 impl<'a> Naive<'a> {
-    pub fn new(server: &'a Path, target: &'a Target, dir: &Path, log: &'a Path) -> Result<Naive<'a>> {
+    pub fn new(
+        server: &'a Path,
+        target: &'a Target,
+        dir: &Path,
+        log: &'a Path,
+    ) -> Result<Naive<'a>> {
         let notify_path = dir.join("naive-notify");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path)?;
@@ -44,7 +49,10 @@ impl<'a> Naive<'a> {
     /// Starts the next generation and waits for its `READY=1`.
     pub fn start_next(&mut self) -> Result<Child> {
         self.generation += 1;
-        let log = std::fs::File::options().create(true).append(true).open(self.log)?;
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log)?;
         let mut child = Command::new(self.server)
             .env("RESTART_SERVER_MODE", "naive")
             .env("RESTART_SERVER_NAIVE_HTTP", self.target.http.to_string())

@@ -19,7 +19,9 @@ pub fn enter() -> Result<Option<ExitCode>> {
         if init.as_ref() == Some(&own) {
             return Err("not in a private network namespace (unshare did not take)".into());
         }
-        let status = Command::new("ip").args(["link", "set", "lo", "up"]).status()?;
+        let status = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()?;
         if !status.success() {
             return Err(format!("`ip link set lo up` failed: {status}").into());
         }

@@ -209,7 +209,10 @@ impl Recorder {
 
     /// A copy of the tallies so far: `[second][protocol]`.
     pub fn snapshot(&self) -> Vec<[Second; 3]> {
-        self.seconds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -256,7 +259,9 @@ mod tests {
 
     #[test]
     fn histogram_buckets_bound_their_values() {
-        for us in [0u64, 1, 7, 8, 9, 15, 16, 100, 1000, 12345, 999_999, 5_000_000] {
+        for us in [
+            0u64, 1, 7, 8, 9, 15, 16, 100, 1000, 12345, 999_999, 5_000_000,
+        ] {
             let i = Histogram::index(us);
             assert!(Histogram::upper(i) >= us, "{us} in bucket {i}");
             if i > 0 {

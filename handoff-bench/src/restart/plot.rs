@@ -33,7 +33,12 @@ pub struct Mark {
     pub kind: MarkKind,
 }
 
-pub fn draw(path: &Path, seconds: &[[Second; 3]], marks: &[Mark], title: &str) -> Result<(), String> {
+pub fn draw(
+    path: &Path,
+    seconds: &[[Second; 3]],
+    marks: &[Mark],
+    title: &str,
+) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let root = SVGBackend::new(path, (1400, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -71,7 +76,10 @@ pub fn draw(path: &Path, seconds: &[[Second; 3]], marks: &[Mark], title: &str) -
     for m in marks {
         let color = mark_color(m.kind);
         chart
-            .draw_series(LineSeries::new([(m.at, 0.01), (m.at, ymax)], color.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(m.at, 0.01), (m.at, ymax)],
+                color.stroke_width(1),
+            ))
             .map_err(|e| err(&e))?;
     }
     chart
@@ -105,7 +113,10 @@ pub fn draw(path: &Path, seconds: &[[Second; 3]], marks: &[Mark], title: &str) -
         .map_err(|e| err(&e))?;
     for m in marks {
         chart
-            .draw_series(LineSeries::new([(m.at, 0.0), (m.at, fmax)], mark_color(m.kind).stroke_width(1)))
+            .draw_series(LineSeries::new(
+                [(m.at, 0.0), (m.at, fmax)],
+                mark_color(m.kind).stroke_width(1),
+            ))
             .map_err(|e| err(&e))?;
     }
     chart

@@ -34,12 +34,20 @@ fn parse_stat(stat: &str) -> Option<(char, u32)> {
 
 /// Children that are not zombies.
 pub fn live_children(parent: u32) -> Vec<u32> {
-    children(parent).into_iter().filter(|&(_, s)| s != 'Z').map(|(p, _)| p).collect()
+    children(parent)
+        .into_iter()
+        .filter(|&(_, s)| s != 'Z')
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// Children that are zombies.
 pub fn zombies(parent: u32) -> Vec<u32> {
-    children(parent).into_iter().filter(|&(_, s)| s == 'Z').map(|(p, _)| p).collect()
+    children(parent)
+        .into_iter()
+        .filter(|&(_, s)| s == 'Z')
+        .map(|(p, _)| p)
+        .collect()
 }
 
 pub fn alive(pid: u32) -> bool {

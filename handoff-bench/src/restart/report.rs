@@ -18,7 +18,12 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn new(name: &'static str, target: impl Into<String>, measured: impl Into<String>, pass: bool) -> Check {
+    pub fn new(
+        name: &'static str,
+        target: impl Into<String>,
+        measured: impl Into<String>,
+        pass: bool,
+    ) -> Check {
         Check {
             name,
             target: target.into(),
@@ -46,7 +51,10 @@ pub fn traffic(span: &Span) -> Vec<Traffic> {
         .map(|(i, p)| Traffic {
             protocol: p.name(),
             requests: span.requests(i),
-            outcomes: Outcome::ALL.iter().map(|&o| (o.name(), span.count(i, o))).collect(),
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|&o| (o.name(), span.count(i, o)))
+                .collect(),
             p50_ms: span.per_proto[i].latency.quantile_ms(0.5),
             p99_ms: span.per_proto[i].latency.quantile_ms(0.99),
         })
@@ -102,7 +110,10 @@ impl Report {
             self.bad_versions,
             self.self_replacements
         );
-        let _ = writeln!(t, "load (open loop) and capacity (closed loop), requests/s:");
+        let _ = writeln!(
+            t,
+            "load (open loop) and capacity (closed loop), requests/s:"
+        );
         for (i, p) in Proto::ALL.iter().enumerate() {
             let _ = writeln!(
                 t,
@@ -116,7 +127,10 @@ impl Report {
         for (title, rows) in [
             ("without restarts (baseline)", &self.baseline),
             ("during restarts", &self.during),
-            ("negative control (naive SO_REUSEPORT handover)", &self.naive_traffic),
+            (
+                "negative control (naive SO_REUSEPORT handover)",
+                &self.naive_traffic,
+            ),
         ] {
             let _ = writeln!(t, "\n{title}:");
             let _ = write!(t, "  {:<5} {:>9}", "proto", "requests");
@@ -133,9 +147,17 @@ impl Report {
             }
         }
         let _ = writeln!(t, "\nkernel counter deltas (private namespace):");
-        let _ = writeln!(t, "  {:<24} {:>10} {:>14}", "counter", "campaign", "naive control");
+        let _ = writeln!(
+            t,
+            "  {:<24} {:>10} {:>14}",
+            "counter", "campaign", "naive control"
+        );
         for (k, v) in &self.counters {
-            let _ = writeln!(t, "  {k:<24} {v:>10} {:>14}", self.naive_counters.get(k).copied().unwrap_or(0));
+            let _ = writeln!(
+                t,
+                "  {k:<24} {v:>10} {:>14}",
+                self.naive_counters.get(k).copied().unwrap_or(0)
+            );
         }
         if let Some(g) = &self.gunicorn {
             let _ = writeln!(t, "\ngunicorn under handoff serve: {g}");
@@ -144,7 +166,11 @@ impl Report {
         for n in &self.notes {
             let _ = writeln!(t, "note: {n}");
         }
-        let _ = writeln!(t, "\n  {:<34} {:<6} {:<44} measured", "check", "result", "target");
+        let _ = writeln!(
+            t,
+            "\n  {:<34} {:<6} {:<44} measured",
+            "check", "result", "target"
+        );
         for c in &self.checks {
             let _ = writeln!(
                 t,

@@ -100,7 +100,10 @@ impl Supervisor {
                 return Ok(gens[0]);
             }
             if Instant::now() > until {
-                return Err(format!("no single serving generation within {within:?} (children {gens:?})").into());
+                return Err(format!(
+                    "no single serving generation within {within:?} (children {gens:?})"
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -123,7 +126,12 @@ impl Supervisor {
                 let all = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
                 Trigger {
                     ok: out.status.success(),
-                    line: all.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_owned(),
+                    line: all
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .to_owned(),
                     lines: err.lines().filter(|l| !l.trim().is_empty()).count(),
                     took,
                 }
@@ -171,7 +179,9 @@ pub fn probe_http(addr: std::net::SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = Vec::new();

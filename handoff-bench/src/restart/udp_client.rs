@@ -133,9 +133,15 @@ pub async fn ping(socket: &UdpSocket, seq: u64) -> Result<(), Outcome> {
         .await
         .map_err(|e| Outcome::of_error(&e))?;
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).await.map_err(|e| Outcome::of_error(&e))?;
+    let n = socket
+        .recv(&mut buf)
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
     let want = format!("seq={seq} ");
-    match std::str::from_utf8(&buf[..n]).ok().and_then(|t| t.strip_prefix(want.as_str())) {
+    match std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.strip_prefix(want.as_str()))
+    {
         Some(label) if generation_pid(label).is_some() => Ok(()),
         _ => Err(Outcome::Wrong),
     }

@@ -26,7 +26,10 @@ pub async fn udp_loop(socket: UdpSocket, mut shared: Shared) -> UdpSocket {
                 }
             },
         };
-        let reply = match std::str::from_utf8(&buf[..n]).ok().and_then(|t| t.strip_prefix("seq=")) {
+        let reply = match std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.strip_prefix("seq="))
+        {
             Some(seq) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
                 format!("seq={seq} {}", shared.label)
             }

@@ -121,9 +121,13 @@ pub fn run() -> Result<ExitCode> {
             }
             _ => {}
         }
-        let signal = tokio::task::spawn_blocking(move || signals.forever().next().unwrap_or(SIGTERM)).await?;
+        let signal =
+            tokio::task::spawn_blocking(move || signals.forever().next().unwrap_or(SIGTERM))
+                .await?;
         if mode == Mode::IgnoreStop {
-            eprintln!("restart_server[{label}]: {mode}: signal {signal}: stops accepting, never exits");
+            eprintln!(
+                "restart_server[{label}]: {mode}: signal {signal}: stops accepting, never exits"
+            );
             stop_tx.send_replace(true);
             std::future::pending::<()>().await;
         }
@@ -191,7 +195,12 @@ fn inherit(service: &mut Service) -> Result<Sockets> {
             "http" => sockets.http = Some(service.tcp_listener("http")?),
             "udp" => sockets.udp = Some(service.udp_socket("udp")?),
             "unix" => sockets.unix = Some(service.unix_listener("unix")?),
-            other => return Err(format!("inherited a handle named {other:?}; this server knows http, udp and unix").into()),
+            other => {
+                return Err(format!(
+                    "inherited a handle named {other:?}; this server knows http, udp and unix"
+                )
+                .into())
+            }
         }
     }
     Ok(sockets)
@@ -206,7 +215,8 @@ fn bind_naive() -> Result<Sockets> {
         let Ok(addr) = std::env::var(var) else {
             return Ok(None);
         };
-        let addr: std::net::SocketAddrV4 = addr.parse().map_err(|e| format!("{var}={addr}: {e}"))?;
+        let addr: std::net::SocketAddrV4 =
+            addr.parse().map_err(|e| format!("{var}={addr}: {e}"))?;
         let fd = rustix::net::socket_with(AddressFamily::INET, ty, SocketFlags::CLOEXEC, None)?;
         sockopt::set_socket_reuseaddr(&fd, true)?;
         sockopt::set_socket_reuseport(&fd, true)?;
