@@ -27,9 +27,9 @@ pub(crate) struct Args {
     /// w and rw create a missing file and never truncate) and pass it as NAME.
     #[arg(long = "fd", value_name = "NAME=PATH[:r|:w|:rw]", value_parser = spec::fd_spec)]
     fds: Vec<FdSpec>,
-    /// Bind and listen (tcp:HOST:PORT, or unix:PATH for a stream socket)
-    /// and pass the listening socket as NAME.
-    #[arg(long = "listen", value_name = "NAME=tcp:HOST:PORT|NAME=unix:PATH", value_parser = spec::listen_spec)]
+    /// Bind and listen (tcp:HOST:PORT, or unix:PATH for a stream socket),
+    /// or bind a udp:HOST:PORT socket, and pass the socket as NAME.
+    #[arg(long = "listen", value_name = "NAME=tcp:HOST:PORT|NAME=udp:HOST:PORT|NAME=unix:PATH", value_parser = spec::listen_spec)]
     listens: Vec<ListenSpec>,
     /// Load this file (or standard input for -) into sealed startup data.
     #[arg(long, value_name = "PATH|-")]

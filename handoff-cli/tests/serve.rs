@@ -249,7 +249,7 @@ fn sighup_restarts() {
     let sv = Supervisor::start(ROLE, Opts::default());
     let port = sv.port("http");
     sv.signal(rustix::process::Signal::HUP);
-    sv.wait_serving(2);
+    sv.wait_alone(2);
     assert!(get(port).unwrap().starts_with("gen 2 "));
     assert!(sv.log_text().contains("SIGHUP: restart"));
     sv.stop();
@@ -447,4 +447,168 @@ fn a_sigkilled_supervisor_leaves_the_generation_serving() {
     p.kill().unwrap();
     // Not our child: the kernel only says it exited.
     p.wait().unwrap();
+}
+
+#[test]
+fn several_listeners_on_the_same_host_and_a_unix_path_survive_restarts() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.sock");
+    let unix = format!("local=unix:{}", path.display());
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            listens: &["http=tcp:127.0.0.1:0", "admin=tcp:127.0.0.1:0", &unix],
+            ..Opts::default()
+        },
+    );
+    let before = sv.status()["listeners"].clone();
+    let identities: Vec<u64> = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["identity"].as_u64().unwrap())
+        .collect();
+    assert_eq!(identities.len(), 3);
+    let fds = sv.open_fds();
+    for n in 2..=6u64 {
+        let (code, line) = sv.restart(&[]);
+        assert_eq!(code, 0, "{line}");
+        let pid = sv.generation_pids()[0];
+        let held = socket_inodes(pid);
+        assert!(
+            identities.iter().all(|i| held.contains(i)),
+            "generation {n}"
+        );
+        assert_eq!(sv.status()["listeners"], before);
+        assert_eq!(sv.open_fds(), fds);
+        // The path still reaches the socket (no generation unlinked it).
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+    }
+    sv.stop();
+}
+
+#[test]
+fn a_supervisor_under_a_supervisor_adopts_the_sockets_and_reports_ready() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let inner_control = dir.path().join("inner.sock");
+    let wrap: Vec<&std::ffi::OsStr> = vec![
+        env!("CARGO_BIN_EXE_handoff").as_ref(),
+        "serve".as_ref(),
+        "--control".as_ref(),
+        inner_control.as_os_str(),
+        "--".as_ref(),
+    ];
+    let outer = Supervisor::start(
+        ROLE,
+        Opts {
+            wrap: &wrap,
+            ..Opts::default()
+        },
+    );
+    // The outer one's generation 1 is the inner supervisor, ready once
+    // its own generation 1 serves.
+    let s = outer.status();
+    assert_eq!(s["generations"][0]["status"], "generation 1 serves");
+    let port = outer.port("http");
+    let identity = s["listeners"][0]["identity"].clone();
+    let inner = handoff()
+        .args(["status", "--json", "--control"])
+        .arg(&inner_control)
+        .output()
+        .unwrap();
+    let inner: serde_json::Value = serde_json::from_slice(&inner.stdout).unwrap();
+    // Adopted, not re-bound: the same socket.
+    assert_eq!(inner["listeners"][0]["name"], "http");
+    assert_eq!(inner["listeners"][0]["identity"], identity);
+    assert!(get(port).unwrap().starts_with("gen 1 "));
+    let out = handoff()
+        .args(["restart", "--control"])
+        .arg(&inner_control)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    outer.stop();
+}
+
+#[test]
+fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
+    let _g = serial();
+    // Debian's systemd package ships it; .ci/run installs it.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("c.sock");
+    let mode = dir.path().join("mode");
+    std::fs::write(&mode, "serve").unwrap();
+    let mut child = std::process::Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=http"])
+        // It passes on only the environment it is told to.
+        .arg(format!("-E{ROLE_ENV}=generation"))
+        .arg(format!("-E{MODE_ENV}={}", mode.display()))
+        .arg(env!("CARGO_BIN_EXE_handoff"))
+        .arg("serve")
+        .arg("--control")
+        .arg(&control)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", ROLE, "--nocapture", "--test-threads=1"])
+        .env(ROLE_ENV, "generation")
+        .env(MODE_ENV, &mode)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate is installed");
+    // It starts the supervisor on the first connection, which waits in the
+    // socket's queue until generation 1 accepts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match get(port) {
+            Ok(text) => break text,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert!(first.starts_with("gen 1 "), "{first}");
+    // Generation 1 answers before its start is complete (the supervisor
+    // watches it for a moment after READY=1); a restart waits for that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = handoff()
+            .args(["status", "--json", "--control"])
+            .arg(&control)
+            .output()
+            .unwrap();
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if s["restarting"] == false && s["generations"][0]["state"] == "serving" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = handoff()
+        .args(["restart", "--control"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    // systemd-socket-activate exec'd the supervisor: same pid.
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -105,6 +105,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         reexec::resumed(&shared);
         return main_loop(shared);
     }
+    // Supervised itself (systemd Type=notify, another handoff serve): it
+    // tells its own supervisor once generation 1 serves. Generations get
+    // this supervisor's socket instead.
+    let parent_notify = std::env::var(handoff::restart::NOTIFY_SOCKET)
+        .ok()
+        .filter(|s| !s.is_empty());
     let control_path = args.control.clone().unwrap_or_else(default_control);
     let control_path = std::path::absolute(&control_path).unwrap_or(control_path);
     let notify_path = notify_path(&control_path);
@@ -156,6 +162,16 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
         restart::stop_all(&shared);
         remove_socket_files(&shared);
         return Err(Failure::new(1, line));
+    }
+    if let Some(parent) = parent_notify {
+        let ready = handoff::restart::Notification {
+            ready: true,
+            status: Some("generation 1 serves".into()),
+            ..Default::default()
+        };
+        if let Err(e) = handoff::restart::send(&parent, &ready, &[]) {
+            tracing::warn!(error = %crate::describe(&e), "could not tell READY=1 to this supervisor's own supervisor");
+        }
     }
     main_loop(shared)
 }

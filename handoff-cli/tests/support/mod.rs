@@ -46,6 +46,9 @@ pub struct Opts<'a> {
     pub first_mode: &'a str,
     pub ready_timeout: &'a str,
     pub drain_timeout: &'a str,
+    /// Words put in front of the generation command (e.g. another
+    /// supervisor).
+    pub wrap: &'a [&'a std::ffi::OsStr],
 }
 
 impl Default for Opts<'_> {
@@ -56,6 +59,7 @@ impl Default for Opts<'_> {
             first_mode: "serve",
             ready_timeout: "10",
             drain_timeout: "5",
+            wrap: &[],
         }
     }
 }
@@ -85,6 +89,7 @@ impl Supervisor {
             .args(["--drain-timeout", opts.drain_timeout])
             .args(opts.extra)
             .arg("--")
+            .args(opts.wrap)
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env(ROLE_ENV, "generation")
@@ -147,6 +152,21 @@ impl Supervisor {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("generation {n} never served; log:\n{}", self.log_text());
+    }
+
+    /// Waits until generation `n` is the only one (a restart finished).
+    pub fn wait_alone(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_status() {
+                let gens = s["generations"].as_array().unwrap();
+                if gens.len() == 1 && gens[0]["number"] == n && s["restarting"] == false {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("generation {n} never alone; log:\n{}", self.log_text());
     }
 
     /// The port a `tcp` listener named `name` is bound to.

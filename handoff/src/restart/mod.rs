@@ -27,7 +27,7 @@ pub use notify::{Notification, NotifyError};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use receiver::{NotifySocket, Received};
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub use service::Service;
+pub use service::{send, Service};
 
 /// The variable naming the supervisor's notify socket.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";

@@ -123,13 +123,7 @@ impl Service {
                 "no NOTIFY_SOCKET: nobody would keep the handles",
             ));
         };
-        let text = message.encode();
-        // Refuse here what the supervisor would refuse, with the same words.
-        Notification::parse(text.as_bytes(), handles.len())
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let fds: Vec<_> = handles.iter().map(|h| (*h).into()).collect();
-        sys::notify::send_to(socket, text.as_bytes(), &fds)
-            .map_err(|e| Error::io("send to NOTIFY_SOCKET", e))
+        send(socket, message, handles)
     }
 
     /// `READY=1`: the service serves. Send it only once every listener is
@@ -224,4 +218,17 @@ impl Service {
             &[],
         )
     }
+}
+
+/// Sends one notification with `handles` attached to the notify socket at
+/// `socket` (a path, or `@name` for the abstract namespace), as
+/// [`Service::notify`] does; for a supervisor that is itself supervised.
+/// A message the receiving side would refuse is refused here first.
+pub fn send(socket: &str, message: &Notification, handles: &[BorrowedHandle<'_>]) -> Result<()> {
+    let text = message.encode();
+    Notification::parse(text.as_bytes(), handles.len())
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let fds: Vec<_> = handles.iter().map(|h| (*h).into()).collect();
+    sys::notify::send_to(socket, text.as_bytes(), &fds)
+        .map_err(|e| Error::io("send to NOTIFY_SOCKET", e))
 }
