@@ -625,3 +625,33 @@ fn raise_nofile() {
         let _ = setrlimit(Resource::Nofile, limit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_mixes_in_every_bad_version_and_the_self_replacements() {
+        for quick in [true, false] {
+            let size = Size::new(quick);
+            let steps = plan(&size);
+            assert_eq!(steps.len(), size.restarts);
+            let bad: Vec<&str> = steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Bad(m) => Some(*m),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(bad.len(), size.bad);
+            for mode in BAD {
+                assert!(bad.contains(&mode), "{mode} never planned");
+            }
+            let selfs = steps.iter().filter(|s| **s == Step::Supervisor).count();
+            assert_eq!(selfs, size.supervisor);
+            // A bad version is never the last step: the one after an
+            // ignore-stop version must stop it.
+            assert!(!matches!(steps.last(), Some(Step::Bad(_))));
+        }
+    }
+}
