@@ -22,6 +22,7 @@ mod pidfd_bench;
 mod proc;
 mod raw;
 mod report;
+mod restart;
 mod rpc_bench;
 mod spawn_bench;
 mod startup_bench;
@@ -63,6 +64,13 @@ struct Cli {
     #[arg(long)]
     chaos: bool,
 
+    /// Run the zero-downtime restart campaign (docs/restart.md) instead of
+    /// the benchmarks: `handoff serve` and `handoff restart` under load in a
+    /// private network namespace; with `--quick`, the short form. Needs
+    /// the release `handoff` binary and the `restart_server` example built.
+    #[arg(long)]
+    restart: bool,
+
     /// Also run the throughput benchmarks with both processes pinned to
     /// CPU 0, as `<name>_pinned` (the latency ones always run both ways).
     #[arg(long)]
@@ -102,6 +110,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.chaos {
         return chaos::run(cli.quick);
+    }
+    if cli.restart {
+        return restart::run(cli.quick, cli.json);
     }
     let outcome = match cli.role {
         Some(role) => child(role, &cli),

@@ -1,0 +1,35 @@
+//! One Unix-stream connection per request: `ping N` out, `gen=G pid=P ping N`
+//! back, then end of file.
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use super::http_client::generation_pid;
+use super::outcome::Outcome;
+
+pub async fn request(path: &Path, n: u64) -> Result<(), Outcome> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
+    let line = format!("ping {n}\n");
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
+    let mut reply = Vec::with_capacity(64);
+    stream
+        .read_to_end(&mut reply)
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
+    if reply.is_empty() || !reply.ends_with(b"\n") {
+        return Err(Outcome::Eof);
+    }
+    let text = std::str::from_utf8(&reply).map_err(|_| Outcome::Wrong)?;
+    let label = text.strip_suffix(line.as_str()).ok_or(Outcome::Wrong)?;
+    match label.strip_suffix(' ').and_then(generation_pid) {
+        Some(_) => Ok(()),
+        None => Err(Outcome::Wrong),
+    }
+}

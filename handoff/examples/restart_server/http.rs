@@ -1,0 +1,141 @@
+//! HTTP/1.1 with `Connection: close` and keep-alive, parsed by `httparse`.
+//! Every answer is `200 OK` with the body `gen=G pid=P` and the same in the
+//! `X-Handoff-Generation` header.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::server::{stopped, Shared};
+
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a keep-alive connection idle at stop may still send one last
+/// request (answered with `Connection: close`).
+const IDLE_AT_STOP: Duration = Duration::from_secs(1);
+
+pub async fn accept_loop(listener: TcpListener, mut shared: Shared) -> TcpListener {
+    loop {
+        let stream = tokio::select! {
+            biased;
+            _ = stopped(&mut shared.stop) => return listener,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and the like: back off, keep the listener.
+                    eprintln!("restart_server[{}]: http accept: {e}", shared.label);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, shared.clone()));
+    }
+}
+
+/// What one request asked for, once its head is complete.
+struct Head {
+    len: usize,
+    body: usize,
+    keep_alive: bool,
+}
+
+fn parse(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf).map_err(|e| e.to_string())? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let mut keep_alive = req.version == Some(1);
+    let mut body = 0;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            if v.contains("close") {
+                keep_alive = false;
+            } else if v.contains("keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            body = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or("bad Content-Length")?;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err("chunked request bodies are not supported".into());
+        }
+    }
+    Ok(Some(Head {
+        len,
+        body,
+        keep_alive,
+    }))
+}
+
+async fn connection(mut stream: TcpStream, mut shared: Shared) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Read until one request head is complete.
+        let head = loop {
+            match parse(&buf) {
+                Ok(Some(head)) => break head,
+                Ok(None) if buf.len() < MAX_HEAD => {}
+                Ok(None) | Err(_) => {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+            }
+            let read = if buf.is_empty() && *shared.stop.borrow() {
+                // Idle at stop: one last chance, then close.
+                match tokio::time::timeout(IDLE_AT_STOP, stream.read(&mut chunk)).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            } else if buf.is_empty() {
+                tokio::select! {
+                    r = stream.read(&mut chunk) => r,
+                    _ = stopped(&mut shared.stop) => continue,
+                }
+            } else {
+                stream.read(&mut chunk).await
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        // Discard the request's body.
+        let mut body = head.body;
+        let have = buf.len() - head.len;
+        if have >= body {
+            buf.drain(..head.len + body);
+            body = 0;
+        } else {
+            body -= have;
+            buf.clear();
+        }
+        while body > 0 {
+            match stream.read(&mut chunk[..body.min(4096)]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body -= n,
+            }
+        }
+        let keep_alive = head.keep_alive && !*shared.stop.borrow();
+        let text = format!("{}\n", shared.label);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Handoff-Generation: {}\r\nConnection: {}\r\n\r\n{text}",
+            text.len(),
+            shared.label,
+            if keep_alive { "keep-alive" } else { "close" },
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() || !keep_alive {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}

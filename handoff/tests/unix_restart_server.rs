@@ -1,0 +1,249 @@
+//! The `restart_server` example across a real process boundary: started
+//! with a TCP listener, a UDP socket and a Unix listener under
+//! `LISTEN_FDS` and a notify socket of the test's own, it says `READY=1`,
+//! answers on each protocol naming its generation, drains and exits on
+//! SIGTERM, leaves the shared sockets listening, and behaves as each bad
+//! version it can be told to be.
+//!
+//! The example is built by `cargo test` (all targets); run alone, build it
+//! first: `cargo build -p handoff --example restart_server`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{serial, LeakCheck};
+
+/// target/<profile>/examples/restart_server, beside this test's deps/.
+fn server() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join("examples").join("restart_server");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p handoff --example restart_server`",
+        path.display()
+    );
+    path
+}
+
+/// The sockets a supervisor would hold, and the notify socket.
+struct Rig {
+    dir: tempfile::TempDir,
+    http: TcpListener,
+    udp: UdpSocket,
+    unix: UnixListener,
+    notify: UnixDatagram,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let notify = UnixDatagram::bind(dir.path().join("notify")).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Rig {
+            http: TcpListener::bind("127.0.0.1:0").unwrap(),
+            udp: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            unix: UnixListener::bind(dir.path().join("app.sock")).unwrap(),
+            notify,
+            dir,
+        }
+    }
+
+    fn spawn(&self, mode: &str) -> handoff::Child {
+        handoff::Command::new(server())
+            .handle("http", &self.http)
+            .handle("udp", &self.udp)
+            .handle("unix", &self.unix)
+            .env("NOTIFY_SOCKET", self.dir.path().join("notify"))
+            .env("HANDOFF_GENERATION", "7")
+            .env("RESTART_SERVER_MODE", mode)
+            .stderr(handoff::spawn::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The notifications until `READY=1`, or `None` if the child exits
+    /// first (or a minute passes: a bound, not a measurement).
+    fn wait_ready(&self, child: &mut handoff::Child) -> Option<Vec<String>> {
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < until {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let ready = text.lines().any(|l| l == "READY=1");
+                seen.push(text);
+                if ready {
+                    return Some(seen);
+                }
+            } else if child.try_wait().unwrap().is_some() {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Our own copy still listens: a connection made now is accepted here.
+    fn still_listening(&self) {
+        let addr = self.http.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).unwrap();
+        let (_served, _) = self.http.accept().unwrap();
+        let _unix_client = UnixStream::connect(self.dir.path().join("app.sock")).unwrap();
+        let (_unix_served, _) = self.unix.accept().unwrap();
+    }
+}
+
+fn terminate(child: &handoff::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+fn http(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serves_each_protocol_naming_its_generation_then_drains() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let rig = Rig::new();
+        let mut child = rig.spawn("good");
+        assert!(rig.wait_ready(&mut child).is_some(), "no READY=1");
+        let label = format!("gen=7 pid={}", child.id());
+        let addr = rig.http.local_addr().unwrap();
+
+        let close = http(
+            addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(close.starts_with("HTTP/1.1 200 OK\r\n"), "{close}");
+        assert!(close.ends_with(&format!("\r\n\r\n{label}\n")), "{close}");
+        assert!(close.contains("Connection: close\r\n"), "{close}");
+
+        // Keep-alive: two requests on one connection, the second closing.
+        let both = http(
+            addr,
+            "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(both.matches("HTTP/1.1 200 OK").count(), 2, "{both}");
+        assert!(both.contains("Connection: keep-alive\r\n"), "{both}");
+
+        let garbage = http(addr, "NOT HTTP AT ALL\r\n\r\n");
+        assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        client.connect(rig.udp.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 256];
+        for seq in [0u32, 1, 41] {
+            client.send(format!("seq={seq}").as_bytes()).unwrap();
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                format!("seq={seq} {label}")
+            );
+        }
+        client.send(b"seq=x").unwrap();
+        let n = client.recv(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"bad datagram"));
+
+        let mut unix = UnixStream::connect(rig.dir.path().join("app.sock")).unwrap();
+        unix.write_all(b"ping 5\n").unwrap();
+        let mut echo = String::new();
+        unix.read_to_string(&mut echo).unwrap();
+        assert_eq!(echo, format!("{label} ping 5\n"));
+
+        terminate(&child);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        // It closed its copies, never shut the shared sockets down.
+        rig.still_listening();
+    }
+    leaks.assert();
+}
+
+#[test]
+fn each_bad_version_behaves_as_named() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let rig = Rig::new();
+
+        let mut crash = rig.spawn("crash-before-ready");
+        assert!(
+            rig.wait_ready(&mut crash).is_none(),
+            "crash-before-ready said ready"
+        );
+        assert_eq!(crash.wait().unwrap().code(), Some(3));
+
+        let mut after = rig.spawn("crash-after-ready");
+        assert!(rig.wait_ready(&mut after).is_some());
+        assert_eq!(after.wait().unwrap().code(), Some(4));
+
+        let mut closes = rig.spawn("close-listeners");
+        assert!(rig.wait_ready(&mut closes).is_some());
+        // Its copies closed, ours still listen; it stays alive until told.
+        rig.still_listening();
+        assert!(closes.try_wait().unwrap().is_none());
+        terminate(&closes);
+        assert!(closes.wait().unwrap().success());
+
+        let mut ignores = rig.spawn("ignore-stop");
+        assert!(rig.wait_ready(&mut ignores).is_some());
+        terminate(&ignores);
+        // Still there after SIGTERM, until SIGKILL: sockets stay shared.
+        rig.still_listening();
+        assert!(ignores.try_wait().unwrap().is_none());
+        ignores.kill().unwrap();
+        assert!(!ignores.wait().unwrap().success());
+
+        let mut hangs = rig.spawn("hang-before-ready");
+        hangs.kill().unwrap();
+        assert!(!hangs.wait().unwrap().success());
+
+        let mut unknown = rig.spawn("no-such-mode");
+        assert!(rig.wait_ready(&mut unknown).is_none());
+        assert!(!unknown.wait().unwrap().success());
+    }
+    leaks.assert();
+}
+
+#[test]
+fn a_socket_of_the_wrong_kind_is_refused() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let out = handoff::Command::new(server())
+            .handle("http", &udp)
+            .stderr(handoff::spawn::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = out;
+        let mut stderr =
+            std::fs::File::from(std::os::fd::OwnedFd::from(child.take_stderr().unwrap()));
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        drop(stderr);
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert!(text.contains("a listening TCP socket"), "{text}");
+        assert!(text.contains("datagram"), "{text}");
+    }
+    leaks.assert();
+}
