@@ -400,12 +400,24 @@ pub fn run(quick: bool) -> Result<Report> {
         baseline.all_latency().quantile_ms(0.99),
         during.all_latency().quantile_ms(0.99),
     );
-    checks.push(Check::new(
-        "p99 during <= 2 x baseline + 5 ms",
-        format!("<= {:.2} ms", 2.0 * b99 + 5.0),
-        format!("{d99:.2} ms (baseline {b99:.2} ms)"),
-        d99 <= 2.0 * b99 + 5.0 && during.all_latency().total() > 0,
-    ));
+    // A latency figure depends on what else the machine runs; the quick
+    // pass runs in CI, where only counts are judged, so there the figure
+    // is reported as a note. The full campaign judges it.
+    let p99_ok = d99 <= 2.0 * b99 + 5.0 && during.all_latency().total() > 0;
+    if quick {
+        notes.push(format!(
+            "p99 during restarts {d99:.2} ms, baseline {b99:.2} ms (target <= {:.2} ms; {}; not judged in --quick)",
+            2.0 * b99 + 5.0,
+            if p99_ok { "met" } else { "missed" }
+        ));
+    } else {
+        checks.push(Check::new(
+            "p99 during <= 2 x baseline + 5 ms",
+            format!("<= {:.2} ms", 2.0 * b99 + 5.0),
+            format!("{d99:.2} ms (baseline {b99:.2} ms)"),
+            p99_ok,
+        ));
+    }
     checks.push(Check::new(
         "handles back to baseline",
         "after every old generation",
