@@ -72,7 +72,7 @@ impl Listener {
     /// re-executed itself (kept across `exec`). Anything but a listening
     /// Unix seqpacket socket is [`Error::WrongKind`]. Dropping it removes
     /// the socket file, as for [`bind`](Self::bind).
-    #[cfg(unix)]
+    #[cfg(all(unix, not(handoff_no_backend)))]
     pub fn from_handle(handle: crate::Handle, path: impl AsRef<Path>) -> Result<Listener> {
         use crate::{Kind, SocketFamily, SocketType};
         let kind = handle.kind()?;

@@ -16,17 +16,32 @@
 //! `docs/restart.md` describes the protocol and the supervisor.
 
 pub mod notify;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(handoff_no_backend)
+))]
 mod receiver;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(handoff_no_backend)
+))]
 mod service;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(handoff_no_backend)
+))]
 pub mod supervise;
 
 pub use notify::{Notification, NotifyError};
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(handoff_no_backend)
+))]
 pub use receiver::{NotifySocket, Received};
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(handoff_no_backend)
+))]
 pub use service::{send, Service};
 
 /// The variable naming the supervisor's notify socket.
