@@ -76,9 +76,7 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         assert!(handles.is_empty());
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
@@ -100,8 +98,7 @@ fn thousand_handles_and_ten_mib_in_one_message() {
             Kind::SharedMemory { .. }
         ));
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,9 +127,7 @@ fn typed_values_carry_handles_in_any_field() {
         tx.send(&"ok".to_string()).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out");
         let (ours, theirs) = Channel::pair().unwrap();
@@ -153,8 +148,7 @@ fn typed_values_carry_handles_in_any_field() {
         assert_eq!(rx.recv().unwrap(), "ok");
         assert_success(child);
         assert_eq!(std::fs::read(&out_path).unwrap(), b"done");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -165,9 +159,7 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
         ch.send(b"last words", &[]).unwrap();
         std::process::exit(0);
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         assert_eq!(ours.recv().unwrap().bytes, b"last words");
@@ -186,8 +178,7 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
             Some(rustix::io::Errno::PIPE.raw_os_error())
         );
         assert!(!ours.is_poisoned());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -204,9 +195,7 @@ fn killed_peer_mid_message_drops_the_partial_message() {
         std::thread::sleep(std::time::Duration::from_secs(30));
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let mut child = spawn_child(TEST, "child", theirs);
         // Let some fragments (and their handles) arrive, then kill.
@@ -222,15 +211,12 @@ fn killed_peer_mid_message_drops_the_partial_message() {
                 other => panic!("expected Disconnected, got {other:?}"),
             }
         }
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn typed_pair_in_one_process() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (tx, rx) = handoff::typed::channel::<(u32, Vec<Handle>)>().unwrap();
         let f = null_file();
         tx.send(&(7, vec![Handle::from(f.try_clone().unwrap())]))
@@ -242,15 +228,12 @@ fn typed_pair_in_one_process() {
             Kind::Other,
             "the null device is a character device"
         );
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn limits_reject_a_message_close_its_handles_and_keep_the_channel() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (a, b) = Channel::pair().unwrap();
         let b = b.with_limits(Limits {
             max_bytes: 1000,
@@ -281,15 +264,12 @@ fn limits_reject_a_message_close_its_handles_and_keep_the_channel() {
         assert_eq!(msg.bytes, b"fine");
         assert_eq!(msg.handles.len(), 1);
         assert!(!b.is_poisoned());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn values_that_do_not_decode_close_their_handles() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (a, b) = Channel::pair().unwrap();
         let rx = handoff::typed::Receiver::<(u32, Handle)>::new(b);
         let f = null_file();
@@ -316,8 +296,7 @@ fn values_that_do_not_decode_close_their_handles() {
         let (n, h) = rx.recv().unwrap();
         assert_eq!(n, 7);
         assert_eq!(h.kind().unwrap(), Kind::Other);
-    }
-    leaks.assert();
+    });
 }
 
 /// Where a listener can be bound: a socket file in `dir` on Unix, a pipe
@@ -380,9 +359,7 @@ fn listener_serves_client_processes() {
 
 #[test]
 fn a_channel_converts_to_and_from_its_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (a, b) = Channel::pair().unwrap();
         let a = Channel::try_from(Handle::from(a)).unwrap();
         #[cfg(unix)]
@@ -394,6 +371,5 @@ fn a_channel_converts_to_and_from_its_handle() {
         // A handle that is no channel end is refused, and closed.
         let e = Channel::try_from(Handle::from(null_file())).unwrap_err();
         assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
-    }
-    leaks.assert();
+    });
 }

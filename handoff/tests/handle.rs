@@ -12,9 +12,7 @@ use handoff::{Access, AsHandle, Error, Handle, Kind, KindName, PipeEnd, Requirem
 
 #[test]
 fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::File::create(dir.path().join("f")).unwrap();
         assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
@@ -53,15 +51,12 @@ fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
 
         let null = null_file();
         assert_eq!(null.as_handle().kind().unwrap(), Kind::Other);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn access_is_read_from_the_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
@@ -75,15 +70,12 @@ fn access_is_read_from_the_handle() {
         assert_eq!(r.as_handle().access().unwrap(), Access::READ);
         assert_eq!(w.as_handle().access().unwrap(), Access::WRITE);
         assert_eq!(rw.as_handle().access().unwrap(), Access::READ_WRITE);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn restrict_is_enforced_by_the_kernel() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"secret").unwrap();
@@ -135,15 +127,12 @@ fn restrict_is_enforced_by_the_kernel() {
             mem.restrict(Access::READ).unwrap().access().unwrap(),
             Access::READ
         );
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn clones_are_not_inheritable_and_close_once() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let f = null_file();
         let h = f.as_handle().try_clone_to_owned().unwrap();
         assert!(!h.is_inheritable().unwrap());
@@ -153,15 +142,12 @@ fn clones_are_not_inheritable_and_close_once() {
         // Round trips through std keep ownership single.
         let back = Handle::from(std::fs::File::from(h2));
         assert!(back.try_clone().is_ok());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn expect_checks_kind_and_access_and_gives_the_handle_back() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (r, _w) = std::io::pipe().unwrap();
         let h = Handle::from(r);
         let (err, h) = h
@@ -176,6 +162,5 @@ fn expect_checks_kind_and_access_and_gives_the_handle_back() {
             .expect(Requirement::kind(KindName::Pipe).at_least(Access::READ))
             .unwrap();
         drop(h);
-    }
-    leaks.assert();
+    });
 }

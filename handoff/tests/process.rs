@@ -64,9 +64,7 @@ fn refused_write(e: &std::io::Error) -> bool {
 
 #[test]
 fn open_self_by_pid_and_by_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let me = Process::current().unwrap();
         assert_eq!(me.pid(), std::process::id());
         assert_eq!(me.handle().kind().unwrap(), Kind::Process);
@@ -89,8 +87,7 @@ fn open_self_by_pid_and_by_handle() {
             matches!(back.try_wait(), Err(Error::InvalidArgument(_))),
             "no waiting for oneself"
         );
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -109,9 +106,7 @@ fn process_handle_crosses_a_channel() {
         ch.send(b"ok", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let me = Process::current().unwrap();
@@ -119,8 +114,7 @@ fn process_handle_crosses_a_channel() {
             .unwrap();
         assert_eq!(ours.recv().unwrap().bytes, b"ok");
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -131,9 +125,7 @@ fn wait_collects_a_childs_exit_code() {
         ch.recv().unwrap();
         std::process::exit(7);
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         // Race-free: our own child cannot be reaped (and its pid reused)
@@ -153,8 +145,7 @@ fn wait_collects_a_childs_exit_code() {
         };
         assert_eq!(p.wait().unwrap(), again);
         drop(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -166,9 +157,7 @@ fn kill_and_wait_report_how_it_ended() {
         std::thread::sleep(Duration::from_secs(60));
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (_ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let p = Process::open(child.id()).unwrap();
@@ -183,8 +172,7 @@ fn kill_and_wait_report_how_it_ended() {
         assert_eq!(p.wait().unwrap(), killed);
         assert!(matches!(p.kill(), Err(Error::NoSuchProcess { pid }) if pid == child.id()));
         drop(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -205,9 +193,7 @@ fn wait_for_a_process_that_is_not_our_child() {
         }
         None => {}
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let pid: u32 = String::from_utf8(ours.recv().unwrap().bytes)
@@ -225,8 +211,7 @@ fn wait_for_a_process_that_is_not_our_child() {
         };
         assert_eq!(p.wait().unwrap(), status);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -241,9 +226,7 @@ fn pull_a_file_out_of_a_child() {
         drop(file);
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("held");
         std::fs::write(&path, CONTENTS).unwrap();
@@ -314,8 +297,7 @@ fn pull_a_file_out_of_a_child() {
             "waited for"
         );
         drop(child);
-    }
-    leaks.assert();
+    });
 }
 
 /// `DUPLICATE_CLOSE_SOURCE`: the handle leaves the child in the same step
@@ -343,9 +325,7 @@ fn pull_with_close_source_moves_the_handle_out() {
         ch.send(b"ok", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moved");
         std::fs::write(&path, CONTENTS).unwrap();
@@ -383,8 +363,7 @@ fn pull_with_close_source_moves_the_handle_out() {
         assert_eq!(ours.recv().unwrap().bytes, b"ok");
         drop(moved);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 /// `DuplicateHandle` into another process: the child learns the value
@@ -407,9 +386,7 @@ fn push_a_read_only_handle_into_a_child() {
         ch.send(b"verified", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pushed");
         std::fs::write(&path, CONTENTS).unwrap();
@@ -437,8 +414,7 @@ fn push_a_read_only_handle_into_a_child() {
         assert_success(child);
         assert_eq!(std::fs::read(&path).unwrap(), CONTENTS, "nobody wrote");
         drop(file);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -447,9 +423,7 @@ fn bogus_pids_and_handles_are_typed_errors() {
     if role().is_some() {
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         assert!(matches!(Process::open(0), Err(Error::InvalidArgument(_))));
         assert!(matches!(
             Process::open(u32::MAX),
@@ -505,8 +479,7 @@ fn bogus_pids_and_handles_are_typed_errors() {
             }) => {}
             other => panic!("expected WrongKind, got {other:?}"),
         }
-    }
-    leaks.assert();
+    });
 }
 
 #[cfg(target_os = "linux")]
@@ -527,20 +500,15 @@ fn pulling_needs_ptrace_rights() {
         }
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (_ours, theirs) = Channel::pair().unwrap();
         assert_success(spawn_child(TEST, "child", theirs));
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn close_source_and_inheritance_follow_the_table() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let exe = std::env::current_exe().unwrap();
         let open = || Handle::from(std::fs::File::open(&exe).unwrap());
 
@@ -682,8 +650,7 @@ fn close_source_and_inheritance_follow_the_table() {
         assert_eq!(msg.handles.len(), 1);
         assert_eq!(msg.handles[0].access().unwrap(), Access::READ);
         assert_eq!(msg.handles[0].as_handle().kind().unwrap(), Kind::File);
-    }
-    leaks.assert();
+    });
 }
 
 /// Peer credentials name the process at the other end: a listener's client
@@ -762,9 +729,7 @@ fn a_spawned_child_is_a_process_too() {
         }
         None => {}
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         // Given up after it exited: the Child does not reap it, so the
         // Process still reads how it ended.
         let child = self_command(TEST, "five").spawn().unwrap();
@@ -792,15 +757,12 @@ fn a_spawned_child_is_a_process_too() {
             ExitStatus::Signal(9)
         };
         assert_eq!(child.wait().unwrap(), killed);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_process_converts_to_and_from_its_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let me = Process::current().unwrap();
         let pid = me.pid();
         let again = Process::try_from(Handle::from(me)).unwrap();
@@ -812,6 +774,5 @@ fn a_process_converts_to_and_from_its_handle() {
         assert_eq!(again.pid(), pid);
         let e = Process::try_from(Handle::from(null_file())).unwrap_err();
         assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
-    }
-    leaks.assert();
+    });
 }

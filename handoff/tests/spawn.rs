@@ -60,9 +60,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
         ));
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config");
         std::fs::write(&config_path, b"x=1").unwrap();
@@ -80,8 +78,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             .spawn()
             .unwrap();
         assert!(child.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
@@ -153,9 +150,7 @@ fn startup_value_is_read_zero_copy_and_a_channel_comes_along() {
         ch.send(b"thanks", &[msg.handles[0].borrow()]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let blob = vec![5u8; 100_000];
         let mut cmd = self_command(TEST, "child");
         let ch = cmd.channel().unwrap();
@@ -175,8 +170,7 @@ fn startup_value_is_read_zero_copy_and_a_channel_comes_along() {
         assert_eq!(back.handles[0].kind().unwrap(), Kind::File);
         assert!(child.wait().unwrap().success());
         drop(back);
-    }
-    leaks.assert();
+    });
 }
 
 /// A command that starts this test binary, runs no test, and exits 0.
@@ -189,9 +183,7 @@ fn trivial() -> Command {
 
 #[test]
 fn spawn_errors_close_the_handles() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let f = null_file();
         let e = Command::new("/nonexistent/program")
             .handle("x", &f)
@@ -217,8 +209,7 @@ fn spawn_errors_close_the_handles() {
             .wait()
             .unwrap()
             .success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -290,9 +281,7 @@ fn parse_rejects_bogus_convention_values() {
 
 #[test]
 fn startup_data_from_a_file_and_a_pipe() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("data");
         let contents: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
@@ -319,6 +308,5 @@ fn startup_data_from_a_file_and_a_pipe() {
             handoff::startup::create_from(&short, Some(len + 1)),
             Err(Error::InvalidArgument(_))
         ));
-    }
-    leaks.assert();
+    });
 }

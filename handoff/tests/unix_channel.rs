@@ -18,9 +18,7 @@ fn peer_credentials_name_the_child() {
         let _ = ch.recv();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         // A socketpair's credentials are those of its creator (this process);
@@ -35,8 +33,7 @@ fn peer_credentials_name_the_child() {
         ours.recv().unwrap();
         drop(ours);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -115,9 +112,7 @@ fn an_async_send_waits_for_room_then_delivers() {
         ch.send(b"ok", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, control, child) = child_with_control(TEST);
         assert_eq!(control.recv().unwrap().bytes, b"up");
         let runtime = current_thread();
@@ -131,8 +126,7 @@ fn an_async_send_waits_for_room_then_delivers() {
         });
         drop((runtime, control));
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 /// The same with the sender's descriptor table full, where waiting for room
@@ -175,14 +169,11 @@ fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
         });
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, control, child) = child_with_control(TEST);
         drain_when_told(&ours, &control);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 fn current_thread() -> tokio::runtime::Runtime {

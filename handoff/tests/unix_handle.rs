@@ -13,9 +13,7 @@ use handoff::{Access, AsHandle, Error, Handle, Kind, PipeEnd, Seals, SocketFamil
 
 #[test]
 fn kinds_of_everything() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::File::create(dir.path().join("f")).unwrap();
         assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
@@ -96,15 +94,12 @@ fn kinds_of_everything() {
         assert_eq!(pty.as_handle().kind().unwrap(), Kind::Terminal);
         let null = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(null.as_handle().kind().unwrap(), Kind::Other);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_path_only_descriptor_grants_nothing() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
@@ -115,15 +110,12 @@ fn a_path_only_descriptor_grants_nothing() {
         )
         .unwrap();
         assert_eq!(path_only.as_handle().access().unwrap(), Access::NONE);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn restriction_of_unix_kinds() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"secret").unwrap();
@@ -165,15 +157,12 @@ fn restriction_of_unix_kinds() {
         ));
         // Same access is a plain duplicate, for any kind.
         assert!(a.as_handle().restrict(Access::READ_WRITE).is_ok());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn clones_are_close_on_exec_and_close_once() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let f = std::fs::File::open("/dev/null").unwrap();
         rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::empty()).unwrap();
         assert!(f.as_handle().is_inheritable().unwrap());
@@ -185,6 +174,5 @@ fn clones_are_close_on_exec_and_close_once() {
         let owned: OwnedFd = h2.into();
         let back = Handle::from(std::fs::File::from(owned));
         assert!(back.as_fd().try_clone_to_owned().is_ok());
-    }
-    leaks.assert();
+    });
 }

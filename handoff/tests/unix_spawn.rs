@@ -59,9 +59,7 @@ fn only_the_named_handles_reach_the_child() {
         ));
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         // 200 other handles, some of them deliberately inheritable.
         let dir = tempfile::tempdir().unwrap();
         let mut clutter: Vec<Handle> = Vec::new();
@@ -92,8 +90,7 @@ fn only_the_named_handles_reach_the_child() {
             .unwrap();
         assert!(child.wait().unwrap().success());
         drop(clutter);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -251,9 +248,7 @@ fn bogus_inherited_descriptors_are_named() {
 
 #[test]
 fn startup_data_validation_rejects_forgeries() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         use rustix::fs::{MemfdFlags, SealFlags};
         let forge = |bytes: &[u8], seal: bool| -> Handle {
             let fd =
@@ -312,8 +307,7 @@ fn startup_data_validation_rejects_forgeries() {
             StartupData::open(r.into()),
             Err(Error::WrongKind { .. })
         ));
-    }
-    leaks.assert();
+    });
 }
 
 /// The zombies among this process's children (`/proc/<tid>/children`).
@@ -340,9 +334,7 @@ fn zombie_children() -> Vec<u32> {
 
 #[test]
 fn exec_failures_are_reported_and_the_child_reaped() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let not_executable = dir.path().join("data.txt");
         std::fs::write(&not_executable, b"not a program").unwrap();
@@ -363,15 +355,12 @@ fn exec_failures_are_reported_and_the_child_reaped() {
             }
         }
         assert_eq!(zombie_children(), Vec::<u32>::new());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn standard_streams_and_working_directory() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let err_path = dir.path().join("err");
         let err_file = std::fs::File::create(&err_path).unwrap();
@@ -402,8 +391,7 @@ fn standard_streams_and_working_directory() {
         // stdio, plus the directory `ls` reads: nothing else leaked in.
         let err = std::fs::read_to_string(&err_path).unwrap();
         assert_eq!(err, "to-stderr\n4\n");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -472,24 +460,19 @@ fn std_settings_through_command_ext() {
         assert_eq!(null.access().unwrap(), Access::READ);
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let file = null_file();
         let mut cmd = self_command(TEST, "child");
         handoff::spawn::unix::CommandExt::process_group(&mut cmd, 0);
         cmd.handle("null", &file);
         let mut child = cmd.spawn().unwrap();
         assert!(child.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
@@ -516,8 +499,7 @@ fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
             assert!(child.wait().unwrap().success());
             assert_eq!(out, format!("ran in {}\n", here.display()));
         }
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -566,20 +548,15 @@ fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
         }
         _ => {}
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let mut child = self_command(TEST, "child").spawn().unwrap();
         assert!(child.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn spawning_from_many_threads_while_others_allocate() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         // A thread that keeps the allocator and its locks busy while
         // children share this process's memory until they exec.
@@ -621,17 +598,14 @@ fn spawning_from_many_threads_while_others_allocate() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         churn.join().unwrap();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 #[allow(unsafe_code)]
 fn a_pre_exec_hook_runs_in_the_child_and_its_error_fails_the_spawn() {
     use handoff::spawn::unix::CommandExt;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let file = null_file();
         let mut cmd = handoff::Command::new("/bin/true");
         cmd.handle("null", &file);
@@ -644,6 +618,5 @@ fn a_pre_exec_hook_runs_in_the_child_and_its_error_fails_the_spawn() {
             Some(rustix::io::Errno::ACCESS.raw_os_error()),
             "{e:?}"
         );
-    }
-    leaks.assert();
+    });
 }

@@ -22,6 +22,15 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs `test` with no other counting test of this binary at the same
+/// time, and asserts the open-handle count afterwards is what it was before.
+pub fn without_leaks(test: impl FnOnce()) {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    test();
+    leaks.assert();
+}
+
 /// A handle as std's `Stdio` (for `std::process::Command`).
 pub fn std_stdio(h: Handle) -> Stdio {
     #[cfg(unix)]
