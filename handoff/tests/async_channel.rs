@@ -8,26 +8,6 @@ use std::time::Duration;
 use common::*;
 use handoff::{AsHandle, AsyncChannel, AsyncListener, Channel, Error, Handle, Kind};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Makes what the async side creates once per process (on Windows, the
-/// thread that waits for overlapped operations and its event) before a
-/// test counts handles.
-fn warm_up() {
-    runtime().block_on(async {
-        let (a, b) = AsyncChannel::pair().unwrap();
-        let (sent, got) = tokio::join!(a.send(b"warm", &[]), b.recv());
-        sent.unwrap();
-        got.unwrap();
-    });
-}
-
 /// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
 /// name on Windows.
 fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {

@@ -313,11 +313,7 @@ struct TestServer {
 fn start_server(
     configure: impl FnOnce(Server<FilesServer<Impl>>) -> Server<FilesServer<Impl>>,
 ) -> TestServer {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rpc.sock");
     let stats = Arc::new(Stats::default());

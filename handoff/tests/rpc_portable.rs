@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use handoff::__private::Call;
 use handoff::rpc::{CallError, Context, Fault, Server};
-use handoff::{
-    Access, AsyncChannel, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, StartupData,
-};
+use handoff::{Access, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, StartupData};
 
 const PATH_ENV: &str = "HANDOFF_RPC_PATH";
 const INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
@@ -94,25 +92,6 @@ impl Portable for Impl {
         std::future::pending::<()>().await;
         Ok(())
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Makes what the async side creates once per process (on Windows, the
-/// thread that waits for overlapped operations) before handles are counted.
-fn warm_up() {
-    runtime().block_on(async {
-        let (a, b) = AsyncChannel::pair().unwrap();
-        let (sent, got) = tokio::join!(a.send(b"warm", &[]), b.recv());
-        sent.unwrap();
-        got.unwrap();
-    });
 }
 
 struct TestServer {

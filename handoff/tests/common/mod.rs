@@ -278,3 +278,24 @@ pub fn take_pushed(ch: &Channel) -> Handle {
     .into_handle()
     .unwrap()
 }
+
+/// The runtime the async tests run on: two workers, I/O and time.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Makes what the async side creates once per process (on Windows, the
+/// thread that waits for overlapped operations and its event) before a
+/// test counts handles.
+pub fn warm_up() {
+    runtime().block_on(async {
+        let (a, b) = handoff::AsyncChannel::pair().unwrap();
+        let (sent, got) = tokio::join!(a.send(b"warm", &[]), b.recv());
+        sent.unwrap();
+        got.unwrap();
+    });
+}
