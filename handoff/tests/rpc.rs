@@ -351,6 +351,19 @@ impl TestServer {
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
+
+    /// Runs this binary's `test` as a child in the role "client", pointed
+    /// at this server, and asserts it succeeds.
+    fn run_client(&self, test: &str) {
+        let (_ours, theirs) = Channel::pair().unwrap();
+        let child = spawn_child_with(
+            test,
+            "client",
+            theirs,
+            &[(SOCKET_ENV, self.path.to_str().unwrap())],
+        );
+        assert_success(child);
+    }
 }
 
 /// Runs `test` against a fresh server (one such test at a time), stops the
@@ -374,14 +387,6 @@ fn with_configured_server(
     stats
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn socket_path() -> PathBuf {
     PathBuf::from(std::env::var(SOCKET_ENV).expect("socket path"))
 }
@@ -403,13 +408,6 @@ fn eventfd(value: u64) -> Handle {
         rustix::io::write(&fd, &value.to_ne_bytes()).unwrap();
     }
     Handle::from(fd)
-}
-
-fn fault<T: std::fmt::Debug>(r: Result<T, CallError<TestError>>) -> Fault {
-    match r {
-        Err(CallError::Fault(f)) => f,
-        other => panic!("expected a fault, got {other:?}"),
-    }
 }
 
 /// Everything a blocking client can do, checked from the client's side.
@@ -516,14 +514,7 @@ fn blocking_client_round_trips_across_processes() {
         return;
     }
     let stats = with_server(|server| {
-        let (_ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(
-            TEST,
-            "client",
-            theirs,
-            &[(SOCKET_ENV, server.path.to_str().unwrap())],
-        );
-        assert_success(child);
+        server.run_client(TEST);
     });
     assert_eq!(
         *stats.rundowns.lock().unwrap(),
@@ -565,14 +556,7 @@ fn async_client_makes_concurrent_calls_across_processes() {
         return;
     }
     let stats = with_server(|server| {
-        let (_ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(
-            TEST,
-            "client",
-            theirs,
-            &[(SOCKET_ENV, server.path.to_str().unwrap())],
-        );
-        assert_success(child);
+        server.run_client(TEST);
         wait_until("the disconnected client's context ran down", || {
             server.stats.rundown_total() == 1
         });

@@ -139,21 +139,6 @@ impl TestServer {
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn fault<T: std::fmt::Debug>(r: Result<T, CallError<String>>) -> Fault {
-    match r {
-        Err(CallError::Fault(f)) => f,
-        other => panic!("expected a fault, got {other:?}"),
-    }
-}
-
 /// The client's side of `handles_in_and_out_across_processes`.
 fn client_scenario(path: &str) {
     let dir = tempfile::tempdir().unwrap();

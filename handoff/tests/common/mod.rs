@@ -299,3 +299,26 @@ pub fn warm_up() {
         got.unwrap();
     });
 }
+
+/// Polls `done` until it holds; fails the test after 30 seconds, so that a
+/// condition that never comes is a failure rather than a hang.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The fault an RPC call ended with; fails the test on any other outcome.
+pub fn fault<T: std::fmt::Debug, E: std::fmt::Debug>(
+    r: Result<T, handoff::rpc::CallError<E>>,
+) -> handoff::rpc::Fault {
+    match r {
+        Err(handoff::rpc::CallError::Fault(f)) => f,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
