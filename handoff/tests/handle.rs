@@ -57,16 +57,10 @@ fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
 #[test]
 fn access_is_read_from_the_handle() {
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").unwrap();
+        let (_dir, p) = temp_file(b"x");
         let r = std::fs::File::open(&p).unwrap();
         let w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-        let rw = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&p)
-            .unwrap();
+        let rw = open_rw(&p);
         assert_eq!(r.as_handle().access().unwrap(), Access::READ);
         assert_eq!(w.as_handle().access().unwrap(), Access::WRITE);
         assert_eq!(rw.as_handle().access().unwrap(), Access::READ_WRITE);
@@ -76,16 +70,8 @@ fn access_is_read_from_the_handle() {
 #[test]
 fn restrict_is_enforced_by_the_kernel() {
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"secret").unwrap();
-        let rw = Handle::from(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&p)
-                .unwrap(),
-        );
+        let (_dir, p) = temp_file(b"secret");
+        let rw = Handle::from(open_rw(&p));
         let ro = rw.restrict(Access::READ).unwrap();
         assert_eq!(ro.access().unwrap(), Access::READ);
         assert_eq!(ro.kind().unwrap(), Kind::File);

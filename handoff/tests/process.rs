@@ -33,11 +33,7 @@ fn raw_number(n: i32) -> RawHandle {
 }
 
 fn open_read_write() -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(std::env::var(FILE_ENV).unwrap())
-        .unwrap()
+    open_rw(std::env::var(FILE_ENV).unwrap())
 }
 
 /// Whether `value` still names a file handle in `me` (this process),
@@ -390,11 +386,7 @@ fn push_a_read_only_handle_into_a_child() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pushed");
         std::fs::write(&path, CONTENTS).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let file = open_rw(&path);
         let (ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let p = Process::open(child.id()).unwrap();

@@ -145,11 +145,7 @@ fn client_scenario(path: &str) {
     let file = dir.path().join("data");
     std::fs::write(&file, b"hello from the client").unwrap();
     let read_only = std::fs::File::open(&file).unwrap();
-    let read_write = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&file)
-        .unwrap();
+    let read_write = open_rw(&file);
     let write_only = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     runtime().block_on(async {
         let client = PortableClient::connect(path).await.unwrap();

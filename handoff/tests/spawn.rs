@@ -46,18 +46,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             .take_checked("log", &Expect::kind(KindName::File).access(Access::READ))
             .unwrap_err();
         assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
-        assert!(matches!(
-            inherited.take("mem"),
-            Err(Error::AlreadyClaimed(_))
-        ));
-        assert!(matches!(
-            inherited.take("nope"),
-            Err(Error::MissingHandle(_))
-        ));
-        assert!(matches!(
-            Inherited::from_env(),
-            Err(Error::AlreadyClaimed(_))
-        ));
+        assert_claims_refused(&mut inherited, "mem");
         return;
     }
     without_leaks(|| {

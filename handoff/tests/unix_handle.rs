@@ -100,9 +100,7 @@ fn kinds_of_everything() {
 #[test]
 fn a_path_only_descriptor_grants_nothing() {
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").unwrap();
+        let (_dir, p) = temp_file(b"x");
         let path_only = rustix::fs::open(
             &p,
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
@@ -116,16 +114,8 @@ fn a_path_only_descriptor_grants_nothing() {
 #[test]
 fn restriction_of_unix_kinds() {
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"secret").unwrap();
-        let rw = Handle::from(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&p)
-                .unwrap(),
-        );
+        let (_dir, p) = temp_file(b"secret");
+        let rw = Handle::from(open_rw(&p));
         let mut ro_file = std::fs::File::from(rw.restrict(Access::READ).unwrap());
         let err = ro_file.write(b"x").unwrap_err();
         assert_eq!(

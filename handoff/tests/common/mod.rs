@@ -322,3 +322,39 @@ pub fn fault<T: std::fmt::Debug, E: std::fmt::Debug>(
         other => panic!("expected a fault, got {other:?}"),
     }
 }
+
+/// In a child that has claimed `claimed`: claiming it again, claiming a name
+/// the parent never gave, and reading the environment a second time are
+/// each refused with their own error.
+pub fn assert_claims_refused(inherited: &mut handoff::Inherited, claimed: &str) {
+    assert!(matches!(
+        inherited.take(claimed),
+        Err(handoff::Error::AlreadyClaimed(_))
+    ));
+    assert!(matches!(
+        inherited.take("nope"),
+        Err(handoff::Error::MissingHandle(_))
+    ));
+    assert!(matches!(
+        handoff::Inherited::from_env(),
+        Err(handoff::Error::AlreadyClaimed(_))
+    ));
+}
+
+/// A file named "f" holding `contents`, in a fresh temporary directory that
+/// is removed when the returned `TempDir` drops; and the file's path.
+pub fn temp_file(contents: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
+
+/// An existing file opened for reading and writing.
+pub fn open_rw(path: impl AsRef<std::path::Path>) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
