@@ -272,24 +272,44 @@ fn typed_handle_index_out_of_range_twice_or_unclaimed() {
     });
 }
 
+/// Lowers this process's descriptor limit to leave room for `more`
+/// descriptors beyond those open now.
+fn leave_room_for(more: u64) {
+    let open = handoff::count_open_handles().unwrap() as u64;
+    let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(open + more),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+}
+
+/// The parent's side of a flood: once the child is ready, a message with
+/// `n` handles and then one with two, and the child reports done.
+fn flood_child(test: &str, n: usize) {
+    let (ours, theirs) = Channel::pair().unwrap();
+    let child = spawn_child(test, "child", theirs);
+    assert_eq!(ours.recv().unwrap().bytes, b"ready");
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let many: Vec<_> = (0..n).map(|_| file.as_handle()).collect();
+    ours.send(b"flood", &many).unwrap();
+    ours.send(b"after", &[file.as_handle(), file.as_handle()])
+        .unwrap();
+    assert_eq!(ours.recv().unwrap().bytes, b"done");
+    assert_success(child);
+}
+
 #[test]
 fn more_handles_than_the_fd_table_holds_is_ctrunc() {
     const TEST: &str = "more_handles_than_the_fd_table_holds_is_ctrunc";
     if role().is_some() {
         let ch = parent_channel();
         let leaks = LeakCheck::new();
-        let open = handoff::count_open_handles().unwrap() as u64;
         // Room for 20 more descriptors; the message brings 200.
-        let limit = open + 20;
-        let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(limit),
-                maximum: old.maximum,
-            },
-        )
-        .unwrap();
+        leave_room_for(20);
         ch.send(b"ready", &[]).unwrap();
         match ch.recv() {
             Err(Error::HandlesTruncated { expected, received }) => {
@@ -308,18 +328,7 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
         ch.send(b"done", &[]).unwrap();
         return;
     }
-    without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
-        assert_eq!(ours.recv().unwrap().bytes, b"ready");
-        let file = std::fs::File::open("/dev/null").unwrap();
-        let many: Vec<_> = (0..200).map(|_| file.as_handle()).collect();
-        ours.send(b"flood", &many).unwrap();
-        ours.send(b"after", &[file.as_handle(), file.as_handle()])
-            .unwrap();
-        assert_eq!(ours.recv().unwrap().bytes, b"done");
-        assert_success(child);
-    });
+    without_leaks(|| flood_child(TEST, 200));
 }
 
 /// Regression: a message whose every fragment is cut short by a full
@@ -333,18 +342,9 @@ fn a_message_truncated_in_every_fragment_is_one_error() {
     if role().is_some() {
         let ch = parent_channel();
         let leaks = LeakCheck::new();
-        let open = handoff::count_open_handles().unwrap() as u64;
         // Room for 20 more descriptors; each of the three fragments brings
         // up to 253.
-        let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(open + 20),
-                maximum: old.maximum,
-            },
-        )
-        .unwrap();
+        leave_room_for(20);
         ch.send(b"ready", &[]).unwrap();
         match ch.recv() {
             Err(Error::HandlesTruncated { expected, .. }) => assert_eq!(expected, 600),
@@ -362,18 +362,7 @@ fn a_message_truncated_in_every_fragment_is_one_error() {
         ch.send(b"done", &[]).unwrap();
         return;
     }
-    without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
-        assert_eq!(ours.recv().unwrap().bytes, b"ready");
-        let file = std::fs::File::open("/dev/null").unwrap();
-        let many: Vec<_> = (0..600).map(|_| file.as_handle()).collect();
-        ours.send(b"flood", &many).unwrap();
-        ours.send(b"after", &[file.as_handle(), file.as_handle()])
-            .unwrap();
-        assert_eq!(ours.recv().unwrap().bytes, b"done");
-        assert_success(child);
-    });
+    without_leaks(|| flood_child(TEST, 600));
 }
 
 #[test]
