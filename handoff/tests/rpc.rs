@@ -17,8 +17,7 @@ use common::*;
 use handoff::__private::Call;
 use handoff::rpc::{CallError, Context, Fault, Server};
 use handoff::{
-    Access, AsHandle, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, Limits,
-    StartupData,
+    Access, AsHandle, BorrowedHandle, Channel, Error, Handle, Kind, Limits, StartupData,
 };
 use serde::{Deserialize, Serialize};
 
@@ -301,8 +300,7 @@ impl Files for Impl {
     }
 }
 
-/// A server on its own runtime, listening on a socket in a temporary
-/// directory.
+/// A server on its own runtime, and what it counts.
 struct TestServer {
     rt: tokio::runtime::Runtime,
     path: PathBuf,
@@ -313,21 +311,13 @@ struct TestServer {
 fn start_server(
     configure: impl FnOnce(Server<FilesServer<Impl>>) -> Server<FilesServer<Impl>>,
 ) -> TestServer {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rpc.sock");
     let stats = Arc::new(Stats::default());
     let (tx, rx) = tokio::sync::watch::channel(HashSet::new());
     *stats.released.lock().unwrap() = Some(tx);
-    let server = configure(Server::new(FilesServer::new(Impl {
+    let Serving { rt, path, dir } = serve(configure(Server::new(FilesServer::new(Impl {
         stats: stats.clone(),
         released: rx,
-    })));
-    let listener = {
-        let _enter = rt.enter();
-        AsyncListener::bind(&path).unwrap()
-    };
-    rt.spawn(server.serve(listener));
+    }))));
     TestServer {
         rt,
         path,

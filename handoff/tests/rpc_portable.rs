@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use handoff::__private::Call;
 use handoff::rpc::{CallError, Context, Fault, Server};
-use handoff::{Access, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, StartupData};
+use handoff::{Access, BorrowedHandle, Channel, Error, Handle, Kind, StartupData};
 
 const PATH_ENV: &str = "HANDOFF_RPC_PATH";
 const INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
@@ -101,28 +101,11 @@ struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-/// Listens on a socket file (Unix) or a fresh pipe name (Windows).
 fn start_server() -> TestServer {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let path = if cfg!(windows) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!(r"\\.\pipe\handoff-rpc-{}-{nanos}", std::process::id()).into()
-    } else {
-        dir.path().join("rpc.sock")
-    };
     let stats = Arc::new(Stats::default());
-    let server = Server::new(PortableServer::new(Impl {
+    let Serving { rt, path, dir } = serve(Server::new(PortableServer::new(Impl {
         stats: stats.clone(),
-    }));
-    let listener = {
-        let _enter = rt.enter();
-        AsyncListener::bind(&path).unwrap()
-    };
-    rt.spawn(server.serve(listener));
+    })));
     TestServer {
         rt,
         path,

@@ -358,3 +358,33 @@ pub fn open_rw(path: impl AsRef<std::path::Path>) -> std::fs::File {
         .open(path)
         .unwrap()
 }
+
+/// An RPC server running on a runtime of its own.
+pub struct Serving {
+    pub rt: tokio::runtime::Runtime,
+    /// Where it listens: a socket file in `dir` (Unix) or a fresh pipe
+    /// name (Windows).
+    pub path: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts `server` on a fresh runtime and a fresh address.
+pub fn serve<D: handoff::rpc::Dispatch>(server: handoff::rpc::Server<D>) -> Serving {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = if cfg!(windows) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!(r"\\.\pipe\handoff-rpc-{}-{nanos}", std::process::id()).into()
+    } else {
+        dir.path().join("rpc.sock")
+    };
+    let listener = {
+        let _enter = rt.enter();
+        handoff::AsyncListener::bind(&path).unwrap()
+    };
+    rt.spawn(server.serve(listener));
+    Serving { rt, path, dir }
+}
