@@ -8,28 +8,12 @@ mod common;
 use std::io::{Read, Seek, Write};
 
 use common::*;
-use handoff::{Access, AsHandle, Error, Handle, Kind, KindName, PipeEnd, Requirement};
+use handoff::{Access, AsHandle, Error, Handle, Kind, KindName, Requirement};
 
 #[test]
 fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::File::create(dir.path().join("f")).unwrap();
-        assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
-        let d = open_dir(dir.path());
-        assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
-
-        let (r, w) = std::io::pipe().unwrap();
-        assert_eq!(
-            r.as_handle().kind().unwrap(),
-            Kind::Pipe { end: PipeEnd::Read }
-        );
-        assert_eq!(
-            w.as_handle().kind().unwrap(),
-            Kind::Pipe {
-                end: PipeEnd::Write
-            }
-        );
+        assert_kinds_every_platform_has();
 
         let mem = shared_memory(&[1, 2, 3]);
         assert!(

@@ -388,3 +388,24 @@ pub fn serve<D: handoff::rpc::Dispatch>(server: handoff::rpc::Server<D>) -> Serv
     rt.spawn(server.serve(listener));
     Serving { rt, path, dir }
 }
+
+/// A file, a directory and both ends of a pipe report their kinds.
+pub fn assert_kinds_every_platform_has() {
+    use handoff::{Kind, PipeEnd};
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("f")).unwrap();
+    assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
+    let d = open_dir(dir.path());
+    assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
+    let (r, w) = std::io::pipe().unwrap();
+    assert_eq!(
+        r.as_handle().kind().unwrap(),
+        Kind::Pipe { end: PipeEnd::Read }
+    );
+    assert_eq!(
+        w.as_handle().kind().unwrap(),
+        Kind::Pipe {
+            end: PipeEnd::Write
+        }
+    );
+}
