@@ -24,16 +24,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             std::env::var("LISTEN_FDNAMES").is_err(),
             "variables are unset"
         );
-        let config = inherited
-            .take_checked(
-                "config",
-                &Expect::kind(KindName::File).exact_access(Access::READ),
-            )
-            .unwrap();
-        assert!(
-            !config.is_inheritable().unwrap(),
-            "claimed handles go no further"
-        );
+        let config = claim_read_only_config(&mut inherited);
         assert_eq!(read_all(&config), b"x=1");
         let mem = inherited
             .take_checked(

@@ -409,3 +409,20 @@ pub fn assert_kinds_every_platform_has() {
         }
     );
 }
+
+/// In a child: claims "config", which must be a file opened for reading
+/// only; a claimed handle is not inherited any further.
+pub fn claim_read_only_config(inherited: &mut handoff::Inherited) -> Handle {
+    use handoff::{Access, Expect, KindName};
+    let config = inherited
+        .take_checked(
+            "config",
+            &Expect::kind(KindName::File).exact_access(Access::READ),
+        )
+        .unwrap();
+    assert!(
+        !config.is_inheritable().unwrap(),
+        "claimed handles go no further"
+    );
+    config
+}
