@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use common::*;
 use handoff::{Access, AsHandle, Command, Error, Expect, Inherited, Kind, KindName, StartupData};
@@ -100,10 +100,7 @@ fn startup_data_survives_its_parent() {
                     .stdout(handoff::spawn::Stdio::piped())
                     .spawn()
                     .unwrap();
-                let mut out = String::new();
-                std::fs::File::from(launcher.take_stdout().unwrap())
-                    .read_to_string(&mut out)
-                    .unwrap();
+                let out = read_text(launcher.take_stdout().unwrap());
                 assert!(launcher.wait().unwrap().success());
                 assert!(out.contains("verified"), "{out}");
             }

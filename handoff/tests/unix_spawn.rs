@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Read;
-
 use common::*;
 use handoff::{Access, Error, Expect, Handle, Inherited, Kind, KindName, StartupData};
 
@@ -94,18 +92,13 @@ fn sources_that_collide_with_targets_and_one_handle_twice() {
         }
         Some(_) => {
             let mut inherited = Inherited::from_env().unwrap();
-            let read = |h: Handle| {
-                let mut s = String::new();
-                std::fs::File::from(h).read_to_string(&mut s).unwrap();
-                s
-            };
             let first = inherited.take("first").unwrap();
             let second = inherited.take("second").unwrap();
             let again = inherited.take("again").unwrap();
             let ino = |h: &Handle| rustix::fs::fstat(h).unwrap().st_ino;
             assert_eq!(ino(&second), ino(&again), "the same file under two names");
-            assert_eq!(read(first), "B");
-            assert_eq!(read(second), "A");
+            assert_eq!(read_text(first), "B");
+            assert_eq!(read_text(second), "A");
         }
         None => {
             let _serial = serial();
@@ -361,10 +354,7 @@ fn standard_streams_and_working_directory() {
         let mut stdin = std::fs::File::from(std::os::fd::OwnedFd::from(stdin));
         std::io::Write::write_all(&mut stdin, b"through the pipe\n").unwrap();
         drop(stdin);
-        let mut out = String::new();
-        std::fs::File::from(std::os::fd::OwnedFd::from(stdout))
-            .read_to_string(&mut out)
-            .unwrap();
+        let out = read_text(stdout);
         assert!(child.wait().unwrap().success());
         let here = dir.path().canonicalize().unwrap();
         assert_eq!(out, format!("{}\nthrough the pipe\n", here.display()));
@@ -384,10 +374,7 @@ fn signals_start_at_their_defaults() {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, caught).unwrap();
     let leaks = LeakCheck::new();
     let status_of = |mut child: handoff::Child| {
-        let mut status = String::new();
-        std::fs::File::from(std::os::fd::OwnedFd::from(child.take_stdout().unwrap()))
-            .read_to_string(&mut status)
-            .unwrap();
+        let status = read_text(child.take_stdout().unwrap());
         assert!(child.wait().unwrap().success());
         status
     };
@@ -472,10 +459,7 @@ fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
             let mut child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("{program} {path:?}: {e}"));
-            let mut out = String::new();
-            std::fs::File::from(std::os::fd::OwnedFd::from(child.take_stdout().unwrap()))
-                .read_to_string(&mut out)
-                .unwrap();
+            let out = read_text(child.take_stdout().unwrap());
             assert!(child.wait().unwrap().success());
             assert_eq!(out, format!("ran in {}\n", here.display()));
         }

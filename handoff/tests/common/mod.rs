@@ -426,3 +426,10 @@ pub fn claim_read_only_config(inherited: &mut handoff::Inherited) -> Handle {
     );
     config
 }
+
+/// Reads a handle (a child's piped stdout, say) to its end, as text.
+pub fn read_text(h: impl Into<Handle>) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(h.into()), &mut text).unwrap();
+    text
+}
