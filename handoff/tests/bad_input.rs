@@ -290,8 +290,7 @@ fn leave_room_for(more: u64) {
 /// The parent's side of a flood: once the child is ready, a message with
 /// `n` handles and then one with two, and the child reports done.
 fn flood_child(test: &str, n: usize) {
-    let (ours, theirs) = Channel::pair().unwrap();
-    let child = spawn_child(test, "child", theirs);
+    let (ours, child) = spawn_child_on_channel(test);
     assert_eq!(ours.recv().unwrap().bytes, b"ready");
     let file = std::fs::File::open("/dev/null").unwrap();
     let many: Vec<_> = (0..n).map(|_| file.as_handle()).collect();

@@ -41,8 +41,7 @@ fn file_and_shared_memory_cross_processes() {
     let path = dir.path().join("data.txt");
     std::fs::write(&path, b"file contents\n").unwrap();
     {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let file = std::fs::File::open(&path).unwrap();
         let mem = shared_memory(b"hello");
         ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
@@ -77,8 +76,7 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         return;
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         let mem = shared_memory(b"m");
         let handles: Vec<_> = (0..1000)
@@ -130,8 +128,7 @@ fn typed_values_carry_handles_in_any_field() {
     without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out");
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let (tx, rx) = ours.into_typed::<Job, String>();
         let output = std::fs::File::create(&out_path).unwrap();
         let job = Job {
@@ -160,8 +157,7 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
         std::process::exit(0);
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         assert_eq!(ours.recv().unwrap().bytes, b"last words");
         assert!(matches!(ours.recv(), Err(Error::Disconnected { .. })));
         assert_success(child);
@@ -196,8 +192,7 @@ fn killed_peer_mid_message_drops_the_partial_message() {
         return;
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let mut child = spawn_child(TEST, "child", theirs);
+        let (ours, mut child) = spawn_child_on_channel(TEST);
         // Let some fragments (and their handles) arrive, then kill.
         std::thread::sleep(std::time::Duration::from_millis(300));
         child.kill().unwrap();

@@ -103,8 +103,7 @@ fn process_handle_crosses_a_channel() {
         return;
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let me = Process::current().unwrap();
         ours.send(me.pid().to_string().as_bytes(), &[me.handle()])
             .unwrap();
@@ -122,8 +121,7 @@ fn wait_collects_a_childs_exit_code() {
         std::process::exit(7);
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         // Race-free: our own child cannot be reaped (and its pid reused)
         // by anyone but us.
         let p = Process::open(child.id()).unwrap();
@@ -190,8 +188,7 @@ fn wait_for_a_process_that_is_not_our_child() {
         None => {}
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let pid: u32 = String::from_utf8(ours.recv().unwrap().bytes)
             .unwrap()
             .parse()
@@ -387,8 +384,7 @@ fn push_a_read_only_handle_into_a_child() {
         let path = dir.path().join("pushed");
         std::fs::write(&path, CONTENTS).unwrap();
         let file = open_rw(&path);
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let p = Process::open(child.id()).unwrap();
         let pushed = duplicate(
             Source::Current(file.as_handle()),

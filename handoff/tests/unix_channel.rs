@@ -19,8 +19,7 @@ fn peer_credentials_name_the_child() {
         return;
     }
     without_leaks(|| {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         // A socketpair's credentials are those of its creator (this process);
         // the child checked that from its side.
         let creds = ours.peer_credentials().unwrap();

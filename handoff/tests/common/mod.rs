@@ -49,6 +49,13 @@ pub fn spawn_child(test: &str, role: &str, channel: Channel) -> Child {
     spawn_child_with(test, role, channel, &[])
 }
 
+/// Re-runs this binary's `test` in the role "child", and returns our end
+/// of a channel to it with the child.
+pub fn spawn_child_on_channel(test: &str) -> (Channel, Child) {
+    let (ours, theirs) = Channel::pair().unwrap();
+    (ours, spawn_child(test, "child", theirs))
+}
+
 /// As [`spawn_child`], with extra environment variables.
 pub fn spawn_child_with(test: &str, role: &str, channel: Channel, env: &[(&str, &str)]) -> Child {
     let exe = std::env::current_exe().expect("current_exe");
