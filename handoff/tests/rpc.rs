@@ -300,13 +300,7 @@ impl Files for Impl {
     }
 }
 
-/// A server on its own runtime, and what it counts.
-struct TestServer {
-    rt: tokio::runtime::Runtime,
-    path: PathBuf,
-    stats: Arc<Stats>,
-    _dir: tempfile::TempDir,
-}
+type TestServer = Serving<Stats>;
 
 fn start_server(
     configure: impl FnOnce(Server<FilesServer<Impl>>) -> Server<FilesServer<Impl>>,
@@ -314,25 +308,19 @@ fn start_server(
     let stats = Arc::new(Stats::default());
     let (tx, rx) = tokio::sync::watch::channel(HashSet::new());
     *stats.released.lock().unwrap() = Some(tx);
-    let Serving { rt, path, dir } = serve(configure(Server::new(FilesServer::new(Impl {
+    let imp = Impl {
         stats: stats.clone(),
         released: rx,
-    }))));
-    TestServer {
-        rt,
-        path,
-        stats,
-        _dir: dir,
-    }
+    };
+    serve(configure(Server::new(FilesServer::new(imp))), stats)
 }
 
 impl TestServer {
-    /// Stops the server: its connections end, its contexts run down, its
-    /// runtime's own handles close.
-    fn stop(self) -> Arc<Stats> {
-        let TestServer { rt, stats, .. } = self;
-        stats.released.lock().unwrap().take();
-        drop(rt);
+    /// Stops the server, first releasing the calls waiting on a key; then
+    /// drops the handles the implementation kept.
+    fn stop_all(self) -> Arc<Stats> {
+        self.stats.released.lock().unwrap().take();
+        let stats = self.stop();
         stats.events.lock().unwrap().clear();
         stats.kept.lock().unwrap().clear();
         stats
@@ -372,7 +360,7 @@ fn with_configured_server(
     let leaks = LeakCheck::new();
     let server = start_server(configure);
     test(&server);
-    let stats = server.stop();
+    let stats = server.stop_all();
     leaks.assert();
     stats
 }

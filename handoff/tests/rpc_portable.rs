@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,32 +93,12 @@ impl Portable for Impl {
     }
 }
 
-struct TestServer {
-    rt: tokio::runtime::Runtime,
-    path: PathBuf,
-    stats: Arc<Stats>,
-    _dir: tempfile::TempDir,
-}
-
-fn start_server() -> TestServer {
+fn start_server() -> Serving<Stats> {
     let stats = Arc::new(Stats::default());
-    let Serving { rt, path, dir } = serve(Server::new(PortableServer::new(Impl {
+    let imp = Impl {
         stats: stats.clone(),
-    })));
-    TestServer {
-        rt,
-        path,
-        stats,
-        _dir: dir,
-    }
-}
-
-impl TestServer {
-    /// Stops the server: its connections end, its contexts run down.
-    fn stop(self) -> Arc<Stats> {
-        drop(self.rt);
-        self.stats
-    }
+    };
+    serve(Server::new(PortableServer::new(imp)), stats)
 }
 
 /// The client's side of `handles_in_and_out_across_processes`.

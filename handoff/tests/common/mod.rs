@@ -366,17 +366,23 @@ pub fn open_rw(path: impl AsRef<std::path::Path>) -> std::fs::File {
         .unwrap()
 }
 
-/// An RPC server running on a runtime of its own.
-pub struct Serving {
+/// An RPC server running on a runtime of its own, and what its
+/// implementation counts.
+pub struct Serving<S> {
     pub rt: tokio::runtime::Runtime,
-    /// Where it listens: a socket file in `dir` (Unix) or a fresh pipe
-    /// name (Windows).
+    /// Where it listens: a socket file in a temporary directory (Unix) or
+    /// a fresh pipe name (Windows).
     pub path: std::path::PathBuf,
-    pub dir: tempfile::TempDir,
+    pub stats: std::sync::Arc<S>,
+    _dir: tempfile::TempDir,
 }
 
-/// Starts `server` on a fresh runtime and a fresh address.
-pub fn serve<D: handoff::rpc::Dispatch>(server: handoff::rpc::Server<D>) -> Serving {
+/// Starts `server`, whose implementation counts into `stats`, on a fresh
+/// runtime and a fresh address.
+pub fn serve<D: handoff::rpc::Dispatch, S>(
+    server: handoff::rpc::Server<D>,
+    stats: std::sync::Arc<S>,
+) -> Serving<S> {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let path = if cfg!(windows) {
@@ -393,7 +399,21 @@ pub fn serve<D: handoff::rpc::Dispatch>(server: handoff::rpc::Server<D>) -> Serv
         handoff::AsyncListener::bind(&path).unwrap()
     };
     rt.spawn(server.serve(listener));
-    Serving { rt, path, dir }
+    Serving {
+        rt,
+        path,
+        stats,
+        _dir: dir,
+    }
+}
+
+impl<S> Serving<S> {
+    /// Stops the server: its runtime goes, so its connections end and its
+    /// contexts run down.
+    pub fn stop(self) -> std::sync::Arc<S> {
+        drop(self.rt);
+        self.stats
+    }
 }
 
 /// A file, a directory and both ends of a pipe report their kinds.
