@@ -551,18 +551,12 @@ fn wrong_kind_is_rejected_before_the_method_runs() {
 
             // A pipe where a file is declared.
             let (_reader, writer) = std::io::pipe().unwrap();
-            match fault(client.write_file(&writer, "x".into()).await) {
-                Fault::WrongKind {
-                    parameter,
-                    expected,
-                    actual,
-                } => {
-                    assert_eq!(parameter, "target");
-                    assert_eq!(expected, "file");
-                    assert!(actual.starts_with("pipe"), "{actual}");
-                }
-                other => panic!("{other:?}"),
-            }
+            assert_wrong_kind(
+                fault(client.write_file(&writer, "x".into()).await),
+                "target",
+                "file",
+                "pipe",
+            );
 
             // A FIFO where shared memory is declared.
             let fifo = dir.path().join("fifo");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use handoff::__private::Call;
-use handoff::rpc::{CallError, Context, Fault, Server};
+use handoff::rpc::{CallError, Context, Server};
 use handoff::{Access, BorrowedHandle, Channel, Error, Handle, Kind, StartupData};
 
 const PATH_ENV: &str = "HANDOFF_RPC_PATH";
@@ -166,35 +166,23 @@ async fn calls(
     // The wrong kind, and more rights than declared (a client that
     // skips its own checks): refused by the server before the method.
     let (pipe_reader, _pipe_writer) = std::io::pipe().unwrap();
-    match fault(client.read_file(&pipe_reader).await) {
-        Fault::WrongKind {
-            parameter,
-            expected,
-            actual,
-        } => {
-            assert_eq!(parameter, "source");
-            assert_eq!(expected, "file");
-            assert!(actual.starts_with("pipe"), "{actual}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_wrong_kind(
+        fault(client.read_file(&pipe_reader).await),
+        "source",
+        "file",
+        "pipe",
+    );
     drop((pipe_reader, _pipe_writer));
     let mut call = Call::new(0);
     let index = call.unchecked_handle(read_write).unwrap();
     call.args(&(index,)).unwrap();
     let mut reply = client.raw().call(call).await.unwrap();
-    match fault(reply.decode::<String, String>()) {
-        Fault::WrongAccess {
-            parameter,
-            expected,
-            actual,
-        } => {
-            assert_eq!(parameter, "source");
-            assert_eq!(expected, "read");
-            assert_eq!(actual, "read+write");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_wrong_access(
+        fault(reply.decode::<String, String>()),
+        "source",
+        "read",
+        "read+write",
+    );
     drop(reply);
     // An out handle: owned by the caller, checked on arrival.
     let region = client.region("from the server".into()).await.unwrap();

@@ -460,3 +460,47 @@ pub fn read_text(h: impl Into<Handle>) -> String {
     std::io::Read::read_to_string(&mut std::fs::File::from(h.into()), &mut text).unwrap();
     text
 }
+
+/// `fault` is `WrongKind` for `parameter`: `expected` declared, and a kind
+/// starting with `actual` received.
+pub fn assert_wrong_kind(
+    fault: handoff::rpc::Fault,
+    parameter: &str,
+    expected: &str,
+    actual: &str,
+) {
+    match fault {
+        handoff::rpc::Fault::WrongKind {
+            parameter: p,
+            expected: e,
+            actual: a,
+        } => {
+            assert_eq!(p, parameter);
+            assert_eq!(e, expected);
+            assert!(a.starts_with(actual), "{a}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `fault` is `WrongAccess` for `parameter`: `expected` declared, `actual`
+/// received.
+pub fn assert_wrong_access(
+    fault: handoff::rpc::Fault,
+    parameter: &str,
+    expected: &str,
+    actual: &str,
+) {
+    match fault {
+        handoff::rpc::Fault::WrongAccess {
+            parameter: p,
+            expected: e,
+            actual: a,
+        } => {
+            assert_eq!(p, parameter);
+            assert_eq!(e, expected);
+            assert_eq!(a, actual);
+        }
+        other => panic!("{other:?}"),
+    }
+}
