@@ -469,18 +469,16 @@ pub fn assert_wrong_kind(
     expected: &str,
     actual: &str,
 ) {
-    match fault {
-        handoff::rpc::Fault::WrongKind {
-            parameter: p,
-            expected: e,
-            actual: a,
-        } => {
-            assert_eq!(p, parameter);
-            assert_eq!(e, expected);
-            assert!(a.starts_with(actual), "{a}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let handoff::rpc::Fault::WrongKind {
+        parameter: p,
+        expected: e,
+        actual: a,
+    } = fault
+    else {
+        panic!("{fault:?}")
+    };
+    assert_eq!((p.as_str(), e.as_str()), (parameter, expected));
+    assert!(a.starts_with(actual), "{a}");
 }
 
 /// `fault` is `WrongAccess` for `parameter`: `expected` declared, `actual`
@@ -496,11 +494,10 @@ pub fn assert_wrong_access(
             parameter: p,
             expected: e,
             actual: a,
-        } => {
-            assert_eq!(p, parameter);
-            assert_eq!(e, expected);
-            assert_eq!(a, actual);
-        }
+        } => assert_eq!(
+            (p.as_str(), e.as_str(), a.as_str()),
+            (parameter, expected, actual)
+        ),
         other => panic!("{other:?}"),
     }
 }
