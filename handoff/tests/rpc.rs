@@ -21,9 +21,6 @@ use handoff::{
 };
 use serde::{Deserialize, Serialize};
 
-const SOCKET_ENV: &str = "HANDOFF_RPC_SOCKET";
-const INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
-
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum TestError {
     Refused(String),
@@ -333,13 +330,7 @@ impl TestServer {
     /// Runs this binary's `test` as a child in the role "client", pointed
     /// at this server, and asserts it succeeds.
     fn run_client(&self, test: &str) {
-        let (_ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(
-            test,
-            "client",
-            theirs,
-            &[(SOCKET_ENV, self.path.to_str().unwrap())],
-        );
+        let (_ours, child) = self.spawn_client(test, "client", 0);
         assert_success(child);
     }
 }
@@ -366,7 +357,7 @@ fn with_configured_server(
 }
 
 fn socket_path() -> PathBuf {
-    PathBuf::from(std::env::var(SOCKET_ENV).expect("socket path"))
+    PathBuf::from(std::env::var(RPC_PATH_ENV).expect("socket path"))
 }
 
 fn rw_file(dir: &Path, name: &str) -> std::fs::File {
@@ -682,7 +673,7 @@ fn context_rundown_runs_once_per_killed_client() {
     const CLIENTS: usize = 100;
     const BATCH: usize = 10;
     if role().is_some() {
-        let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+        let index: usize = std::env::var(RPC_INDEX_ENV).unwrap().parse().unwrap();
         let parent = parent_channel();
         let client = FilesBlockingClient::connect(socket_path()).unwrap();
         let session = client.open(format!("victim-{index}")).unwrap();
@@ -697,19 +688,11 @@ fn context_rundown_runs_once_per_killed_client() {
         unreachable!("the parent kills this process");
     }
     let stats = with_server(|server| {
-        let path = server.path.to_str().unwrap().to_owned();
         let mut holders = 0;
         for batch in 0..CLIENTS / BATCH {
             let mut children = Vec::new();
             for i in batch * BATCH..(batch + 1) * BATCH {
-                let (ours, theirs) = Channel::pair().unwrap();
-                let index = i.to_string();
-                let child = spawn_child_with(
-                    TEST,
-                    "victim",
-                    theirs,
-                    &[(SOCKET_ENV, &path), (INDEX_ENV, &index)],
-                );
+                let (ours, child) = server.spawn_client(TEST, "victim", i);
                 children.push((ours, child));
                 holders += i % 2;
             }

@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use handoff::__private::Call;
 use handoff::rpc::{CallError, Context, Server};
-use handoff::{Access, BorrowedHandle, Channel, Error, Handle, Kind, StartupData};
-
-const PATH_ENV: &str = "HANDOFF_RPC_PATH";
-const INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
+use handoff::{Access, BorrowedHandle, Error, Handle, Kind, StartupData};
 
 /// Per-client state behind a context handle.
 #[derive(Debug)]
@@ -203,7 +200,7 @@ async fn calls(
 fn handles_in_and_out_across_processes() {
     const TEST: &str = "handles_in_and_out_across_processes";
     if role().is_some() {
-        client_scenario(&std::env::var(PATH_ENV).unwrap());
+        client_scenario(&std::env::var(RPC_PATH_ENV).unwrap());
         return;
     }
     let _serial = serial();
@@ -212,7 +209,7 @@ fn handles_in_and_out_across_processes() {
     {
         let server = start_server();
         let path = server.path.to_str().unwrap().to_owned();
-        let child = spawn_plain_with(TEST, "client", &[(PATH_ENV, &path)]);
+        let child = spawn_plain_with(TEST, "client", &[(RPC_PATH_ENV, &path)]);
         assert_success(child);
         wait_until("the context ran down", || {
             server.stats.rundowns.lock().unwrap().get("mine") == Some(&2)
@@ -229,9 +226,9 @@ fn context_rundown_runs_once_per_killed_client() {
     const TEST: &str = "context_rundown_runs_once_per_killed_client";
     const CLIENTS: usize = 6;
     if role().is_some() {
-        let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+        let index: usize = std::env::var(RPC_INDEX_ENV).unwrap().parse().unwrap();
         let parent = parent_channel();
-        let client = PortableBlockingClient::connect(std::env::var(PATH_ENV).unwrap()).unwrap();
+        let client = PortableBlockingClient::connect(std::env::var(RPC_PATH_ENV).unwrap()).unwrap();
         let session = client.open(format!("victim-{index}")).unwrap();
         assert_eq!(client.label(&session).unwrap(), format!("victim-{index}"));
         parent.send(b"ready", &[]).unwrap();
@@ -248,17 +245,9 @@ fn context_rundown_runs_once_per_killed_client() {
     let leaks = LeakCheck::new();
     {
         let server = start_server();
-        let path = server.path.to_str().unwrap().to_owned();
         let mut children = Vec::new();
         for i in 0..CLIENTS {
-            let (ours, theirs) = Channel::pair().unwrap();
-            let index = i.to_string();
-            let child = spawn_child_with(
-                TEST,
-                "victim",
-                theirs,
-                &[(PATH_ENV, &path), (INDEX_ENV, &index)],
-            );
+            let (ours, child) = server.spawn_client(TEST, "victim", i);
             children.push((ours, child));
         }
         for (ours, _) in &children {

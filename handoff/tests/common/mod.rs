@@ -366,6 +366,11 @@ pub fn open_rw(path: impl AsRef<std::path::Path>) -> std::fs::File {
         .unwrap()
 }
 
+/// Where an RPC test's client child finds the server.
+pub const RPC_PATH_ENV: &str = "HANDOFF_RPC_PATH";
+/// Which of the server's clients an RPC test's child is.
+pub const RPC_INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
+
 /// An RPC server running on a runtime of its own, and what its
 /// implementation counts.
 pub struct Serving<S> {
@@ -408,6 +413,17 @@ pub fn serve<D: handoff::rpc::Dispatch, S>(
 }
 
 impl<S> Serving<S> {
+    /// Re-runs this binary's `test` in `role` as client number `index` of
+    /// this server (the address in `RPC_PATH_ENV`, the number in
+    /// `RPC_INDEX_ENV`); returns our end of a channel to it, and the child.
+    pub fn spawn_client(&self, test: &str, role: &str, index: usize) -> (Channel, Child) {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let path = self.path.to_str().unwrap();
+        let index = index.to_string();
+        let env = [(RPC_PATH_ENV, path), (RPC_INDEX_ENV, index.as_str())];
+        (ours, spawn_child_with(test, role, theirs, &env))
+    }
+
     /// Stops the server: its runtime goes, so its connections end and its
     /// contexts run down.
     pub fn stop(self) -> std::sync::Arc<S> {
