@@ -203,10 +203,7 @@ fn handles_in_and_out_across_processes() {
         client_scenario(&std::env::var(RPC_PATH_ENV).unwrap());
         return;
     }
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks_once_warm(|| {
         let server = start_server();
         let path = server.path.to_str().unwrap().to_owned();
         let child = spawn_plain_with(TEST, "client", &[(RPC_PATH_ENV, &path)]);
@@ -217,8 +214,7 @@ fn handles_in_and_out_across_processes() {
         let stats = server.stop();
         assert_eq!(stats.ran.load(Ordering::SeqCst), 4);
         assert_eq!(stats.opened.load(Ordering::SeqCst), 2);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -240,43 +236,41 @@ fn context_rundown_runs_once_per_killed_client() {
         }
         unreachable!("the parent kills this process");
     }
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server();
-        let mut children = Vec::new();
-        for i in 0..CLIENTS {
-            let (ours, child) = server.spawn_client(TEST, "victim", i);
-            children.push((ours, child));
+    without_leaks_once_warm(|| {
+        {
+            let server = start_server();
+            let mut children = Vec::new();
+            for i in 0..CLIENTS {
+                let (ours, child) = server.spawn_client(TEST, "victim", i);
+                children.push((ours, child));
+            }
+            for (ours, _) in &children {
+                assert_eq!(ours.recv().unwrap().bytes, b"ready");
+            }
+            wait_until("the holding calls are in flight", || {
+                server.stats.holding.load(Ordering::SeqCst) == (CLIENTS / 2) as u64
+            });
+            assert!(
+                server.stats.rundowns.lock().unwrap().is_empty(),
+                "nothing ran down while the clients lived"
+            );
+            for (_, mut child) in children {
+                child.kill().unwrap();
+                let status = child.wait().unwrap();
+                assert!(!status.success());
+            }
+            wait_until("every killed client's context ran down", || {
+                server.stats.rundowns.lock().unwrap().values().sum::<u32>() as usize >= CLIENTS
+            });
+            // Give a second run of any rundown the chance to show itself.
+            std::thread::sleep(Duration::from_millis(200));
+            let stats = server.stop();
+            assert_eq!(stats.opened.load(Ordering::SeqCst), CLIENTS as u64);
+            let rundowns = stats.rundowns.lock().unwrap();
+            assert_eq!(rundowns.len(), CLIENTS, "one rundown per client");
+            for (label, count) in rundowns.iter() {
+                assert_eq!(*count, 1, "{label} ran down {count} times");
+            }
         }
-        for (ours, _) in &children {
-            assert_eq!(ours.recv().unwrap().bytes, b"ready");
-        }
-        wait_until("the holding calls are in flight", || {
-            server.stats.holding.load(Ordering::SeqCst) == (CLIENTS / 2) as u64
-        });
-        assert!(
-            server.stats.rundowns.lock().unwrap().is_empty(),
-            "nothing ran down while the clients lived"
-        );
-        for (_, mut child) in children {
-            child.kill().unwrap();
-            let status = child.wait().unwrap();
-            assert!(!status.success());
-        }
-        wait_until("every killed client's context ran down", || {
-            server.stats.rundowns.lock().unwrap().values().sum::<u32>() as usize >= CLIENTS
-        });
-        // Give a second run of any rundown the chance to show itself.
-        std::thread::sleep(Duration::from_millis(200));
-        let stats = server.stop();
-        assert_eq!(stats.opened.load(Ordering::SeqCst), CLIENTS as u64);
-        let rundowns = stats.rundowns.lock().unwrap();
-        assert_eq!(rundowns.len(), CLIENTS, "one rundown per client");
-        for (label, count) in rundowns.iter() {
-            assert_eq!(*count, 1, "{label} ran down {count} times");
-        }
-    }
-    leaks.assert();
+    });
 }

@@ -31,6 +31,16 @@ pub fn without_leaks(test: impl FnOnce()) {
     leaks.assert();
 }
 
+/// As [`without_leaks`], counting only once the async side has made what it
+/// makes once per process (see [`warm_up`]).
+pub fn without_leaks_once_warm(test: impl FnOnce()) {
+    let _serial = serial();
+    warm_up();
+    let leaks = LeakCheck::new();
+    test();
+    leaks.assert();
+}
+
 /// A handle as std's `Stdio` (for `std::process::Command`).
 pub fn std_stdio(h: Handle) -> Stdio {
     #[cfg(unix)]
