@@ -678,14 +678,9 @@ fn context_rundown_runs_once_per_killed_client() {
         let client = FilesBlockingClient::connect(socket_path()).unwrap();
         let session = client.open(format!("victim-{index}")).unwrap();
         client.note(&session, "about to be killed".into()).unwrap();
-        parent.send(b"ready", &[]).unwrap();
-        if index % 2 == 1 {
-            // Killed with this call in flight on the server.
+        ready_to_be_killed(&parent, index, || {
             let _ = client.hold(&session);
-        } else {
-            let _ = parent.recv();
-        }
-        unreachable!("the parent kills this process");
+        });
     }
     let stats = with_server(|server| {
         let mut holders = 0;

@@ -227,14 +227,9 @@ fn context_rundown_runs_once_per_killed_client() {
         let client = PortableBlockingClient::connect(std::env::var(RPC_PATH_ENV).unwrap()).unwrap();
         let session = client.open(format!("victim-{index}")).unwrap();
         assert_eq!(client.label(&session).unwrap(), format!("victim-{index}"));
-        parent.send(b"ready", &[]).unwrap();
-        if index % 2 == 1 {
-            // Killed with this call in flight on the server.
+        ready_to_be_killed(&parent, index, || {
             let _ = client.hold(&session);
-        } else {
-            let _ = parent.recv();
-        }
-        unreachable!("the parent kills this process");
+        });
     }
     without_leaks_once_warm(|| {
         {

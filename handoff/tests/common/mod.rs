@@ -527,3 +527,16 @@ pub fn assert_wrong_access(
         other => panic!("{other:?}"),
     }
 }
+
+/// In a client child: tells the parent it is ready, then waits to be
+/// killed, odd-numbered clients inside `hold` (so they die with a call in
+/// flight on the server), even ones on the parent's channel.
+pub fn ready_to_be_killed(parent: &Channel, index: usize, hold: impl FnOnce()) -> ! {
+    parent.send(b"ready", &[]).unwrap();
+    if index % 2 == 1 {
+        hold();
+    } else {
+        let _ = parent.recv();
+    }
+    unreachable!("the parent kills this process");
+}
