@@ -57,8 +57,7 @@ fn async_pair_moves_handles_and_large_messages() {
 fn async_listener_with_blocking_client_processes() {
     const TEST: &str = "async_listener_with_blocking_client_processes";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         ch.send(b"ping", &[std::io::stderr().as_handle()]).unwrap();
         let reply = ch.recv().unwrap();
         assert_eq!(reply.bytes, b"pong");
@@ -70,9 +69,7 @@ fn async_listener_with_blocking_client_processes() {
         let path = listener_path(dir.path());
         runtime().block_on(async {
             let listener = AsyncListener::bind(&path).unwrap();
-            let children: Vec<_> = (0..4)
-                .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-                .collect();
+            let children: Vec<_> = (0..4).map(|_| spawn_listener_client(TEST, &path)).collect();
             let mut tasks = Vec::new();
             for _ in 0..4 {
                 let ch = listener.accept().await.unwrap();
@@ -185,8 +182,7 @@ fn dropped_recv_futures_lose_nothing() {
 fn dropped_accept_futures_lose_nothing() {
     const TEST: &str = "dropped_accept_futures_lose_nothing";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         ch.send(b"hello", &[]).unwrap();
         assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
         return;
@@ -203,7 +199,7 @@ fn dropped_accept_futures_lose_nothing() {
                         .is_err()
                 );
             }
-            let child = spawn_plain(TEST, &format!("client:{}", path.display()));
+            let child = spawn_listener_client(TEST, &path);
             let ch = listener.accept().await.unwrap();
             assert_eq!(ch.recv().await.unwrap().bytes, b"hello");
             drop(ch);

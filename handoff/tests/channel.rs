@@ -308,8 +308,7 @@ fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
 fn listener_serves_client_processes() {
     const TEST: &str = "listener_serves_client_processes";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         let me = std::process::id().to_string();
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         ch.send(me.as_bytes(), &[file.as_handle()]).unwrap();
@@ -322,9 +321,7 @@ fn listener_serves_client_processes() {
     let path = listener_path(dir.path());
     {
         let listener = Listener::bind(&path).unwrap();
-        let children: Vec<_> = (0..3)
-            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-            .collect();
+        let children: Vec<_> = (0..3).map(|_| spawn_listener_client(TEST, &path)).collect();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();
             let msg = ch.recv().unwrap();

@@ -651,8 +651,7 @@ fn close_source_and_inheritance_follow_the_table() {
 fn peer_credentials_name_the_connecting_process() {
     const TEST: &str = "peer_credentials_name_the_connecting_process";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         let creds = ch.peer_credentials().unwrap();
         assert_eq!(creds.pid, parent_pid_of_test(), "the listening process");
         ch.send(b"hi", &[]).unwrap();

@@ -39,8 +39,7 @@ fn peer_credentials_name_the_child() {
 fn listener_serves_many_client_processes() {
     const TEST: &str = "listener_serves_many_client_processes";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         let me = std::process::id().to_string();
         ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
             .unwrap();
@@ -61,9 +60,7 @@ fn listener_serves_many_client_processes() {
             "owner-only socket file"
         );
         assert!(!listener.as_handle().is_inheritable().unwrap());
-        let children: Vec<_> = (0..3)
-            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-            .collect();
+        let children: Vec<_> = (0..3).map(|_| spawn_listener_client(TEST, &path)).collect();
         let mut pids = Vec::new();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();

@@ -540,3 +540,15 @@ pub fn ready_to_be_killed(parent: &Channel, index: usize, hold: impl FnOnce()) -
     }
     unreachable!("the parent kills this process");
 }
+
+/// Re-runs this binary's `test` as a client of the listener at `path` (the
+/// child's role says where: see [`connect_as_client`]).
+pub fn spawn_listener_client(test: &str, path: &std::path::Path) -> Child {
+    spawn_plain(test, &format!("client:{}", path.display()))
+}
+
+/// In a child started by [`spawn_listener_client`]: connects to the
+/// listener its role names.
+pub fn connect_as_client(role: &str) -> Channel {
+    Channel::connect(role.strip_prefix("client:").unwrap()).unwrap()
+}
