@@ -8,20 +8,6 @@ use std::time::Duration;
 use common::*;
 use handoff::{AsHandle, AsyncChannel, AsyncListener, Channel, Error, Handle, Kind};
 
-/// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
-/// name on Windows.
-fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
-    if cfg!(windows) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!(r"\\.\pipe\handoff-test-{}-{nanos}", std::process::id()).into()
-    } else {
-        dir.join("sock")
-    }
-}
-
 #[test]
 fn async_pair_moves_handles_and_large_messages() {
     without_leaks_once_warm(|| {

@@ -294,16 +294,6 @@ fn values_that_do_not_decode_close_their_handles() {
     });
 }
 
-/// Where a listener can be bound: a socket file in `dir` on Unix, a pipe
-/// name unique to this process on Windows.
-fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
-    if cfg!(windows) {
-        format!(r"\\.\pipe\handoff-test-{}", std::process::id()).into()
-    } else {
-        dir.join("sock")
-    }
-}
-
 #[test]
 fn listener_serves_client_processes() {
     const TEST: &str = "listener_serves_client_processes";

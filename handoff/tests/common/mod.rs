@@ -385,8 +385,7 @@ pub const RPC_INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
 /// implementation counts.
 pub struct Serving<S> {
     pub rt: tokio::runtime::Runtime,
-    /// Where it listens: a socket file in a temporary directory (Unix) or
-    /// a fresh pipe name (Windows).
+    /// Where it listens (see [`listener_path`]).
     pub path: std::path::PathBuf,
     pub stats: std::sync::Arc<S>,
     _dir: tempfile::TempDir,
@@ -400,15 +399,7 @@ pub fn serve<D: handoff::rpc::Dispatch, S>(
 ) -> Serving<S> {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let path = if cfg!(windows) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!(r"\\.\pipe\handoff-rpc-{}-{nanos}", std::process::id()).into()
-    } else {
-        dir.path().join("rpc.sock")
-    };
+    let path = listener_path(dir.path());
     let listener = {
         let _enter = rt.enter();
         handoff::AsyncListener::bind(&path).unwrap()
@@ -551,4 +542,18 @@ pub fn spawn_listener_client(test: &str, path: &std::path::Path) -> Child {
 /// listener its role names.
 pub fn connect_as_client(role: &str) -> Channel {
     Channel::connect(role.strip_prefix("client:").unwrap()).unwrap()
+}
+
+/// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
+/// name on Windows.
+pub fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
+    if cfg!(windows) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!(r"\\.\pipe\handoff-test-{}-{nanos}", std::process::id()).into()
+    } else {
+        dir.join("sock")
+    }
 }
