@@ -112,6 +112,26 @@ fn process_handle_crosses_a_channel() {
     });
 }
 
+/// What a wait sees of an exit it cannot collect itself: the exit code on
+/// Windows (anyone with a handle reads it), nothing on Linux (the pidfd
+/// tells that the process exited, not how).
+fn code_on_windows_only(code: i32) -> ExitStatus {
+    if cfg!(windows) {
+        ExitStatus::Code(code)
+    } else {
+        ExitStatus::Unknown
+    }
+}
+
+/// How a killed child ended: exit code 1 on Windows, SIGKILL on Unix.
+fn killed() -> ExitStatus {
+    if cfg!(windows) {
+        ExitStatus::Code(1)
+    } else {
+        ExitStatus::Signal(9)
+    }
+}
+
 #[test]
 fn wait_collects_a_childs_exit_code() {
     const TEST: &str = "wait_collects_a_childs_exit_code";
@@ -132,11 +152,7 @@ fn wait_collects_a_childs_exit_code() {
         assert!(!status.success());
         // Linux: reaped through the pidfd; a second wait finds nothing to
         // collect. Windows: any handle reads the code, as often as asked.
-        let again = if cfg!(windows) {
-            ExitStatus::Code(7)
-        } else {
-            ExitStatus::Unknown
-        };
+        let again = code_on_windows_only(7);
         assert_eq!(p.wait().unwrap(), again);
         drop(child);
     });
@@ -158,11 +174,7 @@ fn kill_and_wait_report_how_it_ended() {
         #[cfg(unix)]
         assert!(matches!(p.signal(12345), Err(Error::InvalidArgument(_))));
         p.kill().unwrap();
-        let killed = if cfg!(windows) {
-            ExitStatus::Code(1)
-        } else {
-            ExitStatus::Signal(9)
-        };
+        let killed = killed();
         assert_eq!(p.wait().unwrap(), killed);
         assert!(matches!(p.kill(), Err(Error::NoSuchProcess { pid }) if pid == child.id()));
         drop(child);
@@ -197,11 +209,7 @@ fn wait_for_a_process_that_is_not_our_child() {
         ours.send(b"opened", &[]).unwrap();
         // Linux: the pidfd tells us it exited, not how. Windows: the code
         // is anyone's to read.
-        let status = if cfg!(windows) {
-            ExitStatus::Code(5)
-        } else {
-            ExitStatus::Unknown
-        };
+        let status = code_on_windows_only(5);
         assert_eq!(p.wait().unwrap(), status);
         assert_success(child);
     });
@@ -738,11 +746,7 @@ fn a_spawned_child_is_a_process_too() {
         let p = child.process().unwrap();
         assert_eq!(p.pid(), child.id());
         p.kill().unwrap();
-        let killed = if cfg!(windows) {
-            ExitStatus::Code(1)
-        } else {
-            ExitStatus::Signal(9)
-        };
+        let killed = killed();
         assert_eq!(child.wait().unwrap(), killed);
     });
 }
