@@ -22,6 +22,25 @@ pub struct Generator<'a> {
     server: Ident,
 }
 
+/// What sets the async client apart from the blocking one.
+struct Flavor<'g> {
+    name: &'g Ident,
+    /// The start of the type's doc.
+    what: &'static str,
+    derives: TokenStream,
+    /// The untyped client inside.
+    raw: TokenStream,
+    /// The channel type `handshake` takes.
+    channel: TokenStream,
+    /// `async` or nothing, on every method that waits for the server.
+    asyncness: TokenStream,
+    /// `.await` or nothing, after every call that waits for the server.
+    wait: TokenStream,
+    /// Whether this client carries the encode and decode halves of each
+    /// call (the async one does; the blocking one calls them there).
+    codec: bool,
+}
+
 impl<'a> Generator<'a> {
     pub fn new(iface: &'a Interface, name: Option<String>, version: u32) -> Generator<'a> {
         let trait_name = &iface.item.ident;
@@ -99,62 +118,98 @@ impl<'a> Generator<'a> {
     /// The async client, plus the encode and decode halves of every call,
     /// which the blocking client shares.
     pub fn client(&self) -> TokenStream {
+        self.client_of(&Flavor {
+            name: &self.client,
+            what: "The async (tokio) client",
+            derives: quote!(#[derive(::core::clone::Clone)]),
+            raw: quote!(::handoff::rpc::Client),
+            channel: quote!(::handoff::AsyncChannel),
+            asyncness: quote!(async),
+            wait: quote!(.await),
+            codec: true,
+        })
+    }
+
+    pub fn blocking_client(&self) -> TokenStream {
+        self.client_of(&Flavor {
+            name: &self.blocking,
+            what: "The blocking client (no tokio runtime needed)",
+            derives: quote!(),
+            raw: quote!(::handoff::rpc::BlockingClient),
+            channel: quote!(::handoff::Channel),
+            asyncness: quote!(),
+            wait: quote!(),
+            codec: false,
+        })
+    }
+
+    /// One client: the async and the blocking one differ only in what
+    /// `Flavor` holds, so they cannot drift apart.
+    fn client_of(&self, f: &Flavor<'_>) -> TokenStream {
         let vis = &self.iface.item.vis;
-        let client = &self.client;
-        let doc = self.client_doc("The async (tokio) client");
+        let Flavor {
+            name,
+            derives,
+            raw,
+            channel,
+            asyncness,
+            wait,
+            ..
+        } = f;
+        let doc = self.client_doc(f.what);
         let identity = self.identity();
         let methods = self
             .iface
             .methods
             .iter()
             .enumerate()
-            .map(|(i, m)| self.client_method(i as u32, m));
+            .map(|(i, m)| self.client_method(i as u32, m, f));
         quote! {
             #[doc = #doc]
-            #[derive(::core::clone::Clone)]
-            #vis struct #client {
-                raw: ::handoff::rpc::Client,
+            #derives
+            #vis struct #name {
+                raw: #raw,
             }
 
-            impl ::core::fmt::Debug for #client {
+            impl ::core::fmt::Debug for #name {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     ::core::fmt::Debug::fmt(&self.raw, f)
                 }
             }
 
-            impl #client {
+            impl #name {
                 #identity
 
                 /// Connects to the server listening at `path` and checks it
                 /// serves this interface.
-                pub async fn connect(
+                pub #asyncness fn connect(
                     path: impl ::core::convert::AsRef<::std::path::Path>,
                 ) -> ::core::result::Result<Self, ::handoff::Error> {
-                    ::core::result::Result::Ok(#client {
-                        raw: ::handoff::rpc::Client::connect(path, Self::IDENTITY).await?,
+                    ::core::result::Result::Ok(#name {
+                        raw: #raw::connect(path, Self::IDENTITY) #wait ?,
                     })
                 }
 
                 /// Shakes hands over a connected channel.
-                pub async fn handshake(
-                    channel: ::handoff::AsyncChannel,
+                pub #asyncness fn handshake(
+                    channel: #channel,
                 ) -> ::core::result::Result<Self, ::handoff::Error> {
-                    ::core::result::Result::Ok(#client {
-                        raw: ::handoff::rpc::Client::handshake(channel, Self::IDENTITY).await?,
+                    ::core::result::Result::Ok(#name {
+                        raw: #raw::handshake(channel, Self::IDENTITY) #wait ?,
                     })
                 }
 
                 /// The untyped client underneath.
-                pub fn raw(&self) -> &::handoff::rpc::Client {
+                pub fn raw(&self) -> &#raw {
                     &self.raw
                 }
 
                 /// Closes a context; the server runs its rundown.
-                pub async fn close_context<S>(
+                pub #asyncness fn close_context<S>(
                     &self,
                     context: ::handoff::rpc::Context<S>,
                 ) -> ::core::result::Result<(), ::handoff::rpc::CallError<::core::convert::Infallible>> {
-                    self.raw.close_context(context).await
+                    self.raw.close_context(context) #wait
                 }
 
                 #(#methods)*
@@ -162,23 +217,35 @@ impl<'a> Generator<'a> {
         }
     }
 
-    fn client_method(&self, index: u32, m: &Method) -> TokenStream {
+    /// A client's method; the async client also carries the method's
+    /// encode and decode halves, which both clients call.
+    fn client_method(&self, index: u32, m: &Method, f: &Flavor<'_>) -> TokenStream {
         let name = &m.name;
         let attrs = &m.attrs;
+        let client = &self.client;
         let params = client_params(m);
         let args = encode_args(m);
         let ret = client_return(m);
         let encode = format_ident!("__encode_{}", name);
         let decode = format_ident!("__decode_{}", name);
+        let Flavor {
+            asyncness, wait, ..
+        } = f;
+        let call = quote! {
+            #(#attrs)*
+            pub #asyncness fn #name(&self, #(#params),*) -> #ret {
+                let __call = #client::#encode(#(#args),*)?;
+                #client::#decode(self.raw.call(__call) #wait ?)
+            }
+        };
+        if !f.codec {
+            return call;
+        }
         let encode_body = encode_body(index, m);
         let decode_body = decode_body(m);
         let encode_params = encode_params(m);
         quote! {
-            #(#attrs)*
-            pub async fn #name(&self, #(#params),*) -> #ret {
-                let __call = Self::#encode(#(#args),*)?;
-                Self::#decode(self.raw.call(__call).await?)
-            }
+            #call
 
             /// Encodes a call; its handles stay borrowed from the caller's
             /// arguments until it is sent.
@@ -190,78 +257,6 @@ impl<'a> Generator<'a> {
             #[doc(hidden)]
             pub fn #decode(mut __reply: ::handoff::__private::Reply) -> #ret {
                 #decode_body
-            }
-        }
-    }
-
-    pub fn blocking_client(&self) -> TokenStream {
-        let vis = &self.iface.item.vis;
-        let client = &self.client;
-        let blocking = &self.blocking;
-        let doc = self.client_doc("The blocking client (no tokio runtime needed)");
-        let identity = self.identity();
-        let methods = self.iface.methods.iter().map(|m| {
-            let name = &m.name;
-            let attrs = &m.attrs;
-            let params = client_params(m);
-            let args = encode_args(m);
-            let ret = client_return(m);
-            let encode = format_ident!("__encode_{}", name);
-            let decode = format_ident!("__decode_{}", name);
-            quote! {
-                #(#attrs)*
-                pub fn #name(&self, #(#params),*) -> #ret {
-                    let __call = #client::#encode(#(#args),*)?;
-                    #client::#decode(self.raw.call(__call)?)
-                }
-            }
-        });
-        quote! {
-            #[doc = #doc]
-            #vis struct #blocking {
-                raw: ::handoff::rpc::BlockingClient,
-            }
-
-            impl ::core::fmt::Debug for #blocking {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    ::core::fmt::Debug::fmt(&self.raw, f)
-                }
-            }
-
-            impl #blocking {
-                #identity
-
-                /// Connects to the server listening at `path` and checks it
-                /// serves this interface.
-                pub fn connect(
-                    path: impl ::core::convert::AsRef<::std::path::Path>,
-                ) -> ::core::result::Result<Self, ::handoff::Error> {
-                    ::core::result::Result::Ok(#blocking {
-                        raw: ::handoff::rpc::BlockingClient::connect(path, Self::IDENTITY)?,
-                    })
-                }
-
-                /// Shakes hands over a connected channel.
-                pub fn handshake(channel: ::handoff::Channel) -> ::core::result::Result<Self, ::handoff::Error> {
-                    ::core::result::Result::Ok(#blocking {
-                        raw: ::handoff::rpc::BlockingClient::handshake(channel, Self::IDENTITY)?,
-                    })
-                }
-
-                /// The untyped client underneath.
-                pub fn raw(&self) -> &::handoff::rpc::BlockingClient {
-                    &self.raw
-                }
-
-                /// Closes a context; the server runs its rundown.
-                pub fn close_context<S>(
-                    &self,
-                    context: ::handoff::rpc::Context<S>,
-                ) -> ::core::result::Result<(), ::handoff::rpc::CallError<::core::convert::Infallible>> {
-                    self.raw.close_context(context)
-                }
-
-                #(#methods)*
             }
         }
     }

@@ -8,113 +8,72 @@ use std::time::Duration;
 use common::*;
 use handoff::{AsHandle, AsyncChannel, AsyncListener, Channel, Error, Handle, Kind};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Makes what the async side creates once per process (on Windows, the
-/// thread that waits for overlapped operations and its event) before a
-/// test counts handles.
-fn warm_up() {
-    runtime().block_on(async {
-        let (a, b) = AsyncChannel::pair().unwrap();
-        let (sent, got) = tokio::join!(a.send(b"warm", &[]), b.recv());
-        sent.unwrap();
-        got.unwrap();
-    });
-}
-
-/// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
-/// name on Windows.
-fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
-    if cfg!(windows) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!(r"\\.\pipe\handoff-test-{}-{nanos}", std::process::id()).into()
-    } else {
-        dir.join("sock")
-    }
-}
-
 #[test]
 fn async_pair_moves_handles_and_large_messages() {
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    runtime().block_on(async {
-        let (a, b) = AsyncChannel::pair().unwrap();
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
-        let f = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
-        let handles: Vec<_> = (0..300).map(|_| f.as_handle()).collect();
-        let send = a.send(&big, &handles);
-        let recv = b.recv();
-        let (sent, got) = tokio::join!(send, recv);
-        sent.unwrap();
-        let got = got.unwrap();
-        assert!(got.bytes == big);
-        assert_eq!(got.handles.len(), 300);
-        assert_eq!(got.handles[299].kind().unwrap(), Kind::File);
+    without_leaks_once_warm(|| {
+        runtime().block_on(async {
+            let (a, b) = AsyncChannel::pair().unwrap();
+            let big: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+            let f = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+            let handles: Vec<_> = (0..300).map(|_| f.as_handle()).collect();
+            let send = a.send(&big, &handles);
+            let recv = b.recv();
+            let (sent, got) = tokio::join!(send, recv);
+            sent.unwrap();
+            let got = got.unwrap();
+            assert!(got.bytes == big);
+            assert_eq!(got.handles.len(), 300);
+            assert_eq!(got.handles[299].kind().unwrap(), Kind::File);
 
-        // Typed values with handles.
-        a.send_value(&("hi".to_string(), Handle::from(f.try_clone().unwrap())))
-            .await
-            .unwrap();
-        let (s, h): (String, Handle) = b.recv_value().await.unwrap();
-        assert_eq!(s, "hi");
-        assert_eq!(h.kind().unwrap(), Kind::File);
+            // Typed values with handles.
+            a.send_value(&("hi".to_string(), Handle::from(f.try_clone().unwrap())))
+                .await
+                .unwrap();
+            let (s, h): (String, Handle) = b.recv_value().await.unwrap();
+            assert_eq!(s, "hi");
+            assert_eq!(h.kind().unwrap(), Kind::File);
 
-        drop(a);
-        assert!(matches!(b.recv().await, Err(Error::Disconnected { .. })));
+            drop(a);
+            assert!(matches!(b.recv().await, Err(Error::Disconnected { .. })));
+        });
     });
-    leaks.assert();
 }
 
 #[test]
 fn async_listener_with_blocking_client_processes() {
     const TEST: &str = "async_listener_with_blocking_client_processes";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         ch.send(b"ping", &[std::io::stderr().as_handle()]).unwrap();
         let reply = ch.recv().unwrap();
         assert_eq!(reply.bytes, b"pong");
         assert_eq!(reply.handles.len(), 1);
         return;
     }
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = listener_path(dir.path());
-    runtime().block_on(async {
-        let listener = AsyncListener::bind(&path).unwrap();
-        let children: Vec<_> = (0..4)
-            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-            .collect();
-        let mut tasks = Vec::new();
-        for _ in 0..4 {
-            let ch = listener.accept().await.unwrap();
-            tasks.push(tokio::spawn(async move {
-                let mut msg = ch.recv().await.unwrap();
-                assert_eq!(msg.bytes, b"ping");
-                ch.send_moved(b"pong", &mut msg.handles).await.unwrap();
-                assert!(matches!(ch.recv().await, Err(Error::Disconnected { .. })));
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        for c in children {
-            assert_success(c);
-        }
+    without_leaks_once_warm(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = listener_path(dir.path());
+        runtime().block_on(async {
+            let listener = AsyncListener::bind(&path).unwrap();
+            let children: Vec<_> = (0..4).map(|_| spawn_listener_client(TEST, &path)).collect();
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                let ch = listener.accept().await.unwrap();
+                tasks.push(tokio::spawn(async move {
+                    let mut msg = ch.recv().await.unwrap();
+                    assert_eq!(msg.bytes, b"ping");
+                    ch.send_moved(b"pong", &mut msg.handles).await.unwrap();
+                    assert!(matches!(ch.recv().await, Err(Error::Disconnected { .. })));
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            for c in children {
+                assert_success(c);
+            }
+        });
     });
-    leaks.assert();
 }
 
 #[test]
@@ -128,81 +87,79 @@ fn no_runtime_is_an_error_not_a_panic() {
 /// and a blocking recv takes over where an async one left off.
 #[test]
 fn dropped_recv_futures_lose_nothing() {
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    runtime().block_on(async {
-        let (a, b) = AsyncChannel::pair().unwrap();
+    without_leaks_once_warm(|| {
+        runtime().block_on(async {
+            let (a, b) = AsyncChannel::pair().unwrap();
 
-        // Nothing there: the future is dropped while waiting.
-        assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
-            .await
-            .is_err());
-        a.send(b"first", &[]).await.unwrap();
-        assert_eq!(b.recv().await.unwrap().bytes, b"first");
+            // Nothing there: the future is dropped while waiting.
+            assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
+                .await
+                .is_err());
+            a.send(b"first", &[]).await.unwrap();
+            assert_eq!(b.recv().await.unwrap().bytes, b"first");
 
-        // Dropped again and again while multi-fragment messages with
-        // handles come in from a blocking sender on another thread.
-        let (sender, receiver) = Channel::pair().unwrap();
-        let receiver = AsyncChannel::new(receiver).unwrap();
-        let big: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7) as u8).collect();
-        let f = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
-        let thread = {
-            let (big, f) = (big.clone(), f.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let handles: Vec<_> = (0..260).map(|_| f.as_handle()).collect();
-                for i in 0..4u8 {
-                    let mut bytes = big.clone();
-                    bytes[0] = i;
-                    sender.send(&bytes, &handles).unwrap();
-                }
-                sender.send(b"after", &[]).unwrap();
-                sender
-            })
-        };
-        let mut cut = 0u32;
-        for i in 0..4u8 {
-            let msg = loop {
-                match tokio::time::timeout(Duration::from_micros(100), receiver.recv()).await {
-                    Ok(m) => break m.unwrap(),
-                    Err(_) => cut += 1,
-                }
+            // Dropped again and again while multi-fragment messages with
+            // handles come in from a blocking sender on another thread.
+            let (sender, receiver) = Channel::pair().unwrap();
+            let receiver = AsyncChannel::new(receiver).unwrap();
+            let big: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7) as u8).collect();
+            let f = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+            let thread = {
+                let (big, f) = (big.clone(), f.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let handles: Vec<_> = (0..260).map(|_| f.as_handle()).collect();
+                    for i in 0..4u8 {
+                        let mut bytes = big.clone();
+                        bytes[0] = i;
+                        sender.send(&bytes, &handles).unwrap();
+                    }
+                    sender.send(b"after", &[]).unwrap();
+                    sender
+                })
             };
-            assert_eq!(msg.bytes[0], i, "in order");
-            assert!(msg.bytes[1..] == big[1..]);
-            assert_eq!(msg.handles.len(), 260);
-            assert_eq!(msg.handles[259].kind().unwrap(), Kind::File);
-        }
-        eprintln!("recv futures dropped: {cut}");
-        assert_eq!(receiver.recv().await.unwrap().bytes, b"after");
-        drop((receiver, thread.join().unwrap()));
-        a.send(b"after", &[]).await.unwrap();
-        assert_eq!(b.recv().await.unwrap().bytes, b"after");
+            let mut cut = 0u32;
+            for i in 0..4u8 {
+                let msg = loop {
+                    match tokio::time::timeout(Duration::from_micros(100), receiver.recv()).await {
+                        Ok(m) => break m.unwrap(),
+                        Err(_) => cut += 1,
+                    }
+                };
+                assert_eq!(msg.bytes[0], i, "in order");
+                assert!(msg.bytes[1..] == big[1..]);
+                assert_eq!(msg.handles.len(), 260);
+                assert_eq!(msg.handles[259].kind().unwrap(), Kind::File);
+            }
+            eprintln!("recv futures dropped: {cut}");
+            assert_eq!(receiver.recv().await.unwrap().bytes, b"after");
+            drop((receiver, thread.join().unwrap()));
+            a.send(b"after", &[]).await.unwrap();
+            assert_eq!(b.recv().await.unwrap().bytes, b"after");
 
-        // An async recv left waiting, then the blocking side receives.
-        assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
-            .await
-            .is_err());
-        a.send(b"blocking", &[f.as_handle()]).await.unwrap();
-        let msg = b.get_ref().recv().unwrap();
-        assert_eq!(msg.bytes, b"blocking");
-        assert_eq!(msg.handles.len(), 1);
-        drop(msg);
+            // An async recv left waiting, then the blocking side receives.
+            assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
+                .await
+                .is_err());
+            a.send(b"blocking", &[f.as_handle()]).await.unwrap();
+            let msg = b.get_ref().recv().unwrap();
+            assert_eq!(msg.bytes, b"blocking");
+            assert_eq!(msg.handles.len(), 1);
+            drop(msg);
 
-        // And back: the channel moves out of the runtime with a read
-        // under way and still delivers in order.
-        assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
-            .await
-            .is_err());
-        a.send(b"one", &[]).await.unwrap();
-        a.send(b"two", &[]).await.unwrap();
-        let b = b.into_inner();
-        assert_eq!(b.recv().unwrap().bytes, b"one");
-        assert_eq!(b.recv().unwrap().bytes, b"two");
-        drop(a);
-        assert!(matches!(b.recv(), Err(Error::Disconnected { .. })));
+            // And back: the channel moves out of the runtime with a read
+            // under way and still delivers in order.
+            assert!(tokio::time::timeout(Duration::from_millis(20), b.recv())
+                .await
+                .is_err());
+            a.send(b"one", &[]).await.unwrap();
+            a.send(b"two", &[]).await.unwrap();
+            let b = b.into_inner();
+            assert_eq!(b.recv().unwrap().bytes, b"one");
+            assert_eq!(b.recv().unwrap().bytes, b"two");
+            drop(a);
+            assert!(matches!(b.recv(), Err(Error::Disconnected { .. })));
+        });
     });
-    leaks.assert();
 }
 
 /// An accept future dropped while waiting keeps the listener usable, and
@@ -211,31 +168,28 @@ fn dropped_recv_futures_lose_nothing() {
 fn dropped_accept_futures_lose_nothing() {
     const TEST: &str = "dropped_accept_futures_lose_nothing";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         ch.send(b"hello", &[]).unwrap();
         assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
         return;
     }
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = listener_path(dir.path());
-    runtime().block_on(async {
-        let listener = AsyncListener::bind(&path).unwrap();
-        for _ in 0..3 {
-            assert!(
-                tokio::time::timeout(Duration::from_millis(10), listener.accept())
-                    .await
-                    .is_err()
-            );
-        }
-        let child = spawn_plain(TEST, &format!("client:{}", path.display()));
-        let ch = listener.accept().await.unwrap();
-        assert_eq!(ch.recv().await.unwrap().bytes, b"hello");
-        drop(ch);
-        assert_success(child);
+    without_leaks_once_warm(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = listener_path(dir.path());
+        runtime().block_on(async {
+            let listener = AsyncListener::bind(&path).unwrap();
+            for _ in 0..3 {
+                assert!(
+                    tokio::time::timeout(Duration::from_millis(10), listener.accept())
+                        .await
+                        .is_err()
+                );
+            }
+            let child = spawn_listener_client(TEST, &path);
+            let ch = listener.accept().await.unwrap();
+            assert_eq!(ch.recv().await.unwrap().bytes, b"hello");
+            drop(ch);
+            assert_success(child);
+        });
     });
-    leaks.assert();
 }

@@ -68,17 +68,14 @@ fn assert_usable(ch: &Channel, raw: &OwnedFd) {
 
 #[test]
 fn truncated_frame_is_malformed_and_poisons() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ch, raw) = hostile_pair();
         raw_send(&raw, &[1, 3, 1, 0], 1);
         assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
         assert!(ch.is_poisoned());
         assert!(matches!(ch.recv(), Err(Error::Poisoned)));
         assert!(matches!(ch.send(b"x", &[]), Err(Error::Poisoned)));
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -100,9 +97,7 @@ fn unknown_version_and_flags_are_malformed() {
 
 #[test]
 fn frame_claiming_more_than_the_cap_is_rejected_before_allocating() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ch, raw) = hostile_pair();
         let ch = ch.with_limits(Limits {
             max_bytes: 1024,
@@ -128,8 +123,7 @@ fn frame_claiming_more_than_the_cap_is_rejected_before_allocating() {
         ));
         assert!(!ch.is_poisoned());
         assert_usable(&ch, &raw);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -197,23 +191,18 @@ fn fragments_out_of_order_are_malformed() {
 
 #[test]
 fn oversized_datagram_is_malformed() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ch, raw) = hostile_pair();
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&raw, 4 << 20);
         let big = with_payload(header(1, FIRST | LAST, 1, 1, 600_000), &vec![0u8; 600_000]);
         raw_send(&raw, &big, 1);
         assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn typed_handle_index_out_of_range_twice_or_unclaimed() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ch, raw) = hostile_pair();
         let rx = handoff::typed::Receiver::<(Handle, Handle)>::new(ch);
         // Index 5 of a 2-handle message.
@@ -280,8 +269,36 @@ fn typed_handle_index_out_of_range_twice_or_unclaimed() {
         );
         let (a, b) = rx.recv().unwrap();
         assert_ne!(a.raw(), b.raw());
-    }
-    leaks.assert();
+    });
+}
+
+/// Lowers this process's descriptor limit to leave room for `more`
+/// descriptors beyond those open now.
+fn leave_room_for(more: u64) {
+    let open = handoff::count_open_handles().unwrap() as u64;
+    let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(open + more),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+}
+
+/// The parent's side of a flood: once the child is ready, a message with
+/// `n` handles and then one with two, and the child reports done.
+fn flood_child(test: &str, n: usize) {
+    let (ours, child) = spawn_child_on_channel(test);
+    assert_eq!(ours.recv().unwrap().bytes, b"ready");
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let many: Vec<_> = (0..n).map(|_| file.as_handle()).collect();
+    ours.send(b"flood", &many).unwrap();
+    ours.send(b"after", &[file.as_handle(), file.as_handle()])
+        .unwrap();
+    assert_eq!(ours.recv().unwrap().bytes, b"done");
+    assert_success(child);
 }
 
 #[test]
@@ -290,18 +307,8 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
     if role().is_some() {
         let ch = parent_channel();
         let leaks = LeakCheck::new();
-        let open = handoff::count_open_handles().unwrap() as u64;
         // Room for 20 more descriptors; the message brings 200.
-        let limit = open + 20;
-        let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(limit),
-                maximum: old.maximum,
-            },
-        )
-        .unwrap();
+        leave_room_for(20);
         ch.send(b"ready", &[]).unwrap();
         match ch.recv() {
             Err(Error::HandlesTruncated { expected, received }) => {
@@ -320,21 +327,7 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
         ch.send(b"done", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
-        assert_eq!(ours.recv().unwrap().bytes, b"ready");
-        let file = std::fs::File::open("/dev/null").unwrap();
-        let many: Vec<_> = (0..200).map(|_| file.as_handle()).collect();
-        ours.send(b"flood", &many).unwrap();
-        ours.send(b"after", &[file.as_handle(), file.as_handle()])
-            .unwrap();
-        assert_eq!(ours.recv().unwrap().bytes, b"done");
-        assert_success(child);
-    }
-    leaks.assert();
+    without_leaks(|| flood_child(TEST, 200));
 }
 
 /// Regression: a message whose every fragment is cut short by a full
@@ -348,18 +341,9 @@ fn a_message_truncated_in_every_fragment_is_one_error() {
     if role().is_some() {
         let ch = parent_channel();
         let leaks = LeakCheck::new();
-        let open = handoff::count_open_handles().unwrap() as u64;
         // Room for 20 more descriptors; each of the three fragments brings
         // up to 253.
-        let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(open + 20),
-                maximum: old.maximum,
-            },
-        )
-        .unwrap();
+        leave_room_for(20);
         ch.send(b"ready", &[]).unwrap();
         match ch.recv() {
             Err(Error::HandlesTruncated { expected, .. }) => assert_eq!(expected, 600),
@@ -377,28 +361,12 @@ fn a_message_truncated_in_every_fragment_is_one_error() {
         ch.send(b"done", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
-        assert_eq!(ours.recv().unwrap().bytes, b"ready");
-        let file = std::fs::File::open("/dev/null").unwrap();
-        let many: Vec<_> = (0..600).map(|_| file.as_handle()).collect();
-        ours.send(b"flood", &many).unwrap();
-        ours.send(b"after", &[file.as_handle(), file.as_handle()])
-            .unwrap();
-        assert_eq!(ours.recv().unwrap().bytes, b"done");
-        assert_success(child);
-    }
-    leaks.assert();
+    without_leaks(|| flood_child(TEST, 600));
 }
 
 #[test]
 fn channel_from_a_handle_of_the_wrong_kind() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let file = std::fs::File::open("/dev/null").unwrap();
         assert!(matches!(
             Channel::from_handle(Handle::from(file)),
@@ -416,8 +384,7 @@ fn channel_from_a_handle_of_the_wrong_kind() {
         ));
         let missing = tempfile::tempdir().unwrap().path().join("nobody-here");
         assert!(matches!(Channel::connect(missing), Err(Error::Io { .. })));
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -461,9 +428,7 @@ fn peer_bytes_never_panic_the_receiver() {
 fn length_prefix_lies_are_rejected_without_allocating() {
     // Found by fuzzing: an unchecked length prefix made the decoder try to
     // allocate it, aborting the receiver.
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ch, raw) = hostile_pair();
         let rx = handoff::typed::Receiver::<(String, Vec<u8>)>::new(ch);
         let mut lie = Vec::new();
@@ -486,8 +451,7 @@ fn length_prefix_lies_are_rejected_without_allocating() {
             0,
         );
         assert_eq!(rx.recv().unwrap(), ("hi".to_string(), vec![7]));
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -526,9 +490,7 @@ fn datagrams_over_the_maximum_are_malformed_in_any_fragment() {
 
 #[test]
 fn a_datagram_of_exactly_the_maximum_is_accepted() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ch, raw) = hostile_pair();
         rustix::net::sockopt::set_socket_send_buffer_size(&raw, 1 << 20).unwrap();
         let len = 256 * 1024;
@@ -540,6 +502,5 @@ fn a_datagram_of_exactly_the_maximum_is_accepted() {
         let msg = ch.recv().unwrap();
         assert_eq!(msg.bytes.len(), len - 16);
         assert_usable(&ch, &raw);
-    }
-    leaks.assert();
+    });
 }

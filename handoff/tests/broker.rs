@@ -57,9 +57,7 @@ fn role_b() {
 /// Runs A and B, lets `broker` move the handle, and checks both children
 /// and the file.
 fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Process)) {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shared.txt");
         std::fs::write(&path, CONTENTS).unwrap();
@@ -78,8 +76,7 @@ fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Pro
         assert_success(a);
         assert_success(b);
         assert_eq!(std::fs::read(&path).unwrap(), CONTENTS, "nobody wrote");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]

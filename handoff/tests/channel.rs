@@ -41,8 +41,7 @@ fn file_and_shared_memory_cross_processes() {
     let path = dir.path().join("data.txt");
     std::fs::write(&path, b"file contents\n").unwrap();
     {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let file = std::fs::File::open(&path).unwrap();
         let mem = shared_memory(b"hello");
         ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
@@ -76,11 +75,8 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         assert!(handles.is_empty());
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, child) = spawn_child_on_channel(TEST);
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         let mem = shared_memory(b"m");
         let handles: Vec<_> = (0..1000)
@@ -100,8 +96,7 @@ fn thousand_handles_and_ten_mib_in_one_message() {
             Kind::SharedMemory { .. }
         ));
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,13 +125,10 @@ fn typed_values_carry_handles_in_any_field() {
         tx.send(&"ok".to_string()).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out");
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let (tx, rx) = ours.into_typed::<Job, String>();
         let output = std::fs::File::create(&out_path).unwrap();
         let job = Job {
@@ -153,8 +145,7 @@ fn typed_values_carry_handles_in_any_field() {
         assert_eq!(rx.recv().unwrap(), "ok");
         assert_success(child);
         assert_eq!(std::fs::read(&out_path).unwrap(), b"done");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -165,11 +156,8 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
         ch.send(b"last words", &[]).unwrap();
         std::process::exit(0);
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, child) = spawn_child_on_channel(TEST);
         assert_eq!(ours.recv().unwrap().bytes, b"last words");
         assert!(matches!(ours.recv(), Err(Error::Disconnected { .. })));
         assert_success(child);
@@ -186,8 +174,7 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
             Some(rustix::io::Errno::PIPE.raw_os_error())
         );
         assert!(!ours.is_poisoned());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -204,11 +191,8 @@ fn killed_peer_mid_message_drops_the_partial_message() {
         std::thread::sleep(std::time::Duration::from_secs(30));
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let mut child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, mut child) = spawn_child_on_channel(TEST);
         // Let some fragments (and their handles) arrive, then kill.
         std::thread::sleep(std::time::Duration::from_millis(300));
         child.kill().unwrap();
@@ -222,15 +206,12 @@ fn killed_peer_mid_message_drops_the_partial_message() {
                 other => panic!("expected Disconnected, got {other:?}"),
             }
         }
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn typed_pair_in_one_process() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (tx, rx) = handoff::typed::channel::<(u32, Vec<Handle>)>().unwrap();
         let f = null_file();
         tx.send(&(7, vec![Handle::from(f.try_clone().unwrap())]))
@@ -242,15 +223,12 @@ fn typed_pair_in_one_process() {
             Kind::Other,
             "the null device is a character device"
         );
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn limits_reject_a_message_close_its_handles_and_keep_the_channel() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (a, b) = Channel::pair().unwrap();
         let b = b.with_limits(Limits {
             max_bytes: 1000,
@@ -281,15 +259,12 @@ fn limits_reject_a_message_close_its_handles_and_keep_the_channel() {
         assert_eq!(msg.bytes, b"fine");
         assert_eq!(msg.handles.len(), 1);
         assert!(!b.is_poisoned());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn values_that_do_not_decode_close_their_handles() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (a, b) = Channel::pair().unwrap();
         let rx = handoff::typed::Receiver::<(u32, Handle)>::new(b);
         let f = null_file();
@@ -316,26 +291,14 @@ fn values_that_do_not_decode_close_their_handles() {
         let (n, h) = rx.recv().unwrap();
         assert_eq!(n, 7);
         assert_eq!(h.kind().unwrap(), Kind::Other);
-    }
-    leaks.assert();
-}
-
-/// Where a listener can be bound: a socket file in `dir` on Unix, a pipe
-/// name unique to this process on Windows.
-fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
-    if cfg!(windows) {
-        format!(r"\\.\pipe\handoff-test-{}", std::process::id()).into()
-    } else {
-        dir.join("sock")
-    }
+    });
 }
 
 #[test]
 fn listener_serves_client_processes() {
     const TEST: &str = "listener_serves_client_processes";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         let me = std::process::id().to_string();
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         ch.send(me.as_bytes(), &[file.as_handle()]).unwrap();
@@ -348,9 +311,7 @@ fn listener_serves_client_processes() {
     let path = listener_path(dir.path());
     {
         let listener = Listener::bind(&path).unwrap();
-        let children: Vec<_> = (0..3)
-            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-            .collect();
+        let children: Vec<_> = (0..3).map(|_| spawn_listener_client(TEST, &path)).collect();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();
             let msg = ch.recv().unwrap();
@@ -380,9 +341,7 @@ fn listener_serves_client_processes() {
 
 #[test]
 fn a_channel_converts_to_and_from_its_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (a, b) = Channel::pair().unwrap();
         let a = Channel::try_from(Handle::from(a)).unwrap();
         #[cfg(unix)]
@@ -394,6 +353,5 @@ fn a_channel_converts_to_and_from_its_handle() {
         // A handle that is no channel end is refused, and closed.
         let e = Channel::try_from(Handle::from(null_file())).unwrap_err();
         assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
-    }
-    leaks.assert();
+    });
 }

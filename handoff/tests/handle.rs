@@ -8,30 +8,12 @@ mod common;
 use std::io::{Read, Seek, Write};
 
 use common::*;
-use handoff::{Access, AsHandle, Error, Handle, Kind, KindName, PipeEnd, Requirement};
+use handoff::{Access, AsHandle, Error, Handle, Kind, KindName, Requirement};
 
 #[test]
 fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::File::create(dir.path().join("f")).unwrap();
-        assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
-        let d = open_dir(dir.path());
-        assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
-
-        let (r, w) = std::io::pipe().unwrap();
-        assert_eq!(
-            r.as_handle().kind().unwrap(),
-            Kind::Pipe { end: PipeEnd::Read }
-        );
-        assert_eq!(
-            w.as_handle().kind().unwrap(),
-            Kind::Pipe {
-                end: PipeEnd::Write
-            }
-        );
+    without_leaks(|| {
+        assert_kinds_every_platform_has();
 
         let mem = shared_memory(&[1, 2, 3]);
         assert!(
@@ -53,47 +35,27 @@ fn kinds_of_files_directories_pipes_shared_memory_and_processes() {
 
         let null = null_file();
         assert_eq!(null.as_handle().kind().unwrap(), Kind::Other);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn access_is_read_from_the_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").unwrap();
+    without_leaks(|| {
+        let (_dir, p) = temp_file(b"x");
         let r = std::fs::File::open(&p).unwrap();
         let w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-        let rw = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&p)
-            .unwrap();
+        let rw = open_rw(&p);
         assert_eq!(r.as_handle().access().unwrap(), Access::READ);
         assert_eq!(w.as_handle().access().unwrap(), Access::WRITE);
         assert_eq!(rw.as_handle().access().unwrap(), Access::READ_WRITE);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn restrict_is_enforced_by_the_kernel() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"secret").unwrap();
-        let rw = Handle::from(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&p)
-                .unwrap(),
-        );
+    without_leaks(|| {
+        let (_dir, p) = temp_file(b"secret");
+        let rw = Handle::from(open_rw(&p));
         let ro = rw.restrict(Access::READ).unwrap();
         assert_eq!(ro.access().unwrap(), Access::READ);
         assert_eq!(ro.kind().unwrap(), Kind::File);
@@ -135,15 +97,12 @@ fn restrict_is_enforced_by_the_kernel() {
             mem.restrict(Access::READ).unwrap().access().unwrap(),
             Access::READ
         );
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn clones_are_not_inheritable_and_close_once() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let f = null_file();
         let h = f.as_handle().try_clone_to_owned().unwrap();
         assert!(!h.is_inheritable().unwrap());
@@ -153,15 +112,12 @@ fn clones_are_not_inheritable_and_close_once() {
         // Round trips through std keep ownership single.
         let back = Handle::from(std::fs::File::from(h2));
         assert!(back.try_clone().is_ok());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn expect_checks_kind_and_access_and_gives_the_handle_back() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (r, _w) = std::io::pipe().unwrap();
         let h = Handle::from(r);
         let (err, h) = h
@@ -176,6 +132,5 @@ fn expect_checks_kind_and_access_and_gives_the_handle_back() {
             .expect(Requirement::kind(KindName::Pipe).at_least(Access::READ))
             .unwrap();
         drop(h);
-    }
-    leaks.assert();
+    });
 }

@@ -33,11 +33,7 @@ fn raw_number(n: i32) -> RawHandle {
 }
 
 fn open_read_write() -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(std::env::var(FILE_ENV).unwrap())
-        .unwrap()
+    open_rw(std::env::var(FILE_ENV).unwrap())
 }
 
 /// Whether `value` still names a file handle in `me` (this process),
@@ -64,9 +60,7 @@ fn refused_write(e: &std::io::Error) -> bool {
 
 #[test]
 fn open_self_by_pid_and_by_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let me = Process::current().unwrap();
         assert_eq!(me.pid(), std::process::id());
         assert_eq!(me.handle().kind().unwrap(), Kind::Process);
@@ -89,8 +83,7 @@ fn open_self_by_pid_and_by_handle() {
             matches!(back.try_wait(), Err(Error::InvalidArgument(_))),
             "no waiting for oneself"
         );
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -109,18 +102,34 @@ fn process_handle_crosses_a_channel() {
         ch.send(b"ok", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, child) = spawn_child_on_channel(TEST);
         let me = Process::current().unwrap();
         ours.send(me.pid().to_string().as_bytes(), &[me.handle()])
             .unwrap();
         assert_eq!(ours.recv().unwrap().bytes, b"ok");
         assert_success(child);
+    });
+}
+
+/// What a wait sees of an exit it cannot collect itself: the exit code on
+/// Windows (anyone with a handle reads it), nothing on Linux (the pidfd
+/// tells that the process exited, not how).
+fn code_on_windows_only(code: i32) -> ExitStatus {
+    if cfg!(windows) {
+        ExitStatus::Code(code)
+    } else {
+        ExitStatus::Unknown
     }
-    leaks.assert();
+}
+
+/// How a killed child ended: exit code 1 on Windows, SIGKILL on Unix.
+fn killed() -> ExitStatus {
+    if cfg!(windows) {
+        ExitStatus::Code(1)
+    } else {
+        ExitStatus::Signal(9)
+    }
 }
 
 #[test]
@@ -131,11 +140,8 @@ fn wait_collects_a_childs_exit_code() {
         ch.recv().unwrap();
         std::process::exit(7);
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, child) = spawn_child_on_channel(TEST);
         // Race-free: our own child cannot be reaped (and its pid reused)
         // by anyone but us.
         let p = Process::open(child.id()).unwrap();
@@ -146,15 +152,10 @@ fn wait_collects_a_childs_exit_code() {
         assert!(!status.success());
         // Linux: reaped through the pidfd; a second wait finds nothing to
         // collect. Windows: any handle reads the code, as often as asked.
-        let again = if cfg!(windows) {
-            ExitStatus::Code(7)
-        } else {
-            ExitStatus::Unknown
-        };
+        let again = code_on_windows_only(7);
         assert_eq!(p.wait().unwrap(), again);
         drop(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -166,25 +167,18 @@ fn kill_and_wait_report_how_it_ended() {
         std::thread::sleep(Duration::from_secs(60));
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (_ours, theirs) = Channel::pair().unwrap();
         let child = spawn_child(TEST, "child", theirs);
         let p = Process::open(child.id()).unwrap();
         #[cfg(unix)]
         assert!(matches!(p.signal(12345), Err(Error::InvalidArgument(_))));
         p.kill().unwrap();
-        let killed = if cfg!(windows) {
-            ExitStatus::Code(1)
-        } else {
-            ExitStatus::Signal(9)
-        };
+        let killed = killed();
         assert_eq!(p.wait().unwrap(), killed);
         assert!(matches!(p.kill(), Err(Error::NoSuchProcess { pid }) if pid == child.id()));
         drop(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -205,11 +199,8 @@ fn wait_for_a_process_that_is_not_our_child() {
         }
         None => {}
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, child) = spawn_child_on_channel(TEST);
         let pid: u32 = String::from_utf8(ours.recv().unwrap().bytes)
             .unwrap()
             .parse()
@@ -218,15 +209,10 @@ fn wait_for_a_process_that_is_not_our_child() {
         ours.send(b"opened", &[]).unwrap();
         // Linux: the pidfd tells us it exited, not how. Windows: the code
         // is anyone's to read.
-        let status = if cfg!(windows) {
-            ExitStatus::Code(5)
-        } else {
-            ExitStatus::Unknown
-        };
+        let status = code_on_windows_only(5);
         assert_eq!(p.wait().unwrap(), status);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -241,9 +227,7 @@ fn pull_a_file_out_of_a_child() {
         drop(file);
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("held");
         std::fs::write(&path, CONTENTS).unwrap();
@@ -314,8 +298,7 @@ fn pull_a_file_out_of_a_child() {
             "waited for"
         );
         drop(child);
-    }
-    leaks.assert();
+    });
 }
 
 /// `DUPLICATE_CLOSE_SOURCE`: the handle leaves the child in the same step
@@ -343,9 +326,7 @@ fn pull_with_close_source_moves_the_handle_out() {
         ch.send(b"ok", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("moved");
         std::fs::write(&path, CONTENTS).unwrap();
@@ -383,8 +364,7 @@ fn pull_with_close_source_moves_the_handle_out() {
         assert_eq!(ours.recv().unwrap().bytes, b"ok");
         drop(moved);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 /// `DuplicateHandle` into another process: the child learns the value
@@ -407,19 +387,12 @@ fn push_a_read_only_handle_into_a_child() {
         ch.send(b"verified", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pushed");
         std::fs::write(&path, CONTENTS).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let file = open_rw(&path);
+        let (ours, child) = spawn_child_on_channel(TEST);
         let p = Process::open(child.id()).unwrap();
         let pushed = duplicate(
             Source::Current(file.as_handle()),
@@ -437,8 +410,7 @@ fn push_a_read_only_handle_into_a_child() {
         assert_success(child);
         assert_eq!(std::fs::read(&path).unwrap(), CONTENTS, "nobody wrote");
         drop(file);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -447,9 +419,7 @@ fn bogus_pids_and_handles_are_typed_errors() {
     if role().is_some() {
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         assert!(matches!(Process::open(0), Err(Error::InvalidArgument(_))));
         assert!(matches!(
             Process::open(u32::MAX),
@@ -505,8 +475,7 @@ fn bogus_pids_and_handles_are_typed_errors() {
             }) => {}
             other => panic!("expected WrongKind, got {other:?}"),
         }
-    }
-    leaks.assert();
+    });
 }
 
 #[cfg(target_os = "linux")]
@@ -527,20 +496,15 @@ fn pulling_needs_ptrace_rights() {
         }
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (_ours, theirs) = Channel::pair().unwrap();
         assert_success(spawn_child(TEST, "child", theirs));
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn close_source_and_inheritance_follow_the_table() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let exe = std::env::current_exe().unwrap();
         let open = || Handle::from(std::fs::File::open(&exe).unwrap());
 
@@ -682,8 +646,7 @@ fn close_source_and_inheritance_follow_the_table() {
         assert_eq!(msg.handles.len(), 1);
         assert_eq!(msg.handles[0].access().unwrap(), Access::READ);
         assert_eq!(msg.handles[0].as_handle().kind().unwrap(), Kind::File);
-    }
-    leaks.assert();
+    });
 }
 
 /// Peer credentials name the process at the other end: a listener's client
@@ -696,8 +659,7 @@ fn close_source_and_inheritance_follow_the_table() {
 fn peer_credentials_name_the_connecting_process() {
     const TEST: &str = "peer_credentials_name_the_connecting_process";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         let creds = ch.peer_credentials().unwrap();
         assert_eq!(creds.pid, parent_pid_of_test(), "the listening process");
         ch.send(b"hi", &[]).unwrap();
@@ -762,9 +724,7 @@ fn a_spawned_child_is_a_process_too() {
         }
         None => {}
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         // Given up after it exited: the Child does not reap it, so the
         // Process still reads how it ended.
         let child = self_command(TEST, "five").spawn().unwrap();
@@ -786,21 +746,14 @@ fn a_spawned_child_is_a_process_too() {
         let p = child.process().unwrap();
         assert_eq!(p.pid(), child.id());
         p.kill().unwrap();
-        let killed = if cfg!(windows) {
-            ExitStatus::Code(1)
-        } else {
-            ExitStatus::Signal(9)
-        };
+        let killed = killed();
         assert_eq!(child.wait().unwrap(), killed);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_process_converts_to_and_from_its_handle() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let me = Process::current().unwrap();
         let pid = me.pid();
         let again = Process::try_from(Handle::from(me)).unwrap();
@@ -812,6 +765,5 @@ fn a_process_converts_to_and_from_its_handle() {
         assert_eq!(again.pid(), pid);
         let e = Process::try_from(Handle::from(null_file())).unwrap_err();
         assert!(matches!(e, Error::WrongKind { .. }), "{e:?}");
-    }
-    leaks.assert();
+    });
 }

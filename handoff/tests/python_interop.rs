@@ -123,9 +123,7 @@ fn inode(h: impl AsFd) -> (u64, u64) {
 
 #[test]
 fn golden_vectors_of_the_shared_file() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let v = vectors();
 
         // A real one-fragment message, read raw off the socket.
@@ -241,8 +239,7 @@ fn golden_vectors_of_the_shared_file() {
             fnv1a(empty["canonical"].as_str().unwrap().as_bytes()),
             u64::from_str_radix(empty["hash"].as_str().unwrap(), 16).unwrap()
         );
-    }
-    leaks.assert();
+    });
 }
 
 /// A Rust `interop.Files` server on its own runtime, at a fresh path.
@@ -274,9 +271,7 @@ fn rust_server() -> RustServer {
 
 #[test]
 fn golden_rpc_frames_on_a_real_server() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let server = rust_server();
         let v = &vectors()["rpc"];
         let ch = Channel::connect(&server.path).unwrap();
@@ -319,16 +314,13 @@ fn golden_rpc_frames_on_a_real_server() {
         }
         drop(ch);
         drop(server.rt);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn python_child_takes_a_read_only_file_startup_data_and_a_channel() {
     let Some(py) = python() else { return };
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("app.toml");
         std::fs::write(&config, "port = 8080").unwrap();
@@ -346,16 +338,13 @@ fn python_child_takes_a_read_only_file_startup_data_and_a_channel() {
         );
         drop(ch);
         wait_ok(child, "child");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn python_echoes_every_kind_of_handle_and_fragmented_messages() {
     let Some(py) = python() else { return };
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let mut cmd = peer(&py, &["echo"]);
         let ch = cmd.channel().unwrap();
         let child = cmd.spawn().unwrap();
@@ -414,16 +403,13 @@ fn python_echoes_every_kind_of_handle_and_fragmented_messages() {
         assert!(matches!(handles[3].kind().unwrap(), Kind::Event));
         drop(ch);
         wait_ok(child, "echo");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn python_decodes_and_reencodes_random_values() {
     let Some(py) = python() else { return };
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let mut cmd = peer(&py, &["typed-echo"]);
         let ch = cmd.channel().unwrap();
         let child = cmd.spawn().unwrap();
@@ -458,8 +444,7 @@ fn python_decodes_and_reencodes_random_values() {
         }
         drop((tx, rx));
         wait_ok(child, "typed-echo");
-    }
-    leaks.assert();
+    });
 }
 
 /// Starts `peer.py rpc-server PATH` and waits for its `ready`.
@@ -477,9 +462,7 @@ fn python_server(py: &PathBuf, path: &std::path::Path) -> handoff::Child {
 #[test]
 fn a_rust_client_calls_a_python_server() {
     let Some(py) = python() else { return };
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("py.sock");
         let mut child = python_server(&py, &path);
@@ -507,22 +490,18 @@ fn a_rust_client_calls_a_python_server() {
             .write_all(b"")
             .unwrap();
         wait_ok(child, "rpc-server");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_python_client_calls_a_rust_server() {
     let Some(py) = python() else { return };
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let server = rust_server();
         let child = peer(&py, &["rpc-client", server.path.to_str().unwrap()])
             .spawn()
             .unwrap();
         wait_ok(child, "rpc-client");
         drop(server.rt);
-    }
-    leaks.assert();
+    });
 }

@@ -17,13 +17,9 @@ use common::*;
 use handoff::__private::Call;
 use handoff::rpc::{CallError, Context, Fault, Server};
 use handoff::{
-    Access, AsHandle, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, Limits,
-    StartupData,
+    Access, AsHandle, BorrowedHandle, Channel, Error, Handle, Kind, Limits, StartupData,
 };
 use serde::{Deserialize, Serialize};
-
-const SOCKET_ENV: &str = "HANDOFF_RPC_SOCKET";
-const INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum TestError {
@@ -301,52 +297,27 @@ impl Files for Impl {
     }
 }
 
-/// A server on its own runtime, listening on a socket in a temporary
-/// directory.
-struct TestServer {
-    rt: tokio::runtime::Runtime,
-    path: PathBuf,
-    stats: Arc<Stats>,
-    _dir: tempfile::TempDir,
-}
+type TestServer = Serving<Stats>;
 
 fn start_server(
     configure: impl FnOnce(Server<FilesServer<Impl>>) -> Server<FilesServer<Impl>>,
 ) -> TestServer {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rpc.sock");
     let stats = Arc::new(Stats::default());
     let (tx, rx) = tokio::sync::watch::channel(HashSet::new());
     *stats.released.lock().unwrap() = Some(tx);
-    let server = configure(Server::new(FilesServer::new(Impl {
+    let imp = Impl {
         stats: stats.clone(),
         released: rx,
-    })));
-    let listener = {
-        let _enter = rt.enter();
-        AsyncListener::bind(&path).unwrap()
     };
-    rt.spawn(server.serve(listener));
-    TestServer {
-        rt,
-        path,
-        stats,
-        _dir: dir,
-    }
+    serve(configure(Server::new(FilesServer::new(imp))), stats)
 }
 
 impl TestServer {
-    /// Stops the server: its connections end, its contexts run down, its
-    /// runtime's own handles close.
-    fn stop(self) -> Arc<Stats> {
-        let TestServer { rt, stats, .. } = self;
-        stats.released.lock().unwrap().take();
-        drop(rt);
+    /// Stops the server, first releasing the calls waiting on a key; then
+    /// drops the handles the implementation kept.
+    fn stop_all(self) -> Arc<Stats> {
+        self.stats.released.lock().unwrap().take();
+        let stats = self.stop();
         stats.events.lock().unwrap().clear();
         stats.kept.lock().unwrap().clear();
         stats
@@ -355,18 +326,38 @@ impl TestServer {
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
-}
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
+    /// Runs this binary's `test` as a child in the role "client", pointed
+    /// at this server, and asserts it succeeds.
+    fn run_client(&self, test: &str) {
+        let (_ours, child) = self.spawn_client(test, "client", 0);
+        assert_success(child);
     }
 }
 
+/// Runs `test` against a fresh server (one such test at a time), stops the
+/// server and checks that no handle leaked; returns the server's counters
+/// as they stood once it stopped.
+fn with_server(test: impl FnOnce(&TestServer)) -> Arc<Stats> {
+    with_configured_server(|s| s, test)
+}
+
+/// As `with_server`, with the server's limits set by `configure`.
+fn with_configured_server(
+    configure: impl FnOnce(Server<FilesServer<Impl>>) -> Server<FilesServer<Impl>>,
+    test: impl FnOnce(&TestServer),
+) -> Arc<Stats> {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    let server = start_server(configure);
+    test(&server);
+    let stats = server.stop_all();
+    leaks.assert();
+    stats
+}
+
 fn socket_path() -> PathBuf {
-    PathBuf::from(std::env::var(SOCKET_ENV).expect("socket path"))
+    PathBuf::from(std::env::var(RPC_PATH_ENV).expect("socket path"))
 }
 
 fn rw_file(dir: &Path, name: &str) -> std::fs::File {
@@ -386,13 +377,6 @@ fn eventfd(value: u64) -> Handle {
         rustix::io::write(&fd, &value.to_ne_bytes()).unwrap();
     }
     Handle::from(fd)
-}
-
-fn fault<T: std::fmt::Debug>(r: Result<T, CallError<TestError>>) -> Fault {
-    match r {
-        Err(CallError::Fault(f)) => f,
-        other => panic!("expected a fault, got {other:?}"),
-    }
 }
 
 /// Everything a blocking client can do, checked from the client's side.
@@ -498,26 +482,14 @@ fn blocking_client_round_trips_across_processes() {
         blocking_client_scenario(&socket_path());
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
-        let (_ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(
-            TEST,
-            "client",
-            theirs,
-            &[(SOCKET_ENV, server.path.to_str().unwrap())],
-        );
-        assert_success(child);
-        let stats = server.stop();
-        assert_eq!(
-            *stats.rundowns.lock().unwrap(),
-            HashMap::from([("round-trip".to_owned(), 1)])
-        );
-        assert_eq!(stats.ran.load(Ordering::SeqCst), 6);
-    }
-    leaks.assert();
+    let stats = with_server(|server| {
+        server.run_client(TEST);
+    });
+    assert_eq!(
+        *stats.rundowns.lock().unwrap(),
+        HashMap::from([("round-trip".to_owned(), 1)])
+    );
+    assert_eq!(stats.ran.load(Ordering::SeqCst), 6);
 }
 
 #[test]
@@ -552,51 +524,30 @@ fn async_client_makes_concurrent_calls_across_processes() {
         leaks.assert();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
-        let (_ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(
-            TEST,
-            "client",
-            theirs,
-            &[(SOCKET_ENV, server.path.to_str().unwrap())],
-        );
-        assert_success(child);
+    let stats = with_server(|server| {
+        server.run_client(TEST);
         wait_until("the disconnected client's context ran down", || {
             server.stats.rundown_total() == 1
         });
-        let stats = server.stop();
-        assert_eq!(stats.rundowns.lock().unwrap().get("async"), Some(&1));
-    }
-    leaks.assert();
+    });
+    assert_eq!(stats.rundowns.lock().unwrap().get("async"), Some(&1));
 }
 
 #[test]
 fn wrong_kind_is_rejected_before_the_method_runs() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
+    with_server(|server| {
         let dir = tempfile::tempdir().unwrap();
         server.block_on(async {
             let client = FilesClient::connect(&server.path).await.unwrap();
 
             // A pipe where a file is declared.
             let (_reader, writer) = std::io::pipe().unwrap();
-            match fault(client.write_file(&writer, "x".into()).await) {
-                Fault::WrongKind {
-                    parameter,
-                    expected,
-                    actual,
-                } => {
-                    assert_eq!(parameter, "target");
-                    assert_eq!(expected, "file");
-                    assert!(actual.starts_with("pipe"), "{actual}");
-                }
-                other => panic!("{other:?}"),
-            }
+            assert_wrong_kind(
+                fault(client.write_file(&writer, "x".into()).await),
+                "target",
+                "file",
+                "pipe",
+            );
 
             // A FIFO where shared memory is declared.
             let fifo = dir.path().join("fifo");
@@ -646,17 +597,12 @@ fn wrong_kind_is_rejected_before_the_method_runs() {
                 "still usable"
             );
         });
-        server.stop();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn more_or_fewer_rights_are_rejected_before_the_method_runs() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
+    with_server(|server| {
         let dir = tempfile::tempdir().unwrap();
         server.block_on(async {
             let client = FilesClient::connect(&server.path).await.unwrap();
@@ -718,9 +664,7 @@ fn more_or_fewer_rights_are_rejected_before_the_method_runs() {
                 "only the last call ran a method"
             );
         });
-        server.stop();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -729,37 +673,21 @@ fn context_rundown_runs_once_per_killed_client() {
     const CLIENTS: usize = 100;
     const BATCH: usize = 10;
     if role().is_some() {
-        let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+        let index: usize = std::env::var(RPC_INDEX_ENV).unwrap().parse().unwrap();
         let parent = parent_channel();
         let client = FilesBlockingClient::connect(socket_path()).unwrap();
         let session = client.open(format!("victim-{index}")).unwrap();
         client.note(&session, "about to be killed".into()).unwrap();
-        parent.send(b"ready", &[]).unwrap();
-        if index % 2 == 1 {
-            // Killed with this call in flight on the server.
+        ready_to_be_killed(&parent, index, || {
             let _ = client.hold(&session);
-        } else {
-            let _ = parent.recv();
-        }
-        unreachable!("the parent kills this process");
+        });
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
-        let path = server.path.to_str().unwrap().to_owned();
+    let stats = with_server(|server| {
         let mut holders = 0;
         for batch in 0..CLIENTS / BATCH {
             let mut children = Vec::new();
             for i in batch * BATCH..(batch + 1) * BATCH {
-                let (ours, theirs) = Channel::pair().unwrap();
-                let index = i.to_string();
-                let child = spawn_child_with(
-                    TEST,
-                    "victim",
-                    theirs,
-                    &[(SOCKET_ENV, &path), (INDEX_ENV, &index)],
-                );
+                let (ours, child) = server.spawn_client(TEST, "victim", i);
                 children.push((ours, child));
                 holders += i % 2;
             }
@@ -780,15 +708,13 @@ fn context_rundown_runs_once_per_killed_client() {
         });
         // Give a second run of any rundown the chance to show itself.
         std::thread::sleep(Duration::from_millis(200));
-        let stats = server.stop();
-        assert_eq!(stats.opened.load(Ordering::SeqCst), CLIENTS as u64);
-        let rundowns = stats.rundowns.lock().unwrap();
-        assert_eq!(rundowns.len(), CLIENTS, "one rundown per client");
-        for (label, count) in rundowns.iter() {
-            assert_eq!(*count, 1, "{label} ran down {count} times");
-        }
+    });
+    assert_eq!(stats.opened.load(Ordering::SeqCst), CLIENTS as u64);
+    let rundowns = stats.rundowns.lock().unwrap();
+    assert_eq!(rundowns.len(), CLIENTS, "one rundown per client");
+    for (label, count) in rundowns.iter() {
+        assert_eq!(*count, 1, "{label} ran down {count} times");
     }
-    leaks.assert();
 }
 
 /// Builds raw frames for the tests that speak the wire format directly.
@@ -838,10 +764,7 @@ mod raw {
 #[test]
 fn contexts_belong_to_one_connection_and_close_once() {
     use handoff::__private::wire::FrameType;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
+    let stats = with_server(|server| {
         let ch = raw::connect(&server.path);
         // open("mine") → Ok(token)
         ch.send(&raw::call(13, 1, 0, &("mine",)), &[]).unwrap();
@@ -899,21 +822,16 @@ fn contexts_belong_to_one_connection_and_close_once() {
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
         drop((ch, other));
         std::thread::sleep(Duration::from_millis(100));
-        let stats = server.stop();
-        assert_eq!(
-            *stats.rundowns.lock().unwrap(),
-            HashMap::from([("mine".to_owned(), 1)])
-        );
-    }
-    leaks.assert();
+    });
+    assert_eq!(
+        *stats.rundowns.lock().unwrap(),
+        HashMap::from([("mine".to_owned(), 1)])
+    );
 }
 
 #[test]
 fn interface_mismatch_names_both_sides() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
+    with_server(|server| {
         server.block_on(async {
             assert_ne!(
                 other_signature::FilesClient::IDENTITY.hash,
@@ -952,49 +870,46 @@ fn interface_mismatch_names_both_sides() {
             e.to_string().contains("v4") && e.to_string().contains("v3"),
             "{e}"
         );
-        server.stop();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn golden_frames_on_a_real_connection() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| {
+    with_configured_server(
+        |s| {
             s.max_in_flight(7).limits(Limits {
                 max_bytes: 4096,
                 max_handles: 16,
             })
-        });
-        let id = FilesClient::IDENTITY;
-        let ch = Channel::connect(&server.path).unwrap();
-        ch.send(&raw::hello(&id), &[]).unwrap();
-        let welcome = ch.recv().unwrap().bytes;
-        let mut expected = vec![1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let body_len = 1 + 8 + id.name.len() + 4 + 8 + 8 + 4 + 4;
-        expected.extend_from_slice(&(body_len as u32).to_le_bytes());
-        expected.push(1); // accepted
-        expected.extend_from_slice(&(id.name.len() as u64).to_le_bytes());
-        expected.extend_from_slice(id.name.as_bytes());
-        expected.extend_from_slice(&3u32.to_le_bytes());
-        expected.extend_from_slice(&id.hash.to_le_bytes());
-        expected.extend_from_slice(&4096u64.to_le_bytes());
-        expected.extend_from_slice(&16u32.to_le_bytes());
-        expected.extend_from_slice(&7u32.to_le_bytes());
-        assert_eq!(welcome, expected);
+        },
+        |server| {
+            let id = FilesClient::IDENTITY;
+            let ch = Channel::connect(&server.path).unwrap();
+            ch.send(&raw::hello(&id), &[]).unwrap();
+            let welcome = ch.recv().unwrap().bytes;
+            let mut expected = vec![1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let body_len = 1 + 8 + id.name.len() + 4 + 8 + 8 + 4 + 4;
+            expected.extend_from_slice(&(body_len as u32).to_le_bytes());
+            expected.push(1); // accepted
+            expected.extend_from_slice(&(id.name.len() as u64).to_le_bytes());
+            expected.extend_from_slice(id.name.as_bytes());
+            expected.extend_from_slice(&3u32.to_le_bytes());
+            expected.extend_from_slice(&id.hash.to_le_bytes());
+            expected.extend_from_slice(&4096u64.to_le_bytes());
+            expected.extend_from_slice(&16u32.to_le_bytes());
+            expected.extend_from_slice(&7u32.to_le_bytes());
+            assert_eq!(welcome, expected);
 
-        // echo("hi") as call 1, written out byte by byte.
-        #[rustfmt::skip]
+            // echo("hi") as call 1, written out byte by byte.
+            #[rustfmt::skip]
         let call: &[u8] = &[
             0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // version, CALL, flags, method 0
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // call id 1
             0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, // 0 handles, 10 body bytes
             0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'h', b'i',
         ];
-        ch.send(call, &[]).unwrap();
-        #[rustfmt::skip]
+            ch.send(call, &[]).unwrap();
+            #[rustfmt::skip]
         let reply: &[u8] = &[
             0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // version, REPLY
             0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // call id 1
@@ -1002,35 +917,30 @@ fn golden_frames_on_a_real_connection() {
             0x00, 0x00, 0x00, 0x00,                         // Ok
             0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'h', b'i',
         ];
-        assert_eq!(ch.recv().unwrap().bytes, reply);
+            assert_eq!(ch.recv().unwrap().bytes, reply);
 
-        // fail("no") → Err(Refused("no")): the application's error.
-        ch.send(&raw::call(1, 2, 0, &("no",)), &[]).unwrap();
-        let (_, body, _) = raw::next(&ch);
-        assert_eq!(
-            body,
-            [&[1, 0, 0, 0][..], &[0, 0, 0, 0], &2u64.to_le_bytes(), b"no"].concat()
-        );
+            // fail("no") → Err(Refused("no")): the application's error.
+            ch.send(&raw::call(1, 2, 0, &("no",)), &[]).unwrap();
+            let (_, body, _) = raw::next(&ch);
+            assert_eq!(
+                body,
+                [&[1, 0, 0, 0][..], &[0, 0, 0, 0], &2u64.to_le_bytes(), b"no"].concat()
+            );
 
-        // region("x") → Ok(handle index 0) with one handle attached.
-        ch.send(&raw::call(7, 3, 0, &("x",)), &[]).unwrap();
-        let (header, body, handles) = raw::next(&ch);
-        assert_eq!((header.handles, handles), (1, 1));
-        assert_eq!(body, [0, 0, 0, 0, 0, 0, 0, 0]);
-        drop(ch);
-        server.stop();
-    }
-    leaks.assert();
+            // region("x") → Ok(handle index 0) with one handle attached.
+            ch.send(&raw::call(7, 3, 0, &("x",)), &[]).unwrap();
+            let (header, body, handles) = raw::next(&ch);
+            assert_eq!((header.handles, handles), (1, 1));
+            assert_eq!(body, [0, 0, 0, 0, 0, 0, 0, 0]);
+            drop(ch);
+        },
+    );
 }
 
 #[test]
 fn malformed_frames_get_a_fault_or_a_closed_connection() {
     use handoff::__private::wire::FrameType;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
-
+    with_server(|server| {
         // Broken headers: a connection-level fault (call id 0), then the
         // connection closes.
         let good = raw::call(0, 1, 0, &("x",));
@@ -1154,132 +1064,125 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
             assert_eq!(client.ran().await.unwrap(), 0);
         });
         drop((ch, file));
-        server.stop();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
     use handoff::__private::wire::FrameType;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s.max_in_flight(2));
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            let slow = tokio::spawn({
-                let client = client.clone();
-                async move { client.wait(1).await }
-            });
-            let fast =
-                tokio::time::timeout(Duration::from_secs(10), client.echo("fast".into())).await;
-            assert_eq!(fast.unwrap().unwrap(), "fast");
-            assert!(!slow.is_finished());
-
-            // The client queues beyond the server's limit instead of
-            // drawing faults.
-            let more: Vec<_> = (2..5)
-                .map(|k| {
+    with_configured_server(
+        |s| s.max_in_flight(2),
+        |server| {
+            server.block_on(async {
+                let client = FilesClient::connect(&server.path).await.unwrap();
+                let slow = tokio::spawn({
                     let client = client.clone();
-                    tokio::spawn(async move { client.wait(k).await })
-                })
-                .collect();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while server.stats.waiting.load(Ordering::SeqCst) < 2 {
-                assert!(Instant::now() < deadline, "the second call never started");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(
-                server.stats.waiting.load(Ordering::SeqCst),
-                2,
-                "the rest wait in the client"
-            );
-            for k in 1..5 {
-                server.stats.release(k);
-            }
-            assert_eq!(slow.await.unwrap().unwrap(), 1);
-            for (k, task) in (2..5).zip(more) {
-                assert_eq!(task.await.unwrap().unwrap(), k);
-            }
-        });
+                    async move { client.wait(1).await }
+                });
+                let fast =
+                    tokio::time::timeout(Duration::from_secs(10), client.echo("fast".into())).await;
+                assert_eq!(fast.unwrap().unwrap(), "fast");
+                assert!(!slow.is_finished());
 
-        // A client that ignores the limit is refused, not queued.
-        let ch = raw::connect(&server.path);
-        for id in 1..=3 {
-            ch.send(&raw::call(16, id, 0, &(10 + id as u32,)), &[])
-                .unwrap();
-        }
-        let (header, body, _) = raw::next(&ch);
-        assert_eq!((header.ty, header.call_id), (FrameType::Fault, 3));
-        assert_eq!(raw::fault_of(&body), Fault::Busy { limit: 2 });
-        server.stats.release(11);
-        server.stats.release(12);
-        let mut ids = [raw::next(&ch).0.call_id, raw::next(&ch).0.call_id];
-        ids.sort();
-        assert_eq!(ids, [1, 2]);
+                // The client queues beyond the server's limit instead of
+                // drawing faults.
+                let more: Vec<_> = (2..5)
+                    .map(|k| {
+                        let client = client.clone();
+                        tokio::spawn(async move { client.wait(k).await })
+                    })
+                    .collect();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while server.stats.waiting.load(Ordering::SeqCst) < 2 {
+                    assert!(Instant::now() < deadline, "the second call never started");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(
+                    server.stats.waiting.load(Ordering::SeqCst),
+                    2,
+                    "the rest wait in the client"
+                );
+                for k in 1..5 {
+                    server.stats.release(k);
+                }
+                assert_eq!(slow.await.unwrap().unwrap(), 1);
+                for (k, task) in (2..5).zip(more) {
+                    assert_eq!(task.await.unwrap().unwrap(), k);
+                }
+            });
 
-        // A method that panics is a fault, and the server goes on.
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            assert_eq!(fault(client.fail("panic".into()).await), Fault::Panicked);
-            assert_eq!(client.echo("after".into()).await.unwrap(), "after");
-        });
-        drop(ch);
-        server.stop();
-    }
-    leaks.assert();
+            // A client that ignores the limit is refused, not queued.
+            let ch = raw::connect(&server.path);
+            for id in 1..=3 {
+                ch.send(&raw::call(16, id, 0, &(10 + id as u32,)), &[])
+                    .unwrap();
+            }
+            let (header, body, _) = raw::next(&ch);
+            assert_eq!((header.ty, header.call_id), (FrameType::Fault, 3));
+            assert_eq!(raw::fault_of(&body), Fault::Busy { limit: 2 });
+            server.stats.release(11);
+            server.stats.release(12);
+            let mut ids = [raw::next(&ch).0.call_id, raw::next(&ch).0.call_id];
+            ids.sort();
+            assert_eq!(ids, [1, 2]);
+
+            // A method that panics is a fault, and the server goes on.
+            server.block_on(async {
+                let client = FilesClient::connect(&server.path).await.unwrap();
+                assert_eq!(fault(client.fail("panic".into()).await), Fault::Panicked);
+                assert_eq!(client.echo("after".into()).await.unwrap(), "after");
+            });
+            drop(ch);
+        },
+    );
 }
 
 #[test]
 fn message_size_is_limited_per_connection() {
     use handoff::__private::wire::FrameType;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| {
+    with_configured_server(
+        |s| {
             s.limits(Limits {
                 max_bytes: 4096,
                 max_handles: 4,
             })
-        });
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            match client.echo("x".repeat(5000)).await {
-                Err(CallError::Handoff(Error::TooLarge { limit, .. })) => assert_eq!(limit, 4096),
-                other => panic!("expected a refusal before sending, got {other:?}"),
-            }
-            let events: Vec<Handle> = (0..5).map(|_| eventfd(0)).collect();
-            let borrowed: Vec<BorrowedHandle<'_>> = events.iter().map(Handle::borrow).collect();
+        },
+        |server| {
+            server.block_on(async {
+                let client = FilesClient::connect(&server.path).await.unwrap();
+                match client.echo("x".repeat(5000)).await {
+                    Err(CallError::Handoff(Error::TooLarge { limit, .. })) => {
+                        assert_eq!(limit, 4096)
+                    }
+                    other => panic!("expected a refusal before sending, got {other:?}"),
+                }
+                let events: Vec<Handle> = (0..5).map(|_| eventfd(0)).collect();
+                let borrowed: Vec<BorrowedHandle<'_>> = events.iter().map(Handle::borrow).collect();
+                assert!(matches!(
+                    client.count_some(None, &borrowed).await,
+                    Err(CallError::Handoff(Error::TooLarge { .. }))
+                ));
+                assert_eq!(client.echo("small".into()).await.unwrap(), "small");
+            });
+            let ch = raw::connect(&server.path);
+            ch.send(&raw::call(0, 1, 0, &("x".repeat(5000),)), &[])
+                .unwrap();
+            let (header, body, _) = raw::next(&ch);
+            assert_eq!((header.ty, header.call_id), (FrameType::Fault, 0));
             assert!(matches!(
-                client.count_some(None, &borrowed).await,
-                Err(CallError::Handoff(Error::TooLarge { .. }))
+                raw::fault_of(&body),
+                Fault::TooLarge { limit: 4096, .. }
             ));
-            assert_eq!(client.echo("small".into()).await.unwrap(), "small");
-        });
-        let ch = raw::connect(&server.path);
-        ch.send(&raw::call(0, 1, 0, &("x".repeat(5000),)), &[])
-            .unwrap();
-        let (header, body, _) = raw::next(&ch);
-        assert_eq!((header.ty, header.call_id), (FrameType::Fault, 0));
-        assert!(matches!(
-            raw::fault_of(&body),
-            Fault::TooLarge { limit: 4096, .. }
-        ));
-        assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
-        drop(ch);
-        server.stop();
-    }
-    leaks.assert();
+            assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
+            drop(ch);
+        },
+    );
 }
 
 #[test]
 fn many_clients_at_once() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
+    with_server(|server| {
         let path = server.path.clone();
         server.block_on(async move {
             let tasks: Vec<_> = (0..16)
@@ -1307,17 +1210,12 @@ fn many_clients_at_once() {
             }
         });
         assert_eq!(server.stats.rundown_total(), 16);
-        server.stop();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn in_handles_live_for_the_call_unless_the_method_keeps_a_duplicate() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server(|s| s);
+    with_server(|server| {
         let dir = tempfile::tempdir().unwrap();
         server.block_on(async {
             let client = FilesClient::connect(&server.path).await.unwrap();
@@ -1343,7 +1241,5 @@ fn in_handles_live_for_the_call_unless_the_method_keeps_a_duplicate() {
             );
             assert_eq!(server.stats.kept.lock().unwrap().len(), 1);
         });
-        server.stop();
-    }
-    leaks.assert();
+    });
 }

@@ -8,20 +8,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use handoff::__private::Call;
-use handoff::rpc::{CallError, Context, Fault, Server};
-use handoff::{
-    Access, AsyncChannel, AsyncListener, BorrowedHandle, Channel, Error, Handle, Kind, StartupData,
-};
-
-const PATH_ENV: &str = "HANDOFF_RPC_PATH";
-const INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
+use handoff::rpc::{CallError, Context, Server};
+use handoff::{Access, BorrowedHandle, Error, Handle, Kind, StartupData};
 
 /// Per-client state behind a context handle.
 #[derive(Debug)]
@@ -96,83 +90,12 @@ impl Portable for Impl {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Makes what the async side creates once per process (on Windows, the
-/// thread that waits for overlapped operations) before handles are counted.
-fn warm_up() {
-    runtime().block_on(async {
-        let (a, b) = AsyncChannel::pair().unwrap();
-        let (sent, got) = tokio::join!(a.send(b"warm", &[]), b.recv());
-        sent.unwrap();
-        got.unwrap();
-    });
-}
-
-struct TestServer {
-    rt: tokio::runtime::Runtime,
-    path: PathBuf,
-    stats: Arc<Stats>,
-    _dir: tempfile::TempDir,
-}
-
-/// Listens on a socket file (Unix) or a fresh pipe name (Windows).
-fn start_server() -> TestServer {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    let path = if cfg!(windows) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!(r"\\.\pipe\handoff-rpc-{}-{nanos}", std::process::id()).into()
-    } else {
-        dir.path().join("rpc.sock")
-    };
+fn start_server() -> Serving<Stats> {
     let stats = Arc::new(Stats::default());
-    let server = Server::new(PortableServer::new(Impl {
+    let imp = Impl {
         stats: stats.clone(),
-    }));
-    let listener = {
-        let _enter = rt.enter();
-        AsyncListener::bind(&path).unwrap()
     };
-    rt.spawn(server.serve(listener));
-    TestServer {
-        rt,
-        path,
-        stats,
-        _dir: dir,
-    }
-}
-
-impl TestServer {
-    /// Stops the server: its connections end, its contexts run down.
-    fn stop(self) -> Arc<Stats> {
-        drop(self.rt);
-        self.stats
-    }
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn fault<T: std::fmt::Debug>(r: Result<T, CallError<String>>) -> Fault {
-    match r {
-        Err(CallError::Fault(f)) => f,
-        other => panic!("expected a fault, got {other:?}"),
-    }
+    serve(Server::new(PortableServer::new(imp)), stats)
 }
 
 /// The client's side of `handles_in_and_out_across_processes`.
@@ -181,11 +104,7 @@ fn client_scenario(path: &str) {
     let file = dir.path().join("data");
     std::fs::write(&file, b"hello from the client").unwrap();
     let read_only = std::fs::File::open(&file).unwrap();
-    let read_write = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&file)
-        .unwrap();
+    let read_write = open_rw(&file);
     let write_only = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     runtime().block_on(async {
         let client = PortableClient::connect(path).await.unwrap();
@@ -244,35 +163,23 @@ async fn calls(
     // The wrong kind, and more rights than declared (a client that
     // skips its own checks): refused by the server before the method.
     let (pipe_reader, _pipe_writer) = std::io::pipe().unwrap();
-    match fault(client.read_file(&pipe_reader).await) {
-        Fault::WrongKind {
-            parameter,
-            expected,
-            actual,
-        } => {
-            assert_eq!(parameter, "source");
-            assert_eq!(expected, "file");
-            assert!(actual.starts_with("pipe"), "{actual}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_wrong_kind(
+        fault(client.read_file(&pipe_reader).await),
+        "source",
+        "file",
+        "pipe",
+    );
     drop((pipe_reader, _pipe_writer));
     let mut call = Call::new(0);
     let index = call.unchecked_handle(read_write).unwrap();
     call.args(&(index,)).unwrap();
     let mut reply = client.raw().call(call).await.unwrap();
-    match fault(reply.decode::<String, String>()) {
-        Fault::WrongAccess {
-            parameter,
-            expected,
-            actual,
-        } => {
-            assert_eq!(parameter, "source");
-            assert_eq!(expected, "read");
-            assert_eq!(actual, "read+write");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_wrong_access(
+        fault(reply.decode::<String, String>()),
+        "source",
+        "read",
+        "read+write",
+    );
     drop(reply);
     // An out handle: owned by the caller, checked on arrival.
     let region = client.region("from the server".into()).await.unwrap();
@@ -293,16 +200,13 @@ async fn calls(
 fn handles_in_and_out_across_processes() {
     const TEST: &str = "handles_in_and_out_across_processes";
     if role().is_some() {
-        client_scenario(&std::env::var(PATH_ENV).unwrap());
+        client_scenario(&std::env::var(RPC_PATH_ENV).unwrap());
         return;
     }
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks_once_warm(|| {
         let server = start_server();
         let path = server.path.to_str().unwrap().to_owned();
-        let child = spawn_plain_with(TEST, "client", &[(PATH_ENV, &path)]);
+        let child = spawn_plain_with(TEST, "client", &[(RPC_PATH_ENV, &path)]);
         assert_success(child);
         wait_until("the context ran down", || {
             server.stats.rundowns.lock().unwrap().get("mine") == Some(&2)
@@ -310,8 +214,7 @@ fn handles_in_and_out_across_processes() {
         let stats = server.stop();
         assert_eq!(stats.ran.load(Ordering::SeqCst), 4);
         assert_eq!(stats.opened.load(Ordering::SeqCst), 2);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -319,65 +222,50 @@ fn context_rundown_runs_once_per_killed_client() {
     const TEST: &str = "context_rundown_runs_once_per_killed_client";
     const CLIENTS: usize = 6;
     if role().is_some() {
-        let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+        let index: usize = std::env::var(RPC_INDEX_ENV).unwrap().parse().unwrap();
         let parent = parent_channel();
-        let client = PortableBlockingClient::connect(std::env::var(PATH_ENV).unwrap()).unwrap();
+        let client = PortableBlockingClient::connect(std::env::var(RPC_PATH_ENV).unwrap()).unwrap();
         let session = client.open(format!("victim-{index}")).unwrap();
         assert_eq!(client.label(&session).unwrap(), format!("victim-{index}"));
-        parent.send(b"ready", &[]).unwrap();
-        if index % 2 == 1 {
-            // Killed with this call in flight on the server.
+        ready_to_be_killed(&parent, index, || {
             let _ = client.hold(&session);
-        } else {
-            let _ = parent.recv();
-        }
-        unreachable!("the parent kills this process");
+        });
     }
-    let _serial = serial();
-    warm_up();
-    let leaks = LeakCheck::new();
-    {
-        let server = start_server();
-        let path = server.path.to_str().unwrap().to_owned();
-        let mut children = Vec::new();
-        for i in 0..CLIENTS {
-            let (ours, theirs) = Channel::pair().unwrap();
-            let index = i.to_string();
-            let child = spawn_child_with(
-                TEST,
-                "victim",
-                theirs,
-                &[(PATH_ENV, &path), (INDEX_ENV, &index)],
+    without_leaks_once_warm(|| {
+        {
+            let server = start_server();
+            let mut children = Vec::new();
+            for i in 0..CLIENTS {
+                let (ours, child) = server.spawn_client(TEST, "victim", i);
+                children.push((ours, child));
+            }
+            for (ours, _) in &children {
+                assert_eq!(ours.recv().unwrap().bytes, b"ready");
+            }
+            wait_until("the holding calls are in flight", || {
+                server.stats.holding.load(Ordering::SeqCst) == (CLIENTS / 2) as u64
+            });
+            assert!(
+                server.stats.rundowns.lock().unwrap().is_empty(),
+                "nothing ran down while the clients lived"
             );
-            children.push((ours, child));
+            for (_, mut child) in children {
+                child.kill().unwrap();
+                let status = child.wait().unwrap();
+                assert!(!status.success());
+            }
+            wait_until("every killed client's context ran down", || {
+                server.stats.rundowns.lock().unwrap().values().sum::<u32>() as usize >= CLIENTS
+            });
+            // Give a second run of any rundown the chance to show itself.
+            std::thread::sleep(Duration::from_millis(200));
+            let stats = server.stop();
+            assert_eq!(stats.opened.load(Ordering::SeqCst), CLIENTS as u64);
+            let rundowns = stats.rundowns.lock().unwrap();
+            assert_eq!(rundowns.len(), CLIENTS, "one rundown per client");
+            for (label, count) in rundowns.iter() {
+                assert_eq!(*count, 1, "{label} ran down {count} times");
+            }
         }
-        for (ours, _) in &children {
-            assert_eq!(ours.recv().unwrap().bytes, b"ready");
-        }
-        wait_until("the holding calls are in flight", || {
-            server.stats.holding.load(Ordering::SeqCst) == (CLIENTS / 2) as u64
-        });
-        assert!(
-            server.stats.rundowns.lock().unwrap().is_empty(),
-            "nothing ran down while the clients lived"
-        );
-        for (_, mut child) in children {
-            child.kill().unwrap();
-            let status = child.wait().unwrap();
-            assert!(!status.success());
-        }
-        wait_until("every killed client's context ran down", || {
-            server.stats.rundowns.lock().unwrap().values().sum::<u32>() as usize >= CLIENTS
-        });
-        // Give a second run of any rundown the chance to show itself.
-        std::thread::sleep(Duration::from_millis(200));
-        let stats = server.stop();
-        assert_eq!(stats.opened.load(Ordering::SeqCst), CLIENTS as u64);
-        let rundowns = stats.rundowns.lock().unwrap();
-        assert_eq!(rundowns.len(), CLIENTS, "one rundown per client");
-        for (label, count) in rundowns.iter() {
-            assert_eq!(*count, 1, "{label} ran down {count} times");
-        }
-    }
-    leaks.assert();
+    });
 }

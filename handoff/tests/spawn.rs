@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use common::*;
 use handoff::{Access, AsHandle, Command, Error, Expect, Inherited, Kind, KindName, StartupData};
@@ -24,16 +24,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             std::env::var("LISTEN_FDNAMES").is_err(),
             "variables are unset"
         );
-        let config = inherited
-            .take_checked(
-                "config",
-                &Expect::kind(KindName::File).exact_access(Access::READ),
-            )
-            .unwrap();
-        assert!(
-            !config.is_inheritable().unwrap(),
-            "claimed handles go no further"
-        );
+        let config = claim_read_only_config(&mut inherited);
         assert_eq!(read_all(&config), b"x=1");
         let mem = inherited
             .take_checked(
@@ -46,23 +37,10 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             .take_checked("log", &Expect::kind(KindName::File).access(Access::READ))
             .unwrap_err();
         assert!(matches!(e, Error::WrongAccess { .. }), "{e}");
-        assert!(matches!(
-            inherited.take("mem"),
-            Err(Error::AlreadyClaimed(_))
-        ));
-        assert!(matches!(
-            inherited.take("nope"),
-            Err(Error::MissingHandle(_))
-        ));
-        assert!(matches!(
-            Inherited::from_env(),
-            Err(Error::AlreadyClaimed(_))
-        ));
+        assert_claims_refused(&mut inherited, "mem");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config");
         std::fs::write(&config_path, b"x=1").unwrap();
@@ -80,8 +58,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             .spawn()
             .unwrap();
         assert!(child.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
@@ -123,10 +100,7 @@ fn startup_data_survives_its_parent() {
                     .stdout(handoff::spawn::Stdio::piped())
                     .spawn()
                     .unwrap();
-                let mut out = String::new();
-                std::fs::File::from(launcher.take_stdout().unwrap())
-                    .read_to_string(&mut out)
-                    .unwrap();
+                let out = read_text(launcher.take_stdout().unwrap());
                 assert!(launcher.wait().unwrap().success());
                 assert!(out.contains("verified"), "{out}");
             }
@@ -153,9 +127,7 @@ fn startup_value_is_read_zero_copy_and_a_channel_comes_along() {
         ch.send(b"thanks", &[msg.handles[0].borrow()]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let blob = vec![5u8; 100_000];
         let mut cmd = self_command(TEST, "child");
         let ch = cmd.channel().unwrap();
@@ -175,8 +147,7 @@ fn startup_value_is_read_zero_copy_and_a_channel_comes_along() {
         assert_eq!(back.handles[0].kind().unwrap(), Kind::File);
         assert!(child.wait().unwrap().success());
         drop(back);
-    }
-    leaks.assert();
+    });
 }
 
 /// A command that starts this test binary, runs no test, and exits 0.
@@ -189,9 +160,7 @@ fn trivial() -> Command {
 
 #[test]
 fn spawn_errors_close_the_handles() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let f = null_file();
         let e = Command::new("/nonexistent/program")
             .handle("x", &f)
@@ -217,8 +186,7 @@ fn spawn_errors_close_the_handles() {
             .wait()
             .unwrap()
             .success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -290,9 +258,7 @@ fn parse_rejects_bogus_convention_values() {
 
 #[test]
 fn startup_data_from_a_file_and_a_pipe() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("data");
         let contents: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
@@ -319,6 +285,5 @@ fn startup_data_from_a_file_and_a_pipe() {
             handoff::startup::create_from(&short, Some(len + 1)),
             Err(Error::InvalidArgument(_))
         ));
-    }
-    leaks.assert();
+    });
 }

@@ -68,7 +68,7 @@ fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
 fn a_callers_check_sees_the_credentials() {
     const TEST: &str = "a_callers_check_sees_the_credentials";
     if let Some(role) = role() {
-        let ch = Channel::connect(role.strip_prefix("client:").unwrap()).unwrap();
+        let ch = connect_as_client(&role);
         let _ = ch.send(b"hi", &[]);
         let _ = ch.recv();
         return;
@@ -79,7 +79,7 @@ fn a_callers_check_sees_the_credentials() {
     let path = dir.path().join("sock");
     {
         let listener = Listener::bind(&path).unwrap();
-        let first = spawn_plain(TEST, &format!("client:{}", path.display()));
+        let first = spawn_listener_client(TEST, &path);
         // Refuse the first client by pid, admit the second; connections
         // wait in the backlog until accept applies the rule.
         let refused = first.id();
@@ -87,7 +87,7 @@ fn a_callers_check_sees_the_credentials() {
         let second_path = path.clone();
         let second = std::thread::spawn(move || {
             assert_success(first);
-            spawn_plain(TEST, &format!("client:{}", second_path.display()))
+            spawn_listener_client(TEST, &second_path)
         });
         let ch = listener.accept().unwrap();
         let second = second.join().unwrap();

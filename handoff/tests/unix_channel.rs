@@ -18,11 +18,8 @@ fn peer_credentials_name_the_child() {
         let _ = ch.recv();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+    without_leaks(|| {
+        let (ours, child) = spawn_child_on_channel(TEST);
         // A socketpair's credentials are those of its creator (this process);
         // the child checked that from its side.
         let creds = ours.peer_credentials().unwrap();
@@ -35,16 +32,14 @@ fn peer_credentials_name_the_child() {
         ours.recv().unwrap();
         drop(ours);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn listener_serves_many_client_processes() {
     const TEST: &str = "listener_serves_many_client_processes";
     if let Some(role) = role() {
-        let path = role.strip_prefix("client:").unwrap();
-        let ch = Channel::connect(path).unwrap();
+        let ch = connect_as_client(&role);
         let me = std::process::id().to_string();
         ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
             .unwrap();
@@ -65,9 +60,7 @@ fn listener_serves_many_client_processes() {
             "owner-only socket file"
         );
         assert!(!listener.as_handle().is_inheritable().unwrap());
-        let children: Vec<_> = (0..3)
-            .map(|_| spawn_plain(TEST, &format!("client:{}", path.display())))
-            .collect();
+        let children: Vec<_> = (0..3).map(|_| spawn_listener_client(TEST, &path)).collect();
         let mut pids = Vec::new();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();
@@ -115,9 +108,7 @@ fn an_async_send_waits_for_room_then_delivers() {
         ch.send(b"ok", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, control, child) = child_with_control(TEST);
         assert_eq!(control.recv().unwrap().bytes, b"up");
         let runtime = current_thread();
@@ -131,8 +122,7 @@ fn an_async_send_waits_for_room_then_delivers() {
         });
         drop((runtime, control));
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 /// The same with the sender's descriptor table full, where waiting for room
@@ -175,14 +165,11 @@ fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
         });
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let (ours, control, child) = child_with_control(TEST);
         drain_when_told(&ours, &control);
         assert_success(child);
-    }
-    leaks.assert();
+    });
 }
 
 fn current_thread() -> tokio::runtime::Runtime {

@@ -9,30 +9,12 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 
 use common::*;
-use handoff::{Access, AsHandle, Error, Handle, Kind, PipeEnd, Seals, SocketFamily, SocketType};
+use handoff::{Access, AsHandle, Error, Handle, Kind, Seals, SocketFamily, SocketType};
 
 #[test]
 fn kinds_of_everything() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let file = std::fs::File::create(dir.path().join("f")).unwrap();
-        assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
-        let d = std::fs::File::open(dir.path()).unwrap();
-        assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
-
-        let (r, w) = std::io::pipe().unwrap();
-        assert_eq!(
-            r.as_handle().kind().unwrap(),
-            Kind::Pipe { end: PipeEnd::Read }
-        );
-        assert_eq!(
-            w.as_handle().kind().unwrap(),
-            Kind::Pipe {
-                end: PipeEnd::Write
-            }
-        );
+    without_leaks(|| {
+        assert_kinds_every_platform_has();
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(
@@ -96,18 +78,13 @@ fn kinds_of_everything() {
         assert_eq!(pty.as_handle().kind().unwrap(), Kind::Terminal);
         let null = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(null.as_handle().kind().unwrap(), Kind::Other);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_path_only_descriptor_grants_nothing() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").unwrap();
+    without_leaks(|| {
+        let (_dir, p) = temp_file(b"x");
         let path_only = rustix::fs::open(
             &p,
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
@@ -115,25 +92,14 @@ fn a_path_only_descriptor_grants_nothing() {
         )
         .unwrap();
         assert_eq!(path_only.as_handle().access().unwrap(), Access::NONE);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn restriction_of_unix_kinds() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"secret").unwrap();
-        let rw = Handle::from(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&p)
-                .unwrap(),
-        );
+    without_leaks(|| {
+        let (_dir, p) = temp_file(b"secret");
+        let rw = Handle::from(open_rw(&p));
         let mut ro_file = std::fs::File::from(rw.restrict(Access::READ).unwrap());
         let err = ro_file.write(b"x").unwrap_err();
         assert_eq!(
@@ -165,15 +131,12 @@ fn restriction_of_unix_kinds() {
         ));
         // Same access is a plain duplicate, for any kind.
         assert!(a.as_handle().restrict(Access::READ_WRITE).is_ok());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn clones_are_close_on_exec_and_close_once() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let f = std::fs::File::open("/dev/null").unwrap();
         rustix::io::fcntl_setfd(&f, rustix::io::FdFlags::empty()).unwrap();
         assert!(f.as_handle().is_inheritable().unwrap());
@@ -185,6 +148,5 @@ fn clones_are_close_on_exec_and_close_once() {
         let owned: OwnedFd = h2.into();
         let back = Handle::from(std::fs::File::from(owned));
         assert!(back.as_fd().try_clone_to_owned().is_ok());
-    }
-    leaks.assert();
+    });
 }

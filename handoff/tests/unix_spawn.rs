@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Read;
-
 use common::*;
 use handoff::{Access, Error, Expect, Handle, Inherited, Kind, KindName, StartupData};
 
@@ -22,16 +20,7 @@ fn only_the_named_handles_reach_the_child() {
             ["config", "sock", "mem"]
         );
         assert!(std::env::var("LISTEN_FDS").is_err(), "variables are unset");
-        let config = inherited
-            .take_checked(
-                "config",
-                &Expect::kind(KindName::File).exact_access(Access::READ),
-            )
-            .unwrap();
-        assert!(
-            !config.is_inheritable().unwrap(),
-            "claimed handles go no further"
-        );
+        let _config = claim_read_only_config(&mut inherited);
         let sock = inherited
             .take_checked("sock", &Expect::kind(KindName::Socket))
             .unwrap();
@@ -45,23 +34,10 @@ fn only_the_named_handles_reach_the_child() {
         inherited
             .take_checked("mem", &Expect::kind(KindName::SharedMemory).min_size(3))
             .unwrap();
-        assert!(matches!(
-            inherited.take("mem"),
-            Err(Error::AlreadyClaimed(_))
-        ));
-        assert!(matches!(
-            inherited.take("nope"),
-            Err(Error::MissingHandle(_))
-        ));
-        assert!(matches!(
-            Inherited::from_env(),
-            Err(Error::AlreadyClaimed(_))
-        ));
+        assert_claims_refused(&mut inherited, "mem");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         // 200 other handles, some of them deliberately inheritable.
         let dir = tempfile::tempdir().unwrap();
         let mut clutter: Vec<Handle> = Vec::new();
@@ -92,8 +68,7 @@ fn only_the_named_handles_reach_the_child() {
             .unwrap();
         assert!(child.wait().unwrap().success());
         drop(clutter);
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -117,18 +92,13 @@ fn sources_that_collide_with_targets_and_one_handle_twice() {
         }
         Some(_) => {
             let mut inherited = Inherited::from_env().unwrap();
-            let read = |h: Handle| {
-                let mut s = String::new();
-                std::fs::File::from(h).read_to_string(&mut s).unwrap();
-                s
-            };
             let first = inherited.take("first").unwrap();
             let second = inherited.take("second").unwrap();
             let again = inherited.take("again").unwrap();
             let ino = |h: &Handle| rustix::fs::fstat(h).unwrap().st_ino;
             assert_eq!(ino(&second), ino(&again), "the same file under two names");
-            assert_eq!(read(first), "B");
-            assert_eq!(read(second), "A");
+            assert_eq!(read_text(first), "B");
+            assert_eq!(read_text(second), "A");
         }
         None => {
             let _serial = serial();
@@ -251,9 +221,7 @@ fn bogus_inherited_descriptors_are_named() {
 
 #[test]
 fn startup_data_validation_rejects_forgeries() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         use rustix::fs::{MemfdFlags, SealFlags};
         let forge = |bytes: &[u8], seal: bool| -> Handle {
             let fd =
@@ -312,8 +280,7 @@ fn startup_data_validation_rejects_forgeries() {
             StartupData::open(r.into()),
             Err(Error::WrongKind { .. })
         ));
-    }
-    leaks.assert();
+    });
 }
 
 /// The zombies among this process's children (`/proc/<tid>/children`).
@@ -340,9 +307,7 @@ fn zombie_children() -> Vec<u32> {
 
 #[test]
 fn exec_failures_are_reported_and_the_child_reaped() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let not_executable = dir.path().join("data.txt");
         std::fs::write(&not_executable, b"not a program").unwrap();
@@ -363,15 +328,12 @@ fn exec_failures_are_reported_and_the_child_reaped() {
             }
         }
         assert_eq!(zombie_children(), Vec::<u32>::new());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn standard_streams_and_working_directory() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let err_path = dir.path().join("err");
         let err_file = std::fs::File::create(&err_path).unwrap();
@@ -392,18 +354,14 @@ fn standard_streams_and_working_directory() {
         let mut stdin = std::fs::File::from(std::os::fd::OwnedFd::from(stdin));
         std::io::Write::write_all(&mut stdin, b"through the pipe\n").unwrap();
         drop(stdin);
-        let mut out = String::new();
-        std::fs::File::from(std::os::fd::OwnedFd::from(stdout))
-            .read_to_string(&mut out)
-            .unwrap();
+        let out = read_text(stdout);
         assert!(child.wait().unwrap().success());
         let here = dir.path().canonicalize().unwrap();
         assert_eq!(out, format!("{}\nthrough the pipe\n", here.display()));
         // stdio, plus the directory `ls` reads: nothing else leaked in.
         let err = std::fs::read_to_string(&err_path).unwrap();
         assert_eq!(err, "to-stderr\n4\n");
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -416,10 +374,7 @@ fn signals_start_at_their_defaults() {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, caught).unwrap();
     let leaks = LeakCheck::new();
     let status_of = |mut child: handoff::Child| {
-        let mut status = String::new();
-        std::fs::File::from(std::os::fd::OwnedFd::from(child.take_stdout().unwrap()))
-            .read_to_string(&mut status)
-            .unwrap();
+        let status = read_text(child.take_stdout().unwrap());
         assert!(child.wait().unwrap().success());
         status
     };
@@ -472,24 +427,19 @@ fn std_settings_through_command_ext() {
         assert_eq!(null.access().unwrap(), Access::READ);
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let file = null_file();
         let mut cmd = self_command(TEST, "child");
         handoff::spawn::unix::CommandExt::process_group(&mut cmd, 0);
         cmd.handle("null", &file);
         let mut child = cmd.spawn().unwrap();
         assert!(child.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
@@ -509,15 +459,11 @@ fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
             let mut child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("{program} {path:?}: {e}"));
-            let mut out = String::new();
-            std::fs::File::from(std::os::fd::OwnedFd::from(child.take_stdout().unwrap()))
-                .read_to_string(&mut out)
-                .unwrap();
+            let out = read_text(child.take_stdout().unwrap());
             assert!(child.wait().unwrap().success());
             assert_eq!(out, format!("ran in {}\n", here.display()));
         }
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -566,20 +512,15 @@ fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
         }
         _ => {}
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let mut child = self_command(TEST, "child").spawn().unwrap();
         assert!(child.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn spawning_from_many_threads_while_others_allocate() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         // A thread that keeps the allocator and its locks busy while
         // children share this process's memory until they exec.
@@ -621,17 +562,14 @@ fn spawning_from_many_threads_while_others_allocate() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         churn.join().unwrap();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 #[allow(unsafe_code)]
 fn a_pre_exec_hook_runs_in_the_child_and_its_error_fails_the_spawn() {
     use handoff::spawn::unix::CommandExt;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let file = null_file();
         let mut cmd = handoff::Command::new("/bin/true");
         cmd.handle("null", &file);
@@ -644,6 +582,5 @@ fn a_pre_exec_hook_runs_in_the_child_and_its_error_fails_the_spawn() {
             Some(rustix::io::Errno::ACCESS.raw_os_error()),
             "{e:?}"
         );
-    }
-    leaks.assert();
+    });
 }

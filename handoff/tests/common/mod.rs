@@ -22,6 +22,25 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs `test` with no other counting test of this binary at the same
+/// time, and asserts the open-handle count afterwards is what it was before.
+pub fn without_leaks(test: impl FnOnce()) {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    test();
+    leaks.assert();
+}
+
+/// As [`without_leaks`], counting only once the async side has made what it
+/// makes once per process (see [`warm_up`]).
+pub fn without_leaks_once_warm(test: impl FnOnce()) {
+    let _serial = serial();
+    warm_up();
+    let leaks = LeakCheck::new();
+    test();
+    leaks.assert();
+}
+
 /// A handle as std's `Stdio` (for `std::process::Command`).
 pub fn std_stdio(h: Handle) -> Stdio {
     #[cfg(unix)]
@@ -38,6 +57,13 @@ pub fn std_stdio(h: Handle) -> Stdio {
 /// `channel` (the child's end) as its standard input.
 pub fn spawn_child(test: &str, role: &str, channel: Channel) -> Child {
     spawn_child_with(test, role, channel, &[])
+}
+
+/// Re-runs this binary's `test` in the role "child", and returns our end
+/// of a channel to it with the child.
+pub fn spawn_child_on_channel(test: &str) -> (Channel, Child) {
+    let (ours, theirs) = Channel::pair().unwrap();
+    (ours, spawn_child(test, "child", theirs))
 }
 
 /// As [`spawn_child`], with extra environment variables.
@@ -268,4 +294,266 @@ pub fn take_pushed(ch: &Channel) -> Handle {
     .unwrap()
     .into_handle()
     .unwrap()
+}
+
+/// The runtime the async tests run on: two workers, I/O and time.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Makes what the async side creates once per process (on Windows, the
+/// thread that waits for overlapped operations and its event) before a
+/// test counts handles.
+pub fn warm_up() {
+    runtime().block_on(async {
+        let (a, b) = handoff::AsyncChannel::pair().unwrap();
+        let (sent, got) = tokio::join!(a.send(b"warm", &[]), b.recv());
+        sent.unwrap();
+        got.unwrap();
+    });
+}
+
+/// Polls `done` until it holds; fails the test after 30 seconds, so that a
+/// condition that never comes is a failure rather than a hang.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The fault an RPC call ended with; fails the test on any other outcome.
+pub fn fault<T: std::fmt::Debug, E: std::fmt::Debug>(
+    r: Result<T, handoff::rpc::CallError<E>>,
+) -> handoff::rpc::Fault {
+    match r {
+        Err(handoff::rpc::CallError::Fault(f)) => f,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+/// In a child that has claimed `claimed`: claiming it again, claiming a name
+/// the parent never gave, and reading the environment a second time are
+/// each refused with their own error.
+pub fn assert_claims_refused(inherited: &mut handoff::Inherited, claimed: &str) {
+    assert!(matches!(
+        inherited.take(claimed),
+        Err(handoff::Error::AlreadyClaimed(_))
+    ));
+    assert!(matches!(
+        inherited.take("nope"),
+        Err(handoff::Error::MissingHandle(_))
+    ));
+    assert!(matches!(
+        handoff::Inherited::from_env(),
+        Err(handoff::Error::AlreadyClaimed(_))
+    ));
+}
+
+/// A file named "f" holding `contents`, in a fresh temporary directory that
+/// is removed when the returned `TempDir` drops; and the file's path.
+pub fn temp_file(contents: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
+
+/// An existing file opened for reading and writing.
+pub fn open_rw(path: impl AsRef<std::path::Path>) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+/// Where an RPC test's client child finds the server.
+pub const RPC_PATH_ENV: &str = "HANDOFF_RPC_PATH";
+/// Which of the server's clients an RPC test's child is.
+pub const RPC_INDEX_ENV: &str = "HANDOFF_RPC_INDEX";
+
+/// An RPC server running on a runtime of its own, and what its
+/// implementation counts.
+pub struct Serving<S> {
+    pub rt: tokio::runtime::Runtime,
+    /// Where it listens (see [`listener_path`]).
+    pub path: std::path::PathBuf,
+    pub stats: std::sync::Arc<S>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `server`, whose implementation counts into `stats`, on a fresh
+/// runtime and a fresh address.
+pub fn serve<D: handoff::rpc::Dispatch, S>(
+    server: handoff::rpc::Server<D>,
+    stats: std::sync::Arc<S>,
+) -> Serving<S> {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = listener_path(dir.path());
+    let listener = {
+        let _enter = rt.enter();
+        handoff::AsyncListener::bind(&path).unwrap()
+    };
+    rt.spawn(server.serve(listener));
+    Serving {
+        rt,
+        path,
+        stats,
+        _dir: dir,
+    }
+}
+
+impl<S> Serving<S> {
+    /// Re-runs this binary's `test` in `role` as client number `index` of
+    /// this server (the address in `RPC_PATH_ENV`, the number in
+    /// `RPC_INDEX_ENV`); returns our end of a channel to it, and the child.
+    pub fn spawn_client(&self, test: &str, role: &str, index: usize) -> (Channel, Child) {
+        let (ours, theirs) = Channel::pair().unwrap();
+        let path = self.path.to_str().unwrap();
+        let index = index.to_string();
+        let env = [(RPC_PATH_ENV, path), (RPC_INDEX_ENV, index.as_str())];
+        (ours, spawn_child_with(test, role, theirs, &env))
+    }
+
+    /// Stops the server: its runtime goes, so its connections end and its
+    /// contexts run down.
+    pub fn stop(self) -> std::sync::Arc<S> {
+        drop(self.rt);
+        self.stats
+    }
+}
+
+/// A file, a directory and both ends of a pipe report their kinds.
+pub fn assert_kinds_every_platform_has() {
+    use handoff::{Kind, PipeEnd};
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("f")).unwrap();
+    assert_eq!(file.as_handle().kind().unwrap(), Kind::File);
+    let d = open_dir(dir.path());
+    assert_eq!(d.as_handle().kind().unwrap(), Kind::Directory);
+    let (r, w) = std::io::pipe().unwrap();
+    assert_eq!(
+        r.as_handle().kind().unwrap(),
+        Kind::Pipe { end: PipeEnd::Read }
+    );
+    assert_eq!(
+        w.as_handle().kind().unwrap(),
+        Kind::Pipe {
+            end: PipeEnd::Write
+        }
+    );
+}
+
+/// In a child: claims "config", which must be a file opened for reading
+/// only; a claimed handle is not inherited any further.
+pub fn claim_read_only_config(inherited: &mut handoff::Inherited) -> Handle {
+    use handoff::{Access, Expect, KindName};
+    let config = inherited
+        .take_checked(
+            "config",
+            &Expect::kind(KindName::File).exact_access(Access::READ),
+        )
+        .unwrap();
+    assert!(
+        !config.is_inheritable().unwrap(),
+        "claimed handles go no further"
+    );
+    config
+}
+
+/// Reads a handle (a child's piped stdout, say) to its end, as text.
+pub fn read_text(h: impl Into<Handle>) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(h.into()), &mut text).unwrap();
+    text
+}
+
+/// `fault` is `WrongKind` for `parameter`: `expected` declared, and a kind
+/// starting with `actual` received.
+pub fn assert_wrong_kind(
+    fault: handoff::rpc::Fault,
+    parameter: &str,
+    expected: &str,
+    actual: &str,
+) {
+    let handoff::rpc::Fault::WrongKind {
+        parameter: p,
+        expected: e,
+        actual: a,
+    } = fault
+    else {
+        panic!("{fault:?}")
+    };
+    assert_eq!((p.as_str(), e.as_str()), (parameter, expected));
+    assert!(a.starts_with(actual), "{a}");
+}
+
+/// `fault` is `WrongAccess` for `parameter`: `expected` declared, `actual`
+/// received.
+pub fn assert_wrong_access(
+    fault: handoff::rpc::Fault,
+    parameter: &str,
+    expected: &str,
+    actual: &str,
+) {
+    match fault {
+        handoff::rpc::Fault::WrongAccess {
+            parameter: p,
+            expected: e,
+            actual: a,
+        } => assert_eq!(
+            (p.as_str(), e.as_str(), a.as_str()),
+            (parameter, expected, actual)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// In a client child: tells the parent it is ready, then waits to be
+/// killed, odd-numbered clients inside `hold` (so they die with a call in
+/// flight on the server), even ones on the parent's channel.
+pub fn ready_to_be_killed(parent: &Channel, index: usize, hold: impl FnOnce()) -> ! {
+    parent.send(b"ready", &[]).unwrap();
+    if index % 2 == 1 {
+        hold();
+    } else {
+        let _ = parent.recv();
+    }
+    unreachable!("the parent kills this process");
+}
+
+/// Re-runs this binary's `test` as a client of the listener at `path` (the
+/// child's role says where: see [`connect_as_client`]).
+pub fn spawn_listener_client(test: &str, path: &std::path::Path) -> Child {
+    spawn_plain(test, &format!("client:{}", path.display()))
+}
+
+/// In a child started by [`spawn_listener_client`]: connects to the
+/// listener its role names.
+pub fn connect_as_client(role: &str) -> Channel {
+    Channel::connect(role.strip_prefix("client:").unwrap()).unwrap()
+}
+
+/// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
+/// name on Windows.
+pub fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
+    if cfg!(windows) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!(r"\\.\pipe\handoff-test-{}-{nanos}", std::process::id()).into()
+    } else {
+        dir.join("sock")
+    }
 }
