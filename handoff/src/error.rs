@@ -135,6 +135,11 @@ pub enum Error {
     #[error("bad startup data: {0}")]
     BadStartupData(String),
 
+    /// A restart's state or connection handover failed (see
+    /// [`HandoverError`](crate::restart::HandoverError)).
+    #[error(transparent)]
+    Handover(#[from] crate::restart::HandoverError),
+
     /// An RPC client and server were built from different interface
     /// definitions (name, version or method signatures). Both are named.
     #[error("interface mismatch: the client speaks {client}, the server speaks {server}")]

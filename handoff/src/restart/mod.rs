@@ -9,20 +9,27 @@
 //!   types, checked with [`Handle::kind`](crate::Handle::kind); `ready()`,
 //!   `status()`, `stopping()`, `store()`, `remove()` over `NOTIFY_SOCKET`;
 //!   stored handles handed back at the next start.
+//! * [`state`]: the state one generation hands the next, sealed and
+//!   checksummed; [`handover`] (Linux, tokio): live connections too.
 //! * [`NotifySocket`] and the helpers in [`supervise`] (Linux): the
 //!   supervisor's side, receiving notifications with the kernel's word on
 //!   who sent them.
 //!
 //! `docs/restart.md` describes the protocol and the supervisor.
 
+mod error;
+#[cfg(all(any(target_os = "linux", target_os = "android"), feature = "tokio"))]
+pub mod handover;
 pub mod notify;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod receiver;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod service;
+pub mod state;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod supervise;
 
+pub use error::HandoverError;
 pub use notify::{Notification, NotifyError};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use receiver::{NotifySocket, Received};

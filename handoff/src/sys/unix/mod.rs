@@ -7,6 +7,8 @@
 pub(crate) mod async_fd;
 pub(crate) mod handle;
 #[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod limits;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) mod notify;
 pub(crate) mod process;
 pub(crate) mod shm;
