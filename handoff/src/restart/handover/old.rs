@@ -19,7 +19,7 @@ pub struct Doorbell {
 
 impl Doorbell {
     /// Creates a doorbell: this end, and the handle the next generation
-    /// rings it with.
+    /// rings it with. Call it inside a tokio runtime.
     pub fn new() -> Result<(Doorbell, Handle)> {
         let (ours, theirs) = Channel::pair()?;
         let ours = ours.with_limits(Limits {
@@ -181,6 +181,13 @@ impl Outgoing {
         connections: &mut [Connection],
         timeout: Duration,
     ) -> Result<(HashMap<u64, ()>, Vec<(u64, String)>)> {
+        let mut ids = std::collections::HashSet::new();
+        if let Some(c) = connections.iter().find(|c| !ids.insert(c.id)) {
+            return Err(Error::InvalidArgument(format!(
+                "connection id {} offered twice",
+                c.id
+            )));
+        }
         let offer = wire::encode(&Msg::Offer {
             state: state.is_some(),
             connections: connections.len() as u64,
