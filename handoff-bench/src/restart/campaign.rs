@@ -306,6 +306,7 @@ pub fn run(quick: bool) -> Result<Report> {
     load.stop(&runtime);
     let after = counters::read()?;
     let seconds = recorder.snapshot();
+    let lag = recorder.lag_ms();
     sup.stop(Duration::from_secs(TIMEOUTS.drain + 2));
 
     eprintln!("restart campaign: negative control ...");
@@ -451,17 +452,20 @@ pub fn run(quick: bool) -> Result<Report> {
             None
         }
     };
-    let series: Vec<(u64, u64, f64, f64)> = seconds
+    let series: Vec<(u64, u64, f64, f64, f64)> = seconds
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let span = Span::of(std::slice::from_ref(s), 0, 1);
             let h = span.all_latency();
             let requests = (0..3).map(|p| span.requests(p)).sum();
+            let lag = lag.get(i).copied().unwrap_or(0.0);
             (
                 requests,
                 span.failures(),
                 h.quantile_ms(0.5),
                 h.quantile_ms(0.99),
+                lag,
             )
         })
         .collect();
@@ -485,7 +489,8 @@ pub fn run(quick: bool) -> Result<Report> {
                     .map(|(m, l)| format!("{l} at {:.1} s", m.at))
                     .collect();
                 format!(
-                    "s{i}: {f} (near {})",
+                    "s{i}: {f}, load generator started requests up to {:.0} ms late (near {})",
+                    series[i].4,
                     if near.is_empty() {
                         "no restart".into()
                     } else {
@@ -623,5 +628,35 @@ fn raise_nofile() {
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_mixes_in_every_bad_version_and_the_self_replacements() {
+        for quick in [true, false] {
+            let size = Size::new(quick);
+            let steps = plan(&size);
+            assert_eq!(steps.len(), size.restarts);
+            let bad: Vec<&str> = steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Bad(m) => Some(*m),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(bad.len(), size.bad);
+            for mode in BAD {
+                assert!(bad.contains(&mode), "{mode} never planned");
+            }
+            let selfs = steps.iter().filter(|s| **s == Step::Supervisor).count();
+            assert_eq!(selfs, size.supervisor);
+            // A bad version is never the last step: the one after an
+            // ignore-stop version must stop it.
+            assert!(!matches!(steps.last(), Some(Step::Bad(_))));
+        }
     }
 }

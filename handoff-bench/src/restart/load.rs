@@ -167,6 +167,7 @@ impl Load {
             let flow = flows[(k % flows.len() as u64) as usize].clone();
             let (rec, flight) = (rec.clone(), Flight::new(&count));
             tokio::spawn(async move {
+                rec.started(when);
                 flow.send(when, &rec).await;
                 drop(flight);
             });

@@ -174,6 +174,10 @@ impl Second {
 pub struct Recorder {
     pub start: Instant,
     seconds: Arc<Mutex<Vec<[Second; 3]>>>,
+    /// Per second, the most any request started after its scheduled time
+    /// (microseconds): the load generator's own stalls, told apart from the
+    /// server's.
+    lag: Arc<Mutex<Vec<u64>>>,
 }
 
 /// A request slower than this is late even if it succeeds.
@@ -184,6 +188,7 @@ impl Recorder {
         Recorder {
             start,
             seconds: Arc::default(),
+            lag: Arc::default(),
         }
     }
 
@@ -205,6 +210,23 @@ impl Recorder {
         if outcome == Outcome::Ok {
             s.latency.add(latency);
         }
+    }
+
+    /// Notes that the request scheduled at `scheduled` started only now.
+    pub fn started(&self, scheduled: Instant) {
+        let lag = scheduled.elapsed().as_micros() as u64;
+        let second = scheduled.saturating_duration_since(self.start).as_secs() as usize;
+        let mut all = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() <= second {
+            all.resize(second + 1, 0);
+        }
+        all[second] = all[second].max(lag);
+    }
+
+    /// The generator's worst start lag per second, in milliseconds.
+    pub fn lag_ms(&self) -> Vec<f64> {
+        let all = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter().map(|&us| us as f64 / 1000.0).collect()
     }
 
     /// A copy of the tallies so far: `[second][protocol]`.

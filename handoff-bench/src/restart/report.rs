@@ -82,8 +82,9 @@ pub struct Report {
     pub naive_restarts: usize,
     pub gunicorn: Option<String>,
     pub picture: String,
-    /// Per second of load: requests, failures, p50 and p99 (ms).
-    pub series: Vec<(u64, u64, f64, f64)>,
+    /// Per second of load: requests, failures, p50 and p99 (ms), and the
+    /// load generator's worst start lag (ms).
+    pub series: Vec<(u64, u64, f64, f64, f64)>,
     /// Each restart: seconds since the load began, and its kind.
     pub marks: Vec<(f64, &'static str)>,
     pub notes: Vec<String>,

@@ -67,12 +67,13 @@ impl Flow {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
                 _ = sweep.tick() => self.give_up(&recorder, GIVE_UP),
-                r = self.socket.recv(&mut buf) => match r {
-                    Ok(n) => self.answer(&buf[..n], &recorder),
-                    // An ICMP error from an earlier datagram: that one is
-                    // counted when it goes unanswered.
-                    Err(_) => {}
-                },
+                r = self.socket.recv(&mut buf) => {
+                    // An error is an ICMP report on an earlier datagram:
+                    // that one is counted when it goes unanswered.
+                    if let Ok(n) = r {
+                        self.answer(&buf[..n], &recorder);
+                    }
+                }
             }
         }
         self.give_up(&recorder, Duration::ZERO);

@@ -111,15 +111,12 @@ pub fn run() -> Result<ExitCode> {
         tokio::task::yield_now().await;
         service.status(&format!("serving as {mode} ({label})"))?;
         service.ready()?;
-        match mode {
-            Mode::CloseListeners => {
-                // The loops stop and their sockets are closed: this
-                // process stays alive, ready, and serves nothing.
-                eprintln!("restart_server[{label}]: {mode}: closing every listener");
-                stop_tx.send_replace(true);
-                while loops.join_next().await.is_some() {}
-            }
-            _ => {}
+        if mode == Mode::CloseListeners {
+            // The loops stop and their sockets are closed: this process
+            // stays alive, ready, and serves nothing.
+            eprintln!("restart_server[{label}]: {mode}: closing every listener");
+            stop_tx.send_replace(true);
+            while loops.join_next().await.is_some() {}
         }
         let signal =
             tokio::task::spawn_blocking(move || signals.forever().next().unwrap_or(SIGTERM))
