@@ -102,6 +102,16 @@ fn crash_before_ready_is_reported() {
 }
 
 #[test]
+fn death_by_signal_before_ready_is_reported() {
+    let _g = serial();
+    bad_version(
+        "abort-before-ready",
+        Opts::default(),
+        "generation 2 was killed by signal 6 (SIGABRT) before READY=1",
+    );
+}
+
+#[test]
 fn hang_without_ready_is_killed_at_the_ready_timeout() {
     let _g = serial();
     bad_version(
@@ -611,4 +621,101 @@ fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_serving_generation_that_dies_is_replaced() {
+    let _g = serial();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    let port = sv.port("http");
+    let gen = handoff::Process::open(sv.generation_pids()[0]).unwrap();
+    gen.kill().unwrap();
+    sv.wait_alone(2);
+    assert!(get(port).unwrap().starts_with("gen 2 "));
+    assert!(sv
+        .log_text()
+        .contains("on its own; starting a new one in 1 s"));
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            first_mode: "mainpid",
+            drain_timeout: "1",
+            ..Opts::default()
+        },
+    );
+    let s = sv.status();
+    let g = &s["generations"][0];
+    assert_ne!(g["main_pid"], g["pid"], "{s}");
+    let main = g["main_pid"].as_u64().unwrap() as u32;
+    let first = g["pid"].as_u64().unwrap() as u32;
+    sv.set_mode("serve");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    // The stop signal went to the main process (sleep, which died of it);
+    // the process first spawned held on and was killed at the deadline.
+    assert!(
+        line.contains("generation 1 ignored SIGTERM and was killed"),
+        "{line}"
+    );
+    for pid in [main, first] {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} left"
+        );
+    }
+    assert_eq!(zombies_of(sv.pid()), 0);
+    sv.stop();
+}
+
+#[test]
+fn extend_timeout_usec_moves_the_ready_deadline() {
+    let _g = serial();
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            ready_timeout: "1",
+            ..Opts::default()
+        },
+    );
+    // Ready 2.5 s after start, with a 1 s ready timeout extended to 5 s.
+    sv.set_mode("slow-start");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.starts_with("generation 2 "), "{line}");
+    sv.stop();
+}
+
+#[test]
+fn fd_files_reach_every_generation() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("app.conf");
+    std::fs::write(&cfg, "x=1").unwrap();
+    let fd = format!("--fd=cfg={}", cfg.display());
+    let sv = Supervisor::start(
+        ROLE,
+        Opts {
+            extra: &[&fd],
+            ..Opts::default()
+        },
+    );
+    let s = sv.status();
+    assert_eq!(s["listeners"][1]["name"], "cfg");
+    assert_eq!(s["listeners"][1]["address"], "file");
+    let (code, line) = sv.restart(&[]);
+    assert_eq!(code, 0, "{line}");
+    let pid = sv.generation_pids()[0];
+    let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|t| t == cfg);
+    assert!(held, "generation 2 holds the file");
+    sv.stop();
 }

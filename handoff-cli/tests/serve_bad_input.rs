@@ -143,6 +143,7 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
     let _g = serial();
     let sv = Supervisor::start(ROLE, Opts::default());
     let fds = sv.open_fds();
+    let listing = sv.fd_listing();
     let silent = handoff::Channel::connect(&sv.control).unwrap();
     // The supervisor still answers others at once.
     let (code, line) = sv.restart(&[]);
@@ -157,7 +158,13 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
         .contains("no request within"));
     assert!(matches!(silent.recv(), Err(handoff::Error::Disconnected)));
     drop(silent);
-    assert_eq!(sv.open_fds(), fds);
+    assert_eq!(
+        sv.open_fds(),
+        fds,
+        "{listing:?}\n{:?}\n{}",
+        sv.fd_listing(),
+        sv.log_text()
+    );
     sv.stop();
 }
 
@@ -251,4 +258,63 @@ fn a_barrier_returns_once_the_supervisor_has_read_the_notifications() {
     );
     assert_eq!(sv.status()["generations"][0]["status"], "barrier passed");
     sv.stop();
+}
+
+#[test]
+fn a_second_supervisor_on_the_same_control_socket_is_refused() {
+    let _g = serial();
+    let sv = Supervisor::start(ROLE, Opts::default());
+    let out = handoff()
+        .args(["serve", "--listen", "x=tcp:127.0.0.1:0", "--control"])
+        .arg(&sv.control)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another supervisor is running there"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // The first one is untouched.
+    assert_eq!(sv.status()["generations"][0]["state"], "serving");
+    sv.stop();
+}
+
+#[test]
+fn stale_socket_files_of_a_killed_supervisor_are_replaced() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.sock");
+    let unix = format!("local=unix:{}", path.display());
+    let listens = ["http=tcp:127.0.0.1:0", unix.as_str()];
+    let mut sv = Supervisor::start(
+        ROLE,
+        Opts {
+            listens: &listens,
+            ..Opts::default()
+        },
+    );
+    let control = sv.control.clone();
+    let gen = handoff::Process::open(sv.generation_pids()[0]).unwrap();
+    sv.child.kill().unwrap();
+    sv.child.wait().unwrap();
+    gen.kill().unwrap();
+    gen.wait().unwrap();
+    // Control, notify and Unix listener files are left behind by SIGKILL.
+    assert!(control.exists() && path.exists());
+    let out = handoff()
+        .arg("serve")
+        .arg(format!("--listen={unix}"))
+        .arg("--control")
+        .arg(&control)
+        .args(["--ready-timeout", "1", "--", "sleep", "5"])
+        .output()
+        .unwrap();
+    // It got past binding both paths: what failed is the command, which
+    // never says READY=1.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("generation 1 was not ready within 1 s"),
+        "{err}"
+    );
 }

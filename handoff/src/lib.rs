@@ -13,6 +13,9 @@
 //!   a channel; the child claims them with [`Inherited`].
 //! * [`rpc`] and [`#[interface]`](interface): RPC on a trait, with handle
 //!   parameters of a declared kind and access, and context handles.
+//! * [`restart`]: zero-downtime restarts on systemd's conventions: a
+//!   service's listeners by name, `READY=1`, the handle store, and the
+//!   supervisor's side of the notify socket.
 //!
 //! The portable API lives in the modules at the top; system calls live in
 //! private per-OS backends under `sys/` (see `docs/architecture.md`).

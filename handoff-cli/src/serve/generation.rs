@@ -66,6 +66,7 @@ pub(crate) fn start(shared: &Arc<Shared>, state: &mut State) -> Result<u64, Stri
         number,
         pid,
         main_pid: pid,
+        first: Arc::clone(&main),
         main,
         phase: Phase::Starting,
         started: SystemTime::now(),
@@ -148,14 +149,36 @@ pub(crate) fn watch(shared: Arc<Shared>, number: u64, first: Waitee) {
             let shared = Arc::clone(&shared);
             let _ = std::thread::Builder::new()
                 .name("respawn".into())
-                .spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                    match super::restart::trigger(&shared) {
-                        Ok(line) | Err(line) => tracing::info!("{line}"),
-                    }
-                });
+                .spawn(move || respawn(&shared));
         }
         return;
+    }
+}
+
+/// Starts generations until one serves (another restart, or shutdown,
+/// may settle it first), waiting 1 s, then twice as long after each
+/// failure, up to 30 s.
+fn respawn(shared: &Arc<Shared>) {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        std::thread::sleep(delay);
+        {
+            let state = shared.lock();
+            let serving = state.generations.iter().any(|g| g.phase == Phase::Serving);
+            if state.shutting_down || serving {
+                return;
+            }
+        }
+        match super::restart::trigger(shared) {
+            Ok(_) => return,
+            Err(line) => {
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                tracing::warn!(
+                    "no generation serves ({line}); trying again in {} s",
+                    delay.as_secs()
+                );
+            }
+        }
     }
 }
 
@@ -220,11 +243,14 @@ pub(crate) fn socket_inodes(pid: u32) -> Vec<u64> {
     .collect()
 }
 
-/// Names of the listeners no process of the generation's tree holds.
-pub(crate) fn missing_listeners(shared: &Shared, main_pid: u32) -> Vec<String> {
+/// Names of the listeners no process of the generation holds (the trees
+/// of its main process and of the process first spawned).
+pub(crate) fn missing_listeners(shared: &Shared, roots: &[u32]) -> Vec<String> {
     let mut held = Vec::new();
-    for p in tree(main_pid) {
-        held.extend(socket_inodes(p));
+    for &root in roots {
+        for p in tree(root) {
+            held.extend(socket_inodes(p));
+        }
     }
     shared
         .listeners
@@ -272,11 +298,13 @@ fn stop_orphans(orphans: Vec<(u32, u64)>, _shared: &Shared) {
     for (pid, number) in orphans {
         // Our unreaped child: its pid cannot have been reused.
         if let Ok(p) = Process::open(pid) {
-            tracing::warn!(
-                pid,
-                generation = number,
-                "a process left behind by an ended generation; killing it"
-            );
+            if number != 0 {
+                tracing::warn!(
+                    pid,
+                    generation = number,
+                    "a process left behind by an ended generation; killing it"
+                );
+            }
             let _ = p.kill();
             let _ = p.wait();
         }

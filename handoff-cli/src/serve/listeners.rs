@@ -93,6 +93,9 @@ pub(crate) fn gather(
         }
     }
     for l in listens {
+        if let crate::spec::Address::Unix(path) = &l.address {
+            remove_stale_unix_socket(path);
+        }
         out.push(Named::new(&l.name, exec::listen(l)?)?);
     }
     for f in fds {
@@ -107,4 +110,21 @@ pub(crate) fn gather(
         }
     }
     Ok(out)
+}
+
+/// A socket file nobody listens on any more (its owner died) is removed,
+/// so a restarted supervisor can bind the path again; a live one is left
+/// alone and the bind fails loudly.
+fn remove_stale_unix_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            tracing::info!(path = %path.display(), "removing a stale socket file");
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

@@ -100,10 +100,15 @@ fn init_logging() {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
     init_logging();
+    // Signal handlers first: from here on a SIGTERM or SIGHUP is caught
+    // (and acted on once the first generation serves), and the
+    // supervisor's set of open descriptors is complete before any
+    // generation runs.
+    let signals = signals()?;
     if let Some((shared, notify, control)) = reexec::resume()? {
         start_threads(&shared, notify, control)?;
         reexec::resumed(&shared);
-        return main_loop(shared);
+        return main_loop(shared, signals);
     }
     // Supervised itself (systemd Type=notify, another handoff serve): it
     // tells its own supervisor once generation 1 serves. Generations get
@@ -173,7 +178,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Failure> {
             tracing::warn!(error = %crate::describe(&e), "could not tell READY=1 to this supervisor's own supervisor");
         }
     }
-    main_loop(shared)
+    main_loop(shared, signals)
 }
 
 fn start_threads(
@@ -194,11 +199,18 @@ fn start_threads(
     Ok(())
 }
 
-/// Waits for signals until told to stop.
-fn main_loop(shared: Arc<Shared>) -> Result<ExitCode, Failure> {
+fn signals() -> Result<signal_hook::iterator::Signals, Failure> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM, SIGUSR2])
-        .map_err(|e| Failure::new(FAILED, format!("signal handlers: {e}")))?;
+    signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM, SIGUSR2])
+        .map_err(|e| Failure::new(FAILED, format!("signal handlers: {e}")))
+}
+
+/// Waits for signals until told to stop.
+fn main_loop(
+    shared: Arc<Shared>,
+    mut signals: signal_hook::iterator::Signals,
+) -> Result<ExitCode, Failure> {
+    use signal_hook::consts::{SIGHUP, SIGUSR2};
     for sig in signals.forever() {
         match sig {
             SIGHUP => {

@@ -258,6 +258,8 @@ pub(crate) fn resume() -> Result<Option<Resumed>, Failure> {
             number: g.number,
             pid: g.pid,
             main_pid: g.main_pid,
+            // Only the main process is kept across exec.
+            first: Arc::clone(&main),
             main,
             phase: Phase::from_name(&g.phase),
             started: UNIX_EPOCH + Duration::from_millis(g.started_ms),

@@ -62,12 +62,17 @@ fn kill_and_reap(shared: &Shared, number: u64) {
     let mut state = shared.lock();
     if let Some(g) = state.generation(number) {
         g.phase = Phase::Failed;
-        let main = Arc::clone(&g.main);
-        let tree = generation::tree(g.main_pid);
+        let (main, first) = (Arc::clone(&g.main), Arc::clone(&g.first));
+        let mut tree = generation::tree(g.main_pid);
+        tree.extend(generation::tree(g.pid));
         drop(state);
         let _ = main.kill();
-        // Its own children go too: they hold copies of the listeners.
-        for pid in tree.into_iter().skip(1) {
+        let _ = first.kill();
+        // Their own children go too: they hold copies of the listeners.
+        for pid in tree {
+            if pid == main.pid() || pid == first.pid() {
+                continue;
+            }
             if let Ok(p) = handoff::Process::open(pid) {
                 let _ = p.kill();
             }
@@ -145,7 +150,9 @@ fn run(shared: &Arc<Shared>) -> Result<String, String> {
             describe_exit(end.status)
         ));
     }
-    let main_pid = state.generation(number).map_or(0, |g| g.main_pid);
+    let roots: Vec<u32> = state
+        .generation(number)
+        .map_or(Vec::new(), |g| vec![g.main_pid, g.pid]);
     drop(state);
     let not_listening: Vec<&str> = shared
         .listeners
@@ -176,7 +183,7 @@ fn run(shared: &Arc<Shared>) -> Result<String, String> {
             ),
         ));
     }
-    let missing = generation::missing_listeners(shared, main_pid);
+    let missing = generation::missing_listeners(shared, &roots);
     if !missing.is_empty() {
         return Err(fail(
             shared,

@@ -76,6 +76,8 @@ pub(crate) struct Generation {
     pub main_pid: u32,
     /// The main process by pidfd, for signals.
     pub main: Arc<Process>,
+    /// The process spawned, by pidfd (the main one until `MAINPID=`).
+    pub first: Arc<Process>,
     pub phase: Phase,
     pub started: SystemTime,
     pub status_text: Option<String>,

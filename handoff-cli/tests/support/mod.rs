@@ -140,11 +140,13 @@ impl Supervisor {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(s) = self.try_status() {
-                if s["generations"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|g| g["number"] == n && g["state"] == "serving")
+                // Serving, and the start is over (its last checks done).
+                if s["restarting"] == false
+                    && s["generations"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|g| g["number"] == n && g["state"] == "serving")
                 {
                     return;
                 }
@@ -226,6 +228,46 @@ impl Supervisor {
     pub fn signal(&self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    /// What the supervisor's descriptors point at (for failure messages).
+    pub fn fd_listing(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let t = std::fs::read_link(e.path()).ok()?;
+                    Some(format!(
+                        "{}->{}",
+                        e.file_name().to_string_lossy(),
+                        t.display()
+                    ))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                    .map(|c| c.trim().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        v.push(format!("threads: {threads}"));
+        let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        for l in v.clone() {
+            if let Some(ino) = l.split("socket:[").nth(1).map(|x| x.trim_end_matches(']')) {
+                for line in unix
+                    .lines()
+                    .filter(|u| u.split_whitespace().nth(6) == Some(ino))
+                {
+                    v.push(format!("  {line}"));
+                }
+            }
+        }
+        v
     }
 
     /// Stops it (SIGTERM) and checks it exits 0.
@@ -426,6 +468,7 @@ pub fn generation_role() {
     let mut svc = Service::from_env().expect("Service::from_env");
     match mode {
         "crash-before-ready" => std::process::exit(3),
+        "abort-before-ready" => std::process::abort(),
         "hang" => sleep_forever(),
         "double-fork" => {
             // A daemon's move: leave a process behind and exit. The shell
@@ -503,6 +546,32 @@ pub fn generation_role() {
             svc.status("before the barrier").unwrap();
             svc.barrier(Duration::from_secs(10)).unwrap();
             status_text = "barrier passed".into();
+        }
+        "mainpid" => {
+            // The service hands the main role to a child, as a forking
+            // daemon does.
+            let child = Command::new("sleep").arg("1000").spawn().unwrap();
+            svc.notify(
+                &Notification {
+                    main_pid: Some(child.id()),
+                    ..Default::default()
+                },
+                &[],
+            )
+            .unwrap();
+            std::mem::forget(child);
+        }
+        "slow-start" => {
+            // Asks for more time than --ready-timeout gives, and uses it.
+            svc.notify(
+                &Notification {
+                    extend_timeout_usec: Some(5_000_000),
+                    ..Default::default()
+                },
+                &[],
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(2500));
         }
         "count-many" => {
             status_text = format!("many: {}", svc.take_all("many").len());

@@ -355,6 +355,24 @@ EXTEND_TIMEOUT_USEC=5000000\nFDSTORE=1\nFDNAME=db conn\nFDPOLL=0\nBARRIER=1\nX_C
         assert!(Notification::parse(ok.as_bytes(), 1).is_ok());
     }
 
+    proptest::proptest! {
+        /// What the fuzz target checks, on every test run: no panic, and
+        /// whatever is accepted encodes to a message that decodes the same.
+        #[test]
+        fn accepted_messages_survive_a_round_trip(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            lines in proptest::collection::vec("[A-Z_]{0,12}=[ -~]{0,20}", 0..6),
+            handles in 0usize..3,
+        ) {
+            for input in [bytes, lines.join("\n").into_bytes()] {
+                if let Ok(n) = Notification::parse(&input, handles) {
+                    let again = Notification::parse(n.encode().as_bytes(), handles).unwrap();
+                    proptest::prop_assert_eq!(again.encode(), n.encode());
+                }
+            }
+        }
+    }
+
     #[test]
     fn fdnames_as_systemd() {
         assert!(check_fdname("").is_ok());
