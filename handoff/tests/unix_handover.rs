@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::{serial, LeakCheck};
 use handoff::restart::handover::wire::{self, Msg};
 use handoff::restart::handover::{
-    Connection, Doorbell, Failed, Handed, Incoming, TakeLimits, DOORBELL,
+    start_successor, Connection, Doorbell, Failed, Handed, Incoming, TakeLimits, DOORBELL,
+    SELF_CONTAINED,
 };
 use handoff::restart::state::{self, State};
 use handoff::restart::HandoverError;
@@ -131,6 +132,25 @@ fn new_generation() {
             std::process::exit(3);
         }
         let conns = std::mem::take(&mut takeover.connections);
+        if mode == "self" {
+            // Started by its predecessor: the listener came along, and
+            // READY=1 goes to the predecessor's own notify socket.
+            assert_eq!(std::env::var(SELF_CONTAINED).unwrap(), "1");
+            let http = inherited.take("http").unwrap();
+            assert!(matches!(
+                http.kind().unwrap(),
+                handoff::Kind::Socket {
+                    listening: true,
+                    ..
+                }
+            ));
+            let socket = std::env::var(handoff::restart::NOTIFY_SOCKET).unwrap();
+            let ready = handoff::restart::Notification {
+                ready: true,
+                ..Default::default()
+            };
+            handoff::restart::send(&socket, &ready, &[]).unwrap();
+        }
         takeover.serving().await.unwrap();
         for c in conns {
             serve_one(2, c);
@@ -439,5 +459,54 @@ fn a_crash_after_taking_returns_the_connections() {
     assert_eq!(exit_code(old.child), Some(3));
     drop(old.clients);
     drop(old.rt);
+    leaks.assert();
+}
+
+/// Self-contained mode: the old generation starts its own successor with
+/// its listener and the doorbell, answers the successor's ring with state
+/// and connections, and the successor's READY=1 reaches the old one's own
+/// notify socket; the clients' next requests are served by generation 2.
+#[test]
+fn a_self_contained_service_hands_over_to_its_own_successor() {
+    const NAME: &str = "a_self_contained_service_hands_over_to_its_own_successor";
+    if common::role().is_some() {
+        return new_generation();
+    }
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let (mut clients, conns) = connections(40);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rt = runtime();
+    let mut child = rt.block_on(async {
+        let (bell, peer) = Doorbell::new().unwrap();
+        let http = Handle::from(std::os::fd::OwnedFd::from(listener));
+        let mut cmd = common::self_command(NAME, "new");
+        cmd.env(MODE, "self");
+        let upgrade = tokio::task::spawn_blocking(move || {
+            start_successor(
+                cmd,
+                &[("http", http.borrow())],
+                peer.borrow(),
+                Duration::from_secs(60),
+            )
+        });
+        let session = bell.ring().await.unwrap();
+        let st = state::create(VERSION, &state_bytes()).unwrap();
+        let handed = session
+            .hand_over(Some(st), conns, Duration::from_secs(30))
+            .await
+            .map_err(|f| f.error)
+            .unwrap();
+        let child = upgrade.await.unwrap().unwrap();
+        assert!(handed.parked.settle().await.is_empty());
+        child
+    });
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(ask(c), expected(2, i as u64));
+    }
+    assert!(child.wait().unwrap().success());
+    drop(child);
+    drop(clients);
+    drop(rt);
     leaks.assert();
 }

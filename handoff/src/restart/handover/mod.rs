@@ -29,10 +29,12 @@
 
 mod new;
 mod old;
+mod successor;
 pub mod wire;
 
 pub use new::{Incoming, TakeLimits, Takeover};
 pub use old::{Doorbell, Failed, Handed, Outgoing, Parked};
+pub use successor::{start_successor, this_program, SELF_CONTAINED};
 
 use crate::{Handle, Kind, SocketType};
 
