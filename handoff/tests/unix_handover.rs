@@ -319,7 +319,7 @@ fn refused_state_leaves_everything_with_the_old() {
     let _s = serial();
     let leaks = LeakCheck::new();
     let mut old = old_generation(NAME, "refuse", 20, Vec::new(), Duration::from_secs(30));
-    let failed = old.outcome.err().expect("refused");
+    let failed = old.outcome.expect_err("refused");
     match &failed.error {
         Error::Handover(HandoverError::Refused(reason)) => {
             assert!(reason.contains("state version 7"), "{reason}")
@@ -384,7 +384,7 @@ fn unacknowledged_connections_come_back_after_the_timeout() {
     let _s = serial();
     let leaks = LeakCheck::new();
     let mut old = old_generation(NAME, "silent", 300, Vec::new(), Duration::from_millis(500));
-    let failed = old.outcome.err().expect("timed out");
+    let failed = old.outcome.expect_err("timed out");
     assert!(
         matches!(failed.error, Error::Handover(HandoverError::Timeout(_))),
         "{}",
@@ -420,7 +420,7 @@ fn a_channel_closed_halfway_leaves_everything_with_the_old() {
         Vec::new(),
         Duration::from_secs(30),
     );
-    let failed = old.outcome.err().expect("closed");
+    let failed = old.outcome.expect_err("closed");
     assert!(
         matches!(failed.error, Error::Handover(HandoverError::Closed(_))),
         "{}",
