@@ -57,9 +57,12 @@ pub struct Incoming {
 pub struct Takeover {
     /// The connections, with their unread bytes and positions.
     pub connections: Vec<Connection>,
-    /// Connections the old generation offered and keeps (no room here,
-    /// or refused), each with the reason.
+    /// Connections refused here (not a connected stream socket), each
+    /// with the reason: the old generation keeps them.
     pub declined: Vec<(u64, String)>,
+    /// Connections offered but not asked for (over the cap, or no
+    /// descriptors for them): the old generation keeps them.
+    pub untaken: u64,
     chan: AsyncChannel,
 }
 
@@ -147,7 +150,6 @@ impl Incoming {
             .saturating_sub(self.limits.reserve)
             .min(self.cap);
         let take = self.offered.min(self.limits.max_connections).min(room);
-        let mut declined = Vec::new();
         if take < self.offered {
             let why = if take == room {
                 HandoverError::NoHeadroom {
@@ -161,7 +163,6 @@ impl Incoming {
                 }
             };
             tracing::warn!("taking {take} of {} connections: {why}", self.offered);
-            declined.push((u64::MAX, why.to_string()));
         }
         self.chan
             .send(&wire::encode(&Msg::Grant { take })?, &[])
@@ -221,14 +222,12 @@ impl Incoming {
             .await?
             .0
         {
-            Msg::Commit => {
-                declined.extend(refused);
-                Ok(Takeover {
-                    connections,
-                    declined,
-                    chan: self.chan,
-                })
-            }
+            Msg::Commit => Ok(Takeover {
+                connections,
+                declined: refused,
+                untaken: self.offered - take,
+                chan: self.chan,
+            }),
             Msg::Abort { reason } => Err(HandoverError::Refused(reason).into()),
             other => {
                 Err(HandoverError::Protocol(format!("{} instead of Commit", other.name())).into())

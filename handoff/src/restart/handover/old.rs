@@ -114,12 +114,20 @@ impl Parked {
     /// died: returns the connections, to be served by the old generation).
     pub async fn settle(self) -> Vec<Connection> {
         let Parked { chan, connections } = self;
-        match chan.recv().await {
-            Ok(msg) => match wire::decode(&msg.bytes, msg.handles.len()) {
-                Ok(Msg::Serving) => Vec::new(),
-                _ => connections,
-            },
-            Err(_) => connections,
+        loop {
+            match chan.recv().await {
+                Ok(msg) => match wire::decode(&msg.bytes, msg.handles.len()) {
+                    Ok(Msg::Serving) => return Vec::new(),
+                    // Anything else is out of protocol; the new generation
+                    // may still serve them, so only its end decides.
+                    _ => continue,
+                },
+                Err(crate::Error::Disconnected) => return connections,
+                // A message over the caps or malformed: the channel cannot
+                // be trusted; the new generation's end still decides.
+                Err(_) if !chan.get_ref().is_poisoned() => continue,
+                Err(_) => return connections,
+            }
         }
     }
 }
