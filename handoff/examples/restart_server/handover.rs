@@ -194,8 +194,13 @@ async fn answer(bell: Doorbell, mut shared: Shared, mut g: Gatherer, pool: Pool)
                     h.parked.len()
                 );
                 serve(h.kept, &shared);
-                let back = h.parked.settle().await;
-                serve(back, &shared);
+                // Held until this generation is stopped (the supervisor
+                // has then judged the new one), or handed back if the new
+                // one goes first (a bad version killed after READY=1).
+                tokio::select! {
+                    back = h.parked.hold() => serve(back, &shared),
+                    _ = crate::server::stopped(&mut shared.stop) => return,
+                }
             }
         }
     }

@@ -132,6 +132,28 @@ impl Parked {
     }
 }
 
+impl Parked {
+    /// Keeps the parked copies until the new generation's end of the
+    /// session closes, even after it says it serves: returns them then (it
+    /// died or was killed, e.g. by a supervisor after a bad start), to be
+    /// served by the old generation. Dropping the future closes the
+    /// copies: do that when this generation is told to stop (the
+    /// supervisor has judged the new one). Until then a connection the new
+    /// generation closes reaches its client as end-of-file only when the
+    /// copies go.
+    pub async fn hold(self) -> Vec<Connection> {
+        let Parked { chan, connections } = self;
+        loop {
+            match chan.recv().await {
+                Ok(_) => continue,
+                Err(crate::Error::Disconnected) => return connections,
+                Err(_) if !chan.get_ref().is_poisoned() => continue,
+                Err(_) => return connections,
+            }
+        }
+    }
+}
+
 async fn recv_within(chan: &AsyncChannel, timeout: Duration, during: &'static str) -> Result<Msg> {
     let msg = tokio::time::timeout(timeout, chan.recv())
         .await
