@@ -152,6 +152,11 @@ fn new_generation() {
             handoff::restart::send(&socket, &ready, &[]).unwrap();
         }
         takeover.serving().await.unwrap();
+        if mode == "exit-after-serving" {
+            // Killed by its supervisor after READY=1, say: nothing served.
+            drop(conns);
+            std::process::exit(5);
+        }
         for c in conns {
             serve_one(2, c);
         }
@@ -508,5 +513,34 @@ fn a_self_contained_service_hands_over_to_its_own_successor() {
     drop(child);
     drop(clients);
     drop(rt);
+    leaks.assert();
+}
+
+/// A new generation that says it serves and then goes away (a bad version
+/// killed after READY=1): an old generation that holds its copies gets
+/// every connection back and serves it.
+#[test]
+fn held_connections_come_back_when_the_new_process_goes() {
+    const NAME: &str = "held_connections_come_back_when_the_new_process_goes";
+    if common::role().is_some() {
+        return new_generation();
+    }
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let mut old = old_generation(
+        NAME,
+        "exit-after-serving",
+        30,
+        Vec::new(),
+        Duration::from_secs(30),
+    );
+    let handed = old.outcome.map_err(|f| f.error).unwrap();
+    assert_eq!(handed.parked.len(), 30);
+    let back = old.rt.block_on(handed.parked.hold());
+    assert_eq!(back.len(), 30);
+    old_serves(&mut old.clients, back);
+    assert_eq!(exit_code(old.child), Some(5));
+    drop(old.clients);
+    drop(old.rt);
     leaks.assert();
 }

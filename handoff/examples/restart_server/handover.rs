@@ -197,9 +197,19 @@ async fn answer(bell: Doorbell, mut shared: Shared, mut g: Gatherer, pool: Pool)
                 // Held until this generation is stopped (the supervisor
                 // has then judged the new one), or handed back if the new
                 // one goes first (a bad version killed after READY=1).
-                tokio::select! {
-                    back = h.parked.hold() => serve(back, &shared),
-                    _ = crate::server::stopped(&mut shared.stop) => return,
+                let hold = h.parked.hold();
+                tokio::pin!(hold);
+                loop {
+                    tokio::select! {
+                        back = &mut hold => {
+                            serve(back, &shared);
+                            break;
+                        }
+                        // A connection that gave itself up after the
+                        // gathering is served here again meanwhile.
+                        Some(c) = g.yielded.recv() => serve(vec![c], &shared),
+                        _ = crate::server::stopped(&mut shared.stop) => return,
+                    }
                 }
             }
         }
