@@ -469,6 +469,19 @@ pub fn run(quick: bool) -> Result<Report> {
             )
         })
         .collect();
+    // The generator's own stalls: latency counts from the scheduled time,
+    // so a busy machine shows in both columns.
+    let worst_lag = |from: usize, to: usize| {
+        lag.iter()
+            .take(to)
+            .skip(from)
+            .fold(0.0f64, |a, &b| a.max(b))
+    };
+    notes.push(format!(
+        "load generator's worst start lag: {:.0} ms in the baseline, {:.0} ms during restarts",
+        worst_lag(0, restart_from),
+        worst_lag(restart_from, lag.len())
+    ));
     // Where the failures were: the worst seconds and the restart before each.
     let mut worst: Vec<(usize, u64)> = series
         .iter()
