@@ -108,7 +108,8 @@ pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf:
                     r = stream.read(&mut chunk) => r,
                     _ = stopped(&mut shared.stop) => continue,
                     // Between two requests: the next generation may take it.
-                    _ = handover.wait_for(|h| *h) => {
+                    // (`Err`, the handover task gone at stop, never fires.)
+                    Ok(_) = handover.wait_for(|h| *h) => {
                         shared.pool.give(stream, buf);
                         return;
                     }
