@@ -113,8 +113,16 @@ pub fn run() -> Result<ExitCode> {
             loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
         }
         tokio::task::yield_now().await;
-        let takeover = crate::handover::take_over(&mut service, &shared).await;
-        crate::handover::announce(&service, shared.clone(), gatherer, pool);
+        // Live handover of keep-alive connections, with
+        // RESTART_SERVER_HANDOVER set (off by default: see docs/restart.md).
+        let takeover = if std::env::var_os("RESTART_SERVER_HANDOVER").is_some() {
+            let t = crate::handover::take_over(&mut service, &shared).await;
+            crate::handover::announce(&service, shared.clone(), gatherer, pool);
+            t
+        } else {
+            drop((gatherer, pool));
+            None
+        };
         service.status(&format!("serving as {mode} ({label})"))?;
         service.ready()?;
         if let Some(t) = takeover {
