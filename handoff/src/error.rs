@@ -164,6 +164,11 @@ pub enum Error {
     #[error("bad startup data: {0}")]
     BadStartupData(String),
 
+    /// A restart's state or connection handover failed (see
+    /// [`HandoverError`](crate::restart::HandoverError)).
+    #[error(transparent)]
+    Handover(#[from] crate::restart::HandoverError),
+
     /// An RPC client and server were built from different interface
     /// definitions (name, version or method signatures). Both are named.
     #[error("interface mismatch: the client speaks {client}, the server speaks {server}")]
@@ -225,6 +230,9 @@ pub enum ErrorKind {
     BadStartupData,
     /// [`Error::InterfaceMismatch`].
     InterfaceMismatch,
+    /// [`Error::Handover`]: a restart's state or connection handover
+    /// failed; the old generation keeps what was offered.
+    Handover,
 }
 
 impl ErrorKind {
@@ -251,6 +259,7 @@ impl ErrorKind {
                 Io::NotFound
             }
             ErrorKind::NotPermitted => Io::PermissionDenied,
+            ErrorKind::Handover => Io::Other,
         }
     }
 }
@@ -331,6 +340,7 @@ impl Error {
             Error::AlreadyClaimed(_) => ErrorKind::AlreadyClaimed,
             Error::BadStartupData(_) => ErrorKind::BadStartupData,
             Error::InterfaceMismatch { .. } => ErrorKind::InterfaceMismatch,
+            Error::Handover(_) => ErrorKind::Handover,
         }
     }
 

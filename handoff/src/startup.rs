@@ -67,6 +67,20 @@ pub fn create(bytes: &[u8]) -> Result<Handle> {
     finish(fd)
 }
 
+/// Creates sealed startup data holding the concatenation of `parts`, each
+/// written once into the shared memory (restart state puts its own header
+/// before a caller's bytes this way without copying them first).
+pub(crate) fn create_parts(parts: &[&[u8]]) -> Result<Handle> {
+    let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let fd = begin(FORMAT_BYTES, total)?;
+    let mut at = HEADER_LEN;
+    for part in parts {
+        sys::shm::write_all_at(fd.borrow().into(), part, at).map_err(os("write startup data"))?;
+        at += part.len() as u64;
+    }
+    finish(fd)
+}
+
 /// Creates sealed startup data holding `value`, encoded as a typed payload.
 /// Handles cannot travel this way (pass them as named handles instead).
 pub fn create_value<T: Serialize + ?Sized>(value: &T) -> Result<Handle> {

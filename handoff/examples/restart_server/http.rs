@@ -74,8 +74,15 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, String> {
     }))
 }
 
-async fn connection(mut stream: TcpStream, mut shared: Shared) {
-    let mut buf = Vec::with_capacity(1024);
+async fn connection(stream: TcpStream, shared: Shared) {
+    connection_with(stream, shared, Vec::with_capacity(1024)).await
+}
+
+/// Serves a connection whose first `buf` bytes were already read (by this
+/// or the previous generation).
+pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf: Vec<u8>) {
+    let _live = shared.pool.live();
+    let mut handover = shared.pool.requested.clone();
     let mut chunk = [0u8; 4096];
     loop {
         // Read until one request head is complete.
@@ -100,6 +107,12 @@ async fn connection(mut stream: TcpStream, mut shared: Shared) {
                 tokio::select! {
                     r = stream.read(&mut chunk) => r,
                     _ = stopped(&mut shared.stop) => continue,
+                    // Between two requests: the next generation may take it.
+                    // (`Err`, the handover task gone at stop, never fires.)
+                    Ok(_) = handover.wait_for(|h| *h) => {
+                        shared.pool.give(stream, buf);
+                        return;
+                    }
                 }
             } else {
                 stream.read(&mut chunk).await

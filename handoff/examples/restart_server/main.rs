@@ -18,6 +18,8 @@
 #[cfg(target_os = "linux")]
 mod echo;
 #[cfg(target_os = "linux")]
+mod handover;
+#[cfg(target_os = "linux")]
 mod http;
 #[cfg(target_os = "linux")]
 mod mode;

@@ -36,6 +36,8 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     #[expect(dead_code, reason = "held, never read: the last drop ends the drain")]
     pub in_flight: mpsc::Sender<()>,
+    /// Live handover of idle HTTP connections (`handover.rs`).
+    pub pool: crate::handover::Pool,
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -72,10 +74,12 @@ pub fn run() -> Result<ExitCode> {
         .build()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (in_flight, mut all_done) = mpsc::channel::<()>(1);
+    let (pool, gatherer) = crate::handover::pool();
     let shared = Shared {
         label: label.clone(),
         stop: stop_rx,
         in_flight,
+        pool: pool.clone(),
     };
     runtime.block_on(async {
         if mode == Mode::CrashAfterReady {
@@ -109,8 +113,21 @@ pub fn run() -> Result<ExitCode> {
             loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
         }
         tokio::task::yield_now().await;
+        // Live handover of keep-alive connections, with
+        // RESTART_SERVER_HANDOVER set (off by default: see docs/restart.md).
+        let takeover = if std::env::var_os("RESTART_SERVER_HANDOVER").is_some() {
+            let t = crate::handover::take_over(&mut service, &shared).await;
+            crate::handover::announce(&service, shared.clone(), gatherer, pool);
+            t
+        } else {
+            drop((gatherer, pool));
+            None
+        };
         service.status(&format!("serving as {mode} ({label})"))?;
         service.ready()?;
+        if let Some(t) = takeover {
+            let _ = t.serving().await;
+        }
         if mode == Mode::CloseListeners {
             // The loops stop and their sockets are closed: this process
             // stays alive, ready, and serves nothing.
@@ -192,6 +209,8 @@ fn inherit(service: &mut Service) -> Result<Sockets> {
             "http" => sockets.http = Some(service.tcp_listener("http")?),
             "udp" => sockets.udp = Some(service.udp_socket("udp")?),
             "unix" => sockets.unix = Some(service.unix_listener("unix")?),
+            // The previous generation's doorbell, taken by handover.rs.
+            handoff::restart::handover::DOORBELL => {}
             other => {
                 return Err(format!(
                     "inherited a handle named {other:?}; this server knows http, udp and unix"

@@ -9,12 +9,21 @@
 //!   types, checked with [`Handle::kind`](crate::Handle::kind); `ready()`,
 //!   `status()`, `stopping()`, `store()`, `remove()` over `NOTIFY_SOCKET`;
 //!   stored handles handed back at the next start.
+//! * [`state`]: the state one generation hands the next, sealed and
+//!   checksummed; [`handover`] (Linux, tokio): live connections too.
 //! * [`NotifySocket`] and the helpers in [`supervise`] (Linux): the
 //!   supervisor's side, receiving notifications with the kernel's word on
 //!   who sent them.
 //!
 //! `docs/restart.md` describes the protocol and the supervisor.
 
+mod error;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    feature = "tokio",
+    not(handoff_no_backend)
+))]
+pub mod handover;
 pub mod notify;
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
@@ -26,12 +35,14 @@ mod receiver;
     not(handoff_no_backend)
 ))]
 mod service;
+pub mod state;
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),
     not(handoff_no_backend)
 ))]
 pub mod supervise;
 
+pub use error::HandoverError;
 pub use notify::{Notification, NotifyError};
 #[cfg(all(
     any(target_os = "linux", target_os = "android"),

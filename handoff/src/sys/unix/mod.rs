@@ -5,6 +5,8 @@
 
 mod child;
 pub(crate) mod handle;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod limits;
 pub(crate) mod listener;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) mod notify;

@@ -1,0 +1,373 @@
+//! Bad input to the restart handover: state that fails a check, and a
+//! peer that breaks the protocol. Each is a typed error, no panic, no
+//! hang, and every handle it brought is closed (counted).
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::{serial, LeakCheck};
+use handoff::restart::handover::wire::{self, ConnMeta, Msg};
+use handoff::restart::handover::{Connection, Doorbell, Incoming, TakeLimits};
+use handoff::restart::state::{self, State};
+use handoff::restart::HandoverError;
+use handoff::{Channel, Error, Handle};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// State bytes with a header written by hand.
+fn raw_state(version: u32, len: u64, crc: u32, payload: &[u8]) -> Handle {
+    let mut all = b"HNDOFSTA".to_vec();
+    all.extend_from_slice(&version.to_le_bytes());
+    all.extend_from_slice(&0u32.to_le_bytes());
+    all.extend_from_slice(&len.to_le_bytes());
+    all.extend_from_slice(&crc.to_le_bytes());
+    all.extend_from_slice(&0u32.to_le_bytes());
+    all.extend_from_slice(payload);
+    handoff::startup::create(&all).unwrap()
+}
+
+fn open_err(h: Handle, version: u32, max: u64) -> HandoverError {
+    match State::open(h, version, max) {
+        Err(Error::Handover(e)) => e,
+        other => panic!("expected a handover error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_state_is_refused_with_its_reason() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let payload = b"sessions and counters".to_vec();
+    let crc = crc(&payload);
+    // Good, as a baseline: read in place.
+    let good = State::open(state::create(3, &payload).unwrap(), 3, 1024).unwrap();
+    assert_eq!(good.bytes(), &payload[..]);
+    drop(good);
+    assert_eq!(
+        open_err(state::create(2, &payload).unwrap(), 3, 1024),
+        HandoverError::StateVersion {
+            found: 2,
+            expected: 3
+        }
+    );
+    assert!(matches!(
+        open_err(
+            raw_state(3, payload.len() as u64, crc ^ 1, &payload),
+            3,
+            1024
+        ),
+        HandoverError::StateChecksum { .. }
+    ));
+    assert_eq!(
+        open_err(raw_state(3, 100, crc, &payload), 3, 1024),
+        HandoverError::StateTruncated {
+            said: 100,
+            held: payload.len() as u64
+        }
+    );
+    assert!(matches!(
+        open_err(handoff::startup::create(b"HNDOFSTA").unwrap(), 3, 1024),
+        HandoverError::StateTruncated { .. }
+    ));
+    assert_eq!(
+        open_err(state::create(3, &payload).unwrap(), 3, 4),
+        HandoverError::StateTooLarge {
+            len: payload.len() as u64,
+            max: 4
+        }
+    );
+    // Unsealed shared memory: its sender could still change it.
+    let fd = rustix::fs::memfd_create("state", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&fd, 128).unwrap();
+    let unsealed = Handle::from(fd);
+    assert!(matches!(
+        open_err(unsealed, 3, 1024),
+        HandoverError::StateNotSealed(_)
+    ));
+    // Not shared memory at all.
+    let (read, write) = std::io::pipe().unwrap();
+    drop(write);
+    assert!(matches!(
+        open_err(Handle::from(OwnedFd::from(read)), 3, 1024),
+        HandoverError::StateMalformed(_)
+    ));
+    // Startup data that is not state.
+    assert!(matches!(
+        open_err(handoff::startup::create(&[7u8; 64]).unwrap(), 3, 1024),
+        HandoverError::StateMalformed(_)
+    ));
+    leaks.assert();
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    // The state's own header, read back: the checksum a good sender wrote.
+    let h = state::create(0, bytes).unwrap();
+    let data = handoff::StartupData::open(h).unwrap();
+    u32::from_le_bytes(data.bytes()[24..28].try_into().unwrap())
+}
+
+/// A hand-made old generation: rings nothing, answers a new generation's
+/// ring over `bell` and returns the session.
+fn raw_old_session(bell: &Channel) -> Channel {
+    let hello = bell.recv().unwrap();
+    assert!(matches!(
+        wire::decode(&hello.bytes, hello.handles.len()).unwrap(),
+        Msg::Hello { .. }
+    ));
+    Channel::from_handle(hello.handles.into_iter().next().unwrap()).unwrap()
+}
+
+fn socket_pairs(n: usize) -> (Vec<UnixStream>, Vec<UnixStream>) {
+    (0..n).map(|_| UnixStream::pair().unwrap()).unzip()
+}
+
+fn send_connections(session: &Channel, ends: &[UnixStream]) {
+    let meta: Vec<ConnMeta> = (0..ends.len() as u64)
+        .map(|id| ConnMeta {
+            id,
+            pending: Vec::new(),
+            position: Vec::new(),
+        })
+        .collect();
+    let handles: Vec<_> = ends
+        .iter()
+        .map(|s| handoff::AsHandle::as_handle(s))
+        .collect();
+    // A sender that ignores the grant gets refused by the receiver; a
+    // failed send (the peer gave up) is fine here.
+    let _ = session.send(&wire::encode(&Msg::Connections(meta)).unwrap(), &handles);
+}
+
+/// Runs the new generation's side against a hand-made old one in a thread.
+fn against_raw_old(limits: TakeLimits, old: impl FnOnce(Channel) + Send + 'static) -> Error {
+    let (bell_ours, bell_theirs) = Channel::pair().unwrap();
+    let t = std::thread::spawn(move || old(raw_old_session(&bell_ours)));
+    let err = runtime().block_on(async {
+        let incoming = Incoming::connect(bell_theirs.into_handle(), limits).await?;
+        incoming.accept().await.map(|_| ())
+    });
+    t.join().unwrap();
+    err.expect_err("the handover must fail")
+}
+
+fn offer(session: &Channel, connections: u64) {
+    session
+        .send(
+            &wire::encode(&Msg::Offer {
+                state: false,
+                connections,
+            })
+            .unwrap(),
+            &[],
+        )
+        .unwrap();
+}
+
+fn expect_grant(session: &Channel) -> u64 {
+    let m = session.recv().unwrap();
+    match wire::decode(&m.bytes, 0).unwrap() {
+        Msg::Grant { take } => take,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn more_connections_than_announced_are_refused() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let err = against_raw_old(TakeLimits::default(), |session| {
+        offer(&session, 2);
+        assert_eq!(expect_grant(&session), 2);
+        let (ours, _theirs) = socket_pairs(3);
+        send_connections(&session, &ours);
+        let _ = session.recv();
+    });
+    assert!(
+        matches!(
+            err,
+            Error::Handover(HandoverError::TooManyConnections {
+                sent: 3,
+                allowed: 2
+            })
+        ),
+        "{err}"
+    );
+    leaks.assert();
+}
+
+#[test]
+fn more_connections_than_the_cap_are_refused() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let limits = TakeLimits {
+        max_connections: 4,
+        ..TakeLimits::default()
+    };
+    let err = against_raw_old(limits, |session| {
+        offer(&session, 300);
+        assert_eq!(expect_grant(&session), 4);
+        let (ours, _theirs) = socket_pairs(300);
+        send_connections(&session, &ours);
+        let _ = session.recv();
+    });
+    // The channel refuses a message with more handles than its cap and
+    // closes those that arrived.
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    leaks.assert();
+}
+
+#[test]
+fn a_channel_closed_after_the_offer_is_a_closed_error() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let err = against_raw_old(TakeLimits::default(), |session| {
+        offer(&session, 5);
+        drop(session);
+    });
+    assert!(
+        matches!(err, Error::Handover(HandoverError::Closed(_))),
+        "{err}"
+    );
+    leaks.assert();
+}
+
+#[test]
+fn an_old_generation_that_never_commits_times_out() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let limits = TakeLimits {
+        timeout: Duration::from_millis(200),
+        ..TakeLimits::default()
+    };
+    let err = against_raw_old(limits, |session| {
+        offer(&session, 2);
+        expect_grant(&session);
+        let (ours, _theirs) = socket_pairs(2);
+        send_connections(&session, &ours);
+        // Taken arrives; no Commit is ever sent.
+        let _ = session.recv();
+        std::thread::sleep(Duration::from_millis(600));
+    });
+    assert!(
+        matches!(err, Error::Handover(HandoverError::Timeout(_))),
+        "{err}"
+    );
+    leaks.assert();
+}
+
+/// A hand-made new generation acknowledging a connection twice: the old
+/// side refuses the answer and keeps every connection.
+#[test]
+fn an_inconsistent_acknowledgement_keeps_everything_with_the_old() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let rt = runtime();
+    let _in = rt.enter();
+    let (bell, peer) = Doorbell::new().unwrap();
+    let (ours, theirs) = socket_pairs(2);
+    let conns: Vec<Connection> = ours
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| Connection::new(i as u64, Handle::from(OwnedFd::from(s))))
+        .collect();
+    let new = std::thread::spawn(move || {
+        let bell = Channel::from_handle(peer).unwrap();
+        let (session, far) = Channel::pair().unwrap();
+        bell.send(
+            &wire::encode(&Msg::Hello {
+                protocol: wire::PROTOCOL,
+            })
+            .unwrap(),
+            &[far.as_borrowed()],
+        )
+        .unwrap();
+        drop(far);
+        let _offer = session.recv().unwrap();
+        session
+            .send(&wire::encode(&Msg::Grant { take: 2 }).unwrap(), &[])
+            .unwrap();
+        let got = session.recv().unwrap();
+        assert_eq!(got.handles.len(), 2);
+        session
+            .send(
+                &wire::encode(&Msg::Taken {
+                    taken: vec![0, 0],
+                    refused: vec![],
+                })
+                .unwrap(),
+                &[],
+            )
+            .unwrap();
+        // The old side answers Abort.
+        let answer = session.recv().unwrap();
+        assert!(matches!(
+            wire::decode(&answer.bytes, 0).unwrap(),
+            Msg::Abort { .. }
+        ));
+    });
+    let failed = rt
+        .block_on(async {
+            let out = bell.ring().await.unwrap();
+            out.hand_over(None, conns, Duration::from_secs(10)).await
+        })
+        .expect_err("inconsistent");
+    new.join().unwrap();
+    assert!(
+        matches!(failed.error, Error::Handover(HandoverError::Protocol(_))),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.connections.len(), 2);
+    drop(failed);
+    drop(theirs);
+    drop(bell);
+    drop(_in);
+    drop(rt);
+    leaks.assert();
+}
+
+/// A ring without a session channel, or with two handles, is refused and
+/// its handles closed; the doorbell still works.
+#[test]
+fn a_malformed_ring_is_refused() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let rt = runtime();
+    let in_rt = rt.enter();
+    let (bell, peer) = Doorbell::new().unwrap();
+    let peer = Channel::from_handle(peer).unwrap();
+    let hello = wire::encode(&Msg::Hello {
+        protocol: wire::PROTOCOL,
+    })
+    .unwrap();
+    peer.send(&hello, &[]).unwrap();
+    let err = rt.block_on(bell.ring()).unwrap_err();
+    assert!(
+        matches!(err, Error::Handover(HandoverError::Protocol(_))),
+        "{err}"
+    );
+    peer.send(&[1, 2, 3], &[]).unwrap();
+    assert!(rt.block_on(bell.ring()).is_err());
+    let (a, b) = socket_pairs(1);
+    peer.send(
+        &hello,
+        &[
+            handoff::AsHandle::as_handle(&a[0]),
+            handoff::AsHandle::as_handle(&b[0]),
+        ],
+    )
+    .unwrap();
+    assert!(rt.block_on(bell.ring()).is_err());
+    drop((a, b, peer, bell, in_rt));
+    drop(rt);
+    leaks.assert();
+}
