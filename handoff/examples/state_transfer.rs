@@ -54,7 +54,7 @@ fn main() -> Result<()> {
 
 fn line(out: Handle) -> Result<usize> {
     let mut s = String::new();
-    BufReader::new(std::fs::File::from(std::os::fd::OwnedFd::from(out))).read_line(&mut s)?;
+    BufReader::new(std::fs::File::from(out)).read_line(&mut s)?;
     Ok(s.trim().parse()?)
 }
 
@@ -83,9 +83,7 @@ fn via_pipe(data: &[u8]) -> Result<Duration> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let mut input = std::fs::File::from(std::os::fd::OwnedFd::from(
-        child.take_stdin().ok_or("no stdin")?,
-    ));
+    let mut input = std::fs::File::from(child.take_stdin().ok_or("no stdin")?);
     input.write_all(data)?;
     drop(input);
     let got = line(child.take_stdout().ok_or("no stdout")?)?;
