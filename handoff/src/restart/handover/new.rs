@@ -187,11 +187,14 @@ impl Incoming {
             .into());
         }
         let mut connections = Vec::with_capacity(meta.len());
+        // A set: thousands of connections per handover must not cost a
+        // quadratic duplicate check on the runtime thread.
+        let mut seen = std::collections::HashSet::with_capacity(meta.len());
         let mut taken = Vec::with_capacity(meta.len());
         let mut refused = Vec::new();
         for (m, handle) in meta.into_iter().zip(handles) {
             match check_connection(m.id, &handle) {
-                Ok(()) if !taken.contains(&m.id) => {
+                Ok(()) if seen.insert(m.id) => {
                     taken.push(m.id);
                     connections.push(Connection {
                         id: m.id,

@@ -195,10 +195,12 @@ impl Outgoing {
             }
             Err(error) => {
                 let reason = error.to_string();
-                // Best effort: the new side drops what it got either way
-                // once the session closes without a Commit.
+                // Best effort, and never waiting: the new side drops what it
+                // got either way once the session closes without a Commit,
+                // and a blocking send to a peer that stopped reading would
+                // hold this runtime thread for good.
                 if let Ok(bytes) = wire::encode(&Msg::Abort { reason }) {
-                    let _ = self.chan.get_ref().send(&bytes, &[]);
+                    let _ = self.chan.try_send(&bytes, &[]);
                 }
                 Err(Failed { error, connections })
             }
