@@ -93,12 +93,20 @@ impl Incoming {
             max_bytes: wire::MAX_MESSAGE,
             max_handles: cap,
         }))?;
-        doorbell
-            .send(
-                &wire::encode(&Msg::Hello { protocol: PROTOCOL })?,
-                &[theirs.as_borrowed()],
-            )
-            .map_err(closed("before the doorbell rang"))?;
+        // Async with the session's timeout: a doorbell whose queue is full
+        // (an old generation that stopped ringing) must not hold this
+        // runtime thread.
+        let doorbell = AsyncChannel::new(doorbell)?;
+        let hello = wire::encode(&Msg::Hello { protocol: PROTOCOL })?;
+        match tokio::time::timeout(
+            limits.timeout,
+            doorbell.send(&hello, &[theirs.as_borrowed()]),
+        )
+        .await
+        {
+            Ok(sent) => sent.map_err(closed("before the doorbell rang"))?,
+            Err(_) => return Err(HandoverError::Timeout(limits.timeout).into()),
+        }
         drop(theirs);
         drop(doorbell);
         let (msg, mut handles) = recv_within(&ours, limits.timeout, "before the offer").await?;
