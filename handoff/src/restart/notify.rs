@@ -289,6 +289,12 @@ impl fmt::Display for Notification {
         for (k, v) in &self.unknown {
             lines.push(format!("{}={}", line(k), line(v)));
         }
+        if lines.is_empty() {
+            // A message of only cleared flags ("READY=0") says nothing, but an
+            // empty datagram is not a message: encode it as one cleared flag
+            // so that what `parse` accepted parses again.
+            lines.push("READY=0".into());
+        }
         f.write_str(&lines.join("\n"))
     }
 }
@@ -321,6 +327,13 @@ EXTEND_TIMEOUT_USEC=5000000\nFDSTORE=1\nFDNAME=db conn\nFDPOLL=0\nBARRIER=1\nX_C
         assert_eq!(n.store_name(), DEFAULT_FDNAME);
         let r = Notification::parse(b"FDSTOREREMOVE=1\nFDNAME=x", 0).unwrap();
         assert!(r.fd_store_remove && !r.fd_store);
+        // Only cleared flags: nothing to say, yet it must encode to a message.
+        let cleared = Notification::parse(b"READY=0\nBARRIER=0", 0).unwrap();
+        assert_eq!(cleared, Notification::default());
+        assert_eq!(
+            Notification::parse(cleared.encode().as_bytes(), 0).unwrap(),
+            cleared
+        );
     }
 
     #[test]
