@@ -367,7 +367,141 @@ fn a_malformed_ring_is_refused() {
     )
     .unwrap();
     assert!(rt.block_on(bell.ring()).is_err());
-    drop((a, b, peer, bell, in_rt));
+    drop((a, b));
+    // A datagram that is not a fragment at all, written on the raw
+    // socket: malformed, and the doorbell still answers the next ring.
+    let raw = OwnedFd::from(peer.into_handle());
+    rustix::net::send(&raw, &[1, 3, 1, 0], rustix::net::SendFlags::empty()).unwrap();
+    let err = rt.block_on(bell.ring()).unwrap_err();
+    assert!(matches!(err, Error::Malformed(_)), "{err}");
+    let peer = Channel::from_handle(Handle::from(raw)).unwrap();
+    let (_session, far) = Channel::pair().unwrap();
+    peer.send(&hello, &[far.as_borrowed()]).unwrap();
+    drop(far);
+    rt.block_on(bell.ring())
+        .expect("a good ring after a malformed one");
+    drop((_session, peer, bell, in_rt));
+    drop(rt);
+    leaks.assert();
+}
+
+/// A stream socket that was never connected is declined with its reason
+/// (served, it would look like a client that hung up); the connected one
+/// beside it is taken.
+#[test]
+fn an_unconnected_stream_socket_is_declined() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let (bell_ours, bell_theirs) = Channel::pair().unwrap();
+    let old = std::thread::spawn(move || {
+        let session = raw_old_session(&bell_ours);
+        offer(&session, 2);
+        assert_eq!(expect_grant(&session), 2);
+        let (connected, _peer) = UnixStream::pair().unwrap();
+        let unconnected = rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .unwrap();
+        let meta: Vec<ConnMeta> = (0..2)
+            .map(|id| ConnMeta {
+                id,
+                pending: Vec::new(),
+                position: Vec::new(),
+            })
+            .collect();
+        session
+            .send(
+                &wire::encode(&Msg::Connections(meta)).unwrap(),
+                &[
+                    handoff::AsHandle::as_handle(&connected),
+                    handoff::AsHandle::as_handle(&unconnected),
+                ],
+            )
+            .unwrap();
+        let answer = session.recv().unwrap();
+        let Msg::Taken { taken, refused } = wire::decode(&answer.bytes, 0).unwrap() else {
+            panic!("no Taken");
+        };
+        assert_eq!(taken, [0]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, 1);
+        assert!(refused[0].1.contains("not connected"), "{}", refused[0].1);
+        session
+            .send(&wire::encode(&Msg::Commit).unwrap(), &[])
+            .unwrap();
+    });
+    let takeover = runtime()
+        .block_on(async {
+            let incoming =
+                Incoming::connect(bell_theirs.into_handle(), TakeLimits::default()).await?;
+            incoming.accept().await
+        })
+        .unwrap();
+    old.join().unwrap();
+    assert_eq!(takeover.connections.len(), 1);
+    assert_eq!(takeover.declined.len(), 1);
+    drop(takeover);
+    leaks.assert();
+}
+
+/// A new generation that grants connections and then stops reading: the
+/// old side's send waits at most the timeout, the handover fails with
+/// `Timeout`, and every connection is back with the old generation.
+#[test]
+fn a_new_generation_that_stops_reading_cannot_hold_the_old() {
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let rt = runtime();
+    let in_rt = rt.enter();
+    let (bell, peer) = Doorbell::new().unwrap();
+    let (ours, theirs) = socket_pairs(1);
+    let mut conn = Connection::new(
+        7,
+        Handle::from(OwnedFd::from(ours.into_iter().next().unwrap())),
+    );
+    // More unread bytes than a socket buffer holds, so the Connections
+    // message cannot go out while nobody reads.
+    conn.pending = vec![0x5a; 8 << 20];
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let new = std::thread::spawn(move || {
+        let bell = Channel::from_handle(peer).unwrap();
+        let (session, far) = Channel::pair().unwrap();
+        bell.send(
+            &wire::encode(&Msg::Hello {
+                protocol: wire::PROTOCOL,
+            })
+            .unwrap(),
+            &[far.as_borrowed()],
+        )
+        .unwrap();
+        drop(far);
+        let _offer = session.recv().unwrap();
+        session
+            .send(&wire::encode(&Msg::Grant { take: 1 }).unwrap(), &[])
+            .unwrap();
+        // Reads nothing more until the old side has given up.
+        let _ = stop_rx.recv();
+    });
+    let failed = rt
+        .block_on(async {
+            let out = bell.ring().await.unwrap();
+            out.hand_over(None, vec![conn], Duration::from_millis(300))
+                .await
+        })
+        .expect_err("the send must time out");
+    stop_tx.send(()).unwrap();
+    new.join().unwrap();
+    assert!(
+        matches!(failed.error, Error::Handover(HandoverError::Timeout(_))),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.connections.len(), 1);
+    assert_eq!(failed.connections[0].id, 7);
+    assert_eq!(failed.connections[0].pending.len(), 8 << 20);
+    drop((failed, theirs, bell, in_rt));
     drop(rt);
     leaks.assert();
 }

@@ -302,6 +302,14 @@ impl Channel {
         self.poisoned.load(Ordering::Relaxed)
     }
 
+    /// Makes a poisoned channel usable again. Only for a channel whose
+    /// messages are single datagrams on a transport that keeps boundaries,
+    /// where a malformed one leaves nothing of the next behind.
+    #[cfg_attr(not(all(target_os = "linux", feature = "tokio")), allow(dead_code))]
+    pub(crate) fn clear_poison(&self) {
+        self.poisoned.store(false, Ordering::Relaxed);
+    }
+
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, Ordering::Relaxed);
     }

@@ -60,6 +60,12 @@ pub enum HandoverError {
         /// What it is.
         kind: Kind,
     },
+    /// A handed-over stream socket has no peer: it was never connected.
+    #[error("connection {id} is a stream socket that is not connected")]
+    NotConnected {
+        /// The sender's number for it.
+        id: u64,
+    },
     /// The peer sent more connections than it announced or than the cap.
     #[error("{sent} connections arrived, {allowed} were allowed")]
     TooManyConnections {

@@ -36,7 +36,9 @@ pub use new::{Incoming, TakeLimits, Takeover};
 pub use old::{Doorbell, Failed, Handed, Outgoing, Parked};
 pub use successor::{start_successor, this_program, SELF_CONTAINED};
 
-use crate::{Handle, Kind, SocketType};
+use std::time::Duration;
+
+use crate::{AsyncChannel, BorrowedHandle, Handle, Kind, SocketFamily, SocketType};
 
 /// The name under which the doorbell's far end is stored or passed.
 pub const DOORBELL: &str = "handoff.handover";
@@ -68,19 +70,54 @@ impl Connection {
 }
 
 /// Whether `handle` can be a handed-over connection: a connected stream
-/// socket, not a listener, pipe, file or datagram socket.
+/// socket, not a listener, pipe, file, datagram socket or a stream socket
+/// that was never connected (which a new generation would serve as a
+/// client that hung up).
 pub(crate) fn check_connection(id: u64, handle: &Handle) -> Result<(), super::HandoverError> {
-    let kind = handle
-        .kind()
-        .map_err(|e| super::HandoverError::Protocol(format!("connection {id}: {e}")))?;
-    match kind {
+    let protocol =
+        |e: &dyn std::fmt::Display| super::HandoverError::Protocol(format!("connection {id}: {e}"));
+    let kind = handle.kind().map_err(|e| protocol(&e))?;
+    let family = match kind {
         Kind::Socket {
             ty: SocketType::Stream,
             listening: false,
-            ..
-        } => Ok(()),
-        kind => Err(super::HandoverError::NotAConnection { id, kind }),
+            family: family @ (SocketFamily::Unix | SocketFamily::Inet | SocketFamily::Inet6),
+        } => family,
+        kind => return Err(super::HandoverError::NotAConnection { id, kind }),
+    };
+    // The peer's address is the kernel's word that the socket is
+    // connected; `ENOTCONN` means it never was (or it was shut down).
+    let fd = std::os::fd::OwnedFd::from(handle.try_clone().map_err(|e| protocol(&e))?);
+    let peer = match family {
+        SocketFamily::Unix => std::os::unix::net::UnixStream::from(fd)
+            .peer_addr()
+            .map(drop),
+        _ => std::net::TcpStream::from(fd).peer_addr().map(drop),
+    };
+    match peer {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+            Err(super::HandoverError::NotConnected { id })
+        }
+        Err(e) => Err(protocol(&e)),
     }
+}
+
+/// Sends one handover message, waiting at most `timeout` for room: a peer
+/// that stopped reading must not hold this runtime thread, and a send
+/// abandoned half way poisons the channel, so the peer sees it end.
+async fn send_within(
+    chan: &AsyncChannel,
+    msg: &wire::Msg,
+    handles: &[BorrowedHandle<'_>],
+    timeout: Duration,
+    during: &'static str,
+) -> crate::Result<()> {
+    let bytes = wire::encode(msg)?;
+    tokio::time::timeout(timeout, chan.send(&bytes, handles))
+        .await
+        .map_err(|_| super::HandoverError::Timeout(timeout))?
+        .map_err(closed(during))
 }
 
 fn closed(during: &'static str) -> impl Fn(crate::Error) -> crate::Error {

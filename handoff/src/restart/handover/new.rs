@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::wire::{self, Msg, PROTOCOL};
-use super::{check_connection, closed, Connection};
+use super::{check_connection, closed, send_within, Connection};
 use crate::restart::HandoverError;
 use crate::{AsyncChannel, Channel, Handle, Limits, Result};
 
@@ -64,6 +64,7 @@ pub struct Takeover {
     /// descriptors for them): the old generation keeps them.
     pub untaken: u64,
     chan: AsyncChannel,
+    timeout: Duration,
 }
 
 async fn recv_within(
@@ -97,16 +98,14 @@ impl Incoming {
         // (an old generation that stopped ringing) must not hold this
         // runtime thread.
         let doorbell = AsyncChannel::new(doorbell)?;
-        let hello = wire::encode(&Msg::Hello { protocol: PROTOCOL })?;
-        match tokio::time::timeout(
+        send_within(
+            &doorbell,
+            &Msg::Hello { protocol: PROTOCOL },
+            &[theirs.as_borrowed()],
             limits.timeout,
-            doorbell.send(&hello, &[theirs.as_borrowed()]),
+            "before the doorbell rang",
         )
-        .await
-        {
-            Ok(sent) => sent.map_err(closed("before the doorbell rang"))?,
-            Err(_) => return Err(HandoverError::Timeout(limits.timeout).into()),
-        }
+        .await?;
         drop(theirs);
         drop(doorbell);
         let (msg, mut handles) = recv_within(&ours, limits.timeout, "before the offer").await?;
@@ -139,13 +138,17 @@ impl Incoming {
     /// Refuses the handover (a state it cannot use): the old generation
     /// serves on, unchanged, and reports `reason`.
     pub async fn refuse(self, reason: &str) -> Result<()> {
-        let bytes = wire::encode(&Msg::Refuse {
+        let refuse = Msg::Refuse {
             reason: reason.to_owned(),
-        })?;
-        self.chan
-            .send(&bytes, &[])
-            .await
-            .map_err(closed("before the refusal"))
+        };
+        send_within(
+            &self.chan,
+            &refuse,
+            &[],
+            self.limits.timeout,
+            "before the refusal",
+        )
+        .await
     }
 
     /// Accepts: takes as many connections as the limits and the descriptor
@@ -172,10 +175,15 @@ impl Incoming {
             };
             tracing::warn!("taking {take} of {} connections: {why}", self.offered);
         }
-        self.chan
-            .send(&wire::encode(&Msg::Grant { take })?, &[])
-            .await
-            .map_err(closed("before the grant"))?;
+        let timeout = self.limits.timeout;
+        send_within(
+            &self.chan,
+            &Msg::Grant { take },
+            &[],
+            timeout,
+            "before the grant",
+        )
+        .await?;
         let (msg, handles) = recv_within(
             &self.chan,
             self.limits.timeout,
@@ -219,16 +227,18 @@ impl Incoming {
                 Err(e) => refused.push((m.id, e.to_string())),
             }
         }
-        self.chan
-            .send(
-                &wire::encode(&Msg::Taken {
-                    taken,
-                    refused: refused.clone(),
-                })?,
-                &[],
-            )
-            .await
-            .map_err(closed("before the acknowledgement"))?;
+        let taken = Msg::Taken {
+            taken,
+            refused: refused.clone(),
+        };
+        send_within(
+            &self.chan,
+            &taken,
+            &[],
+            timeout,
+            "before the acknowledgement",
+        )
+        .await?;
         match recv_within(&self.chan, self.limits.timeout, "before the commit")
             .await?
             .0
@@ -238,6 +248,7 @@ impl Incoming {
                 declined: refused,
                 untaken: self.offered - take,
                 chan: self.chan,
+                timeout,
             }),
             Msg::Abort { reason } => Err(HandoverError::Refused(reason).into()),
             other => {
@@ -252,9 +263,13 @@ impl Takeover {
     /// closes its parked copies, so a connection closed here reaches its
     /// client as end-of-file at once.
     pub async fn serving(self) -> Result<()> {
-        self.chan
-            .send(&wire::encode(&Msg::Serving)?, &[])
-            .await
-            .map_err(closed("before Serving"))
+        send_within(
+            &self.chan,
+            &Msg::Serving,
+            &[],
+            self.timeout,
+            "before Serving",
+        )
+        .await
     }
 }

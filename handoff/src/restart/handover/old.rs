@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::wire::{self, ConnMeta, Msg, PROTOCOL};
-use super::{closed, Connection};
+use super::{closed, send_within, Connection};
 use crate::restart::HandoverError;
 use crate::{AsyncChannel, BorrowedHandle, Channel, Error, Handle, Limits, Result};
 
@@ -37,13 +37,25 @@ impl Doorbell {
     /// Waits for a new generation to ring. A malformed ring is an error
     /// (its handles closed); call again to go on waiting.
     pub async fn ring(&self) -> Result<Outgoing> {
-        let msg = self.chan.recv().await?;
+        let msg = match self.chan.recv().await {
+            Ok(msg) => msg,
+            Err(e @ Error::Malformed(_)) => {
+                // Anyone holding the stored end can ring, and one datagram
+                // that breaks the fragment format would otherwise poison
+                // the doorbell for good. A ring is a single datagram
+                // (4 KiB cap) on a transport that keeps boundaries, so
+                // nothing of the next ring is lost by going on.
+                self.chan.get_ref().clear_poison();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let n = msg.handles.len();
         match wire::decode(&msg.bytes, n)? {
             Msg::Hello { protocol } if protocol == PROTOCOL => {
                 let session = msg.handles.into_iter().next().expect("one handle");
                 let session = Channel::from_handle(session)?.with_limits(Limits {
-                    max_bytes: wire::MAX_MESSAGE,
+                    max_bytes: wire::MAX_ANSWER,
                     max_handles: 0,
                 });
                 Ok(Outgoing {
@@ -165,7 +177,11 @@ async fn recv_within(chan: &AsyncChannel, timeout: Duration, during: &'static st
 impl Outgoing {
     /// Hands `state` (from [`state::create`](crate::restart::state::create))
     /// and `connections` to the new generation, waiting at most `timeout`
-    /// for each of its answers.
+    /// for each of its answers and for room to send each message.
+    ///
+    /// Run it to the end: the connections are returned in either outcome,
+    /// and dropping the future part way closes this generation's copies
+    /// while the new one may not hold them yet.
     pub async fn hand_over(
         self,
         state: Option<Handle>,
@@ -220,15 +236,19 @@ impl Outgoing {
                 c.id
             )));
         }
-        let offer = wire::encode(&Msg::Offer {
+        let offer = Msg::Offer {
             state: state.is_some(),
             connections: connections.len() as u64,
-        })?;
+        };
         let state_handles: Vec<BorrowedHandle<'_>> = state.iter().map(|h| h.borrow()).collect();
-        self.chan
-            .send(&offer, &state_handles)
-            .await
-            .map_err(closed("before the offer"))?;
+        send_within(
+            &self.chan,
+            &offer,
+            &state_handles,
+            timeout,
+            "before the offer",
+        )
+        .await?;
         drop(state_handles);
         drop(state);
         let take = match recv_within(&self.chan, timeout, "before the state was answered").await? {
@@ -257,10 +277,14 @@ impl Outgoing {
             })
             .collect();
         let handles: Vec<BorrowedHandle<'_>> = sent.iter().map(|c| c.handle.borrow()).collect();
-        self.chan
-            .send(&wire::encode(&Msg::Connections(meta))?, &handles)
-            .await
-            .map_err(closed("while sending connections"))?;
+        send_within(
+            &self.chan,
+            &Msg::Connections(meta),
+            &handles,
+            timeout,
+            "while sending connections",
+        )
+        .await?;
         let (taken, refused) = match recv_within(
             &self.chan,
             timeout,
@@ -294,10 +318,7 @@ impl Outgoing {
                 HandoverError::Protocol("a connection sent was not acknowledged".into()).into(),
             );
         }
-        self.chan
-            .send(&wire::encode(&Msg::Commit)?, &[])
-            .await
-            .map_err(closed("before the commit"))?;
+        send_within(&self.chan, &Msg::Commit, &[], timeout, "before the commit").await?;
         Ok((taken.into_iter().map(|id| (id, ())).collect(), refused))
     }
 }

@@ -15,6 +15,12 @@ pub const PROTOCOL: u32 = 1;
 /// one batch included); a peer announcing more is refused by the channel.
 pub const MAX_MESSAGE: u64 = 256 << 20;
 
+/// Bytes of one message from the new generation to the old at most: its
+/// answers are small (a `Taken` for 100,000 connections with a reason for
+/// each is a few MiB), and the side that keeps serving should not be made
+/// to buffer more on a peer's word.
+pub const MAX_ANSWER: u64 = 32 << 20;
+
 /// What one generation tells the other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
