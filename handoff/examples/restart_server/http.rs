@@ -97,18 +97,16 @@ pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf:
                     return;
                 }
             }
-            let read = if buf.is_empty() && *shared.stop.borrow() {
-                // Idle at stop: one last chance, then close.
-                match tokio::time::timeout(IDLE_AT_STOP, stream.read(&mut chunk)).await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
-            } else if buf.is_empty() {
+            let read = if buf.is_empty() {
+                let stopping = *shared.stop.borrow();
                 tokio::select! {
                     r = stream.read(&mut chunk) => r,
-                    _ = stopped(&mut shared.stop) => continue,
+                    _ = stopped(&mut shared.stop), if !stopping => continue,
+                    // Idle at stop: one last chance to send a request,
+                    // then close.
+                    _ = tokio::time::sleep(IDLE_AT_STOP), if stopping => return,
                     // Between two requests: the next generation may take it.
-                    // (`Err`, the handover task gone at stop, never fires.)
+                    // (`Err`, no handover in this generation, never fires.)
                     Ok(_) = handover.wait_for(|h| *h) => {
                         shared.pool.give(stream, buf);
                         return;
@@ -138,7 +136,9 @@ pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf:
                 Ok(n) => body -= n,
             }
         }
-        let keep_alive = head.keep_alive && !*shared.stop.borrow();
+        // At stop the connection closes after this answer, unless a next
+        // generation waits to take it over.
+        let keep_alive = head.keep_alive && (!*shared.stop.borrow() || shared.pool.pending());
         let text = format!("{}\n", shared.label);
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Handoff-Generation: {}\r\nConnection: {}\r\n\r\n{text}",

@@ -53,6 +53,8 @@ pub fn run() -> Result<ExitCode> {
         Mode::Naive => bind_naive()?,
         _ => inherit(&mut service)?,
     };
+    let bell = service.take_all(handoff::restart::handover::DOORBELL).pop();
+    let service = Arc::new(service);
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     match mode {
         Mode::CrashBeforeReady => {
@@ -113,21 +115,16 @@ pub fn run() -> Result<ExitCode> {
             loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
         }
         tokio::task::yield_now().await;
-        // Live handover of keep-alive connections, with
-        // RESTART_SERVER_HANDOVER set (off by default: see docs/restart.md).
-        let takeover = if std::env::var_os("RESTART_SERVER_HANDOVER").is_some() {
-            let t = crate::handover::take_over(&mut service, &shared).await;
-            crate::handover::announce(&service, shared.clone(), gatherer, pool);
-            t
-        } else {
-            drop((gatherer, pool));
-            None
-        };
         service.status(&format!("serving as {mode} ({label})"))?;
         service.ready()?;
-        if let Some(t) = takeover {
-            let _ = t.serving().await;
+        // Live handover of keep-alive connections, with
+        // unless RESTART_SERVER_HANDOVER=0 (docs/restart.md).
+        if std::env::var_os("RESTART_SERVER_HANDOVER").is_none_or(|v| v != "0") {
+            crate::handover::start(service.clone(), bell, shared.clone(), gatherer);
+        } else {
+            drop(gatherer);
         }
+        drop(pool);
         if mode == Mode::CloseListeners {
             // The loops stop and their sockets are closed: this process
             // stays alive, ready, and serves nothing.

@@ -36,6 +36,9 @@ impl Doorbell {
 
     /// Waits for a new generation to ring. A malformed ring is an error
     /// (its handles closed); call again to go on waiting.
+    /// `Error::Disconnected` means nobody holds the far end any more (it
+    /// was removed from the store): every later call fails the same way at
+    /// once, so store a new doorbell instead of calling again.
     pub async fn ring(&self) -> Result<Outgoing> {
         let msg = match self.chan.recv().await {
             Ok(msg) => msg,
