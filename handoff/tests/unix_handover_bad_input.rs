@@ -264,6 +264,25 @@ fn an_old_generation_that_never_commits_times_out() {
     leaks.assert();
 }
 
+/// A hand-made new generation: rings the doorbell whose far end is
+/// `peer`, takes the offer and grants `take` connections; returns the
+/// session.
+fn raw_new_session(peer: Handle, take: u64) -> Channel {
+    let bell = Channel::from_handle(peer).unwrap();
+    let (session, far) = Channel::pair().unwrap();
+    let hello = Msg::Hello {
+        protocol: wire::PROTOCOL,
+    };
+    bell.send(&wire::encode(&hello).unwrap(), &[far.as_borrowed()])
+        .unwrap();
+    drop(far);
+    let _offer = session.recv().unwrap();
+    session
+        .send(&wire::encode(&Msg::Grant { take }).unwrap(), &[])
+        .unwrap();
+    session
+}
+
 /// A hand-made new generation acknowledging a connection twice: the old
 /// side refuses the answer and keeps every connection.
 #[test]
@@ -280,21 +299,7 @@ fn an_inconsistent_acknowledgement_keeps_everything_with_the_old() {
         .map(|(i, s)| Connection::new(i as u64, Handle::from(OwnedFd::from(s))))
         .collect();
     let new = std::thread::spawn(move || {
-        let bell = Channel::from_handle(peer).unwrap();
-        let (session, far) = Channel::pair().unwrap();
-        bell.send(
-            &wire::encode(&Msg::Hello {
-                protocol: wire::PROTOCOL,
-            })
-            .unwrap(),
-            &[far.as_borrowed()],
-        )
-        .unwrap();
-        drop(far);
-        let _offer = session.recv().unwrap();
-        session
-            .send(&wire::encode(&Msg::Grant { take: 2 }).unwrap(), &[])
-            .unwrap();
+        let session = raw_new_session(peer, 2);
         let got = session.recv().unwrap();
         assert_eq!(got.handles.len(), 2);
         session
@@ -466,21 +471,7 @@ fn a_new_generation_that_stops_reading_cannot_hold_the_old() {
     conn.pending = vec![0x5a; 8 << 20];
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let new = std::thread::spawn(move || {
-        let bell = Channel::from_handle(peer).unwrap();
-        let (session, far) = Channel::pair().unwrap();
-        bell.send(
-            &wire::encode(&Msg::Hello {
-                protocol: wire::PROTOCOL,
-            })
-            .unwrap(),
-            &[far.as_borrowed()],
-        )
-        .unwrap();
-        drop(far);
-        let _offer = session.recv().unwrap();
-        session
-            .send(&wire::encode(&Msg::Grant { take: 1 }).unwrap(), &[])
-            .unwrap();
+        let _session = raw_new_session(peer, 1);
         // Reads nothing more until the old side has given up.
         let _ = stop_rx.recv();
     });

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::counters::{self, Counters};
+use super::keepalive::KeepAlive;
 use super::load::{self, Load, Rates, Target};
 use super::naive::{self, Naive};
 use super::outcome::{Outcome, Recorder, Span};
@@ -26,6 +27,8 @@ struct Size {
     naive_restarts: usize,
     gunicorn_restarts: usize,
     rates: Rates,
+    /// Keep-alive HTTP clients and their requests a second in all.
+    keepalive: (usize, f64),
 }
 
 impl Size {
@@ -47,6 +50,7 @@ impl Size {
                 naive_restarts: 16,
                 gunicorn_restarts: 3,
                 rates,
+                keepalive: (100, 1000.0),
             }
         } else {
             Size {
@@ -58,6 +62,7 @@ impl Size {
                 naive_restarts: 60,
                 gunicorn_restarts: 20,
                 rates,
+                keepalive: (200, 10_000.0),
             }
         }
     }
@@ -197,6 +202,8 @@ pub fn run(quick: bool) -> Result<Report> {
     let started = Instant::now();
     let recorder = Recorder::new(started);
     let load = Load::start(&runtime, &target, size.rates, &recorder)?;
+    let (clients, rate) = size.keepalive;
+    let keepalive = KeepAlive::start(&runtime, target.http, clients, rate, &recorder);
     std::thread::sleep(size.baseline);
     let restart_from = started.elapsed().as_secs() as usize + 1;
     std::thread::sleep(Duration::from_secs(restart_from as u64) - started.elapsed());
@@ -303,6 +310,7 @@ pub fn run(quick: bool) -> Result<Report> {
     // A short tail after the last restart counts as "during".
     std::thread::sleep(Duration::from_secs(2));
     eprintln!("restart campaign: stopping the load ...");
+    let kept = keepalive.stop(&runtime);
     load.stop(&runtime);
     let after = counters::read()?;
     let seconds = recorder.snapshot();
@@ -373,6 +381,20 @@ pub fn run(quick: bool) -> Result<Report> {
             (0..3).map(|p| all.requests(p)).sum::<u64>()
         ),
         failed == 0 && all.requests(0) > 0,
+    ));
+    // Each keep-alive client counts its own connects: with the live
+    // handover the server never closes one, whatever restarts.
+    checks.push(Check::new(
+        "keep-alive clients: 0 reconnects",
+        format!("0 ({} clients)", kept.clients),
+        format!(
+            "{} ({} connects, {} requests, {} closed by the server)",
+            kept.reconnects(),
+            kept.connects,
+            kept.requests,
+            kept.closed_by_server
+        ),
+        kept.reconnects() == 0 && kept.requests > 0,
     ));
     let gaps = total(&all, Outcome::Lost) + total(&all, Outcome::Duplicate);
     checks.push(Check::new(

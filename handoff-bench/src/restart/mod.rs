@@ -2,7 +2,8 @@
 //! (`handoff/examples/restart_server`) runs under `handoff serve` in a
 //! private network namespace; an open-loop load of new TCP connections
 //! (HTTP, `Connection: close`), sequenced UDP datagrams and Unix-stream
-//! connections records every request's outcome while `handoff restart`
+//! connections, plus keep-alive HTTP clients that count their own
+//! connects, records every request's outcome while `handoff restart`
 //! replaces the server again and again, bad versions and supervisor
 //! self-replacements mixed in. Kernel counters, the supervisor's open
 //! descriptors and zombies are checked; a naive `SO_REUSEPORT` handover
@@ -16,6 +17,7 @@ mod campaign;
 mod counters;
 mod gunicorn;
 mod http_client;
+mod keepalive;
 mod load;
 mod naive;
 mod netns;
