@@ -47,7 +47,7 @@ impl Size {
                 supervisor: 5,
                 baseline: Duration::from_secs(10),
                 capacity: Duration::from_secs(2),
-                naive_restarts: 16,
+                naive_restarts: 40,
                 gunicorn_restarts: 3,
                 rates,
                 keepalive: (100, 1000.0),

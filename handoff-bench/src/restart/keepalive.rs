@@ -160,6 +160,18 @@ async fn client(
                 Outcome::Late
             }
         };
+        if conn.is_none() {
+            // Where in the run, for the log beside the restarts'.
+            eprintln!(
+                "restart campaign: keep-alive connection lost at {:.1} s ({})",
+                when.saturating_duration_since(rec.start).as_secs_f64(),
+                if outcome == Outcome::Ok {
+                    "Connection: close"
+                } else {
+                    outcome.name()
+                }
+            );
+        }
         rec.record(Proto::Http, when, outcome);
     }
 }

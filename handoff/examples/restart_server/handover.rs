@@ -227,16 +227,26 @@ async fn answer(service: Arc<Service>, mut bell: Doorbell, mut shared: Shared, m
         }
     }
     let Some(session) = waiting else { return };
-    let target = pool.live.load(Ordering::Relaxed);
     g.request.send_replace(true);
     let mut conns = Vec::new();
     let deadline = tokio::time::sleep(GATHER);
     tokio::pin!(deadline);
-    while conns.len() < target {
+    // Until every connection task has given itself up or ended (a task
+    // counts itself live until then, and gives before it ends), so one in
+    // the middle of a request is waited for too. Counting the tasks once at
+    // the start instead missed one spawned just before the stop but not yet
+    // running: it gave itself in place of one still answering, which then
+    // came too late and was closed here (2 reconnects in a quick campaign).
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    while pool.live.load(Ordering::Relaxed) > 0 {
         tokio::select! {
             Some(c) = g.yielded.recv() => conns.push(c),
+            _ = tick.tick() => {}
             _ = &mut deadline => break,
         }
+    }
+    while let Ok(c) = g.yielded.try_recv() {
+        conns.push(c);
     }
     let offered = conns.len();
     let outcome = session.hand_over(None, conns, ANSWER).await;

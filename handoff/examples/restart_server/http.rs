@@ -139,6 +139,12 @@ pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf:
         // At stop the connection closes after this answer, unless a next
         // generation waits to take it over.
         let keep_alive = head.keep_alive && (!*shared.stop.borrow() || shared.pool.pending());
+        if head.keep_alive && !keep_alive {
+            eprintln!(
+                "restart_server[{}]: a keep-alive connection closed at stop: no next generation waits",
+                shared.label
+            );
+        }
         let text = format!("{}\n", shared.label);
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Handoff-Generation: {}\r\nConnection: {}\r\n\r\n{text}",
