@@ -16,6 +16,7 @@
 //! stay: once the reader has lost its place in a stream nothing after it
 //! can be trusted, so every later receive fails the same way.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
@@ -36,10 +37,15 @@ use crate::channel::frame::{HEADER_LEN, MAX_DATAGRAM};
 /// fragments, as on Linux.
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 128;
 
-/// The prefix and the fragment header, read together: every well-formed
-/// frame is at least that long, so the first read of a frame never runs
-/// into the next one.
+/// The prefix and the fragment header: every well-formed frame starts
+/// with them.
 const HEAD_LEN: usize = PREFIX_LEN + HEADER_LEN;
+
+/// Bytes read at once where a frame starts: its head, a small payload whole
+/// (most messages: an RPC call, a marker with a handle) and possibly the
+/// start of the next frames. Larger payloads are read past this with exact
+/// lengths, straight into the message, so at most this much is copied.
+const AHEAD: usize = 4096;
 
 /// One end of a channel: a connected stream socket and what each direction
 /// has of a fragment in progress.
@@ -65,17 +71,27 @@ struct Tx {
 
 /// The receiving side's progress through the current frame.
 struct Rx {
-    /// Prefix and fragment header.
+    /// Bytes read ahead of the current frame's head, not yet consumed
+    /// (`ahead[ahead_pos..]`): the start of the stream's next frames. A
+    /// frame's head is read with room for a little more than itself, so a
+    /// small message takes one `recvmsg`, not two; payload bytes past that
+    /// are read with exact lengths straight into the caller's buffer.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
+    /// Prefix and fragment header of the current frame.
     head: [u8; HEAD_LEN],
     head_got: usize,
-    /// The prefix, once `head` is complete and checked.
+    /// The prefix, once its 8 bytes are in and checked.
     prefix: Option<Prefix>,
     /// Payload bytes already read when a read would block or failed; empty
     /// while a frame's payload goes straight to the caller's buffer.
     partial: Vec<u8>,
-    /// Descriptors that arrived with the frame's bytes so far, owned.
-    fds: Vec<OwnedFd>,
-    /// The kernel dropped descriptors of this frame (`MSG_CTRUNC`).
+    /// Descriptors received and not yet given to a frame, owned, in order
+    /// of arrival. Frames take them in order, each as many as its prefix
+    /// announces.
+    fds: VecDeque<OwnedFd>,
+    /// The kernel dropped descriptors (`MSG_CTRUNC`) since a frame last
+    /// took its own.
     ctrunc: bool,
     /// Why the stream can no longer be read, once it cannot.
     broken: Option<String>,
@@ -84,11 +100,13 @@ struct Rx {
 impl Default for Rx {
     fn default() -> Self {
         Rx {
+            ahead: Vec::new(),
+            ahead_pos: 0,
             head: [0; HEAD_LEN],
             head_got: 0,
             prefix: None,
             partial: Vec::new(),
-            fds: Vec::new(),
+            fds: VecDeque::new(),
             ctrunc: false,
             broken: None,
         }
@@ -288,14 +306,19 @@ fn flush_locked(fd: BorrowedFd<'_>, tx: &mut Tx, nonblocking: bool) -> io::Resul
 }
 
 /// Receives one fragment: its header into `header`, its payload appended
-/// to `dst` (straight into its spare capacity, the rest through `scratch`),
-/// each descriptor that came with the frame's bytes handed to `on_handle`.
+/// to `dst` (beyond the first few KiB, straight into its spare capacity
+/// and the rest through `scratch`), each descriptor that belongs to it
+/// handed to `on_handle`.
 ///
 /// Descriptors are owned (and close-on-exec) the moment a `recvmsg`
-/// returns them, and held by the socket until the frame is whole; a frame
-/// that breaks the framing closes them. `WouldBlock` (non-blocking, or a
-/// socket someone else made non-blocking) keeps everything read so far for
-/// the next call, so no byte of a half-read fragment is lost.
+/// returns them, and held by the socket until a frame takes them: frames
+/// take descriptors in order of arrival, each as many as its prefix
+/// announces, and must have them by the time their last byte is in. (A
+/// read that runs ahead into the next frame can bring that frame's
+/// descriptors; a stream says nothing finer than the order.) A frame that
+/// breaks the framing closes them all. `WouldBlock` (non-blocking, or a
+/// socket someone else made non-blocking) keeps everything read so far
+/// for the next call, so no byte of a half-read fragment is lost.
 ///
 /// End-of-file is `len == 0`, as on a seqpacket socket, also inside a
 /// frame: a peer killed in the middle of a large send is gone, as it is on
@@ -303,15 +326,16 @@ fn flush_locked(fd: BorrowedFd<'_>, tx: &mut Tx, nonblocking: bool) -> io::Resul
 /// closed, and the portable layer drops the half-assembled message). A
 /// frame longer than the maximum or with more descriptors than one
 /// carries, descriptors other than announced, or bytes that are not a
-/// frame prefix are `InvalidData`, then every later call is too. `MSG_CTRUNC` is reported as `handles_truncated` with the
-/// descriptors that did arrive, as on a seqpacket socket: the stream's
-/// bytes are whole, so the channel can skip the message and go on.
+/// frame prefix are `InvalidData`, then every later call is too.
+/// `MSG_CTRUNC` is reported as `handles_truncated` with the descriptors
+/// that did arrive, as on a seqpacket socket: the stream's bytes are
+/// whole, so the channel can skip the message and go on.
 pub(crate) fn recv(
     s: &Socket,
     header: &mut [u8],
     dst: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
-    mut on_handle: impl FnMut(OwnedFd),
+    on_handle: impl FnMut(OwnedFd),
     nonblocking: bool,
 ) -> io::Result<Received> {
     let mut rx = lock(&s.rx);
@@ -326,44 +350,88 @@ pub(crate) fn recv(
         }),
         Ok(Some(prefix)) => {
             header.copy_from_slice(&rx.head[PREFIX_LEN..]);
-            let handles_truncated = std::mem::take(&mut rx.ctrunc);
             rx.head_got = 0;
             rx.prefix = None;
-            for fd in rx.fds.drain(..) {
-                on_handle(fd);
-            }
+            let handles_truncated = rx.take_handles(prefix.handles, on_handle)?;
             Ok(Received {
                 len: prefix.len,
                 truncated: false,
                 handles_truncated,
             })
         }
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            // Cut by end-of-file: close what arrived; every later read
-            // meets the same end-of-file.
-            rx.fds.clear();
-            rx.partial = Vec::new();
-            rx.head_got = 0;
-            rx.prefix = None;
-            rx.ctrunc = false;
-            Ok(Received {
-                len: 0,
-                truncated: false,
-                handles_truncated: false,
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            // Close what arrived; the stream is unreadable from here on.
-            rx.fds.clear();
-            rx.partial = Vec::new();
-            rx.broken = Some(e.to_string());
+        Err(e) => {
+            let e = rx.failed(e);
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                // The portable layer reads 0 bytes as the peer gone and
+                // drops a half-assembled message with its handles.
+                return Ok(Received {
+                    len: 0,
+                    truncated: false,
+                    handles_truncated: false,
+                });
+            }
             Err(e)
         }
-        Err(e) => Err(e),
     }
 }
 
 impl Rx {
+    /// After an error: end-of-file inside a frame closes what arrived and
+    /// reads as end-of-file (every later read meets the same); a framing
+    /// error closes what arrived and stays; anything else (would-block, a
+    /// system error) keeps the frame so far for the next call.
+    fn failed(&mut self, e: io::Error) -> io::Error {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                *self = Rx::default();
+                e
+            }
+            io::ErrorKind::InvalidData => {
+                *self = Rx {
+                    broken: Some(e.to_string()),
+                    ..Rx::default()
+                };
+                e
+            }
+            _ => e,
+        }
+    }
+
+    /// Gives the frame just read its `count` descriptors, the oldest
+    /// first. Fewer than announced is `handles_truncated` when the kernel
+    /// dropped some, else `InvalidData`; descriptors left over with no
+    /// bytes read ahead (no later frame they could belong to) are
+    /// `InvalidData` too.
+    fn take_handles(
+        &mut self,
+        count: usize,
+        mut on_handle: impl FnMut(OwnedFd),
+    ) -> io::Result<bool> {
+        let truncated = self.fds.len() < count;
+        if truncated && !self.ctrunc {
+            let e = invalid(format!(
+                "stream frame announced {count} handles, {} arrived with its bytes",
+                self.fds.len()
+            ));
+            return Err(self.failed(e));
+        }
+        let nothing_ahead = self.ahead_pos == self.ahead.len();
+        if nothing_ahead && self.fds.len() > count {
+            let e = invalid(format!(
+                "{} handles arrived with a stream frame that announced {count}",
+                self.fds.len()
+            ));
+            return Err(self.failed(e));
+        }
+        if truncated || nothing_ahead {
+            self.ctrunc = false;
+        }
+        for fd in self.fds.drain(..count.min(self.fds.len())) {
+            on_handle(fd);
+        }
+        Ok(truncated)
+    }
+
     /// Reads the rest of the current frame. `None`: end-of-file where a
     /// frame would start.
     fn read_frame(
@@ -374,21 +442,39 @@ impl Rx {
         nonblocking: bool,
     ) -> io::Result<Option<Prefix>> {
         while self.head_got < HEAD_LEN {
-            let rest = &mut self.head[self.head_got..];
-            let n = recv_chunk(
-                fd,
-                &[(rest.as_mut_ptr(), rest.len())],
-                nonblocking,
-                &mut self.fds,
-                &mut self.ctrunc,
-            )?;
-            if n == 0 {
-                if self.head_got == 0 && self.fds.is_empty() {
-                    return Ok(None);
+            if self.ahead_pos == self.ahead.len() {
+                // Nothing read ahead: read the head with room for a small
+                // payload and the start of what follows.
+                self.ahead.clear();
+                self.ahead_pos = 0;
+                if self.ahead.capacity() < AHEAD {
+                    self.ahead.reserve_exact(AHEAD);
                 }
-                return Err(cut_mid_frame());
+                let spare = self.ahead.spare_capacity_mut();
+                let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), spare.len());
+                let n = recv_chunk(
+                    fd,
+                    &[(ptr, len)],
+                    nonblocking,
+                    &mut self.fds,
+                    &mut self.ctrunc,
+                )?;
+                if n == 0 {
+                    if self.head_got == 0 && self.fds.is_empty() {
+                        self.ahead = Vec::new();
+                        return Ok(None);
+                    }
+                    return Err(cut_mid_frame());
+                }
+                // SAFETY: recvmsg wrote `n <= len` bytes into the spare
+                // capacity.
+                unsafe { self.ahead.set_len(n) };
             }
-            self.head_got += n;
+            let take = (HEAD_LEN - self.head_got).min(self.ahead.len() - self.ahead_pos);
+            self.head[self.head_got..self.head_got + take]
+                .copy_from_slice(&self.ahead[self.ahead_pos..self.ahead_pos + take]);
+            self.head_got += take;
+            self.ahead_pos += take;
             // Checked as soon as it is in: a frame too short to hold the
             // header must be refused now, not waited on for bytes that
             // belong to no frame.
@@ -399,30 +485,23 @@ impl Rx {
                         .map_err(invalid)?,
                 );
             }
-            let most = self.prefix.map_or(MAX_HANDLES_PER_DATAGRAM, |p| p.handles);
-            self.check_handles(most)?;
         }
         let prefix = self.prefix.expect("decoded once the head is in");
         self.read_payload(fd, prefix, dst, scratch, nonblocking)?;
-        if !self.ctrunc && self.fds.len() != prefix.handles {
-            return Err(invalid(format!(
-                "stream frame announced {} handles, {} arrived with its bytes",
-                prefix.handles,
-                self.fds.len()
-            )));
+        if self.ahead_pos == self.ahead.len() {
+            // An idle end holds no buffer.
+            self.ahead = Vec::new();
+            self.ahead_pos = 0;
         }
         Ok(Some(prefix))
     }
 
-    /// More descriptors than the frame may carry have arrived.
-    fn check_handles(&self, most: usize) -> io::Result<()> {
-        if self.fds.len() > most {
-            return Err(invalid(format!(
-                "{} handles arrived with a stream frame that carries at most {most}",
-                self.fds.len()
-            )));
-        }
-        Ok(())
+    /// Moves up to `most` bytes read ahead into `out`; returns how many.
+    fn take_ahead(&mut self, out: &mut Vec<u8>, most: usize) -> usize {
+        let take = most.min(self.ahead.len() - self.ahead_pos);
+        out.extend_from_slice(&self.ahead[self.ahead_pos..self.ahead_pos + take]);
+        self.ahead_pos += take;
+        take
     }
 
     /// Reads the frame's payload and appends it to `dst`.
@@ -438,16 +517,20 @@ impl Rx {
         if !self.partial.is_empty() {
             return self.resume_payload(fd, prefix, dst, nonblocking);
         }
-        // Straight into the caller's buffers: no copy when `dst` has room
+        let start = dst.len();
+        let mut got = self.take_ahead(dst, want);
+        if got == want {
+            return Ok(());
+        }
+        // The rest straight into the caller's buffers, exactly as long as
+        // the frame (never into the next one): no copy when `dst` has room
         // (a message announced whole has reserved it), one through the
         // scratch buffer otherwise, as on a seqpacket socket.
-        let start = dst.len();
         scratch.clear();
-        let need = want.saturating_sub(dst.capacity() - dst.len());
+        let need = (want - got).saturating_sub(dst.capacity() - dst.len());
         if scratch.capacity() < need {
             scratch.reserve_exact(need);
         }
-        let mut got = 0;
         while got < want {
             let remaining = want - got;
             let spare = dst.spare_capacity_mut();
@@ -463,8 +546,7 @@ impl Rx {
                 &mut self.fds,
                 &mut self.ctrunc,
             )
-            .and_then(|n| if n == 0 { Err(cut_mid_frame()) } else { Ok(n) })
-            .and_then(|n| self.check_handles(prefix.handles).map(|()| n));
+            .and_then(|n| if n == 0 { Err(cut_mid_frame()) } else { Ok(n) });
             let n = match read {
                 Ok(n) => n,
                 Err(e) => {
@@ -526,7 +608,6 @@ impl Rx {
             // SAFETY: recvmsg wrote `n <= take` bytes into the spare
             // capacity (reserved for the whole payload when stashed).
             unsafe { self.partial.set_len(self.partial.len() + n) };
-            self.check_handles(prefix.handles)?;
         }
         dst.extend_from_slice(&self.partial);
         self.partial = Vec::new();
@@ -555,7 +636,7 @@ fn recv_chunk(
     fd: BorrowedFd<'_>,
     bufs: &[(*mut u8, usize)],
     nonblocking: bool,
-    fds: &mut Vec<OwnedFd>,
+    fds: &mut VecDeque<OwnedFd>,
     ctrunc: &mut bool,
 ) -> io::Result<usize> {
     const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
@@ -634,7 +715,7 @@ fn recv_chunk(
                 // platform offers nothing race-free.
                 #[cfg(not(any(target_os = "linux", target_os = "android")))]
                 let _ = super::handle::set_inheritable(owned.as_fd(), false);
-                fds.push(owned);
+                fds.push_back(owned);
             }
         }
         // SAFETY: as for CMSG_FIRSTHDR.
