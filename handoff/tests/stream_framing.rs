@@ -362,3 +362,84 @@ fn channel_ends_talk_through_the_framing() {
         });
     });
 }
+
+#[test]
+fn async_sends_that_fill_the_socket_finish_their_fragments() {
+    // Fragments written without blocking into a socket nobody is reading
+    // yet: a fragment the socket takes only in part keeps its tail, which
+    // goes out (before anything else) once the reader makes room.
+    without_leaks_once_warm(|| {
+        let rt = runtime();
+        let (a, b) = Channel::pair().unwrap();
+        let file = null_file();
+        let payload: Vec<u8> = (0..=255u8).cycle().take(4 << 20).collect();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(50));
+                got.push(b.recv().unwrap());
+            }
+            got
+        });
+        rt.block_on(async {
+            let a = handoff::AsyncChannel::new(a).unwrap();
+            let h = [handoff::BorrowedHandle::from(file.as_fd())];
+            for _ in 0..3 {
+                a.send(&payload, &h).await.unwrap();
+            }
+        });
+        for msg in reader.join().unwrap() {
+            assert!(msg.bytes == payload);
+            assert_eq!(msg.handles.len(), 1);
+        }
+        drop(rt);
+    });
+}
+
+#[test]
+fn an_async_send_dropped_mid_fragment_poisons_the_channel() {
+    without_leaks_once_warm(|| {
+        let rt = runtime();
+        let (a, b) = Channel::pair().unwrap();
+        let payload = vec![5u8; 8 << 20];
+        rt.block_on(async {
+            let a = handoff::AsyncChannel::new(a).unwrap();
+            let sent =
+                tokio::time::timeout(Duration::from_millis(200), a.send(&payload, &[])).await;
+            assert!(sent.is_err(), "nobody reads: the send cannot finish");
+            // The peer holds part of a fragment: nothing after it could be
+            // read, so the channel refuses to go on.
+            assert!(a.get_ref().is_poisoned());
+            assert!(matches!(a.send(b"x", &[]).await, Err(Error::Poisoned)));
+        });
+        drop(b);
+        drop(rt);
+    });
+}
+
+#[test]
+fn an_async_receiver_reassembles_a_frame_written_in_pieces() {
+    without_leaks_once_warm(|| {
+        let rt = runtime();
+        let (ch, raw) = evil_pair();
+        let payload: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        let bytes = message(1, &payload);
+        let writer = std::thread::spawn(move || {
+            send_with(&raw, &bytes[..1], 1);
+            for chunk in bytes[1..].chunks(997) {
+                std::thread::sleep(Duration::from_millis(1));
+                (&raw).write_all(chunk).unwrap();
+            }
+            raw
+        });
+        let msg = rt.block_on(async {
+            let ch = handoff::AsyncChannel::new(ch).unwrap();
+            ch.recv().await.unwrap()
+        });
+        assert!(msg.bytes == payload);
+        assert_eq!(msg.handles.len(), 1);
+        drop(msg);
+        drop(writer.join().unwrap());
+        drop(rt);
+    });
+}
