@@ -52,7 +52,8 @@ fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
 
 /// Sends one raw datagram with `n` duplicates of /dev/null attached, as a
 /// stream frame: prefix (u32 length, u16 handle count, "HF"), then the
-/// datagram, the descriptors on its first byte. Written without blocking,
+/// datagram, padded with zeros to 256 bytes if shorter, the descriptors
+/// on its first byte. Written without blocking,
 /// since the receiver reads only after this returns: a frame over the
 /// 262,144-byte maximum may stop where the socket is full, because the
 /// receiver refuses it from its prefix alone.
@@ -69,6 +70,9 @@ fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
     framed.extend_from_slice(&(n as u16).to_le_bytes());
     framed.extend_from_slice(b"HF");
     framed.extend_from_slice(datagram);
+    if framed.len() < 256 {
+        framed.resize(256, 0);
+    }
     let mut sent = rustix::net::sendmsg(
         sock,
         &[IoSlice::new(&framed)],

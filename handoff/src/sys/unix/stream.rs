@@ -3,8 +3,8 @@
 //! A `SOCK_STREAM` socket keeps no datagram boundaries, so in the portable
 //! configuration every fragment (header and payload, exactly as on a
 //! seqpacket socket) goes out behind an 8-byte prefix saying how long it is
-//! and how many descriptors travel with it (`docs/wire-format.md`, "Stream
-//! framing"). Pure functions, no system calls, so they are unit-tested here
+//! and how many descriptors travel with it, padded to [`MIN_FRAME`] bytes
+//! when shorter (`docs/wire-format.md`, "Stream framing"). Pure functions, no system calls, so they are unit-tested here
 //! on every platform the portable configuration is built for.
 
 use crate::channel::frame::HEADER_LEN;
@@ -17,6 +17,19 @@ pub(crate) const PREFIX_LEN: usize = 8;
 /// between fragments) and says so, rather than reading a length out of
 /// payload bytes.
 pub(crate) const MARKER: [u8; 2] = *b"HF";
+
+/// The fewest bytes a frame takes on the wire: a shorter one (prefix and
+/// fragment) is followed by zero bytes up to this size. A receiver reads
+/// this much first, in one call, and can never run into the next frame
+/// doing so; a small message (an RPC call, a marker with a handle) then
+/// costs one `recvmsg`, and only longer payloads a second, exact one.
+pub(crate) const MIN_FRAME: usize = 256;
+
+/// Bytes a frame whose fragment is `len` bytes takes on the wire, prefix
+/// and padding included.
+pub(crate) fn frame_size(len: usize) -> usize {
+    (PREFIX_LEN + len).max(MIN_FRAME)
+}
 
 /// A decoded prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +121,14 @@ mod tests {
             })
         );
         assert_eq!(decode(&encode(16, 0), 16, 0).unwrap().payload_len(), 0);
+    }
+
+    #[test]
+    fn frames_are_padded_to_the_minimum() {
+        assert_eq!(frame_size(16), MIN_FRAME);
+        assert_eq!(frame_size(MIN_FRAME - PREFIX_LEN), MIN_FRAME);
+        assert_eq!(frame_size(MIN_FRAME - PREFIX_LEN + 1), MIN_FRAME + 1);
+        assert_eq!(frame_size(1 << 18), (1 << 18) + PREFIX_LEN);
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! stay: once the reader has lost its place in a stream nothing after it
 //! can be trusted, so every later receive fails the same way.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
@@ -26,7 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
 use super::socket::{raw_recvmsg, send_flags, wait_fd, Received};
-use super::stream::{self, Prefix, PREFIX_LEN};
+use super::stream::{self, Prefix, MIN_FRAME, PREFIX_LEN};
 use crate::channel::frame::{HEADER_LEN, MAX_DATAGRAM};
 
 /// The most descriptors one fragment carries. Linux takes 253 per
@@ -41,11 +40,8 @@ pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 128;
 /// with them.
 const HEAD_LEN: usize = PREFIX_LEN + HEADER_LEN;
 
-/// Bytes read at once where a frame starts: its head, a small payload whole
-/// (most messages: an RPC call, a marker with a handle) and possibly the
-/// start of the next frames. Larger payloads are read past this with exact
-/// lengths, straight into the message, so at most this much is copied.
-const AHEAD: usize = 4096;
+/// Zero bytes that pad a short frame to [`MIN_FRAME`].
+static PADDING: [u8; MIN_FRAME] = [0; MIN_FRAME];
 
 /// One end of a channel: a connected stream socket and what each direction
 /// has of a fragment in progress.
@@ -71,27 +67,18 @@ struct Tx {
 
 /// The receiving side's progress through the current frame.
 struct Rx {
-    /// Bytes read ahead of the current frame's head, not yet consumed
-    /// (`ahead[ahead_pos..]`): the start of the stream's next frames. A
-    /// frame's head is read with room for a little more than itself, so a
-    /// small message takes one `recvmsg`, not two; payload bytes past that
-    /// are read with exact lengths straight into the caller's buffer.
-    ahead: Vec<u8>,
-    ahead_pos: usize,
-    /// Prefix and fragment header of the current frame.
-    head: [u8; HEAD_LEN],
+    /// The frame's first [`MIN_FRAME`] bytes: prefix, fragment header, the
+    /// start of the payload (or all of it and padding).
+    head: [u8; MIN_FRAME],
     head_got: usize,
     /// The prefix, once its 8 bytes are in and checked.
     prefix: Option<Prefix>,
     /// Payload bytes already read when a read would block or failed; empty
     /// while a frame's payload goes straight to the caller's buffer.
     partial: Vec<u8>,
-    /// Descriptors received and not yet given to a frame, owned, in order
-    /// of arrival. Frames take them in order, each as many as its prefix
-    /// announces.
-    fds: VecDeque<OwnedFd>,
-    /// The kernel dropped descriptors (`MSG_CTRUNC`) since a frame last
-    /// took its own.
+    /// Descriptors that arrived with the frame's bytes so far, owned.
+    fds: Vec<OwnedFd>,
+    /// The kernel dropped descriptors of this frame (`MSG_CTRUNC`).
     ctrunc: bool,
     /// Why the stream can no longer be read, once it cannot.
     broken: Option<String>,
@@ -100,13 +87,11 @@ struct Rx {
 impl Default for Rx {
     fn default() -> Self {
         Rx {
-            ahead: Vec::new(),
-            ahead_pos: 0,
-            head: [0; HEAD_LEN],
+            head: [0; MIN_FRAME],
             head_got: 0,
             prefix: None,
             partial: Vec::new(),
-            fds: VecDeque::new(),
+            fds: Vec::new(),
             ctrunc: false,
             broken: None,
         }
@@ -158,14 +143,15 @@ pub(crate) fn as_raw(s: &Socket) -> BorrowedFd<'_> {
 
 /// Gives up the socket's descriptor. A fragment half received is dropped
 /// with the state (the portable layer's receive state goes the same way);
-/// a half-sent one cannot be left, because `AsyncChannel::send` does not
-/// complete before [`flush`] has written it.
+/// nothing of a later frame is ever read ahead, so between messages
+/// nothing is lost. A half-sent fragment cannot be left, because
+/// `AsyncChannel::send` does not complete before [`flush`] has written it.
 pub(crate) fn into_raw(s: Socket) -> OwnedFd {
     s.fd
 }
 
-/// Sends one fragment: its prefix, `header` and `payload`, with `handles`
-/// attached to the first byte. Written whole before any other fragment
+/// Sends one fragment: its prefix, `header`, `payload` and the padding of
+/// a short frame, with `handles` attached to the first byte. Written whole before any other fragment
 /// (the `tx` lock is held throughout, so two threads sending on one end
 /// never interleave bytes).
 ///
@@ -199,13 +185,14 @@ pub(crate) fn send(
     flush_locked(fd, &mut tx, nonblocking)?;
 
     let prefix = stream::encode(len, handles.len());
-    let parts: [&[u8]; 3] = [&prefix, header, payload];
-    let total = PREFIX_LEN + len;
+    let total = stream::frame_size(len);
+    let padding = &PADDING[..total - (PREFIX_LEN + len)];
+    let parts: [&[u8]; 4] = [&prefix, header, payload, padding];
     let mut written = 0;
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM))];
     loop {
-        let mut slices = [io::IoSlice::new(&[]); 3];
+        let mut slices = [io::IoSlice::new(&[]); 4];
         let count = unsent(&parts, written, &mut slices);
         let mut control = SendAncillaryBuffer::new(&mut space);
         // The descriptors ride on the first byte only; a retry after a
@@ -256,7 +243,7 @@ pub(crate) fn send(
 
 /// Fills `out` with what of `parts` is left after `skip` bytes; returns how
 /// many slices it holds.
-fn unsent<'a>(parts: &[&'a [u8]; 3], mut skip: usize, out: &mut [io::IoSlice<'a>; 3]) -> usize {
+fn unsent<'a>(parts: &[&'a [u8]; 4], mut skip: usize, out: &mut [io::IoSlice<'a>; 4]) -> usize {
     let mut n = 0;
     for part in parts {
         if skip >= part.len() {
@@ -306,19 +293,20 @@ fn flush_locked(fd: BorrowedFd<'_>, tx: &mut Tx, nonblocking: bool) -> io::Resul
 }
 
 /// Receives one fragment: its header into `header`, its payload appended
-/// to `dst` (beyond the first few KiB, straight into its spare capacity
-/// and the rest through `scratch`), each descriptor that belongs to it
-/// handed to `on_handle`.
+/// to `dst` (past the frame's first [`MIN_FRAME`] bytes straight into its
+/// spare capacity, the rest through `scratch`), each descriptor that came
+/// with the frame's bytes handed to `on_handle`.
 ///
+/// Reads never go past the end of the current frame (its first
+/// `MIN_FRAME` bytes, which every frame has, then exactly the rest), so
+/// the descriptors of the next frame cannot arrive with this one.
 /// Descriptors are owned (and close-on-exec) the moment a `recvmsg`
-/// returns them, and held by the socket until a frame takes them: frames
-/// take descriptors in order of arrival, each as many as its prefix
-/// announces, and must have them by the time their last byte is in. (A
-/// read that runs ahead into the next frame can bring that frame's
-/// descriptors; a stream says nothing finer than the order.) A frame that
-/// breaks the framing closes them all. `WouldBlock` (non-blocking, or a
-/// socket someone else made non-blocking) keeps everything read so far
-/// for the next call, so no byte of a half-read fragment is lost.
+/// returns them, and held by the socket until the frame is whole; a frame
+/// that breaks the framing closes them. `WouldBlock` (non-blocking, or a
+/// socket someone else made non-blocking) keeps everything read so far for
+/// the next call, so no byte of a half-read fragment is lost, and nothing
+/// is ever read that belongs to a later frame, so an end given away
+/// (`into_raw`) between messages loses nothing.
 ///
 /// End-of-file is `len == 0`, as on a seqpacket socket, also inside a
 /// frame: a peer killed in the middle of a large send is gone, as it is on
@@ -335,103 +323,56 @@ pub(crate) fn recv(
     header: &mut [u8],
     dst: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
-    on_handle: impl FnMut(OwnedFd),
+    mut on_handle: impl FnMut(OwnedFd),
     nonblocking: bool,
 ) -> io::Result<Received> {
     let mut rx = lock(&s.rx);
     if let Some(why) = &rx.broken {
         return Err(invalid(why.clone()));
     }
+    let eof = Received {
+        len: 0,
+        truncated: false,
+        handles_truncated: false,
+    };
     match rx.read_frame(s.fd.as_fd(), dst, scratch, nonblocking) {
-        Ok(None) => Ok(Received {
-            len: 0,
-            truncated: false,
-            handles_truncated: false,
-        }),
+        Ok(None) => Ok(eof),
         Ok(Some(prefix)) => {
-            header.copy_from_slice(&rx.head[PREFIX_LEN..]);
+            header.copy_from_slice(&rx.head[PREFIX_LEN..HEAD_LEN]);
+            let handles_truncated = std::mem::take(&mut rx.ctrunc);
             rx.head_got = 0;
             rx.prefix = None;
-            let handles_truncated = rx.take_handles(prefix.handles, on_handle)?;
+            for fd in rx.fds.drain(..) {
+                on_handle(fd);
+            }
             Ok(Received {
                 len: prefix.len,
                 truncated: false,
                 handles_truncated,
             })
         }
-        Err(e) => {
-            let e = rx.failed(e);
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                // The portable layer reads 0 bytes as the peer gone and
-                // drops a half-assembled message with its handles.
-                return Ok(Received {
-                    len: 0,
-                    truncated: false,
-                    handles_truncated: false,
-                });
-            }
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            // Cut by end-of-file: close what arrived. The portable layer
+            // reads 0 bytes as the peer gone and drops a half-assembled
+            // message with its handles; every later read meets the same
+            // end-of-file.
+            *rx = Rx::default();
+            Ok(eof)
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            // Close what arrived; the stream is unreadable from here on.
+            *rx = Rx {
+                broken: Some(e.to_string()),
+                ..Rx::default()
+            };
             Err(e)
         }
+        // Would-block or a system error: the frame so far stays.
+        Err(e) => Err(e),
     }
 }
 
 impl Rx {
-    /// After an error: end-of-file inside a frame closes what arrived and
-    /// reads as end-of-file (every later read meets the same); a framing
-    /// error closes what arrived and stays; anything else (would-block, a
-    /// system error) keeps the frame so far for the next call.
-    fn failed(&mut self, e: io::Error) -> io::Error {
-        match e.kind() {
-            io::ErrorKind::UnexpectedEof => {
-                *self = Rx::default();
-                e
-            }
-            io::ErrorKind::InvalidData => {
-                *self = Rx {
-                    broken: Some(e.to_string()),
-                    ..Rx::default()
-                };
-                e
-            }
-            _ => e,
-        }
-    }
-
-    /// Gives the frame just read its `count` descriptors, the oldest
-    /// first. Fewer than announced is `handles_truncated` when the kernel
-    /// dropped some, else `InvalidData`; descriptors left over with no
-    /// bytes read ahead (no later frame they could belong to) are
-    /// `InvalidData` too.
-    fn take_handles(
-        &mut self,
-        count: usize,
-        mut on_handle: impl FnMut(OwnedFd),
-    ) -> io::Result<bool> {
-        let truncated = self.fds.len() < count;
-        if truncated && !self.ctrunc {
-            let e = invalid(format!(
-                "stream frame announced {count} handles, {} arrived with its bytes",
-                self.fds.len()
-            ));
-            return Err(self.failed(e));
-        }
-        let nothing_ahead = self.ahead_pos == self.ahead.len();
-        if nothing_ahead && self.fds.len() > count {
-            let e = invalid(format!(
-                "{} handles arrived with a stream frame that announced {count}",
-                self.fds.len()
-            ));
-            return Err(self.failed(e));
-        }
-        if truncated || nothing_ahead {
-            self.ctrunc = false;
-        }
-        for fd in self.fds.drain(..count.min(self.fds.len())) {
-            on_handle(fd);
-        }
-        Ok(truncated)
-    }
-
     /// Reads the rest of the current frame. `None`: end-of-file where a
     /// frame would start.
     fn read_frame(
@@ -441,43 +382,25 @@ impl Rx {
         scratch: &mut Vec<u8>,
         nonblocking: bool,
     ) -> io::Result<Option<Prefix>> {
-        while self.head_got < HEAD_LEN {
-            if self.ahead_pos == self.ahead.len() {
-                // Nothing read ahead: read the head with room for a small
-                // payload and the start of what follows.
-                self.ahead.clear();
-                self.ahead_pos = 0;
-                if self.ahead.capacity() < AHEAD {
-                    self.ahead.reserve_exact(AHEAD);
+        while self.head_got < MIN_FRAME {
+            let rest = &mut self.head[self.head_got..];
+            let n = recv_chunk(
+                fd,
+                &[(rest.as_mut_ptr(), rest.len())],
+                nonblocking,
+                &mut self.fds,
+                &mut self.ctrunc,
+            )?;
+            if n == 0 {
+                if self.head_got == 0 && self.fds.is_empty() {
+                    return Ok(None);
                 }
-                let spare = self.ahead.spare_capacity_mut();
-                let (ptr, len) = (spare.as_mut_ptr().cast::<u8>(), spare.len());
-                let n = recv_chunk(
-                    fd,
-                    &[(ptr, len)],
-                    nonblocking,
-                    &mut self.fds,
-                    &mut self.ctrunc,
-                )?;
-                if n == 0 {
-                    if self.head_got == 0 && self.fds.is_empty() {
-                        self.ahead = Vec::new();
-                        return Ok(None);
-                    }
-                    return Err(cut_mid_frame());
-                }
-                // SAFETY: recvmsg wrote `n <= len` bytes into the spare
-                // capacity.
-                unsafe { self.ahead.set_len(n) };
+                return Err(cut_mid_frame());
             }
-            let take = (HEAD_LEN - self.head_got).min(self.ahead.len() - self.ahead_pos);
-            self.head[self.head_got..self.head_got + take]
-                .copy_from_slice(&self.ahead[self.ahead_pos..self.ahead_pos + take]);
-            self.head_got += take;
-            self.ahead_pos += take;
-            // Checked as soon as it is in: a frame too short to hold the
-            // header must be refused now, not waited on for bytes that
-            // belong to no frame.
+            self.head_got += n;
+            // Checked as soon as it is in: a frame too short or too long
+            // is refused now, not waited on for bytes that belong to no
+            // frame.
             if self.prefix.is_none() && self.head_got >= PREFIX_LEN {
                 let bytes: &[u8; PREFIX_LEN] = self.head[..PREFIX_LEN].try_into().expect("prefix");
                 self.prefix = Some(
@@ -485,26 +408,34 @@ impl Rx {
                         .map_err(invalid)?,
                 );
             }
+            let most = self.prefix.map_or(MAX_HANDLES_PER_DATAGRAM, |p| p.handles);
+            self.check_handles(most)?;
         }
         let prefix = self.prefix.expect("decoded once the head is in");
         self.read_payload(fd, prefix, dst, scratch, nonblocking)?;
-        if self.ahead_pos == self.ahead.len() {
-            // An idle end holds no buffer.
-            self.ahead = Vec::new();
-            self.ahead_pos = 0;
+        if !self.ctrunc && self.fds.len() != prefix.handles {
+            return Err(invalid(format!(
+                "stream frame announced {} handles, {} arrived with its bytes",
+                prefix.handles,
+                self.fds.len()
+            )));
         }
         Ok(Some(prefix))
     }
 
-    /// Moves up to `most` bytes read ahead into `out`; returns how many.
-    fn take_ahead(&mut self, out: &mut Vec<u8>, most: usize) -> usize {
-        let take = most.min(self.ahead.len() - self.ahead_pos);
-        out.extend_from_slice(&self.ahead[self.ahead_pos..self.ahead_pos + take]);
-        self.ahead_pos += take;
-        take
+    /// More descriptors than the frame may carry have arrived.
+    fn check_handles(&self, most: usize) -> io::Result<()> {
+        if self.fds.len() > most {
+            return Err(invalid(format!(
+                "{} handles arrived with a stream frame that carries at most {most}",
+                self.fds.len()
+            )));
+        }
+        Ok(())
     }
 
-    /// Reads the frame's payload and appends it to `dst`.
+    /// Appends the frame's payload to `dst`: what the first read brought,
+    /// then the rest with reads of exactly its length.
     fn read_payload(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -518,12 +449,13 @@ impl Rx {
             return self.resume_payload(fd, prefix, dst, nonblocking);
         }
         let start = dst.len();
-        let mut got = self.take_ahead(dst, want);
+        let in_head = want.min(MIN_FRAME - HEAD_LEN);
+        dst.extend_from_slice(&self.head[HEAD_LEN..HEAD_LEN + in_head]);
+        let mut got = in_head;
         if got == want {
             return Ok(());
         }
-        // The rest straight into the caller's buffers, exactly as long as
-        // the frame (never into the next one): no copy when `dst` has room
+        // Straight into the caller's buffers: no copy when `dst` has room
         // (a message announced whole has reserved it), one through the
         // scratch buffer otherwise, as on a seqpacket socket.
         scratch.clear();
@@ -546,7 +478,8 @@ impl Rx {
                 &mut self.fds,
                 &mut self.ctrunc,
             )
-            .and_then(|n| if n == 0 { Err(cut_mid_frame()) } else { Ok(n) });
+            .and_then(|n| if n == 0 { Err(cut_mid_frame()) } else { Ok(n) })
+            .and_then(|n| self.check_handles(prefix.handles).map(|()| n));
             let n = match read {
                 Ok(n) => n,
                 Err(e) => {
@@ -608,6 +541,7 @@ impl Rx {
             // SAFETY: recvmsg wrote `n <= take` bytes into the spare
             // capacity (reserved for the whole payload when stashed).
             unsafe { self.partial.set_len(self.partial.len() + n) };
+            self.check_handles(prefix.handles)?;
         }
         dst.extend_from_slice(&self.partial);
         self.partial = Vec::new();
@@ -636,7 +570,7 @@ fn recv_chunk(
     fd: BorrowedFd<'_>,
     bufs: &[(*mut u8, usize)],
     nonblocking: bool,
-    fds: &mut VecDeque<OwnedFd>,
+    fds: &mut Vec<OwnedFd>,
     ctrunc: &mut bool,
 ) -> io::Result<usize> {
     const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
@@ -715,7 +649,7 @@ fn recv_chunk(
                 // platform offers nothing race-free.
                 #[cfg(not(any(target_os = "linux", target_os = "android")))]
                 let _ = super::handle::set_inheritable(owned.as_fd(), false);
-                fds.push_back(owned);
+                fds.push(owned);
             }
         }
         // SAFETY: as for CMSG_FIRSTHDR.
