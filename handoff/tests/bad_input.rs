@@ -1,6 +1,12 @@
 //! A hostile or broken peer: hand-made datagrams that break the wire format,
 //! exceed the limits, or lie about their handles. Each must give a typed
 //! error, close every handle that came with it, and never panic or hang.
+//!
+//! In the portable configuration (`--cfg handoff_unix_portable`) the same
+//! cases run against the stream transport: `raw_send` puts each datagram
+//! behind the stream frame prefix (docs/wire-format.md, "Stream framing"),
+//! so the receiver meets exactly the fragments it meets on a seqpacket
+//! socket. tests/stream_framing.rs has the cases only a stream has.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -26,6 +32,7 @@ fn header(version: u8, flags: u8, here: u16, total_handles: u32, total_bytes: u6
 }
 
 /// Sends one raw datagram with `n` duplicates of /dev/null attached.
+#[cfg(not(handoff_portable))]
 fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
     let file = std::fs::File::open("/dev/null").unwrap();
     let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
@@ -41,6 +48,45 @@ fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
         SendFlags::empty(),
     )
     .unwrap();
+}
+
+/// Sends one raw datagram with `n` duplicates of /dev/null attached, as a
+/// stream frame: prefix (u32 length, u16 handle count, "HF"), then the
+/// datagram, padded with zeros to 256 bytes if shorter, the descriptors
+/// on its first byte. Written without blocking,
+/// since the receiver reads only after this returns: a frame over the
+/// 262,144-byte maximum may stop where the socket is full, because the
+/// receiver refuses it from its prefix alone.
+#[cfg(handoff_portable)]
+fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if n > 0 {
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    }
+    let mut framed = (datagram.len() as u32).to_le_bytes().to_vec();
+    framed.extend_from_slice(&(n as u16).to_le_bytes());
+    framed.extend_from_slice(b"HF");
+    framed.extend_from_slice(datagram);
+    if framed.len() < 256 {
+        framed.resize(256, 0);
+    }
+    let mut sent = rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(&framed)],
+        &mut control,
+        SendFlags::DONTWAIT,
+    )
+    .unwrap();
+    while sent < framed.len() {
+        match rustix::net::send(sock, &framed[sent..], SendFlags::DONTWAIT) {
+            Ok(k) => sent += k,
+            Err(rustix::io::Errno::AGAIN) if datagram.len() > 256 * 1024 => return,
+            Err(e) => panic!("raw stream send: {e}"),
+        }
+    }
 }
 
 /// A channel whose peer is a raw socket the test writes by hand.
@@ -372,7 +418,17 @@ fn channel_from_a_handle_of_the_wrong_kind() {
             Channel::from_handle(Handle::from(file)),
             Err(Error::WrongKind { .. })
         ));
+        // A Unix socket of the other type than channels run over here.
+        #[cfg(not(handoff_portable))]
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        #[cfg(handoff_portable)]
+        let (a, _b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
         assert!(matches!(
             Channel::from_handle(Handle::from(a)),
             Err(Error::WrongKind { .. })

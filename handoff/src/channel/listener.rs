@@ -70,17 +70,23 @@ impl Listener {
 
     /// Adopts a listening socket bound at `path` by this process before it
     /// re-executed itself (kept across `exec`). Anything but a listening
-    /// Unix seqpacket socket is [`Error::WrongKind`]. Dropping it removes
+    /// Unix seqpacket socket (stream socket in the portable Unix
+    /// configuration) is [`Error::WrongKind`]. Dropping it removes
     /// the socket file, as for [`bind`](Self::bind).
     #[cfg(all(unix, not(handoff_no_backend)))]
     pub fn from_handle(handle: crate::Handle, path: impl AsRef<Path>) -> Result<Listener> {
         use crate::{Kind, SocketFamily, SocketType};
         let kind = handle.kind()?;
+        // The socket type channels run over in this configuration.
+        #[cfg(not(handoff_portable))]
+        const CHANNEL_TYPE: SocketType = SocketType::SeqPacket;
+        #[cfg(handoff_portable)]
+        const CHANNEL_TYPE: SocketType = SocketType::Stream;
         if !matches!(
             kind,
             Kind::Socket {
                 family: SocketFamily::Unix,
-                ty: SocketType::SeqPacket,
+                ty: CHANNEL_TYPE,
                 listening: true
             }
         ) {

@@ -79,8 +79,9 @@ impl Message {
 /// threads, one sending while another receives. Concurrent senders are
 /// serialised per message, so fragments of two messages never interleave.
 ///
-/// On Unix a channel is a `SOCK_SEQPACKET` Unix-domain socket; on Windows a
-/// message-mode named pipe.
+/// On Unix a channel is a `SOCK_SEQPACKET` Unix-domain socket (on macOS and
+/// the BSDs, which have none, a `SOCK_STREAM` one with each fragment framed
+/// by a length prefix); on Windows a message-mode named pipe.
 #[derive(Debug)]
 pub struct Channel {
     socket: sys::socket::Socket,
@@ -113,8 +114,9 @@ impl Channel {
 
     /// Builds a channel from a handle, e.g. one inherited from a parent.
     ///
-    /// The handle must be a connected Unix-domain seqpacket socket (on
-    /// Windows, one end of a message-mode pipe); anything else is
+    /// The handle must be a connected Unix-domain seqpacket socket (a
+    /// stream socket in the portable Unix configuration; on Windows, one
+    /// end of a message-mode pipe); anything else is
     /// [`Error::WrongKind`] (and the handle is closed).
     pub fn from_handle(handle: Handle) -> Result<Channel> {
         match sys::socket::is_channel(handle.borrow().into()) {
@@ -216,6 +218,15 @@ impl Channel {
                 Err(e) => return Err(Error::io("sendmsg", e)),
             }
         }
+    }
+
+    /// Writes out the part of a fragment a non-blocking send left with the
+    /// transport (a byte stream's unsent tail; nothing on a datagram
+    /// transport, whose sends are whole). `WouldBlock` while there is no
+    /// room for it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn flush(&self, nonblocking: bool) -> Result<()> {
+        sys::socket::flush(&self.socket, nonblocking).map_err(|e| Error::io("sendmsg", e))
     }
 
     /// A failure after part of a message went out leaves the peer with half

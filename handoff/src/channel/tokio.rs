@@ -181,7 +181,22 @@ impl AsyncChannel {
             }
             partial.armed = i + 1 < count;
         }
-        Ok(())
+        // A byte-stream transport may have taken the last fragment only in
+        // part, keeping the rest (its handles already went with the first
+        // byte): the message is sent once that is out too, and a future
+        // dropped before then leaves the peer half a fragment.
+        let mut flushed = channel.flush(true);
+        if matches!(flushed, Err(Error::WouldBlock)) {
+            partial.armed = true;
+            flushed = backend::when_writable(&self.inner, || match channel.flush(true) {
+                Err(Error::WouldBlock) => None,
+                other => Some(other),
+            })
+            .await
+            .map_err(|e| Error::os("poll", e))?;
+        }
+        partial.armed = false;
+        flushed.map_err(|e| channel.send_failed(count, e))
     }
 
     /// Sends a message that fits in one datagram if that can be done now,
@@ -204,7 +219,19 @@ impl AsyncChannel {
             sys::socket::MAX_HANDLES_PER_DATAGRAM,
         )?;
         match (fragments.len(), fragments.next()) {
-            (1, Some(f)) => channel.send_fragment(&f, bytes, handles, true),
+            (1, Some(f)) => {
+                channel.send_fragment(&f, bytes, handles, true)?;
+                // Sent in part on a byte-stream transport: the fragment is
+                // committed (its handles went with its first byte) and
+                // nothing would write the rest if this returned, so it is
+                // written now, waiting for the peer to make room. That wait
+                // is the one blocking call an async path makes, and only in
+                // the portable Unix configuration with a full socket.
+                match channel.flush(true) {
+                    Err(Error::WouldBlock) => channel.flush(false),
+                    other => other,
+                }
+            }
             _ => Err(Error::WouldBlock),
         }
     }

@@ -24,17 +24,18 @@
 //! | `handle::claim_inherited(raw) -> io::Result<OwnedRaw>` | own a handle the parent passed, after checking it is open and arrived by inheritance; make it non-inheritable |
 //! | `handle::count_open() -> io::Result<usize>` | how many handles the process holds (leak checks) |
 //! | `socket::Socket`, `From<OwnedRaw> for Socket`, `socket::as_raw`, `socket::into_raw` | one end of a channel, made from, lent as and given up as a handle |
-//! | `socket::pair()`, `socket::connect(path)` | channel ends that keep datagram boundaries |
+//! | `socket::pair()`, `socket::connect(path)` | channel ends that keep datagram boundaries (Unix portable configuration: stream sockets whose `send`/`recv` frame each fragment) |
 //! | `listener::Listening` (Unix: `AsFd`), `listener::bind(path, backlog)`, `listener::accept(l, nb)`, `listener::wait_accept(l)`, `listener::file_identity`, `listener::remove_if_same`; Windows also `listener::poll_accept` | listeners many clients connect to (an uninhabited type and `Unsupported` where there are none) |
 //! | `socket::is_channel(b)`, `socket::CHANNEL_KIND` | whether a handle can be a channel end, and what one is called in errors |
 //! | `socket::configure(s, want) -> io::Result<usize>` | prepare a channel end, return the largest datagram it can send |
-//! | `socket::send(s, header, payload, handles, nb)` | send one datagram atomically with its handles |
+//! | `socket::send(s, header, payload, handles, nb)` | send one datagram atomically with its handles; non-blocking, `WouldBlock` means nothing of it went out, and `Ok` that it is committed (a byte stream may keep an unsent tail for `flush`) |
+//! | `socket::flush(s, nb)` | write out a committed fragment's unsent tail (`WouldBlock` while there is no room); `Ok` at once where sends are whole |
 //! | `socket::recv(s, header, dst, scratch, on_handle, nb) -> io::Result<Received>` | receive one datagram, handing every handle it carried to `on_handle`, owned, before anything is checked; report truncation of bytes or handles; the transport's own framing errors are `InvalidData` |
 //! | `socket::peer_hung_up(s)`, `socket::wait(s, writable)` | end-of-file told from an empty datagram; wait for readiness after a would-block |
 //! | `random::fill(buf)` | bytes from the system's random generator (RPC context tokens) |
 //! | `socket::is_exhaustion(e)` | whether an error means "out of handles or memory for now" (the RPC server waits it out) |
 //! | `reactor` (feature `tokio`): `Registered<T>` with `readable()` (a guard with `clear_ready`), `get_ref`, `into_inner`; `register(x, interest)`, `register_listener(l)`, `CHANNEL_INTEREST`, `when_writable(channel, attempt)` | readiness for `AsyncChannel`/`AsyncListener`, whose code is the same on every backend: a non-blocking `send`/`recv`/`accept` after readiness, and a future dropped while waiting loses nothing (Unix: `Registered` is tokio's `AsyncFd`, channels registered for reading only and a send that finds the socket full waiting through a duplicate registered for writing, so replies read by the peer wake nobody; Windows: overlapped operations owned by the end, `socket::poll_readable`/`poll_writable`/`poll_accept`) |
-//! | `socket::MAX_HANDLES_PER_DATAGRAM` | how many handles one datagram carries |
+//! | `socket::MAX_HANDLES_PER_DATAGRAM` | how many handles one datagram (fragment) carries |
 //! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one (Windows: the pid the pipe recorded, a handle opened by it, uid/gid `u32::MAX`), else `Unsupported` (`socket::NO_PEER_CREDENTIALS` says why) |
 //! | `socket::NO_TRANSPORT` | why channels or listeners are `Unsupported` where a backend reports `ErrorKind::Unsupported` |
 //! | `shm::create(name, len)`, `shm::CAN_GROW` | anonymous, non-inheritable shared memory of `len` bytes; whether it can grow after creation |

@@ -58,6 +58,10 @@ pub(crate) fn recv(
     Err(unsupported())
 }
 
+pub(crate) fn flush(_s: &Socket, _nonblocking: bool) -> io::Result<()> {
+    Ok(())
+}
+
 pub(crate) fn peer_hung_up(_s: &Socket) -> bool {
     true
 }

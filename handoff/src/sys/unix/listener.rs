@@ -1,5 +1,5 @@
-//! Listening seqpacket sockets many clients connect to, and the socket
-//! file they live at.
+//! Listening seqpacket sockets (stream sockets in the portable
+//! configuration) many clients connect to, and the socket file they live at.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -8,15 +8,17 @@ use std::path::Path;
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
 use rustix::net::SocketFlags;
 
-use super::socket::{after_create, seqpacket_socket, unix_address, wait, CLOEXEC};
+use super::socket::{
+    after_create, channel_end, channel_socket, unix_address, wait_fd, Socket, CLOEXEC,
+};
 
-/// A listening seqpacket socket.
+/// A listening socket of the channel's type.
 pub(crate) type Listening = OwnedFd;
 
 /// Waits until a connection is ready to accept, for blocking accepts on a
 /// listening socket someone set non-blocking.
 pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
-    wait(l, false)
+    wait_fd(l.as_fd(), false)
 }
 
 /// Creates a listening socket at `path`, readable and writable by the owner
@@ -24,7 +26,7 @@ pub(crate) fn wait_accept(l: &Listening) -> io::Result<()> {
 /// so there is no moment when another user could connect.
 pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     let addr = unix_address(path)?;
-    let fd = seqpacket_socket()?;
+    let fd = channel_socket()?;
     // Linux creates the socket file with the socket inode's mode (less the
     // umask), so fchmod before bind closes the window other platforms have.
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -40,7 +42,7 @@ pub(crate) fn bind(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 ///
 /// `nonblocking` only matters where `accept4` cannot take it per call: the
 /// listening socket is then already non-blocking (`AsyncListener` sets it).
-pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<OwnedFd> {
+pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<Socket> {
     let fd = l.as_fd();
     #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     let flags = if nonblocking {
@@ -56,7 +58,7 @@ pub(crate) fn accept(l: &Listening, nonblocking: bool) -> io::Result<OwnedFd> {
     loop {
         match rustix::net::accept_with(fd, flags) {
             Err(rustix::io::Errno::INTR) => continue,
-            other => return after_create(other?),
+            other => return after_create(other?).map(channel_end),
         }
     }
 }

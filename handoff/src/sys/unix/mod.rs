@@ -17,6 +17,13 @@ pub(crate) mod reactor;
 pub(crate) mod shm;
 pub(crate) mod socket;
 pub(crate) mod spawn;
+// The portable configuration's channel transport: the frame prefix (pure,
+// built and unit-tested in every configuration) and the stream socket
+// that uses it.
+#[cfg_attr(not(handoff_portable), allow(dead_code))]
+mod stream;
+#[cfg(handoff_portable)]
+mod stream_socket;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod vfork;
 

@@ -4,22 +4,43 @@
 //! the peer's exit as end-of-file, and carries `SCM_RIGHTS` with the datagram
 //! they were sent with. Everything here is one system call deep; framing and
 //! reassembly live in the portable `channel` module.
+//!
+//! In the portable configuration (`handoff_portable`, see `build.rs`) the
+//! channel is a `SOCK_STREAM` socket instead, and the items that differ
+//! (`Socket`, `send`, `recv`, `flush`, ...) come from `stream_socket.rs`;
+//! what both share (creating, connecting, credentials, waiting) stays here.
 
 use std::io;
+#[cfg(not(handoff_portable))]
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(any(not(handoff_portable), any(target_os = "linux", target_os = "android")))]
+use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::net::{
-    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType,
-};
+use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+#[cfg(not(handoff_portable))]
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
 /// One end of a channel: a connected seqpacket socket.
+#[cfg(not(handoff_portable))]
 pub(crate) type Socket = OwnedFd;
 
+#[cfg(handoff_portable)]
+pub(crate) use super::stream_socket::{
+    as_raw, flush, into_raw, peer_hung_up, recv, send, Socket, MAX_HANDLES_PER_DATAGRAM,
+};
+
 /// The most descriptors one `sendmsg` can carry (Linux's `SCM_MAX_FD`).
+#[cfg(not(handoff_portable))]
 pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
+
+/// The kind of socket a channel runs over: seqpacket keeps the fragment
+/// boundaries; the portable configuration frames fragments on a stream.
+#[cfg(not(handoff_portable))]
+pub(super) const CHANNEL_TYPE: SocketType = SocketType::SEQPACKET;
+#[cfg(handoff_portable)]
+pub(super) const CHANNEL_TYPE: SocketType = SocketType::STREAM;
 
 /// The send buffer requested for every channel socket. The kernel doubles
 /// it; a datagram may use all of it but 32 bytes. Room for two 256 KiB
@@ -29,6 +50,7 @@ pub(crate) const MAX_HANDLES_PER_DATAGRAM: usize = 253;
 const SEND_BUFFER: usize = 256 * 1024;
 
 /// The largest payload one datagram carries (frame header excluded).
+#[cfg(not(handoff_portable))]
 const MAX_DATAGRAM_PAYLOAD: usize =
     crate::channel::frame::MAX_DATAGRAM - crate::channel::frame::HEADER_LEN;
 
@@ -70,17 +92,30 @@ fn seqpacket_errno(e: rustix::io::Errno) -> io::Error {
     }
 }
 
-pub(super) fn seqpacket_socket() -> io::Result<OwnedFd> {
-    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, CLOEXEC, None)
+/// A new unconnected socket of the channel's type, close-on-exec.
+pub(super) fn channel_socket() -> io::Result<OwnedFd> {
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, CHANNEL_TYPE, CLOEXEC, None)
         .map_err(seqpacket_errno)?;
     after_create(fd)
 }
 
 /// Creates a connected pair of channel sockets, both close-on-exec.
-pub(crate) fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, CLOEXEC, None)
+pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
+    let (a, b) = rustix::net::socketpair(AddressFamily::UNIX, CHANNEL_TYPE, CLOEXEC, None)
         .map_err(seqpacket_errno)?;
-    Ok((after_create(a)?, after_create(b)?))
+    Ok((channel_end(after_create(a)?), channel_end(after_create(b)?)))
+}
+
+/// A connected descriptor as a channel end: itself on a seqpacket socket,
+/// with the stream transport's per-direction state in the portable
+/// configuration.
+#[cfg(not(handoff_portable))]
+pub(super) fn channel_end(fd: OwnedFd) -> Socket {
+    fd
+}
+#[cfg(handoff_portable)]
+pub(super) fn channel_end(fd: OwnedFd) -> Socket {
+    Socket::from(fd)
 }
 
 /// Prepares a channel socket and returns the largest datagram it can send.
@@ -91,21 +126,29 @@ pub(crate) fn configure(s: &Socket, wanted_datagram: usize) -> io::Result<usize>
     // Apple has no MSG_NOSIGNAL; the socket option is its per-socket form.
     #[cfg(any(target_os = "macos", target_os = "ios"))]
     rustix::net::sockopt::set_socket_nosigpipe(fd, true)?;
-    let sndbuf = rustix::net::sockopt::socket_send_buffer_size(fd)?;
-    // The kernel refuses a datagram larger than the send buffer less 32 bytes
-    // of its own bookkeeping; keep a margin.
-    Ok(wanted_datagram.min(sndbuf.saturating_sub(64)).max(4096))
+    // A stream takes a fragment of any size in pieces; the send buffer only
+    // sets how much is in flight.
+    #[cfg(handoff_portable)]
+    return Ok(wanted_datagram);
+    #[cfg(not(handoff_portable))]
+    {
+        let sndbuf = rustix::net::sockopt::socket_send_buffer_size(fd)?;
+        // The kernel refuses a datagram larger than the send buffer less 32
+        // bytes of its own bookkeeping; keep a margin.
+        Ok(wanted_datagram.min(sndbuf.saturating_sub(64)).max(4096))
+    }
 }
 
 /// What [`is_channel`] wants, for the error when it is not.
 pub(crate) const CHANNEL_KIND: crate::KindName = crate::KindName::Socket;
 
-/// True when `fd` is a Unix-domain seqpacket socket, the only kind a channel
-/// can run over.
+/// True when `fd` is a Unix-domain socket of the channel's type (seqpacket;
+/// stream in the portable configuration), the only kind a channel can run
+/// over.
 pub(crate) fn is_channel(fd: BorrowedFd<'_>) -> io::Result<bool> {
     use rustix::net::sockopt;
     Ok(super::handle::family(fd)? == AddressFamily::UNIX
-        && sockopt::socket_type(fd)? == SocketType::SEQPACKET)
+        && sockopt::socket_type(fd)? == CHANNEL_TYPE)
 }
 
 /// Sets or clears `O_NONBLOCK`.
@@ -114,7 +157,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Resu
     rustix::io::ioctl_fionbio(fd, nonblocking).map_err(Into::into)
 }
 
-fn send_flags(nonblocking: bool) -> SendFlags {
+pub(super) fn send_flags(nonblocking: bool) -> SendFlags {
     // MSG_NOSIGNAL: a vanished peer is an EPIPE error, never a SIGPIPE death.
     #[cfg(not(any(target_os = "macos", target_os = "ios")))]
     let mut flags = SendFlags::NOSIGNAL;
@@ -128,6 +171,7 @@ fn send_flags(nonblocking: bool) -> SendFlags {
 
 /// Sends one datagram made of `header` and `payload`, with `handles`
 /// attached. All or nothing: a seqpacket socket never sends part of one.
+#[cfg(not(handoff_portable))]
 pub(crate) fn send(
     s: &Socket,
     header: &[u8],
@@ -160,6 +204,12 @@ pub(crate) fn send(
     }
 }
 
+/// Nothing to write out: a seqpacket `send` is all or nothing.
+#[cfg(not(handoff_portable))]
+pub(crate) fn flush(_s: &Socket, _nonblocking: bool) -> io::Result<()> {
+    Ok(())
+}
+
 /// What one `recvmsg` delivered.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
@@ -181,6 +231,7 @@ pub(crate) struct Received {
 /// This calls `recvmsg` through libc rather than rustix: rustix receives
 /// only into initialised buffers, and the channel receives straight into a
 /// message's spare capacity to avoid zeroing or copying bulk data.
+#[cfg(not(handoff_portable))]
 pub(crate) fn recv(
     s: &Socket,
     header: &mut [u8],
@@ -312,6 +363,7 @@ pub(crate) fn recv(
 
 /// True when the peer has closed its end. Tells end-of-file apart from an
 /// empty datagram, which `recvmsg` also reports as 0 bytes.
+#[cfg(not(handoff_portable))]
 pub(crate) fn peer_hung_up(s: &Socket) -> bool {
     let fd = s.as_fd();
     use rustix::event::{poll, PollFd, PollFlags};
@@ -332,7 +384,11 @@ pub(crate) fn peer_hung_up(s: &Socket) -> bool {
 /// # Safety
 /// As for `recvmsg(2)`: `msg` describes valid, writable buffers.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-unsafe fn raw_recvmsg(fd: libc::c_int, msg: *mut libc::msghdr, flags: libc::c_int) -> isize {
+pub(super) unsafe fn raw_recvmsg(
+    fd: libc::c_int,
+    msg: *mut libc::msghdr,
+    flags: libc::c_int,
+) -> isize {
     // SAFETY: forwarded from the caller.
     unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as isize }
 }
@@ -342,7 +398,11 @@ unsafe fn raw_recvmsg(fd: libc::c_int, msg: *mut libc::msghdr, flags: libc::c_in
 /// # Safety
 /// As for `recvmsg(2)`: `msg` describes valid, writable buffers.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-unsafe fn raw_recvmsg(fd: libc::c_int, msg: *mut libc::msghdr, flags: libc::c_int) -> isize {
+pub(super) unsafe fn raw_recvmsg(
+    fd: libc::c_int,
+    msg: *mut libc::msghdr,
+    flags: libc::c_int,
+) -> isize {
     // SAFETY: forwarded from the caller.
     unsafe { libc::recvmsg(fd, msg, flags) as isize }
 }
@@ -360,7 +420,11 @@ pub(crate) fn is_exhaustion(e: &io::Error) -> bool {
 /// Waits until `fd` is readable (or writable), for blocking calls on a
 /// socket someone else set non-blocking.
 pub(crate) fn wait(s: &Socket, writable: bool) -> io::Result<()> {
-    let fd = s.as_fd();
+    wait_fd(s.as_fd(), writable)
+}
+
+/// As [`wait`], for any descriptor (a listening socket).
+pub(super) fn wait_fd(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags};
     let events = if writable {
         PollFlags::OUT
@@ -380,11 +444,13 @@ pub(crate) fn wait(s: &Socket, writable: bool) -> io::Result<()> {
 pub(crate) const NO_PEER_CREDENTIALS: &str = "peer credentials are implemented for Linux only";
 
 /// Borrows the socket's descriptor.
+#[cfg(not(handoff_portable))]
 pub(crate) fn as_raw(s: &Socket) -> BorrowedFd<'_> {
     s.as_fd()
 }
 
 /// Gives up the socket's descriptor.
+#[cfg(not(handoff_portable))]
 pub(crate) fn into_raw(s: Socket) -> OwnedFd {
     s
 }
@@ -403,13 +469,13 @@ pub(super) fn unix_address(path: &Path) -> io::Result<SocketAddrUnix> {
 }
 
 /// Connects to a listener at `path`.
-pub(crate) fn connect(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
     let addr = unix_address(path)?;
-    let fd = seqpacket_socket()?;
+    let fd = channel_socket()?;
     loop {
         match rustix::net::connect(&fd, &addr) {
             Err(rustix::io::Errno::INTR) => continue,
-            other => return other.map(|()| fd).map_err(Into::into),
+            other => return other.map(|()| channel_end(fd)).map_err(Into::into),
         }
     }
 }

@@ -490,6 +490,12 @@ fn drain_acks(s: &Socket) {
     }
 }
 
+/// Nothing to write out: a message-mode pipe takes a datagram whole (a
+/// write that cannot complete at once stays queued in order with the end).
+pub(crate) fn flush(_s: &Socket, _nonblocking: bool) -> io::Result<()> {
+    Ok(())
+}
+
 /// Sends one datagram: the fragment (`header` and `payload`) behind the
 /// transport prefix naming in-flight copies of `handles`.
 pub(crate) fn send(
