@@ -374,20 +374,34 @@ fn a_malformed_ring_is_refused() {
     assert!(rt.block_on(bell.ring()).is_err());
     drop((a, b));
     // A datagram that is not a fragment at all, written on the raw
-    // socket: malformed, and the doorbell still answers the next ring.
+    // socket: malformed, and the doorbell still answers the next ring
+    // (on a transport that keeps datagram boundaries only).
+    #[cfg(not(handoff_portable))]
+    malformed_then_good_ring(&rt, &bell, peer, &hello);
+    #[cfg(handoff_portable)]
+    drop(peer);
+    drop((bell, in_rt));
+    drop(rt);
+    leaks.assert();
+}
+
+#[cfg(not(handoff_portable))]
+fn malformed_then_good_ring(
+    rt: &tokio::runtime::Runtime,
+    bell: &Doorbell,
+    peer: Channel,
+    hello: &[u8],
+) {
     let raw = OwnedFd::from(peer.into_handle());
     rustix::net::send(&raw, &[1, 3, 1, 0], rustix::net::SendFlags::empty()).unwrap();
     let err = rt.block_on(bell.ring()).unwrap_err();
     assert!(matches!(err, Error::Malformed(_)), "{err}");
     let peer = Channel::from_handle(Handle::from(raw)).unwrap();
     let (_session, far) = Channel::pair().unwrap();
-    peer.send(&hello, &[far.as_borrowed()]).unwrap();
+    peer.send(hello, &[far.as_borrowed()]).unwrap();
     drop(far);
     rt.block_on(bell.ring())
         .expect("a good ring after a malformed one");
-    drop((_session, peer, bell, in_rt));
-    drop(rt);
-    leaks.assert();
 }
 
 /// A stream socket that was never connected is declined with its reason

@@ -316,7 +316,10 @@ impl Channel {
     /// Makes a poisoned channel usable again. Only for a channel whose
     /// messages are single datagrams on a transport that keeps boundaries,
     /// where a malformed one leaves nothing of the next behind.
-    #[cfg_attr(not(all(target_os = "linux", feature = "tokio")), allow(dead_code))]
+    #[cfg_attr(
+        any(handoff_portable, not(all(target_os = "linux", feature = "tokio"))),
+        allow(dead_code)
+    )]
     pub(crate) fn clear_poison(&self) {
         self.poisoned.store(false, Ordering::Relaxed);
     }

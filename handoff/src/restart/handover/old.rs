@@ -47,7 +47,11 @@ impl Doorbell {
                 // that breaks the fragment format would otherwise poison
                 // the doorbell for good. A ring is a single datagram
                 // (4 KiB cap) on a transport that keeps boundaries, so
-                // nothing of the next ring is lost by going on.
+                // nothing of the next ring is lost by going on. The
+                // portable transport is a byte stream: after garbage there
+                // is no next boundary to find, so the doorbell stays dead
+                // there (ring answers Poisoned; store a new one).
+                #[cfg(not(handoff_portable))]
                 self.chan.get_ref().clear_poison();
                 return Err(e);
             }
