@@ -92,12 +92,40 @@ impl Rig {
     }
 
     /// Our own copy still listens: a connection made now is accepted here.
+    /// The child made the shared sockets non-blocking (the flag belongs to
+    /// the open file description), and it may still take a connection made
+    /// before it stopped accepting: connect again until one reaches us.
     fn still_listening(&self) {
         let addr = self.http.local_addr().unwrap();
-        let _client = TcpStream::connect(addr).unwrap();
-        let (_served, _) = self.http.accept().unwrap();
-        let _unix_client = UnixStream::connect(self.dir.path().join("app.sock")).unwrap();
-        let (_unix_served, _) = self.unix.accept().unwrap();
+        accepted_here(
+            || TcpStream::connect(addr).map(drop),
+            || self.http.accept().map(drop),
+        );
+        let path = self.dir.path().join("app.sock");
+        accepted_here(
+            || UnixStream::connect(&path).map(drop),
+            || self.unix.accept().map(drop),
+        );
+    }
+}
+
+/// Connects (keeping nothing: a connection queued on a listener stays
+/// queued when its client goes) and accepts until an accept succeeds,
+/// for at most 10 s.
+fn accepted_here(
+    mut connect: impl FnMut() -> std::io::Result<()>,
+    mut accept: impl FnMut() -> std::io::Result<()>,
+) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        connect().unwrap();
+        match accept() {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("our copy of the listener accepts nothing: {e}"),
+        }
     }
 }
 

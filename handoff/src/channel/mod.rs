@@ -317,7 +317,11 @@ impl Channel {
     /// messages are single datagrams on a transport that keeps boundaries,
     /// where a malformed one leaves nothing of the next behind.
     #[cfg_attr(
-        any(handoff_portable, not(all(target_os = "linux", feature = "tokio"))),
+        any(
+            handoff_portable,
+            handoff_no_backend,
+            not(all(target_os = "linux", feature = "tokio"))
+        ),
         allow(dead_code)
     )]
     pub(crate) fn clear_poison(&self) {
