@@ -98,6 +98,13 @@ pub mod __private {
         pub use crate::channel::prefix::*;
     }
 
+    /// The portable Unix transport's frame prefix codec (stream framing),
+    /// built on every Unix for its fuzz target.
+    #[cfg(all(unix, not(handoff_no_backend)))]
+    pub mod stream_prefix {
+        pub use crate::sys::stream::*;
+    }
+
     /// `Inherited::parse_windows`, run by the tests on every platform.
     pub fn parse_windows(
         handles: Option<&str>,

@@ -21,7 +21,7 @@ pub(crate) mod spawn;
 // built and unit-tested in every configuration) and the stream socket
 // that uses it.
 #[cfg_attr(not(handoff_portable), allow(dead_code))]
-mod stream;
+pub(crate) mod stream;
 #[cfg(handoff_portable)]
 mod stream_socket;
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -10,30 +10,30 @@
 use crate::channel::frame::HEADER_LEN;
 
 /// Bytes in a frame prefix.
-pub(crate) const PREFIX_LEN: usize = 8;
+pub const PREFIX_LEN: usize = 8;
 
 /// The last two bytes of every prefix. A reader that finds anything else
 /// there has lost its place in the stream (or the peer wrote garbage
 /// between fragments) and says so, rather than reading a length out of
 /// payload bytes.
-pub(crate) const MARKER: [u8; 2] = *b"HF";
+pub const MARKER: [u8; 2] = *b"HF";
 
 /// The fewest bytes a frame takes on the wire: a shorter one (prefix and
 /// fragment) is followed by zero bytes up to this size. A receiver reads
 /// this much first, in one call, and can never run into the next frame
 /// doing so; a small message (an RPC call, a marker with a handle) then
 /// costs one `recvmsg`, and only longer payloads a second, exact one.
-pub(crate) const MIN_FRAME: usize = 256;
+pub const MIN_FRAME: usize = 256;
 
 /// Bytes a frame whose fragment is `len` bytes takes on the wire, prefix
 /// and padding included.
-pub(crate) fn frame_size(len: usize) -> usize {
+pub fn frame_size(len: usize) -> usize {
     (PREFIX_LEN + len).max(MIN_FRAME)
 }
 
 /// A decoded prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Prefix {
+pub struct Prefix {
     /// Bytes of the fragment that follows: its 16-byte header and payload.
     pub len: usize,
     /// Descriptors sent with the fragment's bytes.
@@ -42,7 +42,7 @@ pub(crate) struct Prefix {
 
 impl Prefix {
     /// Payload bytes after the fragment header.
-    pub(crate) fn payload_len(&self) -> usize {
+    pub fn payload_len(&self) -> usize {
         self.len - HEADER_LEN
     }
 }
@@ -51,7 +51,7 @@ impl Prefix {
 /// carrying `handles` descriptors: u32 length, u16 handle count, both
 /// little-endian, then [`MARKER`]. The caller keeps both within the limits
 /// [`decode`] checks, which fit the fields.
-pub(crate) fn encode(len: usize, handles: usize) -> [u8; PREFIX_LEN] {
+pub fn encode(len: usize, handles: usize) -> [u8; PREFIX_LEN] {
     debug_assert!(len <= u32::MAX as usize && handles <= usize::from(u16::MAX));
     let mut out = [0u8; PREFIX_LEN];
     out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -65,7 +65,7 @@ pub(crate) fn encode(len: usize, handles: usize) -> [u8; PREFIX_LEN] {
 /// descriptors. The error says which rule was broken; the caller turns it
 /// into `InvalidData`, because a stream whose framing is wrong cannot be
 /// resynchronised.
-pub(crate) fn decode(
+pub fn decode(
     bytes: &[u8; PREFIX_LEN],
     max_len: usize,
     max_handles: usize,
