@@ -11,11 +11,8 @@
 //! what both share (creating, connecting, credentials, waiting) stays here.
 
 use std::io;
-#[cfg(not(handoff_portable))]
 use std::mem::MaybeUninit;
-#[cfg(any(not(handoff_portable), any(target_os = "linux", target_os = "android")))]
-use std::os::fd::AsRawFd;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::net::{AddressFamily, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
@@ -241,7 +238,6 @@ pub(crate) fn recv(
     nonblocking: bool,
 ) -> io::Result<Received> {
     let fd = s.as_fd();
-    const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
     // u64 elements keep the control buffer aligned for cmsghdr. It is left
     // uninitialised: the kernel writes msg_controllen bytes and the CMSG
     // walk reads no further (zeroing 1 KiB per message showed up in
@@ -282,65 +278,18 @@ pub(crate) fn recv(
             break;
         }
     }
-    // SAFETY: msghdr is plain data; all-zero is a valid empty value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = count as _;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-
-    #[cfg(any(target_os = "macos", target_os = "ios"))]
-    let mut flags = 0;
-    // The descriptors are created close-on-exec by the kernel itself, so no
-    // concurrent exec in this process can inherit them.
-    #[cfg(not(any(target_os = "macos", target_os = "ios")))]
-    let mut flags = libc::MSG_CMSG_CLOEXEC;
-    if nonblocking {
-        flags |= libc::MSG_DONTWAIT;
-    }
-
-    let n = loop {
-        // SAFETY: every iovec points at writable memory of the stated length
-        // that outlives the call (the kernel only writes, so uninitialised
-        // spare capacity is fine); msg_control points at `control` of the
-        // stated size.
-        let n = unsafe { raw_recvmsg(fd.as_raw_fd(), &mut msg, flags) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    };
-
-    // Take ownership of every delivered descriptor before looking at anything
-    // else, so that no early return can leak one.
-    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros walk
-    // the control buffer within msg_controllen.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: CMSG_FIRSTHDR/NXTHDR only return headers inside the buffer.
-        let cm = unsafe { &*cmsg };
-        if cm.cmsg_level == libc::SOL_SOCKET && cm.cmsg_type == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN(0) is the length of a header with no data.
-            let data_len = cm.cmsg_len as usize - unsafe { libc::CMSG_LEN(0) } as usize;
-            // SAFETY: CMSG_DATA points at the data_len bytes that follow.
-            let data = unsafe { libc::CMSG_DATA(cmsg) };
-            for i in 0..data_len / FD_SIZE {
-                // SAFETY: in bounds as above; the data may be unaligned.
-                let raw = unsafe { data.add(i * FD_SIZE).cast::<libc::c_int>().read_unaligned() };
-                // SAFETY: the kernel just installed this descriptor in our
-                // table for us; nothing else owns it.
-                let owned = unsafe { super::handle::own_raw(raw) };
-                #[cfg(any(target_os = "macos", target_os = "ios"))]
-                let _ = super::handle::set_inheritable(owned.as_fd(), false);
-                on_handle(owned);
-            }
-        }
-        // SAFETY: as for CMSG_FIRSTHDR.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
+    // SAFETY: every iovec points at writable memory of the stated length
+    // (dst's and scratch's spare capacity, the header) that outlives the
+    // call; the kernel only writes, so uninitialised memory is fine.
+    let (n, msg_flags) = unsafe {
+        recv_with_rights(
+            fd,
+            &mut iov[..count],
+            control_words(&mut control),
+            nonblocking,
+            &mut on_handle,
+        )
+    }?;
 
     let payload = n.saturating_sub(header.len());
     let in_dst = payload.min(spare_take);
@@ -356,8 +305,8 @@ pub(crate) fn recv(
 
     Ok(Received {
         len: n,
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-        handles_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        truncated: msg_flags & libc::MSG_TRUNC != 0,
+        handles_truncated: msg_flags & libc::MSG_CTRUNC != 0,
     })
 }
 
@@ -376,6 +325,97 @@ pub(crate) fn peer_hung_up(s: &Socket) -> bool {
         Ok(_) => fds[0].revents().contains(PollFlags::HUP),
         Err(_) => true,
     }
+}
+
+/// A control buffer of `N` aligned words, uninitialised, as the slice
+/// [`recv_with_rights`] takes.
+pub(super) fn control_words<const N: usize>(
+    control: &mut MaybeUninit<[u64; N]>,
+) -> &mut [MaybeUninit<u64>] {
+    // SAFETY: an uninitialised array is an array of uninitialised elements:
+    // `MaybeUninit<[u64; N]>` and `[MaybeUninit<u64>; N]` have one layout.
+    unsafe { &mut *control.as_mut_ptr().cast::<[MaybeUninit<u64>; N]>() }
+}
+
+/// The one `recvmsg` both channel transports make: bytes into `iov`, and
+/// every descriptor that came with them handed to `on_handle`, owned and
+/// close-on-exec, before the caller can look at anything else (so no early
+/// return leaks one). Returns the bytes read and the message's flags
+/// (`MSG_TRUNC`, `MSG_CTRUNC`). `control` is left uninitialised: the
+/// kernel writes `msg_controllen` bytes and the walk reads no further
+/// (zeroing 1 KiB per message showed in profiles of small messages).
+///
+/// libc rather than rustix: rustix receives only into initialised
+/// buffers, and the channels receive straight into a message's spare
+/// capacity.
+///
+/// # Safety
+/// Every iovec in `iov` points at memory writable for its length that
+/// outlives the call.
+pub(super) unsafe fn recv_with_rights(
+    fd: BorrowedFd<'_>,
+    iov: &mut [libc::iovec],
+    control: &mut [MaybeUninit<u64>],
+    nonblocking: bool,
+    on_handle: &mut impl FnMut(OwnedFd),
+) -> io::Result<(usize, libc::c_int)> {
+    const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
+    // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(control) as _;
+
+    // Linux has the kernel create the descriptors close-on-exec, so no
+    // concurrent exec in this process can inherit them; elsewhere the flag
+    // is set right after the call (a window the platform cannot close).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let mut flags = 0;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    let n = loop {
+        // SAFETY: the iovecs are the caller's to vouch for; msg_control
+        // points at `control` of the stated size.
+        let n = unsafe { raw_recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    };
+
+    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros walk
+    // the control buffer within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/NXTHDR only return headers inside the buffer.
+        let cm = unsafe { &*cmsg };
+        if cm.cmsg_level == libc::SOL_SOCKET && cm.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is the length of a header with no data.
+            let data_len = cm.cmsg_len as usize - unsafe { libc::CMSG_LEN(0) } as usize;
+            // SAFETY: CMSG_DATA points at the data_len bytes that follow.
+            let data = unsafe { libc::CMSG_DATA(cmsg) };
+            for i in 0..data_len / FD_SIZE {
+                // SAFETY: in bounds as above; the data may be unaligned.
+                let raw = unsafe { data.add(i * FD_SIZE).cast::<libc::c_int>().read_unaligned() };
+                // SAFETY: the kernel just installed this descriptor in our
+                // table for us; nothing else owns it.
+                let owned = unsafe { super::handle::own_raw(raw) };
+                #[cfg(not(any(target_os = "linux", target_os = "android")))]
+                let _ = super::handle::set_inheritable(owned.as_fd(), false);
+                on_handle(owned);
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok((n, msg.msg_flags))
 }
 
 /// `recvmsg` without glibc's wrapper, which toggles thread cancellation

@@ -19,12 +19,12 @@
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
-use super::socket::{raw_recvmsg, send_flags, wait_fd, Received};
+use super::socket::{control_words, recv_with_rights, send_flags, wait_fd, Received};
 use super::stream::{self, Prefix, MIN_FRAME, PREFIX_LEN};
 use crate::channel::frame::{HEADER_LEN, MAX_DATAGRAM};
 
@@ -573,7 +573,6 @@ fn recv_chunk(
     fds: &mut Vec<OwnedFd>,
     ctrunc: &mut bool,
 ) -> io::Result<usize> {
-    const FD_SIZE: usize = std::mem::size_of::<libc::c_int>();
     // u64 words keep the buffer aligned for cmsghdr; left uninitialised,
     // since the kernel writes msg_controllen bytes and the walk below reads
     // no further.
@@ -594,68 +593,18 @@ fn recv_chunk(
             count += 1;
         }
     }
-    // SAFETY: msghdr is plain data; all-zero is a valid empty value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = count as _;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-
-    // Linux (forced portable) can have the kernel create the descriptors
-    // close-on-exec; elsewhere the flag is set right after the call.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let mut flags = libc::MSG_CMSG_CLOEXEC;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let mut flags = 0;
-    if nonblocking {
-        flags |= libc::MSG_DONTWAIT;
-    }
-    let n = loop {
-        // SAFETY: every iovec points at writable memory of the stated length
-        // that outlives the call (the kernel only writes, so uninitialised
-        // memory is fine); msg_control points at `control` of the stated
-        // size.
-        let n = unsafe { raw_recvmsg(fd.as_raw_fd(), &mut msg, flags) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    };
-
-    // Own every delivered descriptor before anything else can return.
-    // SAFETY: `msg` was filled by a successful recvmsg; the CMSG macros walk
-    // the control buffer within msg_controllen.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: CMSG_FIRSTHDR/NXTHDR only return headers inside the buffer.
-        let cm = unsafe { &*cmsg };
-        if cm.cmsg_level == libc::SOL_SOCKET && cm.cmsg_type == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN(0) is the length of a header with no data.
-            let data_len = cm.cmsg_len as usize - unsafe { libc::CMSG_LEN(0) } as usize;
-            // SAFETY: CMSG_DATA points at the data_len bytes that follow.
-            let data = unsafe { libc::CMSG_DATA(cmsg) };
-            for i in 0..data_len / FD_SIZE {
-                // SAFETY: in bounds as above; the data may be unaligned.
-                let raw = unsafe { data.add(i * FD_SIZE).cast::<libc::c_int>().read_unaligned() };
-                // SAFETY: the kernel just installed this descriptor in our
-                // table for us; nothing else owns it.
-                let owned = unsafe { super::handle::own_raw(raw) };
-                // No MSG_CMSG_CLOEXEC there: close-on-exec now, before the
-                // descriptor is handed on. A concurrent exec in this process
-                // between recvmsg and here can still inherit it; the
-                // platform offers nothing race-free.
-                #[cfg(not(any(target_os = "linux", target_os = "android")))]
-                let _ = super::handle::set_inheritable(owned.as_fd(), false);
-                fds.push(owned);
-            }
-        }
-        // SAFETY: as for CMSG_FIRSTHDR.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+    // SAFETY: each iovec is one of the caller's buffers, writable for its
+    // length and outliving the call (see `recv_chunk`'s callers).
+    let (n, msg_flags) = unsafe {
+        recv_with_rights(
+            fd,
+            &mut iov[..count],
+            control_words(&mut control),
+            nonblocking,
+            &mut |owned| fds.push(owned),
+        )
+    }?;
+    if msg_flags & libc::MSG_CTRUNC != 0 {
         *ctrunc = true;
     }
     Ok(n)
