@@ -11,13 +11,11 @@
 
 mod common;
 
-use std::io::IoSlice;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use common::*;
 use handoff::{AsHandle, Channel, Error, Handle, Limits};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::SendFlags;
 
 const FIRST: u8 = 1;
 const LAST: u8 = 2;
@@ -34,20 +32,7 @@ fn header(version: u8, flags: u8, here: u16, total_handles: u32, total_bytes: u6
 /// Sends one raw datagram with `n` duplicates of /dev/null attached.
 #[cfg(not(handoff_portable))]
 fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
-    let file = std::fs::File::open("/dev/null").unwrap();
-    let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if n > 0 {
-        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    }
-    rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(datagram)],
-        &mut control,
-        SendFlags::empty(),
-    )
-    .unwrap();
+    sendmsg_with_devnull(sock, datagram, n, SendFlags::empty());
 }
 
 /// Sends one raw datagram with `n` duplicates of /dev/null attached, as a
@@ -59,13 +44,6 @@ fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
 /// receiver refuses it from its prefix alone.
 #[cfg(handoff_portable)]
 fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
-    let file = std::fs::File::open("/dev/null").unwrap();
-    let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if n > 0 {
-        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    }
     let mut framed = (datagram.len() as u32).to_le_bytes().to_vec();
     framed.extend_from_slice(&(n as u16).to_le_bytes());
     framed.extend_from_slice(b"HF");
@@ -73,13 +51,7 @@ fn raw_send(sock: &OwnedFd, datagram: &[u8], n: usize) {
     if framed.len() < 256 {
         framed.resize(256, 0);
     }
-    let mut sent = rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(&framed)],
-        &mut control,
-        SendFlags::DONTWAIT,
-    )
-    .unwrap();
+    let mut sent = sendmsg_with_devnull(sock, &framed, n, SendFlags::DONTWAIT);
     while sent < framed.len() {
         match rustix::net::send(sock, &framed[sent..], SendFlags::DONTWAIT) {
             Ok(k) => sent += k,

@@ -9,15 +9,14 @@
 
 mod common;
 
-use std::io::{IoSlice, Write};
-use std::mem::MaybeUninit;
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::*;
 use handoff::{Channel, Error, Message};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::SendFlags;
 
 const FIRST: u8 = 1;
 const LAST: u8 = 2;
@@ -68,20 +67,7 @@ fn message(handles: u16, payload: &[u8]) -> Vec<u8> {
 /// Writes `bytes` in one `sendmsg` with `n` descriptors of /dev/null
 /// attached.
 fn send_with(sock: &UnixStream, bytes: &[u8], n: usize) {
-    let file = std::fs::File::open("/dev/null").unwrap();
-    let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if n > 0 {
-        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    }
-    let sent = rustix::net::sendmsg(
-        sock,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::empty(),
-    )
-    .unwrap();
+    let sent = sendmsg_with_devnull(sock, bytes, n, SendFlags::empty());
     assert_eq!(sent, bytes.len());
 }
 

@@ -557,3 +557,26 @@ pub fn listener_path(dir: &std::path::Path) -> std::path::PathBuf {
         dir.join("sock")
     }
 }
+
+/// Writes `bytes` with one `sendmsg` on `sock`, `n` duplicates of
+/// /dev/null attached (closed here once sent: the receiver's copies are its
+/// own); returns the bytes the kernel took. How the raw-peer tests forge
+/// datagrams and frames.
+#[cfg(unix)]
+pub fn sendmsg_with_devnull(
+    sock: impl std::os::fd::AsFd,
+    bytes: &[u8],
+    n: usize,
+    flags: rustix::net::SendFlags,
+) -> usize {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+    use std::os::fd::AsFd as _;
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fds: Vec<_> = (0..n).map(|_| file.as_fd()).collect();
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if n > 0 {
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    }
+    rustix::net::sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, flags).unwrap()
+}
