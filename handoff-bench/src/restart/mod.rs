@@ -16,6 +16,7 @@
 mod campaign;
 mod counters;
 mod gunicorn;
+mod handover_stats;
 mod http_client;
 mod keepalive;
 mod load;
@@ -25,6 +26,9 @@ mod outcome;
 mod plot;
 mod procs;
 mod report;
+mod self_contained;
+mod state_phase;
+mod stream_client;
 mod supervisor;
 mod udp_client;
 mod unix_client;

@@ -22,20 +22,37 @@ pub const HEADER_LEN: usize = 32;
 const FORMAT_BYTES: u32 = 0;
 const FORMAT_VALUE: u32 = 1;
 
-fn header(version: u32, format: u32, payload: &[u8]) -> [u8; HEADER_LEN] {
+fn header(version: u32, format: u32, payload: &[&[u8]]) -> [u8; HEADER_LEN] {
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    for part in payload {
+        crc.update(part);
+        len += part.len() as u64;
+    }
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..16].copy_from_slice(&format.to_le_bytes());
-    h[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    h[24..28].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h[16..24].copy_from_slice(&len.to_le_bytes());
+    h[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
     h
 }
 
 /// Seals `bytes` as state of the application's `version`: one copy into
 /// shared memory, none on the receiving side.
 pub fn create(version: u32, bytes: &[u8]) -> Result<Handle> {
-    crate::startup::create_parts(&[&header(version, FORMAT_BYTES, bytes), bytes])
+    create_parts(version, &[bytes])
+}
+
+/// Seals the concatenation of `parts` as state of `version`, each part
+/// copied once into the shared memory: a large part (a cache) and a small
+/// one (positions read at the last moment) need not be joined first.
+pub fn create_parts(version: u32, parts: &[&[u8]]) -> Result<Handle> {
+    let head = header(version, FORMAT_BYTES, parts);
+    let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+    all.push(&head);
+    all.extend_from_slice(parts);
+    crate::startup::create_parts(&all)
 }
 
 /// Seals `value` (encoded as a typed payload, without handles) as state
@@ -47,7 +64,7 @@ pub fn create_value<T: Serialize + ?Sized>(version: u32, value: &T) -> Result<Ha
             "state cannot carry handles; hand them over as connections or store them".into(),
         ));
     }
-    crate::startup::create_parts(&[&header(version, FORMAT_VALUE, &bytes), &bytes])
+    crate::startup::create_parts(&[&header(version, FORMAT_VALUE, &[&bytes]), &bytes])
 }
 
 /// State received from the previous generation, validated and mapped
