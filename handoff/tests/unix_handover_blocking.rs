@@ -1,7 +1,8 @@
 //! The blocking form of the live connection handover between two real
 //! processes: this test process is the old generation, with no tokio
 //! runtime of its own; a child (this binary again) is the new one, also
-//! blocking. Each connection is a real TCP connection whose client end
+//! blocking (or async, to show that the two forms speak the same
+//! session). Each connection is a real TCP connection whose client end
 //! stays here, and the reply names the generation that served it and
 //! repeats the bytes it had pending, so a connection lost, served by the
 //! wrong side or stripped of its unread bytes shows in what the client
@@ -131,6 +132,9 @@ fn new_generation() {
             "{err}"
         );
     }
+    if mode == "async" {
+        return async_new_generation(bell);
+    }
     let mut incoming = Incoming::connect(bell, limits()).unwrap();
     let want = if mode == "refuse" {
         VERSION + 1
@@ -157,6 +161,23 @@ fn new_generation() {
     for c in conns {
         serve_one(2, c);
     }
+}
+
+/// The new generation with the async form, answering a blocking old one.
+fn async_new_generation(bell: Handle) {
+    runtime().block_on(async {
+        let mut incoming = handoff::restart::handover::Incoming::connect(bell, limits())
+            .await
+            .unwrap();
+        let st = State::open(incoming.take_state().unwrap(), VERSION, 1 << 20).unwrap();
+        assert_eq!(st.bytes(), &state_bytes()[..]);
+        let mut takeover = incoming.accept().await.unwrap();
+        let conns = std::mem::take(&mut takeover.connections);
+        takeover.serving().await.unwrap();
+        for c in conns {
+            serve_one(2, c);
+        }
+    });
 }
 
 fn spawn_new(test: &str, mode: &str, doorbell: &Handle) -> handoff::Child {
@@ -310,5 +331,36 @@ fn inside_a_runtime_the_blocking_form_refuses() {
     drop(bell);
     drop(clients);
     drop(rt);
+    leaks.assert();
+}
+
+/// The two forms speak the same session: a blocking old generation hands
+/// its connections to a new one using the async form.
+#[test]
+fn a_blocking_old_generation_hands_over_to_an_async_new_one() {
+    const NAME: &str = "a_blocking_old_generation_hands_over_to_an_async_new_one";
+    if common::role().is_some() {
+        return new_generation();
+    }
+    let _s = serial();
+    let leaks = LeakCheck::new();
+    let (mut clients, conns) = connections(30);
+    let (bell, peer) = Doorbell::new().unwrap();
+    let child = spawn_new(NAME, "async", &peer);
+    drop(peer);
+    let session = bell.ring().unwrap();
+    let st = state::create(VERSION, &state_bytes()).unwrap();
+    let handed = session
+        .hand_over(Some(st), conns, TIMEOUT)
+        .map_err(|f| f.error)
+        .unwrap();
+    assert_eq!(handed.parked.len(), 30);
+    assert!(handed.parked.settle().unwrap().is_empty());
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(ask(c), expected(2, i as u64));
+    }
+    assert_eq!(exit_code(child), Some(0));
+    drop(bell);
+    drop(clients);
     leaks.assert();
 }
