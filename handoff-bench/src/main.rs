@@ -107,6 +107,9 @@ fn main() -> ExitCode {
     if let Some(code) = chaos::child_main() {
         return code;
     }
+    if let Some(code) = restart::pipe_sink_main() {
+        return code;
+    }
     let cli = Cli::parse();
     if cli.chaos {
         return chaos::run(cli.quick);

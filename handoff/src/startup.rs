@@ -36,7 +36,7 @@ pub const VERSION: u32 = 1;
 pub const HEADER_LEN: u64 = 64;
 
 /// The payload is opaque bytes.
-const FORMAT_BYTES: u32 = 0;
+pub(crate) const FORMAT_BYTES: u32 = 0;
 /// The payload is a value encoded as in `docs/wire-format.md` (typed payloads).
 const FORMAT_VALUE: u32 = 1;
 
@@ -148,7 +148,7 @@ pub fn create_from(source: impl AsHandle, len: Option<u64>) -> Result<Handle> {
     finish(fd)
 }
 
-fn begin(format: u32, payload_len: u64) -> Result<Handle> {
+pub(crate) fn begin(format: u32, payload_len: u64) -> Result<Handle> {
     let total = HEADER_LEN
         .checked_add(payload_len)
         .ok_or_else(|| Error::InvalidArgument("startup data too large".into()))?;
@@ -160,7 +160,7 @@ fn begin(format: u32, payload_len: u64) -> Result<Handle> {
     Ok(fd)
 }
 
-fn finish(fd: Handle) -> Result<Handle> {
+pub(crate) fn finish(fd: Handle) -> Result<Handle> {
     match sys::shm::add_seals(fd.borrow().into(), Seals::IMMUTABLE) {
         Ok(()) => {}
         // Platforms without seals still get the data; the child is told by

@@ -35,6 +35,12 @@ mod unix_client;
 
 use std::process::ExitCode;
 
+/// The receiving process of the large-state phase's pipe copy, when this
+/// binary was started as one.
+pub fn pipe_sink_main() -> Option<ExitCode> {
+    state_phase::pipe_sink_main()
+}
+
 pub fn run(quick: bool, json: bool) -> ExitCode {
     match netns::enter() {
         Ok(Some(code)) => return code,

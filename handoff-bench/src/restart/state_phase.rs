@@ -94,25 +94,45 @@ pub fn run(
     })
 }
 
-/// Milliseconds to write `bytes` into a pipe read by another process,
-/// from the first write until that process has read the last byte and
-/// exited.
+/// Set (to the byte count) in the receiving process of a pipe copy.
+const SINK: &str = "HANDOFF_RESTART_PIPE_SINK";
+
+/// The receiving side: reads the announced bytes from standard input into
+/// memory of its own, as a successor that needs the state would, and
+/// exits 0 only if all of them came.
+pub fn pipe_sink_main() -> Option<std::process::ExitCode> {
+    use std::io::Read;
+    let want: usize = std::env::var(SINK).ok()?.parse().ok()?;
+    let mut held = vec![0u8; want];
+    let ok = std::io::stdin().lock().read_exact(&mut held).is_ok();
+    Some(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// Milliseconds to copy `bytes` through a pipe into another process's
+/// memory, from the start of that process until it has them all and has
+/// exited. The sender writes from memory of its own of the same size,
+/// as a generation holding the state would.
 fn pipe_copy(bytes: u64) -> std::io::Result<f64> {
-    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let state: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
     let started = Instant::now();
-    let mut reader = Command::new("cat")
+    let mut reader = Command::new(std::env::current_exe()?)
+        .env(SINK, bytes.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
     let mut pipe = reader.stdin.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        pipe.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
+    pipe.write_all(&state)?;
     drop(pipe);
-    reader.wait()?;
+    let status = reader.wait()?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "the pipe's reader: {status}"
+        )));
+    }
     Ok(started.elapsed().as_secs_f64() * 1e3)
 }
 

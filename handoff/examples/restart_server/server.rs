@@ -102,6 +102,10 @@ pub fn run() -> Result<ExitCode> {
         front.accept(&shared)?;
         // The predecessor's state and connections, before READY=1.
         let handover = std::env::var_os("RESTART_SERVER_HANDOVER").is_none_or(|v| v != "0");
+        // A version that does not take over from a live predecessor must
+        // not read UDP either: it would answer flows without their state
+        // while the predecessor still reads the same socket.
+        let leaves_udp = bell.is_some() && handover && !mode.takes_over();
         let took: Option<Took> = match bell {
             Some(bell) if handover && mode.takes_over() => {
                 match crate::handover::take_over(bell, mode, &label).await {
@@ -122,7 +126,9 @@ pub fn run() -> Result<ExitCode> {
             }
             None => (Cache::fresh(), None),
         };
-        front.read_udp(&label)?;
+        if !leaves_udp {
+            front.read_udp(&label)?;
+        }
         let front = Arc::new(tokio::sync::Mutex::new(front));
         tokio::task::yield_now().await;
         service.status(&format!("serving as {mode} ({label})"))?;
