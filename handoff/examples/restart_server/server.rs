@@ -98,8 +98,6 @@ pub fn run() -> Result<ExitCode> {
             std::process::exit(4);
         }
         let mut front = Front::new(sockets)?;
-        // Registering with the runtime arms the loops; only then ready.
-        front.accept(&shared)?;
         // The predecessor's state and connections, before READY=1.
         let handover = std::env::var_os("RESTART_SERVER_HANDOVER").is_none_or(|v| v != "0");
         // A version that does not take over from a live predecessor must
@@ -126,6 +124,12 @@ pub fn run() -> Result<ExitCode> {
             }
             None => (Cache::fresh(), None),
         };
+        // Only now, holding the predecessor's state, does this generation
+        // accept: one that fails its handover has accepted nothing it
+        // would take down with it. (The predecessor stopped accepting when
+        // it answered; connections wait in the shared queue meanwhile.)
+        // Registering with the runtime arms the loops; only then ready.
+        front.accept(&shared)?;
         if !leaves_udp {
             front.read_udp(&label)?;
         }
