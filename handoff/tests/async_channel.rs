@@ -41,7 +41,6 @@ fn async_pair_moves_handles_and_large_messages() {
 
 #[test]
 fn async_listener_with_blocking_client_processes() {
-    const TEST: &str = "async_listener_with_blocking_client_processes";
     if let Some(role) = role() {
         let ch = connect_as_client(&role);
         ch.send(b"ping", &[std::io::stderr().as_handle()]).unwrap();
@@ -55,7 +54,9 @@ fn async_listener_with_blocking_client_processes() {
         let path = listener_path(dir.path());
         runtime().block_on(async {
             let listener = AsyncListener::bind(&path).unwrap();
-            let children: Vec<_> = (0..4).map(|_| spawn_listener_client(TEST, &path)).collect();
+            let children: Vec<_> = (0..4)
+                .map(|_| spawn_listener_client(this_test!(), &path))
+                .collect();
             let mut tasks = Vec::new();
             for _ in 0..4 {
                 let ch = listener.accept().await.unwrap();
@@ -166,7 +167,6 @@ fn dropped_recv_futures_lose_nothing() {
 /// the next accept gets the client.
 #[test]
 fn dropped_accept_futures_lose_nothing() {
-    const TEST: &str = "dropped_accept_futures_lose_nothing";
     if let Some(role) = role() {
         let ch = connect_as_client(&role);
         ch.send(b"hello", &[]).unwrap();
@@ -185,7 +185,7 @@ fn dropped_accept_futures_lose_nothing() {
                         .is_err()
                 );
             }
-            let child = spawn_listener_client(TEST, &path);
+            let child = spawn_listener_client(this_test!(), &path);
             let ch = listener.accept().await.unwrap();
             assert_eq!(ch.recv().await.unwrap().bytes, b"hello");
             drop(ch);

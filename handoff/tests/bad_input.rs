@@ -290,21 +290,6 @@ fn typed_handle_index_out_of_range_twice_or_unclaimed() {
     });
 }
 
-/// Lowers this process's descriptor limit to leave room for `more`
-/// descriptors beyond those open now.
-fn leave_room_for(more: u64) {
-    let open = handoff::count_open_handles().unwrap() as u64;
-    let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    rustix::process::setrlimit(
-        rustix::process::Resource::Nofile,
-        rustix::process::Rlimit {
-            current: Some(open + more),
-            maximum: old.maximum,
-        },
-    )
-    .unwrap();
-}
-
 /// The parent's side of a flood: once the child is ready, a message with
 /// `n` handles and then one with two, and the child reports done.
 fn flood_child(test: &str, n: usize) {
@@ -321,9 +306,7 @@ fn flood_child(test: &str, n: usize) {
 
 #[test]
 fn more_handles_than_the_fd_table_holds_is_ctrunc() {
-    const TEST: &str = "more_handles_than_the_fd_table_holds_is_ctrunc";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let leaks = LeakCheck::new();
         // Room for 20 more descriptors; the message brings 200.
         leave_room_for(20);
@@ -345,7 +328,7 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
         ch.send(b"done", &[]).unwrap();
         return;
     }
-    without_leaks(|| flood_child(TEST, 200));
+    without_leaks(|| flood_child(this_test!(), 200));
 }
 
 /// Regression: a message whose every fragment is cut short by a full
@@ -355,9 +338,7 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
 /// receive is the next message.
 #[test]
 fn a_message_truncated_in_every_fragment_is_one_error() {
-    const TEST: &str = "a_message_truncated_in_every_fragment_is_one_error";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let leaks = LeakCheck::new();
         // Room for 20 more descriptors; each of the three fragments brings
         // up to 253.
@@ -379,7 +360,7 @@ fn a_message_truncated_in_every_fragment_is_one_error() {
         ch.send(b"done", &[]).unwrap();
         return;
     }
-    without_leaks(|| flood_child(TEST, 600));
+    without_leaks(|| flood_child(this_test!(), 600));
 }
 
 #[test]

@@ -81,7 +81,6 @@ fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Pro
 
 #[test]
 fn broker_pulls_from_a_and_gives_b_read_only() {
-    const TEST: &str = "broker_pulls_from_a_and_gives_b_read_only";
     match role().as_deref() {
         Some("a") => {
             // A only says which number its file has; the broker pulls it.
@@ -95,7 +94,7 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
         Some("b") => return role_b(),
         _ => {}
     }
-    run_broker(TEST, |to_a, process_a, to_b, _| {
+    run_broker(this_test!(), |to_a, process_a, to_b, _| {
         let number = parse_number(&to_a.recv().unwrap().bytes);
         let sent = duplicate(
             Source::Process {
@@ -116,7 +115,6 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
 
 #[test]
 fn broker_receives_from_a_and_forwards_read_only() {
-    const TEST: &str = "broker_receives_from_a_and_forwards_read_only";
     match role().as_deref() {
         Some("a") => {
             let ch = parent_channel();
@@ -128,7 +126,7 @@ fn broker_receives_from_a_and_forwards_read_only() {
         Some("b") => return role_b(),
         _ => {}
     }
-    run_broker(TEST, |to_a, _, to_b, _| {
+    run_broker(this_test!(), |to_a, _, to_b, _| {
         let mut msg = to_a.recv().unwrap();
         let file = msg.handles.pop().unwrap();
         assert_eq!(file.access().unwrap(), Access::READ_WRITE);
@@ -159,7 +157,6 @@ fn broker_receives_from_a_and_forwards_read_only() {
 #[test]
 fn broker_moves_from_a_into_b_read_only() {
     use std::os::windows::io::IntoRawHandle;
-    const TEST: &str = "broker_moves_from_a_into_b_read_only";
     match role().as_deref() {
         Some("a") => {
             let ch = parent_channel();
@@ -192,7 +189,7 @@ fn broker_moves_from_a_into_b_read_only() {
         }
         _ => {}
     }
-    run_broker(TEST, |to_a, process_a, to_b, process_b| {
+    run_broker(this_test!(), |to_a, process_a, to_b, process_b| {
         let number = parse_number(&to_a.recv().unwrap().bytes);
         let moved = duplicate(
             Source::Process {

@@ -477,13 +477,12 @@ fn blocking_client_scenario(path: &Path) {
 
 #[test]
 fn blocking_client_round_trips_across_processes() {
-    const TEST: &str = "blocking_client_round_trips_across_processes";
     if role().is_some() {
         blocking_client_scenario(&socket_path());
         return;
     }
     let stats = with_server(|server| {
-        server.run_client(TEST);
+        server.run_client(this_test!());
     });
     assert_eq!(
         *stats.rundowns.lock().unwrap(),
@@ -494,7 +493,6 @@ fn blocking_client_round_trips_across_processes() {
 
 #[test]
 fn async_client_makes_concurrent_calls_across_processes() {
-    const TEST: &str = "async_client_makes_concurrent_calls_across_processes";
     if role().is_some() {
         let leaks = LeakCheck::new();
         {
@@ -525,7 +523,7 @@ fn async_client_makes_concurrent_calls_across_processes() {
         return;
     }
     let stats = with_server(|server| {
-        server.run_client(TEST);
+        server.run_client(this_test!());
         wait_until("the disconnected client's context ran down", || {
             server.stats.rundown_total() == 1
         });
@@ -669,7 +667,6 @@ fn more_or_fewer_rights_are_rejected_before_the_method_runs() {
 
 #[test]
 fn context_rundown_runs_once_per_killed_client() {
-    const TEST: &str = "context_rundown_runs_once_per_killed_client";
     const CLIENTS: usize = 100;
     const BATCH: usize = 10;
     if role().is_some() {
@@ -687,7 +684,7 @@ fn context_rundown_runs_once_per_killed_client() {
         for batch in 0..CLIENTS / BATCH {
             let mut children = Vec::new();
             for i in batch * BATCH..(batch + 1) * BATCH {
-                let (ours, child) = server.spawn_client(TEST, "victim", i);
+                let (ours, child) = server.spawn_client(this_test!(), "victim", i);
                 children.push((ours, child));
                 holders += i % 2;
             }

@@ -14,7 +14,6 @@ const NOBODY: u32 = 65534;
 
 #[test]
 fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
-    const TEST: &str = "a_peer_of_another_uid_is_dropped_before_it_is_read";
     if let Some(role) = role() {
         let (who, path) = role.split_once(':').unwrap();
         if who == "nobody" {
@@ -44,12 +43,12 @@ fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
         // Widen the file so the filesystem lets nobody connect: only the
         // listener's own rule stands in the way.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let outsider = spawn_plain(TEST, &format!("nobody:{}", path.display()));
+        let outsider = spawn_plain(this_test!(), &format!("nobody:{}", path.display()));
         let insider_path = path.clone();
         let insider = std::thread::spawn(move || {
             // Only after the outsider is done, so accept() sees it first.
             assert_success(outsider);
-            spawn_plain(TEST, &format!("root:{}", insider_path.display()))
+            spawn_plain(this_test!(), &format!("root:{}", insider_path.display()))
         });
         let ch = listener.accept().unwrap();
         let creds = ch.peer_credentials().unwrap();
@@ -66,7 +65,6 @@ fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
 
 #[test]
 fn a_callers_check_sees_the_credentials() {
-    const TEST: &str = "a_callers_check_sees_the_credentials";
     if let Some(role) = role() {
         let ch = connect_as_client(&role);
         let _ = ch.send(b"hi", &[]);
@@ -79,7 +77,7 @@ fn a_callers_check_sees_the_credentials() {
     let path = dir.path().join("sock");
     {
         let listener = Listener::bind(&path).unwrap();
-        let first = spawn_listener_client(TEST, &path);
+        let first = spawn_listener_client(this_test!(), &path);
         // Refuse the first client by pid, admit the second; connections
         // wait in the backlog until accept applies the rule.
         let refused = first.id();
@@ -87,7 +85,7 @@ fn a_callers_check_sees_the_credentials() {
         let second_path = path.clone();
         let second = std::thread::spawn(move || {
             assert_success(first);
-            spawn_listener_client(TEST, &second_path)
+            spawn_listener_client(this_test!(), &second_path)
         });
         let ch = listener.accept().unwrap();
         let second = second.join().unwrap();

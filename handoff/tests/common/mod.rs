@@ -10,6 +10,32 @@ use handoff::{count_open_handles, AsHandle, BorrowedHandle, Channel, Handle, Raw
 
 const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 
+/// The name of the test function it is written in, as libtest lists it
+/// and `--exact` wants it: how a test re-runs itself in a child without
+/// spelling its own name again.
+#[allow(unused_macros)]
+macro_rules! this_test {
+    () => {{
+        fn here() {}
+        &*$crate::common::test_name(::std::any::type_name_of_val(&here))
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use this_test;
+
+/// The test's name from the path of an item declared in it
+/// (`crate::module::test::here`, with `{{closure}}` steps when declared in
+/// a closure or async block): the path less the crate, the item and those
+/// steps.
+pub fn test_name(item_path: &'static str) -> String {
+    let steps: Vec<&str> = item_path
+        .split("::")
+        .skip(1)
+        .filter(|s| !s.starts_with('{'))
+        .collect();
+    steps[..steps.len() - 1].join("::")
+}
+
 /// The role this process was started with, if it is a child.
 pub fn role() -> Option<String> {
     std::env::var(ROLE_ENV).ok()
@@ -108,6 +134,30 @@ pub fn parent_channel() -> Channel {
         .try_clone_to_owned()
         .expect("duplicate stdin");
     Channel::from_handle(h).expect("stdin is a channel")
+}
+
+/// In a child: the channel the parent passed on standard input; in the
+/// parent (no role), `None`. How a test that re-runs itself tells which
+/// side it is on.
+pub fn child_channel() -> Option<Channel> {
+    role().map(|_| parent_channel())
+}
+
+/// Lowers this process's descriptor limit to leave room for `more`
+/// descriptors beyond those open now (Unix: RLIMIT_NOFILE).
+#[cfg(unix)]
+pub fn leave_room_for(more: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let open = count_open_handles().unwrap() as u64;
+    let old = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open + more),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
 }
 
 /// Waits for a child and asserts it succeeded.
