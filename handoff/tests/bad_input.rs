@@ -304,29 +304,37 @@ fn flood_child(test: &str, n: usize) {
     assert_success(child);
 }
 
+/// The child's side of a flood: with room for only 20 more descriptors,
+/// `truncated` checks how the flood was refused; everything it brought is
+/// closed, and the channel stays usable for the next message.
+fn flooded(ch: Channel, truncated: impl FnOnce(handoff::Result<handoff::Message>)) {
+    let leaks = LeakCheck::new();
+    leave_room_for(20);
+    ch.send(b"ready", &[]).unwrap();
+    truncated(ch.recv());
+    leaks.assert();
+    match ch.recv() {
+        Ok(msg) => {
+            assert_eq!(msg.bytes, b"after");
+            assert_eq!(msg.handles.len(), 2);
+        }
+        other => panic!("expected the next message, got {other:?}"),
+    }
+    leaks.assert();
+    ch.send(b"done", &[]).unwrap();
+}
+
 #[test]
 fn more_handles_than_the_fd_table_holds_is_ctrunc() {
     if let Some(ch) = child_channel() {
-        let leaks = LeakCheck::new();
-        // Room for 20 more descriptors; the message brings 200.
-        leave_room_for(20);
-        ch.send(b"ready", &[]).unwrap();
-        match ch.recv() {
+        // The message brings 200.
+        return flooded(ch, |got| match got {
             Err(Error::HandlesTruncated { expected, received }) => {
                 assert_eq!(expected, 200);
                 assert!(received < 200);
             }
             other => panic!("expected HandlesTruncated, got {other:?}"),
-        }
-        leaks.assert();
-        // The channel stays usable for the next message.
-        let msg = ch.recv().unwrap();
-        assert_eq!(msg.bytes, b"after");
-        assert_eq!(msg.handles.len(), 2);
-        drop(msg);
-        leaks.assert();
-        ch.send(b"done", &[]).unwrap();
-        return;
+        });
     }
     without_leaks(|| flood_child(this_test!(), 200));
 }
@@ -339,26 +347,11 @@ fn more_handles_than_the_fd_table_holds_is_ctrunc() {
 #[test]
 fn a_message_truncated_in_every_fragment_is_one_error() {
     if let Some(ch) = child_channel() {
-        let leaks = LeakCheck::new();
-        // Room for 20 more descriptors; each of the three fragments brings
-        // up to 253.
-        leave_room_for(20);
-        ch.send(b"ready", &[]).unwrap();
-        match ch.recv() {
+        // Each of the three fragments brings up to 253.
+        return flooded(ch, |got| match got {
             Err(Error::HandlesTruncated { expected, .. }) => assert_eq!(expected, 600),
             other => panic!("expected HandlesTruncated, got {other:?}"),
-        }
-        leaks.assert();
-        match ch.recv() {
-            Ok(msg) => {
-                assert_eq!(msg.bytes, b"after");
-                assert_eq!(msg.handles.len(), 2);
-            }
-            other => panic!("expected the next message, got {other:?}"),
-        }
-        leaks.assert();
-        ch.send(b"done", &[]).unwrap();
-        return;
+        });
     }
     without_leaks(|| flood_child(this_test!(), 600));
 }
@@ -375,13 +368,7 @@ fn channel_from_a_handle_of_the_wrong_kind() {
         #[cfg(not(handoff_portable))]
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         #[cfg(handoff_portable)]
-        let (a, _b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::SEQPACKET,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let (a, _b) = seqpacket_pair();
         assert!(matches!(
             Channel::from_handle(Handle::from(a)),
             Err(Error::WrongKind { .. })

@@ -288,20 +288,14 @@ fn values_that_do_not_decode_close_their_handles() {
 
 #[test]
 fn listener_serves_client_processes() {
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let me = std::process::id().to_string();
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         ch.send(me.as_bytes(), &[file.as_handle()]).unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = listener_path(dir.path());
-    {
-        let listener = Listener::bind(&path).unwrap();
+    with_listener(|listener, path| {
         let children: Vec<_> = (0..3)
             .map(|_| spawn_listener_client(this_test!(), &path))
             .collect();
@@ -326,10 +320,10 @@ fn listener_serves_client_processes() {
                 "a name in use is not taken over"
             );
         }
-    }
-    leaks.assert();
-    // Gone with the listener: the name can be bound again.
-    drop(Listener::bind(&path).unwrap());
+        drop(listener);
+        // Gone with the listener: the name can be bound again.
+        drop(Listener::bind(path).unwrap());
+    });
 }
 
 #[test]

@@ -652,8 +652,7 @@ fn close_source_and_inheritance_follow_the_table() {
 /// and `u32::MAX` on Windows, where users are SIDs.
 #[test]
 fn peer_credentials_name_the_connecting_process() {
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let creds = ch.peer_credentials().unwrap();
         assert_eq!(creds.pid, parent_pid_of_test(), "the listening process");
         ch.send(b"hi", &[]).unwrap();

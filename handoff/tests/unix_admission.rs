@@ -65,24 +65,18 @@ fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
 
 #[test]
 fn a_callers_check_sees_the_credentials() {
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let _ = ch.send(b"hi", &[]);
         let _ = ch.recv();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sock");
-    {
-        let listener = Listener::bind(&path).unwrap();
+    with_listener(|listener, path| {
         let first = spawn_listener_client(this_test!(), &path);
         // Refuse the first client by pid, admit the second; connections
         // wait in the backlog until accept applies the rule.
         let refused = first.id();
         let listener = listener.admit_if(move |c| c.pid != refused && c.process.is_some());
-        let second_path = path.clone();
+        let second_path = path.to_path_buf();
         let second = std::thread::spawn(move || {
             assert_success(first);
             spawn_listener_client(this_test!(), &second_path)
@@ -92,6 +86,5 @@ fn a_callers_check_sees_the_credentials() {
         assert_eq!(ch.peer_credentials().unwrap().pid, second.id());
         ch.send(b"ok", &[]).unwrap();
         assert_success(second);
-    }
-    leaks.assert();
+    });
 }

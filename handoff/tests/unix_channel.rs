@@ -35,20 +35,14 @@ fn peer_credentials_name_the_child() {
 
 #[test]
 fn listener_serves_many_client_processes() {
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let me = std::process::id().to_string();
         ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
             .unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sock");
-    {
-        let listener = Listener::bind(&path).unwrap();
+    with_listener(|listener, path| {
         let mode = std::fs::metadata(&path).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -85,9 +79,9 @@ fn listener_serves_many_client_processes() {
             Listener::bind(&path).is_err(),
             "an existing path is not replaced"
         );
-    }
-    assert!(!path.exists(), "the socket file is removed on drop");
-    leaks.assert();
+        drop(listener);
+        assert!(!path.exists(), "the socket file is removed on drop");
+    });
 }
 
 /// An async send to a full socket waits for room and then delivers, with

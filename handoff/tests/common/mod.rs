@@ -583,15 +583,42 @@ pub fn ready_to_be_killed(parent: &Channel, index: usize, hold: impl FnOnce()) -
 }
 
 /// Re-runs this binary's `test` as a client of the listener at `path` (the
-/// child's role says where: see [`connect_as_client`]).
+/// child's role says where: see [`client_channel`]).
 pub fn spawn_listener_client(test: &str, path: &std::path::Path) -> Child {
     spawn_plain(test, &format!("client:{}", path.display()))
 }
 
-/// In a child started by [`spawn_listener_client`]: connects to the
-/// listener its role names.
-pub fn connect_as_client(role: &str) -> Channel {
-    Channel::connect(role.strip_prefix("client:").unwrap()).unwrap()
+/// In a child started by [`spawn_listener_client`]: a channel connected
+/// to the listener its role names; in the parent (no role), `None`.
+pub fn client_channel() -> Option<Channel> {
+    let role = role()?;
+    Some(Channel::connect(role.strip_prefix("client:").unwrap()).unwrap())
+}
+
+/// Runs `test` with a listener bound at a fresh address (and that
+/// address), no other counting test running, and asserts the open-handle
+/// count is back where it was afterwards.
+pub fn with_listener(test: impl FnOnce(handoff::Listener, &std::path::Path)) {
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = listener_path(dir.path());
+        test(handoff::Listener::bind(&path).unwrap(), &path);
+    });
+}
+
+/// Runs `test` on the async runtime with a listener bound at a fresh
+/// address (and that address, for clients), counting handles once warm.
+pub fn with_async_listener<F: std::future::Future<Output = ()>>(
+    test: impl FnOnce(handoff::AsyncListener, std::path::PathBuf) -> F,
+) {
+    without_leaks_once_warm(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = listener_path(dir.path());
+        runtime().block_on(async {
+            let listener = handoff::AsyncListener::bind(&path).unwrap();
+            test(listener, path.clone()).await
+        });
+    });
 }
 
 /// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
@@ -629,4 +656,19 @@ pub fn sendmsg_with_devnull(
         assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
     }
     rustix::net::sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, flags).unwrap()
+}
+
+/// A connected pair of seqpacket Unix sockets (Linux; the other Unix
+/// systems have none), for the checks that a channel of the stream
+/// transport refuses one.
+#[cfg(target_os = "linux")]
+pub fn seqpacket_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap()
 }
