@@ -72,13 +72,27 @@ fn with_payload(mut h: Vec<u8>, payload: &[u8]) -> Vec<u8> {
     h
 }
 
+/// Sends a whole message in one datagram: `payload` with `handles`
+/// duplicates of /dev/null attached, the header announcing exactly those.
+fn send_message(raw: &OwnedFd, handles: u16, payload: &[u8]) {
+    let header = header(
+        1,
+        FIRST | LAST,
+        handles,
+        handles.into(),
+        payload.len() as u64,
+    );
+    raw_send(raw, &with_payload(header, payload), handles.into());
+}
+
+/// Handle indices as a typed value encodes them (u32, little-endian).
+fn indices(list: &[u32]) -> Vec<u8> {
+    list.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
 /// The channel still works: a proper message goes through.
 fn assert_usable(ch: &Channel, raw: &OwnedFd) {
-    raw_send(
-        raw,
-        &with_payload(header(1, FIRST | LAST, 1, 1, 2), b"ok"),
-        1,
-    );
+    send_message(raw, 1, b"ok");
     let msg = ch.recv().unwrap();
     assert_eq!(msg.bytes, b"ok");
     assert_eq!(msg.handles.len(), 1);
@@ -223,68 +237,33 @@ fn typed_handle_index_out_of_range_twice_or_unclaimed() {
     without_leaks(|| {
         let (ch, raw) = hostile_pair();
         let rx = handoff::typed::Receiver::<(Handle, Handle)>::new(ch);
+        let malformed = |needle: &str| {
+            let e = rx.recv().unwrap_err();
+            assert!(
+                matches!(&e, Error::Malformed(m) if m.contains(needle)),
+                "{e}"
+            );
+        };
         // Index 5 of a 2-handle message.
-        let mut idx = Vec::new();
-        idx.extend_from_slice(&0u32.to_le_bytes());
-        idx.extend_from_slice(&5u32.to_le_bytes());
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 2, 2, 8), &idx),
-            2,
-        );
-        let e = rx.recv().unwrap_err();
-        assert!(
-            matches!(&e, Error::Malformed(m) if m.contains("out of range")),
-            "{e}"
-        );
+        send_message(&raw, 2, &indices(&[0, 5]));
+        malformed("out of range");
         // Index 0 twice.
-        let twice = [0u8; 8];
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 2, 2, 8), &twice),
-            2,
-        );
-        let e = rx.recv().unwrap_err();
-        assert!(
-            matches!(&e, Error::Malformed(m) if m.contains("twice")),
-            "{e}"
-        );
+        send_message(&raw, 2, &indices(&[0, 0]));
+        malformed("twice");
         // Three handles, two claimed.
-        let mut ok = Vec::new();
-        ok.extend_from_slice(&0u32.to_le_bytes());
-        ok.extend_from_slice(&1u32.to_le_bytes());
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 3, 3, 8), &ok),
-            3,
-        );
-        let e = rx.recv().unwrap_err();
-        assert!(
-            matches!(&e, Error::Malformed(m) if m.contains("not referenced")),
-            "{e}"
-        );
+        let ok = indices(&[0, 1]);
+        send_message(&raw, 3, &ok);
+        malformed("not referenced");
         // Trailing garbage.
         let mut trailing = ok.clone();
         trailing.push(9);
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 2, 2, 9), &trailing),
-            2,
-        );
-        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        send_message(&raw, 2, &trailing);
+        malformed("");
         // Truncated value.
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 1, 1, 4), &ok[..4]),
-            1,
-        );
-        assert!(matches!(rx.recv(), Err(Error::Malformed(_))));
+        send_message(&raw, 1, &ok[..4]);
+        malformed("");
         // And a good one still decodes: the channel was never poisoned.
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 2, 2, 8), &ok),
-            2,
-        );
+        send_message(&raw, 2, &ok);
         let (a, b) = rx.recv().unwrap();
         assert_ne!(a.raw(), b.raw());
     });

@@ -744,6 +744,18 @@ mod raw {
         frame(FrameType::Call, method, id, handles, args).unwrap()
     }
 
+    /// A Close frame for the context `token`, as call `id`.
+    pub fn close(id: u64, token: u64) -> Vec<u8> {
+        frame(FrameType::Close, 0, id, 0, &token).unwrap()
+    }
+
+    /// `good` with byte `at` set to `value`.
+    pub fn with_byte(good: &[u8], at: usize, value: u8) -> Vec<u8> {
+        let mut b = good.to_vec();
+        b[at] = value;
+        b
+    }
+
     /// The next frame: its header and body.
     pub fn next(ch: &Channel) -> (Header, Vec<u8>, usize) {
         let msg = ch.recv().unwrap();
@@ -785,12 +797,7 @@ fn contexts_belong_to_one_connection_and_close_once() {
             }
         );
         // Nor can another connection close it.
-        other
-            .send(
-                &handoff::__private::wire::frame(FrameType::Close, 0, 2, 0, &token).unwrap(),
-                &[],
-            )
-            .unwrap();
+        other.send(&raw::close(2, token), &[]).unwrap();
         assert_eq!(raw::next(&other).0.ty, FrameType::Fault);
 
         // A guessed token is refused too.
@@ -801,21 +808,13 @@ fn contexts_belong_to_one_connection_and_close_once() {
         assert_eq!(raw::next(&ch).0.ty, FrameType::Reply);
 
         // Close: rundown once; the token is dead afterwards.
-        ch.send(
-            &handoff::__private::wire::frame(FrameType::Close, 0, 4, 0, &token).unwrap(),
-            &[],
-        )
-        .unwrap();
+        ch.send(&raw::close(4, token), &[]).unwrap();
         let (header, body, _) = raw::next(&ch);
         assert_eq!((header.ty, body.len()), (FrameType::Reply, 0));
         assert_eq!(server.stats.rundown_total(), 1);
         ch.send(&raw::call(14, 5, 0, &(token, "x")), &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
-        ch.send(
-            &handoff::__private::wire::frame(FrameType::Close, 0, 6, 0, &token).unwrap(),
-            &[],
-        )
-        .unwrap();
+        ch.send(&raw::close(6, token), &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
         drop((ch, other));
         std::thread::sleep(Duration::from_millis(100));
@@ -943,31 +942,11 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
         let good = raw::call(0, 1, 0, &("x",));
         let broken: Vec<Vec<u8>> = vec![
             vec![1, 3, 0],
-            {
-                let mut b = good.clone();
-                b[0] = 9;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[1] = 77;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[2] = 1;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[8] = 0;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[20] = 200;
-                b
-            },
+            raw::with_byte(&good, 0, 9),
+            raw::with_byte(&good, 1, 77),
+            raw::with_byte(&good, 2, 1),
+            raw::with_byte(&good, 8, 0),
+            raw::with_byte(&good, 20, 200),
             raw::hello(&FilesClient::IDENTITY),
             handoff::__private::wire::frame(FrameType::Reply, 0, 1, 0, &()).unwrap(),
         ];
