@@ -297,7 +297,7 @@ fn listener_serves_client_processes() {
     }
     with_listener(|listener, path| {
         let children: Vec<_> = (0..3)
-            .map(|_| spawn_listener_client(this_test!(), &path))
+            .map(|_| spawn_listener_client(this_test!(), path))
             .collect();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();
@@ -316,7 +316,7 @@ fn listener_serves_client_processes() {
         // apart by the prefix it runs in.
         if !(cfg!(windows) && std::env::var_os("WINEPREFIX").is_some()) {
             assert!(
-                Listener::bind(&path).is_err(),
+                Listener::bind(path).is_err(),
                 "a name in use is not taken over"
             );
         }

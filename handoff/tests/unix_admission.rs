@@ -71,7 +71,7 @@ fn a_callers_check_sees_the_credentials() {
         return;
     }
     with_listener(|listener, path| {
-        let first = spawn_listener_client(this_test!(), &path);
+        let first = spawn_listener_client(this_test!(), path);
         // Refuse the first client by pid, admit the second; connections
         // wait in the backlog until accept applies the rule.
         let refused = first.id();

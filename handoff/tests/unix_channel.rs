@@ -43,7 +43,7 @@ fn listener_serves_many_client_processes() {
         return;
     }
     with_listener(|listener, path| {
-        let mode = std::fs::metadata(&path).unwrap();
+        let mode = std::fs::metadata(path).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             mode.permissions().mode() & 0o777,
@@ -52,7 +52,7 @@ fn listener_serves_many_client_processes() {
         );
         assert!(!listener.as_handle().is_inheritable().unwrap());
         let children: Vec<_> = (0..3)
-            .map(|_| spawn_listener_client(this_test!(), &path))
+            .map(|_| spawn_listener_client(this_test!(), path))
             .collect();
         let mut pids = Vec::new();
         for _ in 0..3 {
@@ -76,7 +76,7 @@ fn listener_serves_many_client_processes() {
             assert_success(c);
         }
         assert!(
-            Listener::bind(&path).is_err(),
+            Listener::bind(path).is_err(),
             "an existing path is not replaced"
         );
         drop(listener);
