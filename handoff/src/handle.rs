@@ -200,6 +200,23 @@ impl fmt::Debug for BorrowedHandle<'_> {
     }
 }
 
+/// A handle of this process that is either lent for a while or owned (a
+/// duplicate made along the way, closed when this drops).
+#[derive(Debug)]
+pub(crate) enum MaybeOwned<'a> {
+    Borrowed(BorrowedHandle<'a>),
+    Owned(Handle),
+}
+
+impl MaybeOwned<'_> {
+    pub(crate) fn borrow(&self) -> BorrowedHandle<'_> {
+        match self {
+            MaybeOwned::Borrowed(b) => *b,
+            MaybeOwned::Owned(h) => h.borrow(),
+        }
+    }
+}
+
 /// Counts the handles this process has open: the check every leak test
 /// makes before and after.
 pub fn count_open_handles() -> Result<usize> {
