@@ -78,6 +78,13 @@ fn peer(py: &PathBuf, args: &[&str]) -> handoff::Command {
     cmd
 }
 
+/// Starts peer.py `role` with a channel; returns our end and the child.
+fn peer_on_channel(py: &PathBuf, role: &str) -> (Channel, handoff::Child) {
+    let mut cmd = peer(py, &[role]);
+    let ch = cmd.channel().unwrap();
+    (ch, cmd.spawn().unwrap())
+}
+
 fn wait_ok(mut child: handoff::Child, what: &str) {
     let status = child.wait().unwrap();
     assert!(status.success(), "the Python {what} peer failed: {status}");
@@ -350,10 +357,7 @@ fn python_child_takes_a_read_only_file_startup_data_and_a_channel() {
 fn python_echoes_every_kind_of_handle_and_fragmented_messages() {
     let Some(py) = python() else { return };
     without_leaks(|| {
-        let mut cmd = peer(&py, &["echo"]);
-        let ch = cmd.channel().unwrap();
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
+        let (ch, child) = peer_on_channel(&py, "echo");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
@@ -415,10 +419,7 @@ fn python_echoes_every_kind_of_handle_and_fragmented_messages() {
 fn python_decodes_and_reencodes_random_values() {
     let Some(py) = python() else { return };
     without_leaks(|| {
-        let mut cmd = peer(&py, &["typed-echo"]);
-        let ch = cmd.channel().unwrap();
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
+        let (ch, child) = peer_on_channel(&py, "typed-echo");
         let (tx, rx): (Sender<Envelope>, Receiver<Envelope>) = ch.into_typed();
         for seed in 1..=300u64 {
             let sent = Rng(seed * 0x9e37_79b9).sample();
