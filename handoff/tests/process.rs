@@ -36,19 +36,19 @@ fn open_read_write() -> std::fs::File {
     open_rw(std::env::var(FILE_ENV).unwrap())
 }
 
-/// A child of `test` that opened a file holding `CONTENTS` (its path in
-/// `FILE_ENV`) and told us the file's number.
-struct HoldingChild {
-    ours: Channel,
-    child: std::process::Child,
-    /// The child as a process we can pull from.
-    process: Process,
-    /// The file's number in the child.
-    number: RawHandle,
-    _dir: tempfile::TempDir,
-}
-
-fn child_holding_a_file(test: &str) -> HoldingChild {
+/// Starts a child of `test` that opens a file holding `CONTENTS` (its path
+/// in `FILE_ENV`) and tells us the file's number; returns our channel to
+/// it, the child, the child as a process we can pull from, that number,
+/// and the file's directory (removed on drop).
+fn child_holding_a_file(
+    test: &str,
+) -> (
+    Channel,
+    std::process::Child,
+    Process,
+    RawHandle,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("held");
     std::fs::write(&path, CONTENTS).unwrap();
@@ -56,13 +56,7 @@ fn child_holding_a_file(test: &str) -> HoldingChild {
     let child = spawn_child_with(test, "child", theirs, &[(FILE_ENV, path.to_str().unwrap())]);
     let number = parse_number(&ours.recv().unwrap().bytes);
     let process = Process::open(child.id()).unwrap();
-    HoldingChild {
-        ours,
-        child,
-        process,
-        number,
-        _dir: dir,
-    }
+    (ours, child, process, number, dir)
 }
 
 /// Whether `value` still names a file handle in `me` (this process),
@@ -248,13 +242,7 @@ fn pull_a_file_out_of_a_child() {
         return;
     }
     without_leaks(|| {
-        let HoldingChild {
-            ours,
-            child,
-            process: p,
-            number,
-            _dir,
-        } = child_holding_a_file(this_test!());
+        let (ours, child, p, number, _dir) = child_holding_a_file(this_test!());
 
         let pulled = p.pull_handle(number).unwrap();
         assert_eq!(pulled.kind().unwrap(), Kind::File);
@@ -345,13 +333,7 @@ fn pull_with_close_source_moves_the_handle_out() {
         return;
     }
     without_leaks(|| {
-        let HoldingChild {
-            ours,
-            child,
-            process: p,
-            number,
-            _dir,
-        } = child_holding_a_file(this_test!());
+        let (ours, child, p, number, _dir) = child_holding_a_file(this_test!());
         let close = DupOptions {
             close_source: true,
             ..DupOptions::default()
