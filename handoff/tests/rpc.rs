@@ -327,6 +327,18 @@ impl TestServer {
         self.rt.block_on(f)
     }
 
+    /// Connects an async client and runs `test` with it on the server's
+    /// runtime.
+    fn with_client<F: std::future::Future<Output = ()>>(
+        &self,
+        test: impl FnOnce(FilesClient) -> F,
+    ) {
+        self.block_on(async {
+            let client = FilesClient::connect(&self.path).await.unwrap();
+            test(client).await
+        })
+    }
+
     /// Runs this binary's `test` as a child in the role "client", pointed
     /// at this server, and asserts it succeeds.
     fn run_client(&self, test: &str) {
@@ -368,6 +380,15 @@ fn rw_file(dir: &Path, name: &str) -> std::fs::File {
         .truncate(true)
         .open(dir.join(name))
         .unwrap()
+}
+
+/// A new file in a fresh directory (removed when the returned `TempDir`
+/// drops), opened for reading and writing, and again for reading only.
+fn rw_and_read_only() -> (tempfile::TempDir, std::fs::File, std::fs::File) {
+    let dir = tempfile::tempdir().unwrap();
+    let rw = rw_file(dir.path(), "f");
+    let read_only = std::fs::File::open(dir.path().join("f")).unwrap();
+    (dir, rw, read_only)
 }
 
 fn eventfd(value: u64) -> Handle {
@@ -535,9 +556,7 @@ fn async_client_makes_concurrent_calls_across_processes() {
 fn wrong_kind_is_rejected_before_the_method_runs() {
     with_server(|server| {
         let dir = tempfile::tempdir().unwrap();
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-
+        server.with_client(|client| async move {
             // A pipe where a file is declared.
             let (_reader, writer) = std::io::pipe().unwrap();
             assert_wrong_kind(
@@ -601,11 +620,8 @@ fn wrong_kind_is_rejected_before_the_method_runs() {
 #[test]
 fn more_or_fewer_rights_are_rejected_before_the_method_runs() {
     with_server(|server| {
-        let dir = tempfile::tempdir().unwrap();
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            let rw = rw_file(dir.path(), "rw");
-            let read_only = std::fs::File::open(dir.path().join("rw")).unwrap();
+        server.with_client(|client| async move {
+            let (_dir, rw, read_only) = rw_and_read_only();
 
             // Fewer rights, a well-behaved client: refused before sending.
             match client.write_file(&read_only, "x".into()).await {
@@ -1034,8 +1050,7 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
             ch.send(&noise, &[]).unwrap();
             let _ = ch.recv();
         }
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
+        server.with_client(|client| async move {
             assert_eq!(client.echo("alive".into()).await.unwrap(), "alive");
             assert_eq!(client.ran().await.unwrap(), 0);
         });
@@ -1049,8 +1064,7 @@ fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
     with_configured_server(
         |s| s.max_in_flight(2),
         |server| {
-            server.block_on(async {
-                let client = FilesClient::connect(&server.path).await.unwrap();
+            server.with_client(|client| async move {
                 let slow = tokio::spawn({
                     let client = client.clone();
                     async move { client.wait(1).await }
@@ -1104,8 +1118,7 @@ fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
             assert_eq!(ids, [1, 2]);
 
             // A method that panics is a fault, and the server goes on.
-            server.block_on(async {
-                let client = FilesClient::connect(&server.path).await.unwrap();
+            server.with_client(|client| async move {
                 assert_eq!(fault(client.fail("panic".into()).await), Fault::Panicked);
                 assert_eq!(client.echo("after".into()).await.unwrap(), "after");
             });
@@ -1125,8 +1138,7 @@ fn message_size_is_limited_per_connection() {
             })
         },
         |server| {
-            server.block_on(async {
-                let client = FilesClient::connect(&server.path).await.unwrap();
+            server.with_client(|client| async move {
                 match client.echo("x".repeat(5000)).await {
                     Err(CallError::Handoff(Error::TooLarge { limit, .. })) => {
                         assert_eq!(limit, 4096)
@@ -1192,11 +1204,8 @@ fn many_clients_at_once() {
 #[test]
 fn in_handles_live_for_the_call_unless_the_method_keeps_a_duplicate() {
     with_server(|server| {
-        let dir = tempfile::tempdir().unwrap();
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            let file = rw_file(dir.path(), "f");
-            let read_only = std::fs::File::open(dir.path().join("f")).unwrap();
+        server.with_client(|client| async move {
+            let (_dir, file, read_only) = rw_and_read_only();
             // Client and server share this process: every duplicate made on
             // the way (the client's restricted copy, the server's received
             // one) must be gone when the call returns.
