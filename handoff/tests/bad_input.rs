@@ -112,19 +112,18 @@ fn truncated_frame_is_malformed_and_poisons() {
 
 #[test]
 fn unknown_version_and_flags_are_malformed() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    for bad in [
-        header(2, FIRST | LAST, 0, 0, 0),
-        header(1, 0x80 | FIRST | LAST, 0, 0, 0),
-    ] {
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &bad, 0);
-        let e = ch.recv().unwrap_err();
-        assert!(matches!(e, Error::Malformed(_)), "{e}");
-        assert!(e.is_peer_fault());
-    }
-    leaks.assert();
+    without_leaks(|| {
+        for bad in [
+            header(2, FIRST | LAST, 0, 0, 0),
+            header(1, 0x80 | FIRST | LAST, 0, 0, 0),
+        ] {
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &bad, 0);
+            let e = ch.recv().unwrap_err();
+            assert!(matches!(e, Error::Malformed(_)), "{e}");
+            assert!(e.is_peer_fault());
+        }
+    });
 }
 
 #[test]
@@ -160,65 +159,63 @@ fn frame_claiming_more_than_the_cap_is_rejected_before_allocating() {
 
 #[test]
 fn handle_count_that_lies_is_malformed() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &header(1, FIRST | LAST, 1, 1, 0), 2);
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    {
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &header(1, FIRST | LAST, 2, 2, 0), 1);
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    {
-        // The last fragment leaves the message short of what it announced.
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &with_payload(header(1, FIRST, 2, 5, 10), b"abc"), 2);
-        raw_send(&raw, &with_payload(header(1, LAST, 2, 5, 10), b"def"), 2);
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    leaks.assert();
+    without_leaks(|| {
+        {
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &header(1, FIRST | LAST, 1, 1, 0), 2);
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+        {
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &header(1, FIRST | LAST, 2, 2, 0), 1);
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+        {
+            // The last fragment leaves the message short of what it announced.
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &with_payload(header(1, FIRST, 2, 5, 10), b"abc"), 2);
+            raw_send(&raw, &with_payload(header(1, LAST, 2, 5, 10), b"def"), 2);
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+    });
 }
 
 #[test]
 fn fragments_out_of_order_are_malformed() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &header(1, LAST, 1, 1, 0), 1);
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    {
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 1, 2, 4), b"cd"),
-            1,
-        );
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    {
-        // A continuation that changes the announced totals.
-        let (ch, raw) = hostile_pair();
-        raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
-        raw_send(&raw, &with_payload(header(1, LAST, 1, 2, 5), b"cde"), 1);
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    {
-        // More bytes than announced.
-        let (ch, raw) = hostile_pair();
-        raw_send(
-            &raw,
-            &with_payload(header(1, FIRST | LAST, 0, 0, 1), b"too long"),
-            0,
-        );
-        assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
-    }
-    leaks.assert();
+    without_leaks(|| {
+        {
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &header(1, LAST, 1, 1, 0), 1);
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+        {
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
+            raw_send(
+                &raw,
+                &with_payload(header(1, FIRST | LAST, 1, 2, 4), b"cd"),
+                1,
+            );
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+        {
+            // A continuation that changes the announced totals.
+            let (ch, raw) = hostile_pair();
+            raw_send(&raw, &with_payload(header(1, FIRST, 1, 2, 4), b"ab"), 1);
+            raw_send(&raw, &with_payload(header(1, LAST, 1, 2, 5), b"cde"), 1);
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+        {
+            // More bytes than announced.
+            let (ch, raw) = hostile_pair();
+            raw_send(
+                &raw,
+                &with_payload(header(1, FIRST | LAST, 0, 0, 1), b"too long"),
+                0,
+            );
+            assert!(matches!(ch.recv(), Err(Error::Malformed(_))));
+        }
+    });
 }
 
 #[test]
@@ -367,36 +364,35 @@ fn peer_bytes_never_panic_the_receiver() {
     // Random datagrams with random handle counts: whatever they are, the
     // receiver answers with a value or a typed error, never a panic, and
     // closes everything.
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    for _ in 0..300 {
-        let (ch, raw) = hostile_pair();
-        let ch = ch.with_limits(Limits {
-            max_bytes: 4096,
-            max_handles: 16,
-        });
-        for _ in 0..(next() % 4 + 1) {
-            let len = (next() % 40) as usize;
-            let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            if len >= 2 && next() % 2 == 0 {
-                d[0] = 1;
-                d[1] &= 3;
+    without_leaks(|| {
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let (ch, raw) = hostile_pair();
+            let ch = ch.with_limits(Limits {
+                max_bytes: 4096,
+                max_handles: 16,
+            });
+            for _ in 0..(next() % 4 + 1) {
+                let len = (next() % 40) as usize;
+                let mut d: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if len >= 2 && next() % 2 == 0 {
+                    d[0] = 1;
+                    d[1] &= 3;
+                }
+                raw_send(&raw, &d, (next() % 4) as usize);
             }
-            raw_send(&raw, &d, (next() % 4) as usize);
+            drop(raw);
+            while let Ok(msg) = ch.recv() {
+                drop(msg);
+            }
         }
-        drop(raw);
-        while let Ok(msg) = ch.recv() {
-            drop(msg);
-        }
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
@@ -435,32 +431,31 @@ fn datagrams_over_the_maximum_are_malformed_in_any_fragment() {
     // included. The raw end's send buffer is raised so the kernel accepts
     // the oversized datagrams at all.
     const MAX: usize = 256 * 1024;
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    for (len, continuation) in [(MAX + 1, false), (MAX + 16, false), (400_016, true)] {
-        let (ch, raw) = hostile_pair();
-        rustix::net::sockopt::set_socket_send_buffer_size(&raw, 1 << 20).unwrap();
-        if continuation {
-            // A first fragment announcing a large message, so the receiver
-            // has reserved far more than one datagram when the next arrives.
-            let first = with_payload(header(1, FIRST, 0, 1, 1 << 20), &[7; 100]);
-            raw_send(&raw, &first, 0);
+    without_leaks(|| {
+        for (len, continuation) in [(MAX + 1, false), (MAX + 16, false), (400_016, true)] {
+            let (ch, raw) = hostile_pair();
+            rustix::net::sockopt::set_socket_send_buffer_size(&raw, 1 << 20).unwrap();
+            if continuation {
+                // A first fragment announcing a large message, so the receiver
+                // has reserved far more than one datagram when the next arrives.
+                let first = with_payload(header(1, FIRST, 0, 1, 1 << 20), &[7; 100]);
+                raw_send(&raw, &first, 0);
+            }
+            let flags = if continuation { LAST } else { FIRST | LAST };
+            let total = if continuation {
+                1 << 20
+            } else {
+                (len - 16) as u64
+            };
+            let big = with_payload(header(1, flags, 1, 1, total), &vec![9; len - 16]);
+            raw_send(&raw, &big, 1);
+            match ch.recv() {
+                Err(Error::Malformed(text)) => assert!(text.contains("262144"), "{text}"),
+                other => panic!("{len} bytes: expected Malformed, got {other:?}"),
+            }
+            assert!(ch.is_poisoned());
         }
-        let flags = if continuation { LAST } else { FIRST | LAST };
-        let total = if continuation {
-            1 << 20
-        } else {
-            (len - 16) as u64
-        };
-        let big = with_payload(header(1, flags, 1, 1, total), &vec![9; len - 16]);
-        raw_send(&raw, &big, 1);
-        match ch.recv() {
-            Err(Error::Malformed(text)) => assert!(text.contains("262144"), "{text}"),
-            other => panic!("{len} bytes: expected Malformed, got {other:?}"),
-        }
-        assert!(ch.is_poisoned());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]

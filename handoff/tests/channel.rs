@@ -33,21 +33,20 @@ fn file_and_shared_memory_cross_processes() {
         ch.send(b"verified", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data.txt");
-    std::fs::write(&path, b"file contents\n").unwrap();
-    {
-        let (ours, child) = spawn_child_on_channel(this_test!());
-        let file = std::fs::File::open(&path).unwrap();
-        let mem = shared_memory(b"hello");
-        ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
-            .unwrap();
-        assert_eq!(ours.recv().unwrap().bytes, b"verified");
-        assert_success(child);
-    }
-    leaks.assert();
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.txt");
+        std::fs::write(&path, b"file contents\n").unwrap();
+        {
+            let (ours, child) = spawn_child_on_channel(this_test!());
+            let file = std::fs::File::open(&path).unwrap();
+            let mem = shared_memory(b"hello");
+            ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
+                .unwrap();
+            assert_eq!(ours.recv().unwrap().bytes, b"verified");
+            assert_success(child);
+        }
+    });
 }
 
 #[test]

@@ -660,44 +660,43 @@ fn peer_credentials_name_the_connecting_process() {
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = if cfg!(windows) {
-        format!(r"\\.\pipe\handoff-test-creds-{}", std::process::id()).into()
-    } else {
-        dir.path().join("sock")
-    };
-    {
-        let listener = handoff::Listener::bind(&path).unwrap();
-        let child = spawn_plain_with(
-            this_test!(),
-            &format!("client:{}", path.display()),
-            &[(PARENT_ENV, &std::process::id().to_string())],
-        );
-        let ch = listener.accept().unwrap();
-        let creds = ch.peer_credentials().unwrap();
-        assert_eq!(creds.pid, child.id());
-        if cfg!(windows) {
-            assert_eq!((creds.uid, creds.gid), (u32::MAX, u32::MAX));
-        }
-        // Linux ≥ 6.5 gives a pidfd; Windows opens the peer by pid.
-        if let Some(h) = creds.process {
-            let p = Process::from_handle(h).unwrap();
-            assert_eq!(p.pid(), child.id());
-            assert_eq!(p.try_wait().unwrap(), None);
-        } else if cfg!(windows) {
-            panic!("Windows opens the peer's process");
-        }
-        assert_eq!(ch.recv().unwrap().bytes, b"hi");
-        ch.send(b"bye", &[]).unwrap();
-        assert_success(child);
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = if cfg!(windows) {
+            format!(r"\\.\pipe\handoff-test-creds-{}", std::process::id()).into()
+        } else {
+            dir.path().join("sock")
+        };
+        {
+            let listener = handoff::Listener::bind(&path).unwrap();
+            let child = spawn_plain_with(
+                this_test!(),
+                &format!("client:{}", path.display()),
+                &[(PARENT_ENV, &std::process::id().to_string())],
+            );
+            let ch = listener.accept().unwrap();
+            let creds = ch.peer_credentials().unwrap();
+            assert_eq!(creds.pid, child.id());
+            if cfg!(windows) {
+                assert_eq!((creds.uid, creds.gid), (u32::MAX, u32::MAX));
+            }
+            // Linux ≥ 6.5 gives a pidfd; Windows opens the peer by pid.
+            if let Some(h) = creds.process {
+                let p = Process::from_handle(h).unwrap();
+                assert_eq!(p.pid(), child.id());
+                assert_eq!(p.try_wait().unwrap(), None);
+            } else if cfg!(windows) {
+                panic!("Windows opens the peer's process");
+            }
+            assert_eq!(ch.recv().unwrap().bytes, b"hi");
+            ch.send(b"bye", &[]).unwrap();
+            assert_success(child);
 
-        let (ours, theirs) = Channel::pair().unwrap();
-        assert_eq!(ours.peer_credentials().unwrap().pid, std::process::id());
-        assert_eq!(theirs.peer_credentials().unwrap().pid, std::process::id());
-    }
-    leaks.assert();
+            let (ours, theirs) = Channel::pair().unwrap();
+            assert_eq!(ours.peer_credentials().unwrap().pid, std::process::id());
+            assert_eq!(theirs.peer_credentials().unwrap().pid, std::process::id());
+        }
+    });
 }
 
 const PARENT_ENV: &str = "HANDOFF_TEST_PARENT_PID";

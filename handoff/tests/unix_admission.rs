@@ -33,34 +33,33 @@ fn a_peer_of_another_uid_is_dropped_before_it_is_read() {
     if !rustix::process::getuid().is_root() {
         panic!("this test switches a child to another uid and needs root");
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join("sock");
-    {
-        let listener = Listener::bind(&path).unwrap().allow_uids([0]);
-        // Widen the file so the filesystem lets nobody connect: only the
-        // listener's own rule stands in the way.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let outsider = spawn_plain(this_test!(), &format!("nobody:{}", path.display()));
-        let insider_path = path.clone();
-        let insider = std::thread::spawn(move || {
-            // Only after the outsider is done, so accept() sees it first.
-            assert_success(outsider);
-            spawn_plain(this_test!(), &format!("root:{}", insider_path.display()))
-        });
-        let ch = listener.accept().unwrap();
-        let creds = ch.peer_credentials().unwrap();
-        assert_eq!(creds.uid, 0, "the refused peer never came out of accept");
-        assert_eq!(ch.recv().unwrap().bytes, b"let me in");
-        ch.send(b"welcome", &[]).unwrap();
-        let insider = insider.join().unwrap();
-        assert_eq!(creds.pid, insider.id());
-        assert_success(insider);
-        drop(creds);
-    }
-    leaks.assert();
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("sock");
+        {
+            let listener = Listener::bind(&path).unwrap().allow_uids([0]);
+            // Widen the file so the filesystem lets nobody connect: only the
+            // listener's own rule stands in the way.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+            let outsider = spawn_plain(this_test!(), &format!("nobody:{}", path.display()));
+            let insider_path = path.clone();
+            let insider = std::thread::spawn(move || {
+                // Only after the outsider is done, so accept() sees it first.
+                assert_success(outsider);
+                spawn_plain(this_test!(), &format!("root:{}", insider_path.display()))
+            });
+            let ch = listener.accept().unwrap();
+            let creds = ch.peer_credentials().unwrap();
+            assert_eq!(creds.uid, 0, "the refused peer never came out of accept");
+            assert_eq!(ch.recv().unwrap().bytes, b"let me in");
+            ch.send(b"welcome", &[]).unwrap();
+            let insider = insider.join().unwrap();
+            assert_eq!(creds.pid, insider.id());
+            assert_success(insider);
+            drop(creds);
+        }
+    });
 }
 
 #[test]
