@@ -54,6 +54,15 @@ fn role_b() {
     ch.send(b"verified", &[]).unwrap();
 }
 
+/// A's file as a source to duplicate from: A sends its number, the
+/// broker pulls the handle out of A.
+fn file_of_a<'a>(to_a: &Channel, process_a: &'a Process) -> Source<'a> {
+    Source::Process {
+        process: process_a,
+        handle: parse_number(&to_a.recv().unwrap().bytes),
+    }
+}
+
 /// Runs A and B, lets `broker` move the handle, and checks both children
 /// and the file.
 fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Process)) {
@@ -95,12 +104,8 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
         _ => {}
     }
     run_broker(this_test!(), |to_a, process_a, to_b, _| {
-        let number = parse_number(&to_a.recv().unwrap().bytes);
         let sent = duplicate(
-            Source::Process {
-                process: process_a,
-                handle: number,
-            },
+            file_of_a(to_a, process_a),
             Target::Channel {
                 channel: to_b,
                 message: b"read this",
@@ -190,12 +195,8 @@ fn broker_moves_from_a_into_b_read_only() {
         _ => {}
     }
     run_broker(this_test!(), |to_a, process_a, to_b, process_b| {
-        let number = parse_number(&to_a.recv().unwrap().bytes);
         let moved = duplicate(
-            Source::Process {
-                process: process_a,
-                handle: number,
-            },
+            file_of_a(to_a, process_a),
             Target::Process(process_b),
             Some(Access::READ),
             DupOptions {
