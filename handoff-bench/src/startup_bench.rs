@@ -68,6 +68,8 @@ struct Entrant {
 
 fn entrants() -> Vec<Entrant> {
     let e = |side, label, how| Entrant { side, label, how };
+    // The raw variants measured for the analysis only.
+    let raw = |label, fill, read| e(Side::Experiment, label, How::Raw(fill, read));
     vec![
         e(
             Side::Baseline,
@@ -76,26 +78,18 @@ fn entrants() -> Vec<Entrant> {
         ),
         e(Side::Handoff, "handoff", How::Handoff { populate: None }),
         e(Side::IpcChannel, "ipc-channel", How::IpcChannel),
-        e(
-            Side::Experiment,
-            "raw write, mmap POPULATE",
-            How::Raw(Fill::Write, RawRead::Populate),
-        ),
-        e(
-            Side::Experiment,
+        raw("raw write, mmap POPULATE", Fill::Write, RawRead::Populate),
+        raw(
             "raw fallocate+write, mmap POPULATE",
-            How::Raw(Fill::FallocateWrite, RawRead::Populate),
+            Fill::FallocateWrite,
+            RawRead::Populate,
         ),
-        e(
-            Side::Experiment,
+        raw(
             "raw write via mapping, mmap POPULATE",
-            How::Raw(Fill::Mapping, RawRead::Populate),
+            Fill::Mapping,
+            RawRead::Populate,
         ),
-        e(
-            Side::Experiment,
-            "raw write, pread",
-            How::Raw(Fill::Write, RawRead::Read),
-        ),
+        raw("raw write, pread", Fill::Write, RawRead::Read),
         e(
             Side::Experiment,
             "handoff open_with(populate=false)",
