@@ -19,12 +19,16 @@ const CONTENTS: &[u8] = b"owned by A, readable by B\n";
 const FILE_ENV: &str = "HANDOFF_TEST_FILE";
 
 fn open_read_write() -> std::fs::File {
-    let path = std::env::var(FILE_ENV).unwrap();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
+    open_rw(std::env::var(FILE_ENV).unwrap())
+}
+
+/// A: opens the file read-write, lets `offer` give the broker the means
+/// to take it, and holds it until the broker is done.
+fn role_a(offer: impl FnOnce(&Channel, &std::fs::File)) {
+    let ch = parent_channel();
+    let file = open_read_write();
+    offer(&ch, &file);
+    assert_eq!(ch.recv().unwrap().bytes, b"done");
 }
 
 /// B's checks: the handle reads the file and every write is refused.
@@ -91,14 +95,12 @@ fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Pro
 #[test]
 fn broker_pulls_from_a_and_gives_b_read_only() {
     match role().as_deref() {
+        // A only says which number its file has; the broker pulls it.
         Some("a") => {
-            // A only says which number its file has; the broker pulls it.
-            let ch = parent_channel();
-            let file = open_read_write();
-            ch.send(number_of(file.as_handle()).as_bytes(), &[])
-                .unwrap();
-            assert_eq!(ch.recv().unwrap().bytes, b"done");
-            return;
+            return role_a(|ch, file| {
+                ch.send(number_of(file.as_handle()).as_bytes(), &[])
+                    .unwrap();
+            })
         }
         Some("b") => return role_b(),
         _ => {}
@@ -121,13 +123,7 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
 #[test]
 fn broker_receives_from_a_and_forwards_read_only() {
     match role().as_deref() {
-        Some("a") => {
-            let ch = parent_channel();
-            let file = open_read_write();
-            ch.send(b"mine", &[file.as_handle()]).unwrap();
-            assert_eq!(ch.recv().unwrap().bytes, b"done");
-            return;
-        }
+        Some("a") => return role_a(|ch, file| ch.send(b"mine", &[file.as_handle()]).unwrap()),
         Some("b") => return role_b(),
         _ => {}
     }
