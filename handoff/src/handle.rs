@@ -223,6 +223,52 @@ pub fn count_open_handles() -> Result<usize> {
     sys::handle::count_open().map_err(|e| Error::os("count open handles", e))
 }
 
+/// `From` both ways between the handle types and the platform's owned and
+/// borrowed handle types (`$owned`, `$borrowed`), and between `Handle` and
+/// each std type `$t` that converts through `$owned`.
+#[cfg(any(unix, windows))]
+macro_rules! platform_conversions {
+    ($owned:ident, $borrowed:ident; $($t:ty),* $(,)?) => {
+        impl From<$owned> for Handle {
+            fn from(h: $owned) -> Self {
+                Handle(h)
+            }
+        }
+
+        impl From<Handle> for $owned {
+            fn from(h: Handle) -> Self {
+                h.0
+            }
+        }
+
+        impl<'a> From<$borrowed<'a>> for BorrowedHandle<'a> {
+            fn from(h: $borrowed<'a>) -> Self {
+                BorrowedHandle(h)
+            }
+        }
+
+        impl<'a> From<BorrowedHandle<'a>> for $borrowed<'a> {
+            fn from(h: BorrowedHandle<'a>) -> Self {
+                h.0
+            }
+        }
+
+        $(
+            impl From<$t> for Handle {
+                fn from(v: $t) -> Self {
+                    Handle($owned::from(v))
+                }
+            }
+
+            impl From<Handle> for $t {
+                fn from(h: Handle) -> Self {
+                    <$t>::from(h.0)
+                }
+            }
+        )*
+    };
+}
+
 #[cfg(unix)]
 mod unix_interop {
     use super::*;
@@ -234,29 +280,19 @@ mod unix_interop {
         }
     }
 
-    impl From<OwnedFd> for Handle {
-        fn from(fd: OwnedFd) -> Self {
-            Handle(fd)
-        }
-    }
-
-    impl From<Handle> for OwnedFd {
-        fn from(h: Handle) -> Self {
-            h.0
-        }
-    }
-
-    impl<'a> From<BorrowedFd<'a>> for BorrowedHandle<'a> {
-        fn from(fd: BorrowedFd<'a>) -> Self {
-            BorrowedHandle(fd)
-        }
-    }
-
-    impl<'a> From<BorrowedHandle<'a>> for BorrowedFd<'a> {
-        fn from(h: BorrowedHandle<'a>) -> Self {
-            h.0
-        }
-    }
+    platform_conversions!(
+        OwnedFd,
+        BorrowedFd;
+        std::fs::File,
+        std::net::TcpListener,
+        std::net::TcpStream,
+        std::net::UdpSocket,
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixListener,
+        std::os::unix::net::UnixDatagram,
+        std::io::PipeReader,
+        std::io::PipeWriter,
+    );
 
     impl AsFd for Handle {
         fn as_fd(&self) -> BorrowedFd<'_> {
@@ -275,28 +311,6 @@ mod unix_interop {
             self.0.as_raw_fd()
         }
     }
-
-    macro_rules! via_owned_fd {
-        ($($t:ty),*) => {$(
-            impl From<$t> for Handle {
-                fn from(v: $t) -> Self { Handle(OwnedFd::from(v)) }
-            }
-            impl From<Handle> for $t {
-                fn from(h: Handle) -> Self { <$t>::from(h.0) }
-            }
-        )*};
-    }
-    via_owned_fd!(
-        std::fs::File,
-        std::net::TcpListener,
-        std::net::TcpStream,
-        std::net::UdpSocket,
-        std::os::unix::net::UnixStream,
-        std::os::unix::net::UnixListener,
-        std::os::unix::net::UnixDatagram,
-        std::io::PipeReader,
-        std::io::PipeWriter
-    );
 }
 
 #[cfg(windows)]
@@ -313,29 +327,15 @@ mod windows_interop {
         }
     }
 
-    impl From<OwnedHandle> for Handle {
-        fn from(h: OwnedHandle) -> Self {
-            Handle(h)
-        }
-    }
-
-    impl From<Handle> for OwnedHandle {
-        fn from(h: Handle) -> Self {
-            h.0
-        }
-    }
-
-    impl<'a> From<StdBorrowed<'a>> for BorrowedHandle<'a> {
-        fn from(h: StdBorrowed<'a>) -> Self {
-            BorrowedHandle(h)
-        }
-    }
-
-    impl<'a> From<BorrowedHandle<'a>> for StdBorrowed<'a> {
-        fn from(h: BorrowedHandle<'a>) -> Self {
-            h.0
-        }
-    }
+    // Sockets are SOCKETs to std (OwnedSocket), not HANDLEs, and must be
+    // closed with closesocket: they do not convert.
+    platform_conversions!(
+        OwnedHandle,
+        StdBorrowed;
+        std::fs::File,
+        std::io::PipeReader,
+        std::io::PipeWriter,
+    );
 
     impl StdAsHandle for Handle {
         fn as_handle(&self) -> StdBorrowed<'_> {
@@ -354,20 +354,6 @@ mod windows_interop {
             self.0.as_raw_handle()
         }
     }
-
-    // Sockets are SOCKETs to std (OwnedSocket), not HANDLEs, and must be
-    // closed with closesocket: they do not convert.
-    macro_rules! via_owned_handle {
-        ($($t:ty),*) => {$(
-            impl From<$t> for Handle {
-                fn from(v: $t) -> Self { Handle(OwnedHandle::from(v)) }
-            }
-            impl From<Handle> for $t {
-                fn from(h: Handle) -> Self { <$t>::from(h.0) }
-            }
-        )*};
-    }
-    via_owned_handle!(std::fs::File, std::io::PipeReader, std::io::PipeWriter);
 
     macro_rules! into_handle_only {
         ($($t:ty),*) => {$(
