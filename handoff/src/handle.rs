@@ -224,11 +224,35 @@ pub fn count_open_handles() -> Result<usize> {
 }
 
 /// `From` both ways between the handle types and the platform's owned and
-/// borrowed handle types (`$owned`, `$borrowed`), and between `Handle` and
-/// each std type `$t` that converts through `$owned`.
+/// borrowed handle types (`$owned`, `$borrowed`); the platform's trait for
+/// lending one (`$as_trait::$as_fn`) and for its raw value
+/// (`$as_raw::$as_raw_fn`, giving a `$raw`) on them; and `From` both ways
+/// between `Handle` and each std type `$t` that converts through `$owned`.
 #[cfg(any(unix, windows))]
 macro_rules! platform_conversions {
-    ($owned:ident, $borrowed:ident; $($t:ty),* $(,)?) => {
+    (
+        $owned:ident, $borrowed:ident,
+        $as_trait:ident::$as_fn:ident, $as_raw:ident::$as_raw_fn:ident -> $raw:ident;
+        $($t:ty),* $(,)?
+    ) => {
+        impl $as_trait for Handle {
+            fn $as_fn(&self) -> $borrowed<'_> {
+                $as_trait::$as_fn(&self.0)
+            }
+        }
+
+        impl $as_trait for BorrowedHandle<'_> {
+            fn $as_fn(&self) -> $borrowed<'_> {
+                self.0
+            }
+        }
+
+        impl $as_raw for Handle {
+            fn $as_raw_fn(&self) -> $raw {
+                self.0.$as_raw_fn()
+            }
+        }
+
         impl From<$owned> for Handle {
             fn from(h: $owned) -> Self {
                 Handle(h)
@@ -281,8 +305,7 @@ mod unix_interop {
     }
 
     platform_conversions!(
-        OwnedFd,
-        BorrowedFd;
+        OwnedFd, BorrowedFd, AsFd::as_fd, AsRawFd::as_raw_fd -> RawFd;
         std::fs::File,
         std::net::TcpListener,
         std::net::TcpStream,
@@ -293,24 +316,6 @@ mod unix_interop {
         std::io::PipeReader,
         std::io::PipeWriter,
     );
-
-    impl AsFd for Handle {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.0.as_fd()
-        }
-    }
-
-    impl AsFd for BorrowedHandle<'_> {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.0
-        }
-    }
-
-    impl AsRawFd for Handle {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
 }
 
 #[cfg(windows)]
@@ -330,30 +335,11 @@ mod windows_interop {
     // Sockets are SOCKETs to std (OwnedSocket), not HANDLEs, and must be
     // closed with closesocket: they do not convert.
     platform_conversions!(
-        OwnedHandle,
-        StdBorrowed;
+        OwnedHandle, StdBorrowed, StdAsHandle::as_handle, AsRawHandle::as_raw_handle -> StdRaw;
         std::fs::File,
         std::io::PipeReader,
         std::io::PipeWriter,
     );
-
-    impl StdAsHandle for Handle {
-        fn as_handle(&self) -> StdBorrowed<'_> {
-            StdAsHandle::as_handle(&self.0)
-        }
-    }
-
-    impl StdAsHandle for BorrowedHandle<'_> {
-        fn as_handle(&self) -> StdBorrowed<'_> {
-            self.0
-        }
-    }
-
-    impl AsRawHandle for Handle {
-        fn as_raw_handle(&self) -> StdRaw {
-            self.0.as_raw_handle()
-        }
-    }
 
     macro_rules! into_handle_only {
         ($($t:ty),*) => {$(

@@ -901,17 +901,22 @@ mod tests {
             let mut header = [0u8; 16];
             let (mut dst, mut scratch) = (Vec::new(), Vec::new());
 
+            // The next datagram, and the handles that came with it.
+            let mut recv_one = || {
+                let mut got = Vec::new();
+                let r = recv(
+                    &b,
+                    &mut header,
+                    &mut dst,
+                    &mut scratch,
+                    |h| got.push(h),
+                    false,
+                );
+                (r.unwrap(), got)
+            };
+
             forge(process_identity().1);
-            let mut got = Vec::new();
-            let r = recv(
-                &b,
-                &mut header,
-                &mut dst,
-                &mut scratch,
-                |h| got.push(h),
-                false,
-            )
-            .unwrap();
+            let (r, got) = recv_one();
             assert_eq!((r.len, r.handles_truncated, got.len()), (16, false, 1));
             assert_ne!(got[0].as_raw_handle(), mine.as_raw_handle(), "a copy");
             drop(got);
@@ -919,16 +924,7 @@ mod tests {
 
             // The same pid with another creation time is another process.
             forge(process_identity().1 ^ 1);
-            let mut got = Vec::new();
-            let r = recv(
-                &b,
-                &mut header,
-                &mut dst,
-                &mut scratch,
-                |h| got.push(h),
-                false,
-            )
-            .unwrap();
+            let (r, got) = recv_one();
             assert!(r.handles_truncated && got.is_empty());
 
             // A value that names nothing in the sender.
