@@ -17,7 +17,7 @@ use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::without_leaks;
+use common::{serial, LeakCheck};
 
 /// target/<profile>/examples/restart_server, beside this test's deps/.
 fn server() -> PathBuf {
@@ -144,114 +144,118 @@ fn http(addr: std::net::SocketAddr, request: &str) -> String {
 
 #[test]
 fn serves_each_protocol_naming_its_generation_then_drains() {
-    without_leaks(|| {
-        {
-            let rig = Rig::new();
-            let mut child = rig.spawn("good");
-            assert!(rig.wait_ready(&mut child).is_some(), "no READY=1");
-            let label = format!("gen=7 pid={}", child.id());
-            let addr = rig.http.local_addr().unwrap();
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let rig = Rig::new();
+        let mut child = rig.spawn("good");
+        assert!(rig.wait_ready(&mut child).is_some(), "no READY=1");
+        let label = format!("gen=7 pid={}", child.id());
+        let addr = rig.http.local_addr().unwrap();
 
-            let close = http(
-                addr,
-                "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            );
-            assert!(close.starts_with("HTTP/1.1 200 OK\r\n"), "{close}");
-            assert!(close.ends_with(&format!("\r\n\r\n{label}\n")), "{close}");
-            assert!(close.contains("Connection: close\r\n"), "{close}");
+        let close = http(
+            addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(close.starts_with("HTTP/1.1 200 OK\r\n"), "{close}");
+        assert!(close.ends_with(&format!("\r\n\r\n{label}\n")), "{close}");
+        assert!(close.contains("Connection: close\r\n"), "{close}");
 
-            // Keep-alive: two requests on one connection, the second closing.
-            let both = http(
-                addr,
-                "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            );
-            assert_eq!(both.matches("HTTP/1.1 200 OK").count(), 2, "{both}");
-            assert!(both.contains("Connection: keep-alive\r\n"), "{both}");
+        // Keep-alive: two requests on one connection, the second closing.
+        let both = http(
+            addr,
+            "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(both.matches("HTTP/1.1 200 OK").count(), 2, "{both}");
+        assert!(both.contains("Connection: keep-alive\r\n"), "{both}");
 
-            let garbage = http(addr, "NOT HTTP AT ALL\r\n\r\n");
-            assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+        let garbage = http(addr, "NOT HTTP AT ALL\r\n\r\n");
+        assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
 
-            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-            client
-                .set_read_timeout(Some(Duration::from_secs(30)))
-                .unwrap();
-            client.connect(rig.udp.local_addr().unwrap()).unwrap();
-            let mut buf = [0u8; 256];
-            for seq in [0u32, 1, 41] {
-                client.send(format!("seq={seq}").as_bytes()).unwrap();
-                let n = client.recv(&mut buf).unwrap();
-                assert_eq!(
-                    std::str::from_utf8(&buf[..n]).unwrap(),
-                    format!("seq={seq} {label}")
-                );
-            }
-            client.send(b"seq=x").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        client.connect(rig.udp.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 256];
+        for seq in [0u32, 1, 41] {
+            client.send(format!("seq={seq}").as_bytes()).unwrap();
             let n = client.recv(&mut buf).unwrap();
-            assert!(buf[..n].starts_with(b"bad datagram"));
-
-            let mut unix = UnixStream::connect(rig.dir.path().join("app.sock")).unwrap();
-            unix.write_all(b"ping 5\n").unwrap();
-            let mut echo = String::new();
-            unix.read_to_string(&mut echo).unwrap();
-            assert_eq!(echo, format!("{label} ping 5\n"));
-
-            terminate(&child);
-            let status = child.wait().unwrap();
-            assert!(status.success(), "{status}");
-            // It closed its copies, never shut the shared sockets down.
-            rig.still_listening();
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                format!("seq={seq} {label}")
+            );
         }
-    });
+        client.send(b"seq=x").unwrap();
+        let n = client.recv(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"bad datagram"));
+
+        let mut unix = UnixStream::connect(rig.dir.path().join("app.sock")).unwrap();
+        unix.write_all(b"ping 5\n").unwrap();
+        let mut echo = String::new();
+        unix.read_to_string(&mut echo).unwrap();
+        assert_eq!(echo, format!("{label} ping 5\n"));
+
+        terminate(&child);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        // It closed its copies, never shut the shared sockets down.
+        rig.still_listening();
+    }
+    leaks.assert();
 }
 
 #[test]
 fn each_bad_version_behaves_as_named() {
-    without_leaks(|| {
-        {
-            let rig = Rig::new();
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let rig = Rig::new();
 
-            let mut crash = rig.spawn("crash-before-ready");
-            assert!(
-                rig.wait_ready(&mut crash).is_none(),
-                "crash-before-ready said ready"
-            );
-            assert_eq!(crash.wait().unwrap().code(), Some(3));
+        let mut crash = rig.spawn("crash-before-ready");
+        assert!(
+            rig.wait_ready(&mut crash).is_none(),
+            "crash-before-ready said ready"
+        );
+        assert_eq!(crash.wait().unwrap().code(), Some(3));
 
-            let mut after = rig.spawn("crash-after-ready");
-            assert!(rig.wait_ready(&mut after).is_some());
-            assert_eq!(after.wait().unwrap().code(), Some(4));
+        let mut after = rig.spawn("crash-after-ready");
+        assert!(rig.wait_ready(&mut after).is_some());
+        assert_eq!(after.wait().unwrap().code(), Some(4));
 
-            let mut closes = rig.spawn("close-listeners");
-            assert!(rig.wait_ready(&mut closes).is_some());
-            // Its copies closed, ours still listen; it stays alive until told.
-            rig.still_listening();
-            assert!(closes.try_wait().unwrap().is_none());
-            terminate(&closes);
-            assert!(closes.wait().unwrap().success());
+        let mut closes = rig.spawn("close-listeners");
+        assert!(rig.wait_ready(&mut closes).is_some());
+        // Its copies closed, ours still listen; it stays alive until told.
+        rig.still_listening();
+        assert!(closes.try_wait().unwrap().is_none());
+        terminate(&closes);
+        assert!(closes.wait().unwrap().success());
 
-            let mut ignores = rig.spawn("ignore-stop");
-            assert!(rig.wait_ready(&mut ignores).is_some());
-            terminate(&ignores);
-            // Still there after SIGTERM, until SIGKILL: sockets stay shared.
-            rig.still_listening();
-            assert!(ignores.try_wait().unwrap().is_none());
-            ignores.kill().unwrap();
-            assert!(!ignores.wait().unwrap().success());
+        let mut ignores = rig.spawn("ignore-stop");
+        assert!(rig.wait_ready(&mut ignores).is_some());
+        terminate(&ignores);
+        // Still there after SIGTERM, until SIGKILL: sockets stay shared.
+        rig.still_listening();
+        assert!(ignores.try_wait().unwrap().is_none());
+        ignores.kill().unwrap();
+        assert!(!ignores.wait().unwrap().success());
 
-            let mut hangs = rig.spawn("hang-before-ready");
-            hangs.kill().unwrap();
-            assert!(!hangs.wait().unwrap().success());
+        let mut hangs = rig.spawn("hang-before-ready");
+        hangs.kill().unwrap();
+        assert!(!hangs.wait().unwrap().success());
 
-            let mut unknown = rig.spawn("no-such-mode");
-            assert!(rig.wait_ready(&mut unknown).is_none());
-            assert!(!unknown.wait().unwrap().success());
-        }
-    });
+        let mut unknown = rig.spawn("no-such-mode");
+        assert!(rig.wait_ready(&mut unknown).is_none());
+        assert!(!unknown.wait().unwrap().success());
+    }
+    leaks.assert();
 }
 
 #[test]
 fn a_socket_of_the_wrong_kind_is_refused() {
-    without_leaks(|| {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let out = handoff::Command::new(server())
             .handle("http", &udp)
@@ -268,5 +272,6 @@ fn a_socket_of_the_wrong_kind_is_refused() {
         assert!(!status.success());
         assert!(text.contains("a listening TCP socket"), "{text}");
         assert!(text.contains("datagram"), "{text}");
-    });
+    }
+    leaks.assert();
 }
