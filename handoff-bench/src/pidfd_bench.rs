@@ -72,13 +72,7 @@ pub fn run(bench: &Bench, cfg: &Config) -> Result<Row> {
         drop(stdin);
         holder.wait()?;
     }
-    let entry = |side, label: &str, r: &[Figure]| -> Result<Entry> {
-        Ok(Entry {
-            side,
-            label: label.to_owned(),
-            figure: stats::best(r, Better::Higher).ok_or("no repetitions")?,
-        })
-    };
+    let entry = |side, label: &str, r: &[Figure]| Entry::best_of(side, label, r, Better::Higher);
     Row::new(
         bench,
         cfg.reps,

@@ -10,19 +10,15 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 
+use crate::job::Guard;
 use crate::workload::Workload;
 use crate::Result;
 
 /// The CPU both processes of a pinned benchmark run on.
 pub const PIN_CPU: usize = 0;
-
-/// How long a child may take to exit after its peer hung up; longer means
-/// it is stuck, and it is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(10);
 
 /// Which library a child speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,11 +53,8 @@ impl Role {
 
 /// A running child. Dropping it without [`Child::wait`] kills it, so an
 /// error in the parent never leaves a stray process behind.
-#[derive(Debug)]
-pub struct Child {
-    process: Option<std::process::Child>,
-    role: Role,
-}
+/// A benchmark child: killed if dropped before it is waited for.
+pub type Child = Guard<std::process::Child>;
 
 /// Starts this binary as a child in `role` doing `work`.
 ///
@@ -93,53 +86,7 @@ pub fn spawn(
         .spawn()
         .map_err(|e| format!("spawn {} child: {e}", role.arg()))?;
     drop(cmd);
-    Ok(Child {
-        process: Some(process),
-        role,
-    })
-}
-
-impl Child {
-    /// True once the child has exited (without reaping a status twice).
-    pub fn has_exited(&mut self) -> Result<bool> {
-        match self.process.as_mut() {
-            Some(p) => Ok(p.try_wait()?.is_some()),
-            None => Ok(true),
-        }
-    }
-
-    /// Waits for the child to exit after the parent hung up, and fails if it
-    /// reported an error or did not exit in time.
-    pub fn wait(mut self) -> Result<()> {
-        let Some(mut process) = self.process.take() else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + EXIT_GRACE;
-        loop {
-            if let Some(status) = process.try_wait()? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("{} child failed: {status}", self.role.arg()).into())
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = process.kill();
-                let _ = process.wait();
-                return Err(format!("{} child did not exit; killed it", self.role.arg()).into());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
+    Ok(Guard::new(process, role.arg()))
 }
 
 /// The child's side: its socket end, taken from stdin as an owned,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::benches::Bench;
 use crate::entrants::Side;
-use crate::stats::Figure;
+use crate::stats::{self, Better, Figure};
 use crate::Result;
 
 /// One entrant's best figure in one benchmark.
@@ -18,6 +18,22 @@ pub struct Entry {
     pub label: String,
     #[serde(skip)]
     pub figure: Figure,
+}
+
+impl Entry {
+    /// `side`'s entry `label` with the best of its repetitions `reps`.
+    pub fn best_of(
+        side: Side,
+        label: impl Into<String>,
+        reps: &[Figure],
+        better: Better,
+    ) -> Result<Entry> {
+        Ok(Entry {
+            side,
+            label: label.into(),
+            figure: stats::best(reps, better).ok_or("no repetitions")?,
+        })
+    }
 }
 
 /// A benchmark's result. The first six fields are the stable interface

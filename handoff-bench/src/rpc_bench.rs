@@ -294,13 +294,7 @@ pub fn run_rtt(bench: &Bench, cfg: &Config) -> BenchResult<Row> {
     let entries = entrants
         .into_iter()
         .zip(&reps)
-        .map(|((side, label, _), r)| {
-            Ok(Entry {
-                side,
-                label,
-                figure: stats::best(r, Better::Lower).ok_or("no repetitions")?,
-            })
-        })
+        .map(|((side, label, _), r)| Entry::best_of(side, label, r, Better::Lower))
         .collect::<BenchResult<Vec<_>>>()?;
     // What checking one `#[handle(file, read)]` costs (each call checks
     // two: the in-handle on the server, the out-handle on the client), and
@@ -434,13 +428,7 @@ pub fn run_calls(bench: &Bench, cfg: &Config) -> BenchResult<Row> {
     let entries = entrants
         .iter()
         .zip(&reps)
-        .map(|((side, label, _), r)| {
-            Ok(Entry {
-                side: *side,
-                label: (*label).to_owned(),
-                figure: stats::best(r, Better::Higher).ok_or("no repetitions")?,
-            })
-        })
+        .map(|((side, label, _), r)| Entry::best_of(*side, *label, r, Better::Higher))
         .collect::<BenchResult<Vec<_>>>()?;
     Ok(Row::new(bench, cfg.reps, entries)?.with_extra("clients", cfg.clients as f64))
 }

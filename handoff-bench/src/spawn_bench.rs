@@ -101,13 +101,7 @@ pub fn run(bench: &Bench, cfg: &Config) -> Result<Row> {
     let entries = entrants
         .iter()
         .zip(&reps)
-        .map(|((side, label, _), r)| {
-            Ok(Entry {
-                side: *side,
-                label: (*label).to_owned(),
-                figure: stats::best(r, Better::Lower).ok_or("no repetitions")?,
-            })
-        })
+        .map(|((side, label, _), r)| Entry::best_of(*side, *label, r, Better::Lower))
         .collect::<Result<Vec<_>>>()?;
     Row::new(bench, cfg.reps, entries)
 }

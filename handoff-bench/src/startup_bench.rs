@@ -23,7 +23,6 @@
 use std::io::{BufRead, BufReader, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender, IpcSharedMemory};
@@ -36,6 +35,7 @@ use crate::mapping;
 use crate::proc::{self, Role};
 use crate::report::{Entry, Row};
 use crate::stats::{self, Better, Figure};
+use crate::with_ipc_channel;
 use crate::Result;
 
 /// Repetitions at most (the full run's 9 would take a minute and a half).
@@ -68,6 +68,8 @@ struct Entrant {
 
 fn entrants() -> Vec<Entrant> {
     let e = |side, label, how| Entrant { side, label, how };
+    // The raw variants measured for the analysis only.
+    let raw = |label, fill, read| e(Side::Experiment, label, How::Raw(fill, read));
     vec![
         e(
             Side::Baseline,
@@ -76,26 +78,18 @@ fn entrants() -> Vec<Entrant> {
         ),
         e(Side::Handoff, "handoff", How::Handoff { populate: None }),
         e(Side::IpcChannel, "ipc-channel", How::IpcChannel),
-        e(
-            Side::Experiment,
-            "raw write, mmap POPULATE",
-            How::Raw(Fill::Write, RawRead::Populate),
-        ),
-        e(
-            Side::Experiment,
+        raw("raw write, mmap POPULATE", Fill::Write, RawRead::Populate),
+        raw(
             "raw fallocate+write, mmap POPULATE",
-            How::Raw(Fill::FallocateWrite, RawRead::Populate),
+            Fill::FallocateWrite,
+            RawRead::Populate,
         ),
-        e(
-            Side::Experiment,
+        raw(
             "raw write via mapping, mmap POPULATE",
-            How::Raw(Fill::Mapping, RawRead::Populate),
+            Fill::Mapping,
+            RawRead::Populate,
         ),
-        e(
-            Side::Experiment,
-            "raw write, pread",
-            How::Raw(Fill::Write, RawRead::Read),
-        ),
+        raw("raw write, pread", Fill::Write, RawRead::Read),
         e(
             Side::Experiment,
             "handoff open_with(populate=false)",
@@ -144,13 +138,7 @@ pub fn run(bench: &Bench, cfg: &Config) -> Result<Row> {
     let entries = entrants
         .iter()
         .zip(&reps)
-        .map(|(e, r)| {
-            Ok(Entry {
-                side: e.side,
-                label: e.label.to_owned(),
-                figure: stats::best(r, Better::Higher).ok_or("no repetitions")?,
-            })
-        })
+        .map(|(e, r)| Entry::best_of(e.side, e.label, r, Better::Higher))
         .collect::<Result<Vec<_>>>()?;
     let best = |v: &[Figure]| stats::best(v, Better::Higher).map_or(f64::NAN, |f| f.value);
     Ok(Row::new(bench, reps_wanted, entries)?
@@ -231,37 +219,12 @@ fn with_ipc_channel(data: &[u8]) -> Result<(Duration, u64)> {
     cmd.stdout(Stdio::piped());
     let mut child = Guard::new(cmd.spawn()?, "startup ipc-channel");
     let out = child.get_mut().stdout.take().ok_or("no stdout")?;
-    let sender = accept_while_alive(server, &mut child)?;
+    let sender = with_ipc_channel::accept_while_alive(server, || child.has_exited())?;
     sender.send(IpcSharedMemory::from_bytes(data))?;
     let sum = read_sum(OwnedFd::from(out))?;
     let elapsed = t.elapsed();
     child.wait()?;
     Ok((elapsed, sum))
-}
-
-/// Accepts the child's connection unless the child dies first (`accept`
-/// has no timeout, so it runs on a thread abandoned if the child fails).
-fn accept_while_alive<T>(
-    server: IpcOneShotServer<T>,
-    child: &mut Guard<std::process::Child>,
-) -> Result<T>
-where
-    T: for<'de> serde::Deserialize<'de> + serde::Serialize + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(server.accept().map(|(_, value)| value));
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(accepted) => return Ok(accepted?),
-            Err(mpsc::RecvTimeoutError::Timeout) if child.has_exited()? => {
-                return Err("ipc-channel child exited before connecting".into())
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("accept thread died".into()),
-        }
-    }
 }
 
 fn read_sum(out: OwnedFd) -> Result<u64> {

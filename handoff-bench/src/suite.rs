@@ -50,14 +50,7 @@ pub fn run(bench: &Bench, cfg: &Config) -> Result<Row> {
     let entries = entrants
         .iter()
         .zip(&reps)
-        .map(|(e, r)| {
-            let figure = stats::best(r, bench.measure.better()).ok_or("no repetitions")?;
-            Ok(Entry {
-                side: e.side,
-                label: e.label.clone(),
-                figure,
-            })
-        })
+        .map(|(e, r)| Entry::best_of(e.side, e.label.as_str(), r, bench.measure.better()))
         .collect::<Result<Vec<_>>>()?;
     Row::new(bench, cfg.reps, entries)
 }

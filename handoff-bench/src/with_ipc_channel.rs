@@ -70,7 +70,7 @@ impl Parent {
     pub fn spawn(work: Workload, pin: bool) -> Result<Parent> {
         let (server, name) = IpcOneShotServer::<Link>::new()?;
         let mut child = proc::spawn(Role::IpcChannel, work, Stdio::null(), Some(&name), pin)?;
-        let link = accept_while_alive(server, &mut child)?;
+        let link = accept_while_alive(server, || child.has_exited())?;
         let (sender, peer) = ipc::channel::<()>()?;
         let handles = vec![sender.to_opaque(); MAX_HANDLES];
         Ok(Parent {
@@ -82,18 +82,25 @@ impl Parent {
     }
 }
 
-/// Accepts the child's connection, unless the child dies first: the
-/// one-shot server's `accept` has no timeout, so it runs on a thread that
-/// is abandoned (blocked, harmless) if the child never connects.
-fn accept_while_alive(server: IpcOneShotServer<Link>, child: &mut proc::Child) -> Result<Link> {
+/// Accepts the child's connection, unless the child dies first (asked of
+/// `has_exited` while waiting): the one-shot server's `accept` has no
+/// timeout, so it runs on a thread that is abandoned (blocked, harmless)
+/// if the child never connects.
+pub fn accept_while_alive<T>(
+    server: IpcOneShotServer<T>,
+    mut has_exited: impl FnMut() -> Result<bool>,
+) -> Result<T>
+where
+    T: for<'de> serde::Deserialize<'de> + serde::Serialize + Send + 'static,
+{
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(server.accept().map(|(_, link)| link));
+        let _ = tx.send(server.accept().map(|(_, value)| value));
     });
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
+        match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(accepted) => return Ok(accepted?),
-            Err(mpsc::RecvTimeoutError::Timeout) if child.has_exited()? => {
+            Err(mpsc::RecvTimeoutError::Timeout) if has_exited()? => {
                 return Err("ipc-channel child exited before connecting".into())
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}

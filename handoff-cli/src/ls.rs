@@ -301,21 +301,31 @@ impl SocketTable {
     }
 }
 
+/// The rows of a `/proc/net` table, its header skipped: each row's
+/// columns, and the ones at `at`; rows too short for those are passed over.
+fn rows<const N: usize>(
+    table: &str,
+    at: [usize; N],
+) -> impl Iterator<Item = (Vec<&str>, [&str; N])> + '_ {
+    table.lines().skip(1).filter_map(move |line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let picked = at.map(|i| cols.get(i).copied());
+        if picked.contains(&None) {
+            return None;
+        }
+        Some((cols, picked.map(Option::unwrap_or_default)))
+    })
+}
+
 /// `Num RefCount Protocol Flags Type St Inode [Path]`, numbers in hex
 /// except the inode.
 fn unix_sockets(table: &str, map: &mut HashMap<u64, String>) {
     const SO_ACCEPTCON: u32 = 0x10000;
-    for line in table.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (Some(flags), Some(ty), Some(state), Some(inode)) =
-            (cols.get(3), cols.get(4), cols.get(5), cols.get(6))
-        else {
-            continue;
-        };
+    for (cols, [flags, ty, state, inode]) in rows(table, [3, 4, 5, 6]) {
         let Ok(inode) = inode.parse::<u64>() else {
             continue;
         };
-        let ty = match *ty {
+        let ty = match ty {
             "0001" => "stream",
             "0002" => "datagram",
             "0005" => "seqpacket",
@@ -324,7 +334,7 @@ fn unix_sockets(table: &str, map: &mut HashMap<u64, String>) {
         let flags = u32::from_str_radix(flags, 16).unwrap_or(0);
         let state = if flags & SO_ACCEPTCON != 0 {
             "listening"
-        } else if *state == "03" {
+        } else if state == "03" {
             "connected"
         } else {
             "unconnected"
@@ -342,18 +352,12 @@ fn unix_sockets(table: &str, map: &mut HashMap<u64, String>) {
 /// `sl local_address rem_address st ... inode` with addresses as hex
 /// words in the kernel's byte order.
 fn inet_sockets(proto: &str, v6: bool, table: &str, map: &mut HashMap<u64, String>) {
-    for line in table.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(remote), Some(state), Some(inode)) =
-            (cols.get(1), cols.get(2), cols.get(3), cols.get(9))
-        else {
-            continue;
-        };
+    for (_, [local, remote, state, inode]) in rows(table, [1, 2, 3, 9]) {
         let (Ok(inode), Some(local)) = (inode.parse::<u64>(), address(local, v6)) else {
             continue;
         };
         let remote = address(remote, v6).filter(|r| !r.ends_with(":0"));
-        let text = match (proto.starts_with("tcp"), *state, remote) {
+        let text = match (proto.starts_with("tcp"), state, remote) {
             (true, "0A", _) => format!("{proto} {local} (listening)"),
             (true, st, Some(r)) => format!("{proto} {local} -> {r} ({})", tcp_state(st)),
             (true, st, None) => format!("{proto} {local} ({})", tcp_state(st)),
@@ -406,11 +410,7 @@ fn address(text: &str, v6: bool) -> Option<String> {
 
 /// `sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode`.
 fn netlink_sockets(table: &str, map: &mut HashMap<u64, String>) {
-    for line in table.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (Some(proto), Some(port), Some(inode)) = (cols.get(1), cols.get(2), cols.get(9)) else {
-            continue;
-        };
+    for (_, [proto, port, inode]) in rows(table, [1, 2, 9]) {
         if let Ok(inode) = inode.parse::<u64>() {
             map.insert(
                 inode,

@@ -137,31 +137,24 @@ mod tests {
 
     #[test]
     fn sockets() {
-        assert_eq!(
-            listen_spec("web=tcp:127.0.0.1:8080").unwrap().address,
-            Address::Tcp {
-                host: "127.0.0.1".into(),
-                port: 8080
-            }
-        );
-        assert_eq!(
-            listen_spec("v6=tcp:[::1]:0").unwrap().address,
-            Address::Tcp {
-                host: "::1".into(),
-                port: 0
-            }
-        );
-        assert_eq!(
-            listen_spec("u=udp:127.0.0.1:53").unwrap().address,
-            Address::Udp {
-                host: "127.0.0.1".into(),
-                port: 53
-            }
-        );
-        assert_eq!(
-            listen_spec("s=unix:/run/x.sock").unwrap().address,
-            Address::Unix("/run/x.sock".into())
-        );
+        let tcp = |host: &str, port| Address::Tcp {
+            host: host.into(),
+            port,
+        };
+        for (spec, address) in [
+            ("web=tcp:127.0.0.1:8080", tcp("127.0.0.1", 8080)),
+            ("v6=tcp:[::1]:0", tcp("::1", 0)),
+            (
+                "u=udp:127.0.0.1:53",
+                Address::Udp {
+                    host: "127.0.0.1".into(),
+                    port: 53,
+                },
+            ),
+            ("s=unix:/run/x.sock", Address::Unix("/run/x.sock".into())),
+        ] {
+            assert_eq!(listen_spec(spec).unwrap().address, address, "{spec}");
+        }
         for bad in [
             "web=tcp:host",
             "web=tcp:host:99999",

@@ -22,6 +22,17 @@ fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("run handoff")
 }
 
+/// As [`run`], for a command that must succeed (its stderr if not).
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -238,12 +249,7 @@ fn ls_of_itself_shows_exactly_what_it_inherited() {
 #[test]
 fn ls_of_a_child_names_every_kind() {
     let (holder, _dir, path) = holder_with_file();
-    let out = run(handoff().args(["ls", &holder.pid()]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(handoff().args(["ls", &holder.pid()]));
     let text = stdout(&out);
     let row = |name: &str| -> String {
         let fd = holder.fd(name);
@@ -351,7 +357,7 @@ fn ls_lists_ten_thousand_handles_quickly() {
 #[test]
 fn grab_a_file_into_cat() {
     let (holder, _dir, _path) = holder_with_file();
-    let out = run(handoff().args([
+    let out = run_ok(handoff().args([
         "grab",
         &holder.pid(),
         holder.fd("file"),
@@ -359,11 +365,6 @@ fn grab_a_file_into_cat() {
         "--",
         "cat",
     ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(out.stdout, FILE_DATA);
 }
 
@@ -371,7 +372,7 @@ fn grab_a_file_into_cat() {
 fn grab_a_pipe_at_fd_3_with_the_systemd_variables() {
     let holder = holder_with_file().0;
     let script = r#"cat <&3; echo "$LISTEN_FDS $LISTEN_PID $$ $LISTEN_FDNAMES"; if [ -e /proc/$$/fd/4 ]; then echo leaked; fi"#;
-    let out = run(handoff().args([
+    let out = run_ok(handoff().args([
         "grab",
         &holder.pid(),
         holder.fd("pipe"),
@@ -380,11 +381,6 @@ fn grab_a_pipe_at_fd_3_with_the_systemd_variables() {
         "-c",
         script,
     ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = stdout(&out);
     let (data, vars) = text.split_at(PIPE_DATA.len());
     assert_eq!(data.as_bytes(), PIPE_DATA);
@@ -399,7 +395,7 @@ fn grab_a_pipe_at_fd_3_with_the_systemd_variables() {
 fn grab_as_another_number_or_as_stdout() {
     let (holder, _dir, path) = holder_with_file();
     let script = r#"cat <&7; echo "[$LISTEN_FDS]""#;
-    let out = run(handoff().args([
+    let out = run_ok(handoff().args([
         "grab",
         &holder.pid(),
         holder.fd("file"),
@@ -410,11 +406,6 @@ fn grab_as_another_number_or_as_stdout() {
         "-c",
         script,
     ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
         stdout(&out),
         format!("{}[]\n", String::from_utf8_lossy(FILE_DATA))

@@ -14,8 +14,6 @@ fn generation_role() {
     support::generation_role();
 }
 
-const ROLE: &str = "generation_role";
-
 #[test]
 fn restart_switches_generation_under_load_on_the_same_socket() {
     let _g = serial();
@@ -27,8 +25,7 @@ fn restart_switches_generation_under_load_on_the_same_socket() {
     let fds = sv.open_fds();
     let load = Load::start(port);
     for n in 2..=4u64 {
-        let (code, line) = sv.restart(&[]);
-        assert_eq!(code, 0, "{line}");
+        let line = sv.restart_ok();
         assert!(line.starts_with(&format!("generation {n} (pid ")), "{line}");
         // The new generation holds the very socket the supervisor bound.
         let pids = sv.generation_pids();
@@ -116,10 +113,7 @@ fn hang_without_ready_is_killed_at_the_ready_timeout() {
     let _g = serial();
     bad_version(
         "hang",
-        Opts {
-            ready_timeout: "1.5",
-            ..Opts::default()
-        },
+        Opts::default().ready("1.5"),
         "generation 2 was not ready within 1.5 s; killed",
     );
 }
@@ -149,25 +143,18 @@ fn shutting_down_the_listeners_is_reported_and_repaired() {
     let _g = serial();
     // A fixed port: shutdown() releases an ephemeral one, and then no
     // listen() gets the same address back.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let listen = format!("http=tcp:127.0.0.1:{port}");
     bad_version(
         "shutdown-listeners",
-        Opts {
-            listens: &[&listen],
-            ..Opts::default()
-        },
+        Opts::listening(&[&listen]),
         "generation 2 shut down its listener(s) http after READY=1; killed; listening again on the same socket",
     );
 }
 
 #[test]
 fn a_generation_that_double_forks_and_exits_is_reported_and_its_orphan_reaped() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     let orphan_file = sv.mode.with_extension("orphan");
     sv.set_mode("double-fork");
     let (code, line) = sv.restart(&[]);
@@ -196,20 +183,11 @@ fn a_generation_that_double_forks_and_exits_is_reported_and_its_orphan_reaped() 
 
 #[test]
 fn ignoring_the_stop_signal_ends_in_sigkill_at_the_drain_timeout() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "ignore-term",
-            drain_timeout: "1",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("ignore-term").drain("1"));
     let port = sv.port("http");
     let fds = sv.open_fds();
     sv.set_mode("serve");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    let line = sv.restart_ok();
     assert!(
         line.contains("generation 1 ignored SIGTERM and was killed at the drain timeout (1 s)"),
         "{line}"
@@ -222,8 +200,7 @@ fn ignoring_the_stop_signal_ends_in_sigkill_at_the_drain_timeout() {
 
 #[test]
 fn two_triggers_at_once_give_one_restart() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     // A slow version keeps the first restart under way long enough for
     // the second trigger to find it (it waits for a ready timeout).
     sv.set_mode("hang");
@@ -247,16 +224,14 @@ fn two_triggers_at_once_give_one_restart() {
     );
     // Exactly one generation was tried: the next is number 3.
     sv.set_mode("serve");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    let line = sv.restart_ok();
     assert!(line.starts_with("generation 3 "), "{line}");
     sv.stop();
 }
 
 #[test]
 fn sighup_restarts() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     let port = sv.port("http");
     sv.signal(rustix::process::Signal::HUP);
     sv.wait_alone(2);
@@ -267,15 +242,11 @@ fn sighup_restarts() {
 
 #[test]
 fn status_json_lists_generations_listeners_and_store() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            listens: &["http=tcp:127.0.0.1:0", "dns=udp:127.0.0.1:0"],
-            first_mode: "store",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts {
+        listens: &["http=tcp:127.0.0.1:0", "dns=udp:127.0.0.1:0"],
+        first_mode: "store",
+        ..Opts::default()
+    });
     let s = sv.status();
     assert_eq!(s["supervisor_pid"], sv.pid());
     assert_eq!(s["restarts"], 0);
@@ -314,18 +285,10 @@ fn status_json_lists_generations_listeners_and_store() {
 
 #[test]
 fn a_stored_handle_reaches_the_next_generation_and_remove_closes_it() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "store",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("store"));
     let fds = sv.open_fds();
     sv.set_mode("check-store");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}\n{}", sv.log_text());
+    sv.restart_ok();
     let s = sv.status();
     assert_eq!(
         s["generations"][0]["status"],
@@ -340,8 +303,7 @@ fn a_stored_handle_reaches_the_next_generation_and_remove_closes_it() {
         .log_text()
         .contains("stored handle hung up; closed name=\"gone\""));
     sv.set_mode("remove-store");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    sv.restart_ok();
     assert_eq!(sv.status()["stored"].as_array().unwrap().len(), 0);
     assert_eq!(sv.open_fds(), fds - 2, "FDSTOREREMOVE=1 closed the copy");
     sv.stop();
@@ -377,13 +339,7 @@ fn the_real_systemd_notify_tool_is_heard() {
     if !std::path::Path::new("/usr/bin/systemd-notify").exists() {
         panic!("/usr/bin/systemd-notify is missing (.ci/run installs systemd)");
     }
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "systemd-notify",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::start(ROLE, Opts::mode("systemd-notify"));
     let s = sv.status();
     assert_eq!(s["generations"][0]["status"], "ready via systemd-notify");
     assert!(get(sv.port("http")).unwrap().starts_with("gen 1 "));
@@ -392,14 +348,7 @@ fn the_real_systemd_notify_tool_is_heard() {
 
 #[test]
 fn the_supervisor_replaces_itself_under_load_and_keeps_everything() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "store",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("store"));
     let port = sv.port("http");
     let before = sv.status();
     let fds = sv.open_fds();
@@ -428,8 +377,7 @@ fn the_supervisor_replaces_itself_under_load_and_keeps_everything() {
     // The new image still restarts, stops and reaps the generation it
     // adopted by pidfd.
     sv.set_mode("check-store");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    let line = sv.restart_ok();
     assert!(line.contains("generation 1 exited with status 0"), "{line}");
     let (ok, gens, failures) = load.finish();
     assert!(failures.is_empty(), "{failures:?}");
@@ -445,8 +393,7 @@ fn the_supervisor_replaces_itself_under_load_and_keeps_everything() {
 
 #[test]
 fn a_sigkilled_supervisor_leaves_the_generation_serving() {
-    let _g = serial();
-    let mut sv = Supervisor::start(ROLE, Opts::default());
+    let mut sv = Supervisor::alone(Opts::default());
     let port = sv.port("http");
     let gen = sv.generation_pids()[0];
     sv.child.kill().unwrap();
@@ -467,10 +414,7 @@ fn several_listeners_on_the_same_host_and_a_unix_path_survive_restarts() {
     let unix = format!("local=unix:{}", path.display());
     let sv = Supervisor::start(
         ROLE,
-        Opts {
-            listens: &["http=tcp:127.0.0.1:0", "admin=tcp:127.0.0.1:0", &unix],
-            ..Opts::default()
-        },
+        Opts::listening(&["http=tcp:127.0.0.1:0", "admin=tcp:127.0.0.1:0", &unix]),
     );
     let before = sv.status()["listeners"].clone();
     let identities: Vec<u64> = before
@@ -482,8 +426,7 @@ fn several_listeners_on_the_same_host_and_a_unix_path_survive_restarts() {
     assert_eq!(identities.len(), 3);
     let fds = sv.open_fds();
     for n in 2..=6u64 {
-        let (code, line) = sv.restart(&[]);
-        assert_eq!(code, 0, "{line}");
+        sv.restart_ok();
         let pid = sv.generation_pids()[0];
         let held = socket_inodes(pid);
         assert!(
@@ -533,16 +476,7 @@ fn a_supervisor_under_a_supervisor_adopts_the_sockets_and_reports_ready() {
     assert_eq!(inner["listeners"][0]["name"], "http");
     assert_eq!(inner["listeners"][0]["identity"], identity);
     assert!(get(port).unwrap().starts_with("gen 1 "));
-    let out = handoff()
-        .args(["restart", "--control"])
-        .arg(&inner_control)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_at(&inner_control);
     assert!(get(port).unwrap().starts_with("gen 2 "));
     outer.stop();
 }
@@ -551,10 +485,7 @@ fn a_supervisor_under_a_supervisor_adopts_the_sockets_and_reports_ready() {
 fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
     let _g = serial();
     // Debian's systemd package ships it; .ci/run installs it.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let control = dir.path().join("c.sock");
     let mode = dir.path().join("mode");
@@ -606,16 +537,7 @@ fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
         assert!(std::time::Instant::now() < deadline, "never serving");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = handoff()
-        .args(["restart", "--control"])
-        .arg(&control)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restart_at(&control);
     assert!(get(port).unwrap().starts_with("gen 2 "));
     // systemd-socket-activate exec'd the supervisor: same pid.
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
@@ -625,8 +547,7 @@ fn under_systemd_socket_activate_the_first_connection_waits_for_generation_1() {
 
 #[test]
 fn a_serving_generation_that_dies_is_replaced() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     let port = sv.port("http");
     let gen = handoff::Process::open(sv.generation_pids()[0]).unwrap();
     gen.kill().unwrap();
@@ -641,23 +562,14 @@ fn a_serving_generation_that_dies_is_replaced() {
 
 #[test]
 fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "mainpid",
-            drain_timeout: "1",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("mainpid").drain("1"));
     let s = sv.status();
     let g = &s["generations"][0];
     assert_ne!(g["main_pid"], g["pid"], "{s}");
     let main = g["main_pid"].as_u64().unwrap() as u32;
     let first = g["pid"].as_u64().unwrap() as u32;
     sv.set_mode("serve");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    let line = sv.restart_ok();
     // The stop signal went to the main process (sleep, which died of it);
     // the process first spawned held on and was killed at the deadline.
     assert!(
@@ -676,18 +588,10 @@ fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
 
 #[test]
 fn extend_timeout_usec_moves_the_ready_deadline() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            ready_timeout: "1",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::default().ready("1"));
     // Ready 2.5 s after start, with a 1 s ready timeout extended to 5 s.
     sv.set_mode("slow-start");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    let line = sv.restart_ok();
     assert!(line.starts_with("generation 2 "), "{line}");
     sv.stop();
 }
@@ -709,8 +613,7 @@ fn fd_files_reach_every_generation() {
     let s = sv.status();
     assert_eq!(s["listeners"][1]["name"], "cfg");
     assert_eq!(s["listeners"][1]["address"], "file");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    sv.restart_ok();
     let pid = sv.generation_pids()[0];
     let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()

@@ -14,7 +14,6 @@ fn generation_role() {
     support::generation_role();
 }
 
-const ROLE: &str = "generation_role";
 const NOBODY: u32 = 65534;
 
 /// Runs `f` on a thread whose credentials are another user's (root can
@@ -86,14 +85,7 @@ fn notifications_from_outside_the_generation_are_dropped() {
 
 #[test]
 fn malformed_notifications_are_dropped_with_their_handles() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "malformed",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("malformed"));
     wait_log(&sv, "malformed notification dropped", 7);
     let log = sv.log_text();
     for why in [
@@ -109,30 +101,21 @@ fn malformed_notifications_are_dropped_with_their_handles() {
     // Nothing was stored, and the handles that came along were closed.
     assert_eq!(sv.status()["stored"].as_array().unwrap().len(), 0);
     let fds = sv.open_fds();
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    sv.restart_ok();
     assert_eq!(sv.open_fds(), fds);
     sv.stop();
 }
 
 #[test]
 fn more_stored_handles_than_the_cap_are_refused_and_the_rest_passed_on() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "store-many",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("store-many"));
     wait_log(&sv, "would pass its cap of 1024", 1);
     let s = sv.status();
     // Four datagrams of 253 fit (1012); the fifth would pass the cap.
     assert_eq!(s["stored"][0]["count"], 1012);
     let fds = sv.open_fds();
     sv.set_mode("count-many");
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    sv.restart_ok();
     assert_eq!(sv.status()["generations"][0]["status"], "many: 1012");
     assert_eq!(sv.open_fds(), fds);
     sv.stop();
@@ -140,14 +123,12 @@ fn more_stored_handles_than_the_cap_are_refused_and_the_rest_passed_on() {
 
 #[test]
 fn a_control_client_that_never_speaks_stalls_nothing() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     let fds = sv.open_fds();
     let listing = sv.fd_listing();
     let silent = handoff::Channel::connect(&sv.control).unwrap();
     // The supervisor still answers others at once.
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    sv.restart_ok();
     // And gives up on the silent one.
     let msg = silent.recv().unwrap();
     let reply: serde_json::Value = serde_json::from_slice(&msg.bytes).unwrap();
@@ -173,8 +154,7 @@ fn a_control_client_that_never_speaks_stalls_nothing() {
 
 #[test]
 fn a_control_client_of_another_uid_is_refused() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     // The socket file is owner-only: the kernel refuses the connection.
     chmod(sv.dir.path(), 0o755);
     let e = as_nobody(|| handoff::Channel::connect(&sv.control).map(drop)).unwrap_err();
@@ -201,8 +181,7 @@ fn a_control_client_of_another_uid_is_refused() {
 
 #[test]
 fn a_restart_with_no_descriptors_left_fails_and_the_old_one_serves() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     let port = sv.port("http");
     let fds = sv.open_fds();
     let limit = |n: usize| {
@@ -222,8 +201,7 @@ fn a_restart_with_no_descriptors_left_fails_and_the_old_one_serves() {
     assert!(get(port).unwrap().starts_with("gen 1 "));
     limit(4096);
     assert_eq!(sv.open_fds(), fds);
-    let (code, line) = sv.restart(&[]);
-    assert_eq!(code, 0, "{line}");
+    sv.restart_ok();
     assert!(get(port).unwrap().starts_with("gen 3 "));
     sv.stop();
 }
@@ -231,13 +209,7 @@ fn a_restart_with_no_descriptors_left_fails_and_the_old_one_serves() {
 #[test]
 fn a_first_generation_that_never_gets_ready_ends_the_supervisor_with_one_line() {
     let _g = serial();
-    let mut sv = Supervisor::spawn(
-        ROLE,
-        Opts {
-            first_mode: "crash-before-ready",
-            ..Opts::default()
-        },
-    );
+    let mut sv = Supervisor::spawn(ROLE, Opts::mode("crash-before-ready"));
     let status = sv.child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
     let log = sv.log_text();
@@ -251,22 +223,14 @@ fn a_first_generation_that_never_gets_ready_ends_the_supervisor_with_one_line() 
 
 #[test]
 fn a_barrier_returns_once_the_supervisor_has_read_the_notifications() {
-    let _g = serial();
-    let sv = Supervisor::start(
-        ROLE,
-        Opts {
-            first_mode: "barrier",
-            ..Opts::default()
-        },
-    );
+    let sv = Supervisor::alone(Opts::mode("barrier"));
     assert_eq!(sv.status()["generations"][0]["status"], "barrier passed");
     sv.stop();
 }
 
 #[test]
 fn a_second_supervisor_on_the_same_control_socket_is_refused() {
-    let _g = serial();
-    let sv = Supervisor::start(ROLE, Opts::default());
+    let sv = Supervisor::alone(Opts::default());
     let out = handoff()
         .args(["serve", "--listen", "x=tcp:127.0.0.1:0", "--control"])
         .arg(&sv.control)
@@ -289,13 +253,7 @@ fn stale_socket_files_of_a_killed_supervisor_are_replaced() {
     let path = dir.path().join("svc.sock");
     let unix = format!("local=unix:{}", path.display());
     let listens = ["http=tcp:127.0.0.1:0", unix.as_str()];
-    let mut sv = Supervisor::start(
-        ROLE,
-        Opts {
-            listens: &listens,
-            ..Opts::default()
-        },
-    );
+    let mut sv = Supervisor::start(ROLE, Opts::listening(&listens));
     let control = sv.control.clone();
     let gen = handoff::Process::open(sv.generation_pids()[0]).unwrap();
     sv.child.kill().unwrap();

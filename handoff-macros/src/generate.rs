@@ -66,6 +66,12 @@ impl<'a> Generator<'a> {
         quote!(#(#items)*)
     }
 
+    /// The interface's methods with their numbers on the wire (their
+    /// order in the trait).
+    fn numbered_methods(&self) -> impl Iterator<Item = (u32, &Method)> {
+        (0u32..).zip(&self.iface.methods)
+    }
+
     fn identity(&self) -> TokenStream {
         let name = &self.name;
         let version = self.version;
@@ -159,11 +165,8 @@ impl<'a> Generator<'a> {
         let doc = self.client_doc(f.what);
         let identity = self.identity();
         let methods = self
-            .iface
-            .methods
-            .iter()
-            .enumerate()
-            .map(|(i, m)| self.client_method(i as u32, m, f));
+            .numbered_methods()
+            .map(|(i, m)| self.client_method(i, m, f));
         quote! {
             #[doc = #doc]
             #derives
@@ -272,11 +275,8 @@ impl<'a> Generator<'a> {
         );
         let identity = self.identity();
         let arms = self
-            .iface
-            .methods
-            .iter()
-            .enumerate()
-            .map(|(i, m)| self.dispatch_arm(i as u32, m));
+            .numbered_methods()
+            .map(|(i, m)| self.dispatch_arm(i, m));
         let name_lit = format!("{server}");
         quote! {
             #[doc = #doc]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use handoff::restart::state::{self, State};
 use handoff::spawn::Stdio;
-use handoff::{Command, Handle, Inherited};
+use handoff::{Child, Command, Handle, Inherited};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -58,22 +58,29 @@ fn line(out: Handle) -> Result<usize> {
     Ok(s.trim().parse()?)
 }
 
+/// Waits for the child's count of the bytes it took (`what` it did with
+/// them), stops the clock started at `t`, reaps the child, and fails
+/// unless it took all of `data`.
+fn took_all(mut child: Child, t: Instant, data: &[u8], what: &str) -> Result<Duration> {
+    let got = line(child.take_stdout().ok_or("no stdout")?)?;
+    let elapsed = t.elapsed();
+    child.wait()?;
+    if got != data.len() {
+        return Err(format!("child {what} {got} bytes").into());
+    }
+    Ok(elapsed)
+}
+
 fn via_state(data: &[u8]) -> Result<Duration> {
     let t = Instant::now();
     let st = state::create(1, data)?;
-    let mut child = Command::new(std::env::current_exe()?)
+    let child = Command::new(std::env::current_exe()?)
         .arg("child-state")
         .handle("state", &st)
         .stdout(Stdio::piped())
         .spawn()?;
     drop(st);
-    let got = line(child.take_stdout().ok_or("no stdout")?)?;
-    let elapsed = t.elapsed();
-    child.wait()?;
-    if got != data.len() {
-        return Err(format!("child validated {got} bytes").into());
-    }
-    Ok(elapsed)
+    took_all(child, t, data, "validated")
 }
 
 fn via_pipe(data: &[u8]) -> Result<Duration> {
@@ -86,13 +93,7 @@ fn via_pipe(data: &[u8]) -> Result<Duration> {
     let mut input = std::fs::File::from(child.take_stdin().ok_or("no stdin")?);
     input.write_all(data)?;
     drop(input);
-    let got = line(child.take_stdout().ok_or("no stdout")?)?;
-    let elapsed = t.elapsed();
-    child.wait()?;
-    if got != data.len() {
-        return Err(format!("child read {got} bytes").into());
-    }
-    Ok(elapsed)
+    took_all(child, t, data, "read")
 }
 
 fn child_state() -> Result<()> {

@@ -262,16 +262,4 @@ fn check(source: &Source<'_>, target: &Target<'_>, options: DupOptions) -> Resul
 }
 
 /// A handle of the calling process that is either lent or owned.
-enum Local<'a> {
-    Borrowed(BorrowedHandle<'a>),
-    Owned(Handle),
-}
-
-impl Local<'_> {
-    fn borrow(&self) -> BorrowedHandle<'_> {
-        match self {
-            Local::Borrowed(b) => *b,
-            Local::Owned(h) => h.borrow(),
-        }
-    }
-}
+type Local<'a> = crate::handle::MaybeOwned<'a>;

@@ -200,10 +200,97 @@ impl fmt::Debug for BorrowedHandle<'_> {
     }
 }
 
+/// A handle of this process that is either lent for a while or owned (a
+/// duplicate made along the way, closed when this drops).
+#[derive(Debug)]
+pub(crate) enum MaybeOwned<'a> {
+    Borrowed(BorrowedHandle<'a>),
+    Owned(Handle),
+}
+
+impl MaybeOwned<'_> {
+    pub(crate) fn borrow(&self) -> BorrowedHandle<'_> {
+        match self {
+            MaybeOwned::Borrowed(b) => *b,
+            MaybeOwned::Owned(h) => h.borrow(),
+        }
+    }
+}
+
 /// Counts the handles this process has open: the check every leak test
 /// makes before and after.
 pub fn count_open_handles() -> Result<usize> {
     sys::handle::count_open().map_err(|e| Error::os("count open handles", e))
+}
+
+/// `From` both ways between the handle types and the platform's owned and
+/// borrowed handle types (`$owned`, `$borrowed`); the platform's trait for
+/// lending one (`$as_trait::$as_fn`) and for its raw value
+/// (`$as_raw::$as_raw_fn`, giving a `$raw`) on them; and `From` both ways
+/// between `Handle` and each std type `$t` that converts through `$owned`.
+#[cfg(any(unix, windows))]
+macro_rules! platform_conversions {
+    (
+        $owned:ident, $borrowed:ident,
+        $as_trait:ident::$as_fn:ident, $as_raw:ident::$as_raw_fn:ident -> $raw:ident;
+        $($t:ty),* $(,)?
+    ) => {
+        impl $as_trait for Handle {
+            fn $as_fn(&self) -> $borrowed<'_> {
+                $as_trait::$as_fn(&self.0)
+            }
+        }
+
+        impl $as_trait for BorrowedHandle<'_> {
+            fn $as_fn(&self) -> $borrowed<'_> {
+                self.0
+            }
+        }
+
+        impl $as_raw for Handle {
+            fn $as_raw_fn(&self) -> $raw {
+                self.0.$as_raw_fn()
+            }
+        }
+
+        impl From<$owned> for Handle {
+            fn from(h: $owned) -> Self {
+                Handle(h)
+            }
+        }
+
+        impl From<Handle> for $owned {
+            fn from(h: Handle) -> Self {
+                h.0
+            }
+        }
+
+        impl<'a> From<$borrowed<'a>> for BorrowedHandle<'a> {
+            fn from(h: $borrowed<'a>) -> Self {
+                BorrowedHandle(h)
+            }
+        }
+
+        impl<'a> From<BorrowedHandle<'a>> for $borrowed<'a> {
+            fn from(h: BorrowedHandle<'a>) -> Self {
+                h.0
+            }
+        }
+
+        $(
+            impl From<$t> for Handle {
+                fn from(v: $t) -> Self {
+                    Handle($owned::from(v))
+                }
+            }
+
+            impl From<Handle> for $t {
+                fn from(h: Handle) -> Self {
+                    <$t>::from(h.0)
+                }
+            }
+        )*
+    };
 }
 
 #[cfg(unix)]
@@ -217,59 +304,8 @@ mod unix_interop {
         }
     }
 
-    impl From<OwnedFd> for Handle {
-        fn from(fd: OwnedFd) -> Self {
-            Handle(fd)
-        }
-    }
-
-    impl From<Handle> for OwnedFd {
-        fn from(h: Handle) -> Self {
-            h.0
-        }
-    }
-
-    impl<'a> From<BorrowedFd<'a>> for BorrowedHandle<'a> {
-        fn from(fd: BorrowedFd<'a>) -> Self {
-            BorrowedHandle(fd)
-        }
-    }
-
-    impl<'a> From<BorrowedHandle<'a>> for BorrowedFd<'a> {
-        fn from(h: BorrowedHandle<'a>) -> Self {
-            h.0
-        }
-    }
-
-    impl AsFd for Handle {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.0.as_fd()
-        }
-    }
-
-    impl AsFd for BorrowedHandle<'_> {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.0
-        }
-    }
-
-    impl AsRawFd for Handle {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_raw_fd()
-        }
-    }
-
-    macro_rules! via_owned_fd {
-        ($($t:ty),*) => {$(
-            impl From<$t> for Handle {
-                fn from(v: $t) -> Self { Handle(OwnedFd::from(v)) }
-            }
-            impl From<Handle> for $t {
-                fn from(h: Handle) -> Self { <$t>::from(h.0) }
-            }
-        )*};
-    }
-    via_owned_fd!(
+    platform_conversions!(
+        OwnedFd, BorrowedFd, AsFd::as_fd, AsRawFd::as_raw_fd -> RawFd;
         std::fs::File,
         std::net::TcpListener,
         std::net::TcpStream,
@@ -278,7 +314,7 @@ mod unix_interop {
         std::os::unix::net::UnixListener,
         std::os::unix::net::UnixDatagram,
         std::io::PipeReader,
-        std::io::PipeWriter
+        std::io::PipeWriter,
     );
 }
 
@@ -296,61 +332,14 @@ mod windows_interop {
         }
     }
 
-    impl From<OwnedHandle> for Handle {
-        fn from(h: OwnedHandle) -> Self {
-            Handle(h)
-        }
-    }
-
-    impl From<Handle> for OwnedHandle {
-        fn from(h: Handle) -> Self {
-            h.0
-        }
-    }
-
-    impl<'a> From<StdBorrowed<'a>> for BorrowedHandle<'a> {
-        fn from(h: StdBorrowed<'a>) -> Self {
-            BorrowedHandle(h)
-        }
-    }
-
-    impl<'a> From<BorrowedHandle<'a>> for StdBorrowed<'a> {
-        fn from(h: BorrowedHandle<'a>) -> Self {
-            h.0
-        }
-    }
-
-    impl StdAsHandle for Handle {
-        fn as_handle(&self) -> StdBorrowed<'_> {
-            StdAsHandle::as_handle(&self.0)
-        }
-    }
-
-    impl StdAsHandle for BorrowedHandle<'_> {
-        fn as_handle(&self) -> StdBorrowed<'_> {
-            self.0
-        }
-    }
-
-    impl AsRawHandle for Handle {
-        fn as_raw_handle(&self) -> StdRaw {
-            self.0.as_raw_handle()
-        }
-    }
-
     // Sockets are SOCKETs to std (OwnedSocket), not HANDLEs, and must be
     // closed with closesocket: they do not convert.
-    macro_rules! via_owned_handle {
-        ($($t:ty),*) => {$(
-            impl From<$t> for Handle {
-                fn from(v: $t) -> Self { Handle(OwnedHandle::from(v)) }
-            }
-            impl From<Handle> for $t {
-                fn from(h: Handle) -> Self { <$t>::from(h.0) }
-            }
-        )*};
-    }
-    via_owned_handle!(std::fs::File, std::io::PipeReader, std::io::PipeWriter);
+    platform_conversions!(
+        OwnedHandle, StdBorrowed, StdAsHandle::as_handle, AsRawHandle::as_raw_handle -> StdRaw;
+        std::fs::File,
+        std::io::PipeReader,
+        std::io::PipeWriter,
+    );
 
     macro_rules! into_handle_only {
         ($($t:ty),*) => {$(

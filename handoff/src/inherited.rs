@@ -134,6 +134,44 @@ fn parse_number(var: &'static str, value: &str) -> Result<u64> {
         .map_err(|_| bad(var, format!("{var}={value:?} is out of range")))
 }
 
+/// The pid variable `var`, which must be set once `set_with` is, and name
+/// `expected`; `names_another` says what a different pid means.
+fn check_pid(
+    var: &'static str,
+    value: Option<&str>,
+    set_with: &str,
+    expected: u32,
+    names_another: impl FnOnce(u64) -> String,
+) -> Result<()> {
+    let value = value.ok_or_else(|| bad(var, format!("{set_with} is set but {var} is not")))?;
+    let pid = parse_number(var, value)?;
+    if pid != u64::from(expected) {
+        return Err(bad(var, names_another(pid)));
+    }
+    Ok(())
+}
+
+/// The handles' names: `LISTEN_FDNAMES` split at `:`, or "unknown" for each
+/// of `count` when it is unset; it must name `count`, which `counted` says
+/// in words for the error.
+fn fd_names(
+    list: Option<&str>,
+    count: usize,
+    counted: impl FnOnce() -> String,
+) -> Result<Vec<String>> {
+    let names: Vec<String> = match list {
+        Some(list) => list.split(':').map(str::to_owned).collect(),
+        None => vec!["unknown".to_owned(); count],
+    };
+    if names.len() != count {
+        return Err(bad(
+            "LISTEN_FDNAMES",
+            format!("LISTEN_FDNAMES has {} names for {}", names.len(), counted()),
+        ));
+    }
+    Ok(names)
+}
+
 impl Inherited {
     /// Reads the convention from the environment, claims the handles, and
     /// removes the variables so children of this process do not misread
@@ -225,32 +263,14 @@ impl Inherited {
                 format!("LISTEN_FDS={count} is more than any process is handed"),
             ));
         }
-        let pid = listen_pid.ok_or_else(|| {
-            bad(
-                "LISTEN_PID",
-                "LISTEN_FDS is set but LISTEN_PID is not".into(),
+        check_pid("LISTEN_PID", listen_pid, "LISTEN_FDS", my_pid, |pid| {
+            format!(
+                "LISTEN_PID={pid} names another process (this is {my_pid}); the handles were meant for it"
             )
         })?;
-        let pid = parse_number("LISTEN_PID", pid)?;
-        if pid != u64::from(my_pid) {
-            return Err(bad("LISTEN_PID", format!(
-                "LISTEN_PID={pid} names another process (this is {my_pid}); the handles were meant for it"
-            )));
-        }
-        let names: Vec<String> = match listen_fdnames {
-            Some(list) => list.split(':').map(str::to_owned).collect(),
-            None => (0..count).map(|_| "unknown".to_owned()).collect(),
-        };
-        if names.len() as u64 != count {
-            return Err(bad(
-                "LISTEN_FDNAMES",
-                format!(
-                    "LISTEN_FDNAMES has {} names for LISTEN_FDS={count}",
-                    names.len()
-                ),
-            ));
-        }
-        Ok(names)
+        fd_names(listen_fdnames, count as usize, || {
+            format!("LISTEN_FDS={count}")
+        })
     }
 
     /// Checks the Windows form of the convention without touching any
@@ -305,32 +325,20 @@ impl Inherited {
             }
             values.push(v);
         }
-        let pid = parent_pid.ok_or_else(|| {
-            bad(
-                "HANDOFF_PARENT_PID",
-                "HANDOFF_HANDLES is set but HANDOFF_PARENT_PID is not".into(),
-            )
-        })?;
-        let pid = parse_number("HANDOFF_PARENT_PID", pid)?;
-        if pid != u64::from(my_parent_pid) {
-            return Err(bad("HANDOFF_PARENT_PID", format!(
-                "HANDOFF_PARENT_PID={pid} is not this process's parent ({my_parent_pid}); the handles were meant for another process"
-            )));
-        }
-        let names: Vec<String> = match names {
-            Some(list) => list.split(':').map(str::to_owned).collect(),
-            None => values.iter().map(|_| "unknown".to_owned()).collect(),
-        };
-        if names.len() != values.len() {
-            return Err(bad(
-                "LISTEN_FDNAMES",
+        check_pid(
+            "HANDOFF_PARENT_PID",
+            parent_pid,
+            "HANDOFF_HANDLES",
+            my_parent_pid,
+            |pid| {
                 format!(
-                    "LISTEN_FDNAMES has {} names for {} values in HANDOFF_HANDLES",
-                    names.len(),
-                    values.len()
-                ),
-            ));
-        }
+                "HANDOFF_PARENT_PID={pid} is not this process's parent ({my_parent_pid}); the handles were meant for another process"
+            )
+            },
+        )?;
+        let names = fd_names(names, values.len(), || {
+            format!("{} values in HANDOFF_HANDLES", values.len())
+        })?;
         Ok(names.into_iter().zip(values).collect())
     }
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use handoff::{AsHandle, AsyncChannel, AsyncListener, Channel, Error, Handle, Kind};
+use handoff::{AsHandle, AsyncChannel, Channel, Error, Handle, Kind};
 
 #[test]
 fn async_pair_moves_handles_and_large_messages() {
@@ -41,38 +41,33 @@ fn async_pair_moves_handles_and_large_messages() {
 
 #[test]
 fn async_listener_with_blocking_client_processes() {
-    const TEST: &str = "async_listener_with_blocking_client_processes";
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         ch.send(b"ping", &[std::io::stderr().as_handle()]).unwrap();
         let reply = ch.recv().unwrap();
         assert_eq!(reply.bytes, b"pong");
         assert_eq!(reply.handles.len(), 1);
         return;
     }
-    without_leaks_once_warm(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = listener_path(dir.path());
-        runtime().block_on(async {
-            let listener = AsyncListener::bind(&path).unwrap();
-            let children: Vec<_> = (0..4).map(|_| spawn_listener_client(TEST, &path)).collect();
-            let mut tasks = Vec::new();
-            for _ in 0..4 {
-                let ch = listener.accept().await.unwrap();
-                tasks.push(tokio::spawn(async move {
-                    let mut msg = ch.recv().await.unwrap();
-                    assert_eq!(msg.bytes, b"ping");
-                    ch.send_moved(b"pong", &mut msg.handles).await.unwrap();
-                    assert!(matches!(ch.recv().await, Err(Error::Disconnected { .. })));
-                }));
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-            for c in children {
-                assert_success(c);
-            }
-        });
+    with_async_listener(|listener, path| async move {
+        let children: Vec<_> = (0..4)
+            .map(|_| spawn_listener_client(this_test!(), &path))
+            .collect();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let ch = listener.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut msg = ch.recv().await.unwrap();
+                assert_eq!(msg.bytes, b"ping");
+                ch.send_moved(b"pong", &mut msg.handles).await.unwrap();
+                assert!(matches!(ch.recv().await, Err(Error::Disconnected { .. })));
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for c in children {
+            assert_success(c);
+        }
     });
 }
 
@@ -166,30 +161,23 @@ fn dropped_recv_futures_lose_nothing() {
 /// the next accept gets the client.
 #[test]
 fn dropped_accept_futures_lose_nothing() {
-    const TEST: &str = "dropped_accept_futures_lose_nothing";
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         ch.send(b"hello", &[]).unwrap();
         assert!(matches!(ch.recv(), Err(Error::Disconnected { .. })));
         return;
     }
-    without_leaks_once_warm(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = listener_path(dir.path());
-        runtime().block_on(async {
-            let listener = AsyncListener::bind(&path).unwrap();
-            for _ in 0..3 {
-                assert!(
-                    tokio::time::timeout(Duration::from_millis(10), listener.accept())
-                        .await
-                        .is_err()
-                );
-            }
-            let child = spawn_listener_client(TEST, &path);
-            let ch = listener.accept().await.unwrap();
-            assert_eq!(ch.recv().await.unwrap().bytes, b"hello");
-            drop(ch);
-            assert_success(child);
-        });
+    with_async_listener(|listener, path| async move {
+        for _ in 0..3 {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(10), listener.accept())
+                    .await
+                    .is_err()
+            );
+        }
+        let child = spawn_listener_client(this_test!(), &path);
+        let ch = listener.accept().await.unwrap();
+        assert_eq!(ch.recv().await.unwrap().bytes, b"hello");
+        drop(ch);
+        assert_success(child);
     });
 }

@@ -19,12 +19,16 @@ const CONTENTS: &[u8] = b"owned by A, readable by B\n";
 const FILE_ENV: &str = "HANDOFF_TEST_FILE";
 
 fn open_read_write() -> std::fs::File {
-    let path = std::env::var(FILE_ENV).unwrap();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
+    open_rw(std::env::var(FILE_ENV).unwrap())
+}
+
+/// A: opens the file read-write, lets `offer` give the broker the means
+/// to take it, and holds it until the broker is done.
+fn role_a(offer: impl FnOnce(&Channel, &std::fs::File)) {
+    let ch = parent_channel();
+    let file = open_read_write();
+    offer(&ch, &file);
+    assert_eq!(ch.recv().unwrap().bytes, b"done");
 }
 
 /// B's checks: the handle reads the file and every write is refused.
@@ -54,6 +58,15 @@ fn role_b() {
     ch.send(b"verified", &[]).unwrap();
 }
 
+/// A's file as a source to duplicate from: A sends its number, the
+/// broker pulls the handle out of A.
+fn file_of_a<'a>(to_a: &Channel, process_a: &'a Process) -> Source<'a> {
+    Source::Process {
+        process: process_a,
+        handle: parse_number(&to_a.recv().unwrap().bytes),
+    }
+}
+
 /// Runs A and B, lets `broker` move the handle, and checks both children
 /// and the file.
 fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Process)) {
@@ -81,27 +94,20 @@ fn run_broker(test: &str, broker: impl FnOnce(&Channel, &Process, &Channel, &Pro
 
 #[test]
 fn broker_pulls_from_a_and_gives_b_read_only() {
-    const TEST: &str = "broker_pulls_from_a_and_gives_b_read_only";
     match role().as_deref() {
+        // A only says which number its file has; the broker pulls it.
         Some("a") => {
-            // A only says which number its file has; the broker pulls it.
-            let ch = parent_channel();
-            let file = open_read_write();
-            ch.send(number_of(file.as_handle()).as_bytes(), &[])
-                .unwrap();
-            assert_eq!(ch.recv().unwrap().bytes, b"done");
-            return;
+            return role_a(|ch, file| {
+                ch.send(number_of(file.as_handle()).as_bytes(), &[])
+                    .unwrap();
+            })
         }
         Some("b") => return role_b(),
         _ => {}
     }
-    run_broker(TEST, |to_a, process_a, to_b, _| {
-        let number = parse_number(&to_a.recv().unwrap().bytes);
+    run_broker(this_test!(), |to_a, process_a, to_b, _| {
         let sent = duplicate(
-            Source::Process {
-                process: process_a,
-                handle: number,
-            },
+            file_of_a(to_a, process_a),
             Target::Channel {
                 channel: to_b,
                 message: b"read this",
@@ -116,19 +122,12 @@ fn broker_pulls_from_a_and_gives_b_read_only() {
 
 #[test]
 fn broker_receives_from_a_and_forwards_read_only() {
-    const TEST: &str = "broker_receives_from_a_and_forwards_read_only";
     match role().as_deref() {
-        Some("a") => {
-            let ch = parent_channel();
-            let file = open_read_write();
-            ch.send(b"mine", &[file.as_handle()]).unwrap();
-            assert_eq!(ch.recv().unwrap().bytes, b"done");
-            return;
-        }
+        Some("a") => return role_a(|ch, file| ch.send(b"mine", &[file.as_handle()]).unwrap()),
         Some("b") => return role_b(),
         _ => {}
     }
-    run_broker(TEST, |to_a, _, to_b, _| {
+    run_broker(this_test!(), |to_a, _, to_b, _| {
         let mut msg = to_a.recv().unwrap();
         let file = msg.handles.pop().unwrap();
         assert_eq!(file.access().unwrap(), Access::READ_WRITE);
@@ -159,7 +158,6 @@ fn broker_receives_from_a_and_forwards_read_only() {
 #[test]
 fn broker_moves_from_a_into_b_read_only() {
     use std::os::windows::io::IntoRawHandle;
-    const TEST: &str = "broker_moves_from_a_into_b_read_only";
     match role().as_deref() {
         Some("a") => {
             let ch = parent_channel();
@@ -192,13 +190,9 @@ fn broker_moves_from_a_into_b_read_only() {
         }
         _ => {}
     }
-    run_broker(TEST, |to_a, process_a, to_b, process_b| {
-        let number = parse_number(&to_a.recv().unwrap().bytes);
+    run_broker(this_test!(), |to_a, process_a, to_b, process_b| {
         let moved = duplicate(
-            Source::Process {
-                process: process_a,
-                handle: number,
-            },
+            file_of_a(to_a, process_a),
             Target::Process(process_b),
             Some(Access::READ),
             DupOptions {

@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 
 #[test]
 fn file_and_shared_memory_cross_processes() {
-    const TEST: &str = "file_and_shared_memory_cross_processes";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let msg = ch.recv().unwrap();
         assert_eq!(msg.bytes, b"two handles");
         let [file, mem]: [Handle; 2] = msg.handles.try_into().unwrap();
@@ -35,29 +33,26 @@ fn file_and_shared_memory_cross_processes() {
         ch.send(b"verified", &[]).unwrap();
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data.txt");
-    std::fs::write(&path, b"file contents\n").unwrap();
-    {
-        let (ours, child) = spawn_child_on_channel(TEST);
-        let file = std::fs::File::open(&path).unwrap();
-        let mem = shared_memory(b"hello");
-        ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
-            .unwrap();
-        assert_eq!(ours.recv().unwrap().bytes, b"verified");
-        assert_success(child);
-    }
-    leaks.assert();
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.txt");
+        std::fs::write(&path, b"file contents\n").unwrap();
+        {
+            let (ours, child) = spawn_child_on_channel(this_test!());
+            let file = std::fs::File::open(&path).unwrap();
+            let mem = shared_memory(b"hello");
+            ours.send(b"two handles", &[file.as_handle(), mem.as_handle()])
+                .unwrap();
+            assert_eq!(ours.recv().unwrap().bytes, b"verified");
+            assert_success(child);
+        }
+    });
 }
 
 #[test]
 fn thousand_handles_and_ten_mib_in_one_message() {
-    const TEST: &str = "thousand_handles_and_ten_mib_in_one_message";
     let payload: Vec<u8> = (0..10 << 20).map(|i: u32| (i % 251) as u8).collect();
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let msg = ch.recv().unwrap();
         assert_eq!(msg.handles.len(), 1000);
         assert!(msg.bytes == payload, "payload reassembled in order");
@@ -76,7 +71,7 @@ fn thousand_handles_and_ten_mib_in_one_message() {
         return;
     }
     without_leaks(|| {
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         let mem = shared_memory(b"m");
         let handles: Vec<_> = (0..1000)
@@ -110,7 +105,6 @@ struct Job {
 
 #[test]
 fn typed_values_carry_handles_in_any_field() {
-    const TEST: &str = "typed_values_carry_handles_in_any_field";
     if role().is_some() {
         let (tx, rx) = parent_channel().into_typed::<String, Job>();
         let job = rx.recv().unwrap();
@@ -128,7 +122,7 @@ fn typed_values_carry_handles_in_any_field() {
     without_leaks(|| {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out");
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         let (tx, rx) = ours.into_typed::<Job, String>();
         let output = std::fs::File::create(&out_path).unwrap();
         let job = Job {
@@ -150,14 +144,12 @@ fn typed_values_carry_handles_in_any_field() {
 
 #[test]
 fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
-    const TEST: &str = "peer_exit_is_disconnected_not_a_hang_or_sigpipe";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         ch.send(b"last words", &[]).unwrap();
         std::process::exit(0);
     }
     without_leaks(|| {
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         assert_eq!(ours.recv().unwrap().bytes, b"last words");
         assert!(matches!(ours.recv(), Err(Error::Disconnected { .. })));
         assert_success(child);
@@ -179,7 +171,6 @@ fn peer_exit_is_disconnected_not_a_hang_or_sigpipe() {
 
 #[test]
 fn killed_peer_mid_message_drops_the_partial_message() {
-    const TEST: &str = "killed_peer_mid_message_drops_the_partial_message";
     if role().is_some() {
         // Send a message far larger than the pipe's buffer; the parent kills
         // us while it is half-way through.
@@ -192,7 +183,7 @@ fn killed_peer_mid_message_drops_the_partial_message() {
         return;
     }
     without_leaks(|| {
-        let (ours, mut child) = spawn_child_on_channel(TEST);
+        let (ours, mut child) = spawn_child_on_channel(this_test!());
         // Let some fragments (and their handles) arrive, then kill.
         std::thread::sleep(std::time::Duration::from_millis(300));
         child.kill().unwrap();
@@ -296,22 +287,17 @@ fn values_that_do_not_decode_close_their_handles() {
 
 #[test]
 fn listener_serves_client_processes() {
-    const TEST: &str = "listener_serves_client_processes";
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let me = std::process::id().to_string();
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         ch.send(me.as_bytes(), &[file.as_handle()]).unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = listener_path(dir.path());
-    {
-        let listener = Listener::bind(&path).unwrap();
-        let children: Vec<_> = (0..3).map(|_| spawn_listener_client(TEST, &path)).collect();
+    with_listener(|listener, path| {
+        let children: Vec<_> = (0..3)
+            .map(|_| spawn_listener_client(this_test!(), path))
+            .collect();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();
             let msg = ch.recv().unwrap();
@@ -329,14 +315,14 @@ fn listener_serves_client_processes() {
         // apart by the prefix it runs in.
         if !(cfg!(windows) && std::env::var_os("WINEPREFIX").is_some()) {
             assert!(
-                Listener::bind(&path).is_err(),
+                Listener::bind(path).is_err(),
                 "a name in use is not taken over"
             );
         }
-    }
-    leaks.assert();
-    // Gone with the listener: the name can be bound again.
-    drop(Listener::bind(&path).unwrap());
+        drop(listener);
+        // Gone with the listener: the name can be bound again.
+        drop(Listener::bind(path).unwrap());
+    });
 }
 
 #[test]

@@ -36,6 +36,29 @@ fn open_read_write() -> std::fs::File {
     open_rw(std::env::var(FILE_ENV).unwrap())
 }
 
+/// Starts a child of `test` that opens a file holding `CONTENTS` (its path
+/// in `FILE_ENV`) and tells us the file's number; returns our channel to
+/// it, the child, the child as a process we can pull from, that number,
+/// and the file's directory (removed on drop).
+fn child_holding_a_file(
+    test: &str,
+) -> (
+    Channel,
+    std::process::Child,
+    Process,
+    RawHandle,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held");
+    std::fs::write(&path, CONTENTS).unwrap();
+    let (ours, theirs) = Channel::pair().unwrap();
+    let child = spawn_child_with(test, "child", theirs, &[(FILE_ENV, path.to_str().unwrap())]);
+    let number = parse_number(&ours.recv().unwrap().bytes);
+    let process = Process::open(child.id()).unwrap();
+    (ours, child, process, number, dir)
+}
+
 /// Whether `value` still names a file handle in `me` (this process),
 /// asked the way another process would: by pulling a copy. Wine's
 /// `GetProcessHandleCount` always says 0, so counting cannot tell, and a
@@ -88,9 +111,7 @@ fn open_self_by_pid_and_by_handle() {
 
 #[test]
 fn process_handle_crosses_a_channel() {
-    const TEST: &str = "process_handle_crosses_a_channel";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let mut msg = ch.recv().unwrap();
         let parent = Process::from_handle(msg.handles.pop().unwrap()).unwrap();
         assert_eq!(parent.pid().to_string().as_bytes(), msg.bytes);
@@ -103,7 +124,7 @@ fn process_handle_crosses_a_channel() {
         return;
     }
     without_leaks(|| {
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         let me = Process::current().unwrap();
         ours.send(me.pid().to_string().as_bytes(), &[me.handle()])
             .unwrap();
@@ -134,14 +155,12 @@ fn killed() -> ExitStatus {
 
 #[test]
 fn wait_collects_a_childs_exit_code() {
-    const TEST: &str = "wait_collects_a_childs_exit_code";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         ch.recv().unwrap();
         std::process::exit(7);
     }
     without_leaks(|| {
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         // Race-free: our own child cannot be reaped (and its pid reused)
         // by anyone but us.
         let p = Process::open(child.id()).unwrap();
@@ -160,16 +179,14 @@ fn wait_collects_a_childs_exit_code() {
 
 #[test]
 fn kill_and_wait_report_how_it_ended() {
-    const TEST: &str = "kill_and_wait_report_how_it_ended";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let _ = ch.recv();
         std::thread::sleep(Duration::from_secs(60));
         return;
     }
     without_leaks(|| {
         let (_ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child(TEST, "child", theirs);
+        let child = spawn_child(this_test!(), "child", theirs);
         let p = Process::open(child.id()).unwrap();
         #[cfg(unix)]
         assert!(matches!(p.signal(12345), Err(Error::InvalidArgument(_))));
@@ -183,14 +200,13 @@ fn kill_and_wait_report_how_it_ended() {
 
 #[test]
 fn wait_for_a_process_that_is_not_our_child() {
-    const TEST: &str = "wait_for_a_process_that_is_not_our_child";
     match role().as_deref() {
         Some("grandchild") => std::process::exit(5),
         Some(_) => {
             // The child starts the grandchild, tells its pid, and reaps it
             // only after the test process has opened it.
             let ch = parent_channel();
-            let mut grandchild = spawn_plain(TEST, "grandchild");
+            let mut grandchild = spawn_plain(this_test!(), "grandchild");
             ch.send(grandchild.id().to_string().as_bytes(), &[])
                 .unwrap();
             assert_eq!(ch.recv().unwrap().bytes, b"opened");
@@ -200,7 +216,7 @@ fn wait_for_a_process_that_is_not_our_child() {
         None => {}
     }
     without_leaks(|| {
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         let pid: u32 = String::from_utf8(ours.recv().unwrap().bytes)
             .unwrap()
             .parse()
@@ -217,9 +233,7 @@ fn wait_for_a_process_that_is_not_our_child() {
 
 #[test]
 fn pull_a_file_out_of_a_child() {
-    const TEST: &str = "pull_a_file_out_of_a_child";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let file = open_read_write();
         ch.send(number_of(file.as_handle()).as_bytes(), &[])
             .unwrap();
@@ -228,13 +242,7 @@ fn pull_a_file_out_of_a_child() {
         return;
     }
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("held");
-        std::fs::write(&path, CONTENTS).unwrap();
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(TEST, "child", theirs, &[(FILE_ENV, path.to_str().unwrap())]);
-        let number = parse_number(&ours.recv().unwrap().bytes);
-        let p = Process::open(child.id()).unwrap();
+        let (ours, child, p, number, _dir) = child_holding_a_file(this_test!());
 
         let pulled = p.pull_handle(number).unwrap();
         assert_eq!(pulled.kind().unwrap(), Kind::File);
@@ -307,9 +315,7 @@ fn pull_a_file_out_of_a_child() {
 #[test]
 fn pull_with_close_source_moves_the_handle_out() {
     use std::os::windows::io::IntoRawHandle;
-    const TEST: &str = "pull_with_close_source_moves_the_handle_out";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let me = Process::current().unwrap();
         let file = open_read_write();
         assert!(names_a_file(&me, file.as_handle().raw()));
@@ -327,13 +333,7 @@ fn pull_with_close_source_moves_the_handle_out() {
         return;
     }
     without_leaks(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("moved");
-        std::fs::write(&path, CONTENTS).unwrap();
-        let (ours, theirs) = Channel::pair().unwrap();
-        let child = spawn_child_with(TEST, "child", theirs, &[(FILE_ENV, path.to_str().unwrap())]);
-        let number = parse_number(&ours.recv().unwrap().bytes);
-        let p = Process::open(child.id()).unwrap();
+        let (ours, child, p, number, _dir) = child_holding_a_file(this_test!());
         let close = DupOptions {
             close_source: true,
             ..DupOptions::default()
@@ -374,9 +374,7 @@ fn pull_with_close_source_moves_the_handle_out() {
 #[test]
 fn push_a_read_only_handle_into_a_child() {
     use std::io::Write;
-    const TEST: &str = "push_a_read_only_handle_into_a_child";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let mine = take_pushed(&ch);
         assert_eq!(mine.kind().unwrap(), Kind::File);
         assert_eq!(mine.access().unwrap(), Access::READ);
@@ -392,7 +390,7 @@ fn push_a_read_only_handle_into_a_child() {
         let path = dir.path().join("pushed");
         std::fs::write(&path, CONTENTS).unwrap();
         let file = open_rw(&path);
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         let p = Process::open(child.id()).unwrap();
         let pushed = duplicate(
             Source::Current(file.as_handle()),
@@ -415,7 +413,6 @@ fn push_a_read_only_handle_into_a_child() {
 
 #[test]
 fn bogus_pids_and_handles_are_typed_errors() {
-    const TEST: &str = "bogus_pids_and_handles_are_typed_errors";
     if role().is_some() {
         return;
     }
@@ -428,7 +425,7 @@ fn bogus_pids_and_handles_are_typed_errors() {
 
         // Linux: once reaped, the pid names nothing. Windows: once the last
         // handle to the exited process (std's) is closed.
-        let mut gone = spawn_plain(TEST, "exit");
+        let mut gone = spawn_plain(this_test!(), "exit");
         let pid = gone.id();
         gone.wait().unwrap();
         drop(gone);
@@ -481,7 +478,6 @@ fn bogus_pids_and_handles_are_typed_errors() {
 #[cfg(target_os = "linux")]
 #[test]
 fn pulling_needs_ptrace_rights() {
-    const TEST: &str = "pulling_needs_ptrace_rights";
     if role().is_some() {
         if rustix::process::getuid().is_root() {
             // Only this thread's credentials change; that is the thread
@@ -498,7 +494,7 @@ fn pulling_needs_ptrace_rights() {
     }
     without_leaks(|| {
         let (_ours, theirs) = Channel::pair().unwrap();
-        assert_success(spawn_child(TEST, "child", theirs));
+        assert_success(spawn_child(this_test!(), "child", theirs));
     });
 }
 
@@ -657,53 +653,50 @@ fn close_source_and_inheritance_follow_the_table() {
 /// and `u32::MAX` on Windows, where users are SIDs.
 #[test]
 fn peer_credentials_name_the_connecting_process() {
-    const TEST: &str = "peer_credentials_name_the_connecting_process";
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let creds = ch.peer_credentials().unwrap();
         assert_eq!(creds.pid, parent_pid_of_test(), "the listening process");
         ch.send(b"hi", &[]).unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = if cfg!(windows) {
-        format!(r"\\.\pipe\handoff-test-creds-{}", std::process::id()).into()
-    } else {
-        dir.path().join("sock")
-    };
-    {
-        let listener = handoff::Listener::bind(&path).unwrap();
-        let child = spawn_plain_with(
-            TEST,
-            &format!("client:{}", path.display()),
-            &[(PARENT_ENV, &std::process::id().to_string())],
-        );
-        let ch = listener.accept().unwrap();
-        let creds = ch.peer_credentials().unwrap();
-        assert_eq!(creds.pid, child.id());
-        if cfg!(windows) {
-            assert_eq!((creds.uid, creds.gid), (u32::MAX, u32::MAX));
-        }
-        // Linux ≥ 6.5 gives a pidfd; Windows opens the peer by pid.
-        if let Some(h) = creds.process {
-            let p = Process::from_handle(h).unwrap();
-            assert_eq!(p.pid(), child.id());
-            assert_eq!(p.try_wait().unwrap(), None);
-        } else if cfg!(windows) {
-            panic!("Windows opens the peer's process");
-        }
-        assert_eq!(ch.recv().unwrap().bytes, b"hi");
-        ch.send(b"bye", &[]).unwrap();
-        assert_success(child);
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = if cfg!(windows) {
+            format!(r"\\.\pipe\handoff-test-creds-{}", std::process::id()).into()
+        } else {
+            dir.path().join("sock")
+        };
+        {
+            let listener = handoff::Listener::bind(&path).unwrap();
+            let child = spawn_plain_with(
+                this_test!(),
+                &format!("client:{}", path.display()),
+                &[(PARENT_ENV, &std::process::id().to_string())],
+            );
+            let ch = listener.accept().unwrap();
+            let creds = ch.peer_credentials().unwrap();
+            assert_eq!(creds.pid, child.id());
+            if cfg!(windows) {
+                assert_eq!((creds.uid, creds.gid), (u32::MAX, u32::MAX));
+            }
+            // Linux ≥ 6.5 gives a pidfd; Windows opens the peer by pid.
+            if let Some(h) = creds.process {
+                let p = Process::from_handle(h).unwrap();
+                assert_eq!(p.pid(), child.id());
+                assert_eq!(p.try_wait().unwrap(), None);
+            } else if cfg!(windows) {
+                panic!("Windows opens the peer's process");
+            }
+            assert_eq!(ch.recv().unwrap().bytes, b"hi");
+            ch.send(b"bye", &[]).unwrap();
+            assert_success(child);
 
-        let (ours, theirs) = Channel::pair().unwrap();
-        assert_eq!(ours.peer_credentials().unwrap().pid, std::process::id());
-        assert_eq!(theirs.peer_credentials().unwrap().pid, std::process::id());
-    }
-    leaks.assert();
+            let (ours, theirs) = Channel::pair().unwrap();
+            assert_eq!(ours.peer_credentials().unwrap().pid, std::process::id());
+            assert_eq!(theirs.peer_credentials().unwrap().pid, std::process::id());
+        }
+    });
 }
 
 const PARENT_ENV: &str = "HANDOFF_TEST_PARENT_PID";
@@ -715,7 +708,6 @@ fn parent_pid_of_test() -> u32 {
 
 #[test]
 fn a_spawned_child_is_a_process_too() {
-    const TEST: &str = "a_spawned_child_is_a_process_too";
     match role().as_deref() {
         Some("five") => std::process::exit(5),
         Some(_) => {
@@ -727,7 +719,7 @@ fn a_spawned_child_is_a_process_too() {
     without_leaks(|| {
         // Given up after it exited: the Child does not reap it, so the
         // Process still reads how it ended.
-        let child = self_command(TEST, "five").spawn().unwrap();
+        let child = self_command(this_test!(), "five").spawn().unwrap();
         let pid = child.id();
         #[cfg(target_os = "linux")]
         {
@@ -742,7 +734,7 @@ fn a_spawned_child_is_a_process_too() {
 
         // Killed through a Process, reaped through the Child: one status
         // type on both sides.
-        let mut child = self_command(TEST, "sleep").spawn().unwrap();
+        let mut child = self_command(this_test!(), "sleep").spawn().unwrap();
         let p = child.process().unwrap();
         assert_eq!(p.pid(), child.id());
         p.kill().unwrap();

@@ -71,11 +71,26 @@ fn python() -> Option<PathBuf> {
     found
 }
 
+/// Runs `test` with the path of python3, counting handles (see
+/// [`without_leaks`]); passes without running it where there is none.
+fn with_python(test: impl FnOnce(&PathBuf)) {
+    if let Some(py) = python() {
+        without_leaks(|| test(&py));
+    }
+}
+
 /// `python3 python/tests/peer.py ROLE ARGS...` as a handoff command.
 fn peer(py: &PathBuf, args: &[&str]) -> handoff::Command {
     let mut cmd = handoff::Command::new(py);
     cmd.arg(repo().join("python/tests/peer.py")).args(args);
     cmd
+}
+
+/// Starts peer.py `role` with a channel; returns our end and the child.
+fn peer_on_channel(py: &PathBuf, role: &str) -> (Channel, handoff::Child) {
+    let mut cmd = peer(py, &[role]);
+    let ch = cmd.channel().unwrap();
+    (ch, cmd.spawn().unwrap())
 }
 
 fn wait_ok(mut child: handoff::Child, what: &str) {
@@ -324,13 +339,12 @@ fn golden_rpc_frames_on_a_real_server() {
 
 #[test]
 fn python_child_takes_a_read_only_file_startup_data_and_a_channel() {
-    let Some(py) = python() else { return };
-    without_leaks(|| {
+    with_python(|py| {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("app.toml");
         std::fs::write(&config, "port = 8080").unwrap();
         let file = std::fs::File::open(&config).unwrap();
-        let mut cmd = peer(&py, &["child"]);
+        let mut cmd = peer(py, &["child"]);
         cmd.handle("config", &file)
             .startup_data(b"1 GiB, in spirit");
         let ch = cmd.channel().unwrap();
@@ -348,12 +362,8 @@ fn python_child_takes_a_read_only_file_startup_data_and_a_channel() {
 
 #[test]
 fn python_echoes_every_kind_of_handle_and_fragmented_messages() {
-    let Some(py) = python() else { return };
-    without_leaks(|| {
-        let mut cmd = peer(&py, &["echo"]);
-        let ch = cmd.channel().unwrap();
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
+    with_python(|py| {
+        let (ch, child) = peer_on_channel(py, "echo");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
@@ -413,12 +423,8 @@ fn python_echoes_every_kind_of_handle_and_fragmented_messages() {
 
 #[test]
 fn python_decodes_and_reencodes_random_values() {
-    let Some(py) = python() else { return };
-    without_leaks(|| {
-        let mut cmd = peer(&py, &["typed-echo"]);
-        let ch = cmd.channel().unwrap();
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
+    with_python(|py| {
+        let (ch, child) = peer_on_channel(py, "typed-echo");
         let (tx, rx): (Sender<Envelope>, Receiver<Envelope>) = ch.into_typed();
         for seed in 1..=300u64 {
             let sent = Rng(seed * 0x9e37_79b9).sample();
@@ -466,11 +472,10 @@ fn python_server(py: &PathBuf, path: &std::path::Path) -> handoff::Child {
 
 #[test]
 fn a_rust_client_calls_a_python_server() {
-    let Some(py) = python() else { return };
-    without_leaks(|| {
+    with_python(|py| {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("py.sock");
-        let mut child = python_server(&py, &path);
+        let mut child = python_server(py, &path);
         service::rpc_client(path.to_str().unwrap()).unwrap();
 
         // The handshake names both sides when the interfaces differ.
@@ -500,10 +505,9 @@ fn a_rust_client_calls_a_python_server() {
 
 #[test]
 fn a_python_client_calls_a_rust_server() {
-    let Some(py) = python() else { return };
-    without_leaks(|| {
+    with_python(|py| {
         let server = rust_server();
-        let child = peer(&py, &["rpc-client", server.path.to_str().unwrap()])
+        let child = peer(py, &["rpc-client", server.path.to_str().unwrap()])
             .spawn()
             .unwrap();
         wait_ok(child, "rpc-client");

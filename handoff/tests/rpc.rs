@@ -327,6 +327,18 @@ impl TestServer {
         self.rt.block_on(f)
     }
 
+    /// Connects an async client and runs `test` with it on the server's
+    /// runtime.
+    fn with_client<F: std::future::Future<Output = ()>>(
+        &self,
+        test: impl FnOnce(FilesClient) -> F,
+    ) {
+        self.block_on(async {
+            let client = FilesClient::connect(&self.path).await.unwrap();
+            test(client).await
+        })
+    }
+
     /// Runs this binary's `test` as a child in the role "client", pointed
     /// at this server, and asserts it succeeds.
     fn run_client(&self, test: &str) {
@@ -368,6 +380,15 @@ fn rw_file(dir: &Path, name: &str) -> std::fs::File {
         .truncate(true)
         .open(dir.join(name))
         .unwrap()
+}
+
+/// A new file in a fresh directory (removed when the returned `TempDir`
+/// drops), opened for reading and writing, and again for reading only.
+fn rw_and_read_only() -> (tempfile::TempDir, std::fs::File, std::fs::File) {
+    let dir = tempfile::tempdir().unwrap();
+    let rw = rw_file(dir.path(), "f");
+    let read_only = std::fs::File::open(dir.path().join("f")).unwrap();
+    (dir, rw, read_only)
 }
 
 fn eventfd(value: u64) -> Handle {
@@ -477,13 +498,12 @@ fn blocking_client_scenario(path: &Path) {
 
 #[test]
 fn blocking_client_round_trips_across_processes() {
-    const TEST: &str = "blocking_client_round_trips_across_processes";
     if role().is_some() {
         blocking_client_scenario(&socket_path());
         return;
     }
     let stats = with_server(|server| {
-        server.run_client(TEST);
+        server.run_client(this_test!());
     });
     assert_eq!(
         *stats.rundowns.lock().unwrap(),
@@ -494,7 +514,6 @@ fn blocking_client_round_trips_across_processes() {
 
 #[test]
 fn async_client_makes_concurrent_calls_across_processes() {
-    const TEST: &str = "async_client_makes_concurrent_calls_across_processes";
     if role().is_some() {
         let leaks = LeakCheck::new();
         {
@@ -525,7 +544,7 @@ fn async_client_makes_concurrent_calls_across_processes() {
         return;
     }
     let stats = with_server(|server| {
-        server.run_client(TEST);
+        server.run_client(this_test!());
         wait_until("the disconnected client's context ran down", || {
             server.stats.rundown_total() == 1
         });
@@ -537,9 +556,7 @@ fn async_client_makes_concurrent_calls_across_processes() {
 fn wrong_kind_is_rejected_before_the_method_runs() {
     with_server(|server| {
         let dir = tempfile::tempdir().unwrap();
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-
+        server.with_client(|client| async move {
             // A pipe where a file is declared.
             let (_reader, writer) = std::io::pipe().unwrap();
             assert_wrong_kind(
@@ -603,11 +620,8 @@ fn wrong_kind_is_rejected_before_the_method_runs() {
 #[test]
 fn more_or_fewer_rights_are_rejected_before_the_method_runs() {
     with_server(|server| {
-        let dir = tempfile::tempdir().unwrap();
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            let rw = rw_file(dir.path(), "rw");
-            let read_only = std::fs::File::open(dir.path().join("rw")).unwrap();
+        server.with_client(|client| async move {
+            let (_dir, rw, read_only) = rw_and_read_only();
 
             // Fewer rights, a well-behaved client: refused before sending.
             match client.write_file(&read_only, "x".into()).await {
@@ -669,7 +683,6 @@ fn more_or_fewer_rights_are_rejected_before_the_method_runs() {
 
 #[test]
 fn context_rundown_runs_once_per_killed_client() {
-    const TEST: &str = "context_rundown_runs_once_per_killed_client";
     const CLIENTS: usize = 100;
     const BATCH: usize = 10;
     if role().is_some() {
@@ -687,7 +700,7 @@ fn context_rundown_runs_once_per_killed_client() {
         for batch in 0..CLIENTS / BATCH {
             let mut children = Vec::new();
             for i in batch * BATCH..(batch + 1) * BATCH {
-                let (ours, child) = server.spawn_client(TEST, "victim", i);
+                let (ours, child) = server.spawn_client(this_test!(), "victim", i);
                 children.push((ours, child));
                 holders += i % 2;
             }
@@ -747,6 +760,18 @@ mod raw {
         frame(FrameType::Call, method, id, handles, args).unwrap()
     }
 
+    /// A Close frame for the context `token`, as call `id`.
+    pub fn close(id: u64, token: u64) -> Vec<u8> {
+        frame(FrameType::Close, 0, id, 0, &token).unwrap()
+    }
+
+    /// `good` with byte `at` set to `value`.
+    pub fn with_byte(good: &[u8], at: usize, value: u8) -> Vec<u8> {
+        let mut b = good.to_vec();
+        b[at] = value;
+        b
+    }
+
     /// The next frame: its header and body.
     pub fn next(ch: &Channel) -> (Header, Vec<u8>, usize) {
         let msg = ch.recv().unwrap();
@@ -788,12 +813,7 @@ fn contexts_belong_to_one_connection_and_close_once() {
             }
         );
         // Nor can another connection close it.
-        other
-            .send(
-                &handoff::__private::wire::frame(FrameType::Close, 0, 2, 0, &token).unwrap(),
-                &[],
-            )
-            .unwrap();
+        other.send(&raw::close(2, token), &[]).unwrap();
         assert_eq!(raw::next(&other).0.ty, FrameType::Fault);
 
         // A guessed token is refused too.
@@ -804,21 +824,13 @@ fn contexts_belong_to_one_connection_and_close_once() {
         assert_eq!(raw::next(&ch).0.ty, FrameType::Reply);
 
         // Close: rundown once; the token is dead afterwards.
-        ch.send(
-            &handoff::__private::wire::frame(FrameType::Close, 0, 4, 0, &token).unwrap(),
-            &[],
-        )
-        .unwrap();
+        ch.send(&raw::close(4, token), &[]).unwrap();
         let (header, body, _) = raw::next(&ch);
         assert_eq!((header.ty, body.len()), (FrameType::Reply, 0));
         assert_eq!(server.stats.rundown_total(), 1);
         ch.send(&raw::call(14, 5, 0, &(token, "x")), &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
-        ch.send(
-            &handoff::__private::wire::frame(FrameType::Close, 0, 6, 0, &token).unwrap(),
-            &[],
-        )
-        .unwrap();
+        ch.send(&raw::close(6, token), &[]).unwrap();
         assert_eq!(raw::next(&ch).0.ty, FrameType::Fault);
         drop((ch, other));
         std::thread::sleep(Duration::from_millis(100));
@@ -946,31 +958,11 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
         let good = raw::call(0, 1, 0, &("x",));
         let broken: Vec<Vec<u8>> = vec![
             vec![1, 3, 0],
-            {
-                let mut b = good.clone();
-                b[0] = 9;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[1] = 77;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[2] = 1;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[8] = 0;
-                b
-            },
-            {
-                let mut b = good.clone();
-                b[20] = 200;
-                b
-            },
+            raw::with_byte(&good, 0, 9),
+            raw::with_byte(&good, 1, 77),
+            raw::with_byte(&good, 2, 1),
+            raw::with_byte(&good, 8, 0),
+            raw::with_byte(&good, 20, 200),
             raw::hello(&FilesClient::IDENTITY),
             handoff::__private::wire::frame(FrameType::Reply, 0, 1, 0, &()).unwrap(),
         ];
@@ -1058,8 +1050,7 @@ fn malformed_frames_get_a_fault_or_a_closed_connection() {
             ch.send(&noise, &[]).unwrap();
             let _ = ch.recv();
         }
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
+        server.with_client(|client| async move {
             assert_eq!(client.echo("alive".into()).await.unwrap(), "alive");
             assert_eq!(client.ran().await.unwrap(), 0);
         });
@@ -1073,8 +1064,7 @@ fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
     with_configured_server(
         |s| s.max_in_flight(2),
         |server| {
-            server.block_on(async {
-                let client = FilesClient::connect(&server.path).await.unwrap();
+            server.with_client(|client| async move {
                 let slow = tokio::spawn({
                     let client = client.clone();
                     async move { client.wait(1).await }
@@ -1128,8 +1118,7 @@ fn a_slow_call_does_not_hold_up_others_and_calls_in_flight_are_limited() {
             assert_eq!(ids, [1, 2]);
 
             // A method that panics is a fault, and the server goes on.
-            server.block_on(async {
-                let client = FilesClient::connect(&server.path).await.unwrap();
+            server.with_client(|client| async move {
                 assert_eq!(fault(client.fail("panic".into()).await), Fault::Panicked);
                 assert_eq!(client.echo("after".into()).await.unwrap(), "after");
             });
@@ -1149,8 +1138,7 @@ fn message_size_is_limited_per_connection() {
             })
         },
         |server| {
-            server.block_on(async {
-                let client = FilesClient::connect(&server.path).await.unwrap();
+            server.with_client(|client| async move {
                 match client.echo("x".repeat(5000)).await {
                     Err(CallError::Handoff(Error::TooLarge { limit, .. })) => {
                         assert_eq!(limit, 4096)
@@ -1216,11 +1204,8 @@ fn many_clients_at_once() {
 #[test]
 fn in_handles_live_for_the_call_unless_the_method_keeps_a_duplicate() {
     with_server(|server| {
-        let dir = tempfile::tempdir().unwrap();
-        server.block_on(async {
-            let client = FilesClient::connect(&server.path).await.unwrap();
-            let file = rw_file(dir.path(), "f");
-            let read_only = std::fs::File::open(dir.path().join("f")).unwrap();
+        server.with_client(|client| async move {
+            let (_dir, file, read_only) = rw_and_read_only();
             // Client and server share this process: every duplicate made on
             // the way (the client's restricted copy, the server's received
             // one) must be gone when the call returns.

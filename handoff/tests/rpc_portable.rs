@@ -198,7 +198,6 @@ async fn calls(
 
 #[test]
 fn handles_in_and_out_across_processes() {
-    const TEST: &str = "handles_in_and_out_across_processes";
     if role().is_some() {
         client_scenario(&std::env::var(RPC_PATH_ENV).unwrap());
         return;
@@ -206,7 +205,7 @@ fn handles_in_and_out_across_processes() {
     without_leaks_once_warm(|| {
         let server = start_server();
         let path = server.path.to_str().unwrap().to_owned();
-        let child = spawn_plain_with(TEST, "client", &[(RPC_PATH_ENV, &path)]);
+        let child = spawn_plain_with(this_test!(), "client", &[(RPC_PATH_ENV, &path)]);
         assert_success(child);
         wait_until("the context ran down", || {
             server.stats.rundowns.lock().unwrap().get("mine") == Some(&2)
@@ -219,7 +218,6 @@ fn handles_in_and_out_across_processes() {
 
 #[test]
 fn context_rundown_runs_once_per_killed_client() {
-    const TEST: &str = "context_rundown_runs_once_per_killed_client";
     const CLIENTS: usize = 6;
     if role().is_some() {
         let index: usize = std::env::var(RPC_INDEX_ENV).unwrap().parse().unwrap();
@@ -236,7 +234,7 @@ fn context_rundown_runs_once_per_killed_client() {
             let server = start_server();
             let mut children = Vec::new();
             for i in 0..CLIENTS {
-                let (ours, child) = server.spawn_client(TEST, "victim", i);
+                let (ours, child) = server.spawn_client(this_test!(), "victim", i);
                 children.push((ours, child));
             }
             for (ours, _) in &children {

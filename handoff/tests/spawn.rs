@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 #[test]
 fn named_handles_reach_the_child_checked_and_claimed_once() {
-    const TEST: &str = "named_handles_reach_the_child_checked_and_claimed_once";
     if role().is_some() {
         let mut inherited = Inherited::from_env().unwrap();
         assert_eq!(
@@ -51,7 +50,7 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             .open(dir.path().join("log"))
             .unwrap();
         let mem = shared_memory(b"abc");
-        let mut child = self_command(TEST, "child")
+        let mut child = self_command(this_test!(), "child")
             .handle("config", &config)
             .handle("mem", &mem)
             .handle("log", &log)
@@ -71,13 +70,12 @@ struct Params<'a> {
 
 #[test]
 fn startup_data_survives_its_parent() {
-    const TEST: &str = "startup_data_survives_its_parent";
     let big: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 253) as u8).collect();
     match role().as_deref() {
         Some("launcher") => {
             // Fire and forget: spawn and exit before the child looks.
             let result = std::io::stdout().as_handle().try_clone_to_owned().unwrap();
-            let _child = self_command(TEST, "child")
+            let _child = self_command(this_test!(), "child")
                 .startup_data(&big)
                 .handle("result", &result)
                 .spawn()
@@ -96,7 +94,7 @@ fn startup_data_survives_its_parent() {
             let _serial = serial();
             let leaks = LeakCheck::new();
             {
-                let mut launcher = self_command(TEST, "launcher")
+                let mut launcher = self_command(this_test!(), "launcher")
                     .stdout(handoff::spawn::Stdio::piped())
                     .spawn()
                     .unwrap();
@@ -111,7 +109,6 @@ fn startup_data_survives_its_parent() {
 
 #[test]
 fn startup_value_is_read_zero_copy_and_a_channel_comes_along() {
-    const TEST: &str = "startup_value_is_read_zero_copy_and_a_channel_comes_along";
     if role().is_some() {
         let mut inherited = Inherited::from_env().unwrap();
         let data = inherited.startup_data().unwrap();
@@ -129,7 +126,7 @@ fn startup_value_is_read_zero_copy_and_a_channel_comes_along() {
     }
     without_leaks(|| {
         let blob = vec![5u8; 100_000];
-        let mut cmd = self_command(TEST, "child");
+        let mut cmd = self_command(this_test!(), "child");
         let ch = cmd.channel().unwrap();
         cmd.startup_value(&Params {
             magic: 0xfeed,

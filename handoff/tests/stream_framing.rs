@@ -93,13 +93,7 @@ fn assert_refused(ch: &Channel) {
 #[test]
 fn a_seqpacket_socket_is_not_a_channel_here() {
     without_leaks(|| {
-        let (a, _b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::SEQPACKET,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let (a, _b) = seqpacket_pair();
         assert!(matches!(Channel::try_from(a), Err(Error::WrongKind { .. })));
     });
 }

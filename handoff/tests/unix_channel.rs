@@ -9,9 +9,7 @@ use handoff::{AsHandle, Channel, Kind, Listener};
 
 #[test]
 fn peer_credentials_name_the_child() {
-    const TEST: &str = "peer_credentials_name_the_child";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let creds = ch.peer_credentials().unwrap();
         assert_eq!(creds.pid, std::os::unix::process::parent_id());
         ch.send(b"", &[]).unwrap();
@@ -19,7 +17,7 @@ fn peer_credentials_name_the_child() {
         return;
     }
     without_leaks(|| {
-        let (ours, child) = spawn_child_on_channel(TEST);
+        let (ours, child) = spawn_child_on_channel(this_test!());
         // A socketpair's credentials are those of its creator (this process);
         // the child checked that from its side.
         let creds = ours.peer_credentials().unwrap();
@@ -37,22 +35,15 @@ fn peer_credentials_name_the_child() {
 
 #[test]
 fn listener_serves_many_client_processes() {
-    const TEST: &str = "listener_serves_many_client_processes";
-    if let Some(role) = role() {
-        let ch = connect_as_client(&role);
+    if let Some(ch) = client_channel() {
         let me = std::process::id().to_string();
         ch.send(me.as_bytes(), &[std::io::stdout().as_handle()])
             .unwrap();
         assert_eq!(ch.recv().unwrap().bytes, b"bye");
         return;
     }
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sock");
-    {
-        let listener = Listener::bind(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap();
+    with_listener(|listener, path| {
+        let mode = std::fs::metadata(path).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             mode.permissions().mode() & 0o777,
@@ -60,7 +51,9 @@ fn listener_serves_many_client_processes() {
             "owner-only socket file"
         );
         assert!(!listener.as_handle().is_inheritable().unwrap());
-        let children: Vec<_> = (0..3).map(|_| spawn_listener_client(TEST, &path)).collect();
+        let children: Vec<_> = (0..3)
+            .map(|_| spawn_listener_client(this_test!(), path))
+            .collect();
         let mut pids = Vec::new();
         for _ in 0..3 {
             let ch = listener.accept().unwrap();
@@ -83,12 +76,12 @@ fn listener_serves_many_client_processes() {
             assert_success(c);
         }
         assert!(
-            Listener::bind(&path).is_err(),
+            Listener::bind(path).is_err(),
             "an existing path is not replaced"
         );
-    }
-    assert!(!path.exists(), "the socket file is removed on drop");
-    leaks.assert();
+        drop(listener);
+        assert!(!path.exists(), "the socket file is removed on drop");
+    });
 }
 
 /// An async send to a full socket waits for room and then delivers, with
@@ -97,9 +90,7 @@ fn listener_serves_many_client_processes() {
 /// only when told to, over a second channel.
 #[test]
 fn an_async_send_waits_for_room_then_delivers() {
-    const TEST: &str = "an_async_send_waits_for_room_then_delivers";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let control = take_control(&ch);
         // Reading that first message gave the parent's socket room back:
         // the parent fills it only after this.
@@ -109,7 +100,7 @@ fn an_async_send_waits_for_room_then_delivers() {
         return;
     }
     without_leaks(|| {
-        let (ours, control, child) = child_with_control(TEST);
+        let (ours, control, child) = child_with_control(this_test!());
         assert_eq!(control.recv().unwrap().bytes, b"up");
         let runtime = current_thread();
         runtime.block_on(async {
@@ -130,25 +121,14 @@ fn an_async_send_waits_for_room_then_delivers() {
 /// once the peer reads, and nothing is lost.
 #[test]
 fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
-    const TEST: &str = "an_async_send_waits_for_room_with_the_descriptor_table_full";
-    if role().is_some() {
-        let ch = parent_channel();
+    if let Some(ch) = child_channel() {
         let control = take_control(&ch);
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         current_thread().block_on(async {
             let ch = handoff::AsyncChannel::new(ch).unwrap();
             let fills = fill(&ch).await;
             // Every descriptor number under the limit taken.
-            let open = handoff::count_open_handles().unwrap() as u64;
-            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-            rustix::process::setrlimit(
-                rustix::process::Resource::Nofile,
-                rustix::process::Rlimit {
-                    current: Some(open + 8),
-                    maximum: limit.maximum,
-                },
-            )
-            .unwrap();
+            leave_room_for(8);
             let mut filler = Vec::new();
             let exhausted = loop {
                 match std::fs::File::open("/dev/null") {
@@ -166,7 +146,7 @@ fn an_async_send_waits_for_room_with_the_descriptor_table_full() {
         return;
     }
     without_leaks(|| {
-        let (ours, control, child) = child_with_control(TEST);
+        let (ours, control, child) = child_with_control(this_test!());
         drain_when_told(&ours, &control);
         assert_success(child);
     });

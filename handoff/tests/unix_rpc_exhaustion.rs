@@ -25,7 +25,6 @@ impl Echo for Impl {
 
 #[test]
 fn a_server_out_of_descriptors_recovers() {
-    const TEST: &str = "a_server_out_of_descriptors_recovers";
     if let Some(role) = role() {
         let path = role.strip_prefix("server:").unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -35,16 +34,7 @@ fn a_server_out_of_descriptors_recovers() {
         rt.block_on(async {
             let listener = AsyncListener::bind(path).unwrap();
             // Room for a few connections only.
-            let open = handoff::count_open_handles().unwrap() as u64;
-            let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-            rustix::process::setrlimit(
-                rustix::process::Resource::Nofile,
-                rustix::process::Rlimit {
-                    current: Some(open + 6),
-                    maximum: old.maximum,
-                },
-            )
-            .unwrap();
+            leave_room_for(6);
             let e = Server::new(EchoServer::new(Impl)).serve(listener).await;
             panic!("serve returned: {e:?}");
         });
@@ -53,7 +43,7 @@ fn a_server_out_of_descriptors_recovers() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sock");
-    let mut server = spawn_plain(TEST, &format!("server:{}", path.display()));
+    let mut server = spawn_plain(this_test!(), &format!("server:{}", path.display()));
     while !path.exists() {
         std::thread::sleep(Duration::from_millis(10));
     }

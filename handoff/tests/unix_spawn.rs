@@ -10,7 +10,6 @@ use handoff::{Access, Error, Expect, Handle, Inherited, Kind, KindName, StartupD
 
 #[test]
 fn only_the_named_handles_reach_the_child() {
-    const TEST: &str = "only_the_named_handles_reach_the_child";
     if role().is_some() {
         // Before claiming: exactly stdio plus the three named ones.
         assert_eq!(open_fds(), vec![0, 1, 2, 3, 4, 5]);
@@ -60,7 +59,7 @@ fn only_the_named_handles_reach_the_child() {
         let config = std::fs::File::open(&config_path).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mem = sealed_memfd(b"abc");
-        let mut child = self_command(TEST, "child")
+        let mut child = self_command(this_test!(), "child")
             .handle("config", &config)
             .handle("sock", &listener)
             .handle("mem", &mem)
@@ -73,7 +72,6 @@ fn only_the_named_handles_reach_the_child() {
 
 #[test]
 fn sources_that_collide_with_targets_and_one_handle_twice() {
-    const TEST: &str = "sources_that_collide_with_targets_and_one_handle_twice";
     match role().as_deref() {
         Some("launcher") => {
             // A fresh process: the next descriptors are 3 and 4, exactly the
@@ -82,7 +80,7 @@ fn sources_that_collide_with_targets_and_one_handle_twice() {
             let a = std::fs::File::open(format!("{dir}/a")).unwrap();
             let b = std::fs::File::open(format!("{dir}/b")).unwrap();
             assert_eq!(open_fds(), vec![0, 1, 2, 3, 4], "test precondition");
-            let mut child = self_command(TEST, "child")
+            let mut child = self_command(this_test!(), "child")
                 .handle("first", &b)
                 .handle("second", &a)
                 .handle("again", &a)
@@ -105,7 +103,7 @@ fn sources_that_collide_with_targets_and_one_handle_twice() {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("a"), "A").unwrap();
             std::fs::write(dir.path().join("b"), "B").unwrap();
-            let mut launcher = self_command(TEST, "launcher")
+            let mut launcher = self_command(this_test!(), "launcher")
                 .env("TEST_DIR", dir.path())
                 .spawn()
                 .unwrap();
@@ -133,7 +131,6 @@ fn via_shell(test: &str, role: &str, script: &str) -> std::process::ExitStatus {
 
 #[test]
 fn bogus_inherited_descriptors_are_named() {
-    const TEST: &str = "bogus_inherited_descriptors_are_named";
     match role().as_deref() {
         Some("not-open") => {
             let e = Inherited::from_env().unwrap_err();
@@ -212,7 +209,7 @@ fn bogus_inherited_descriptors_are_named() {
                 ),
                 ("pid-mismatch", "exec 3</dev/null; export LISTEN_FDS=1 LISTEN_PID=1;".to_string()),
             ] {
-                let status = via_shell(TEST, role, &script);
+                let status = via_shell(this_test!(), role, &script);
                 assert!(status.success(), "{role}: {status}");
             }
         }
@@ -417,7 +414,6 @@ fn signals_start_at_their_defaults() {
 
 #[test]
 fn std_settings_through_command_ext() {
-    const TEST: &str = "std_settings_through_command_ext";
     if role().is_some() {
         let me = rustix::process::getpid();
         assert_eq!(rustix::process::getpgrp(), me, "its own process group");
@@ -429,7 +425,7 @@ fn std_settings_through_command_ext() {
     }
     without_leaks(|| {
         let file = null_file();
-        let mut cmd = self_command(TEST, "child");
+        let mut cmd = self_command(this_test!(), "child");
         handoff::spawn::unix::CommandExt::process_group(&mut cmd, 0);
         cmd.handle("null", &file);
         let mut child = cmd.spawn().unwrap();
@@ -468,7 +464,6 @@ fn relative_program_and_path_entries_are_seen_from_the_working_directory() {
 
 #[test]
 fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
-    const TEST: &str = "many_handles_in_reverse_under_a_tight_descriptor_limit";
     const N: usize = 55;
     match role().as_deref() {
         // The grandchild: exactly stdio plus the N, in the right order.
@@ -502,7 +497,7 @@ fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
                 std::os::unix::fs::FileExt::write_all_at(&f, &[i as u8], 0).unwrap();
                 handles.push(f.into());
             }
-            let mut cmd = self_command(TEST, "grandchild");
+            let mut cmd = self_command(this_test!(), "grandchild");
             for (i, h) in handles.into_iter().enumerate().rev() {
                 cmd.handle_owned(&format!("h{}", i), h);
             }
@@ -513,7 +508,7 @@ fn many_handles_in_reverse_under_a_tight_descriptor_limit() {
         _ => {}
     }
     without_leaks(|| {
-        let mut child = self_command(TEST, "child").spawn().unwrap();
+        let mut child = self_command(this_test!(), "child").spawn().unwrap();
         assert!(child.wait().unwrap().success());
     });
 }

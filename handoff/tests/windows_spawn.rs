@@ -19,7 +19,6 @@ fn refused(contains: &str) {
 
 #[test]
 fn bogus_inherited_handles_are_named() {
-    const TEST: &str = "bogus_inherited_handles_are_named";
     // The parent sets HANDOFF_PARENT_PID to its pid; each role writes the
     // rest itself, as a confused or hostile parent could.
     match role().as_deref() {
@@ -65,7 +64,7 @@ fn bogus_inherited_handles_are_named() {
                 "pid-mismatch",
                 "names",
             ] {
-                let child = spawn_plain_with(TEST, role, &[("HANDOFF_PARENT_PID", &me)]);
+                let child = spawn_plain_with(this_test!(), role, &[("HANDOFF_PARENT_PID", &me)]);
                 assert_success(child);
             }
         }

@@ -10,7 +10,7 @@ import socket
 import stat
 
 from . import frame
-from ._fd import close_all
+from ._fd import Closing, close_all
 from .errors import Disconnected, HandlesTruncated, Malformed, Poisoned, TooLarge, WrongKind
 
 #: What a receiver accepts by default, as the Rust side: 64 MiB, 4096 handles.
@@ -27,7 +27,7 @@ _CONTROL = socket.CMSG_SPACE(frame.MAX_HANDLES_PER_DATAGRAM * _FD_SIZE)
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 
-class Message:
+class Message(Closing):
     """A received message: its bytes and the descriptors that came with it.
 
     The descriptors are owned by the message until taken: `close()` (or
@@ -47,12 +47,6 @@ class Message:
         fds, self.fds = self.fds, []
         close_all(fds)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         return f"Message({len(self.bytes)} bytes, fds={self.fds})"
 
@@ -68,7 +62,7 @@ def _configure(sock):
     return max(4096, min(frame.MAX_DATAGRAM, sndbuf - 64))
 
 
-class Channel:
+class Channel(Closing):
     """One end of a channel. Blocking; not for concurrent use from several
     threads without a lock."""
 
@@ -124,12 +118,6 @@ class Channel:
             close_all(self._state[2])
         self._state = ("idle",)
         self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _poison(self):
         self.poisoned = True
@@ -293,7 +281,7 @@ class Channel:
         return False
 
 
-class Listener:
+class Listener(Closing):
     """A listening socket file for many clients, owner-only (mode 0600)."""
 
     def __init__(self, path, backlog=128, **limits):
@@ -321,9 +309,3 @@ class Listener:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

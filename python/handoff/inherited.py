@@ -6,7 +6,7 @@ import fcntl
 import os
 
 from . import kinds
-from ._fd import close_all
+from ._fd import Closing, close_all
 from .channel import Channel
 from .errors import BadInheritance
 from .startup import StartupData
@@ -45,7 +45,7 @@ def parse(listen_fds, listen_pid, listen_fdnames, my_pid):
     return names
 
 
-class Inherited:
+class Inherited(Closing):
     """The descriptors this process inherited, by name, each claimed once."""
 
     def __init__(self, entries):
@@ -112,9 +112,3 @@ class Inherited:
         close_all(e[1] for e in self._entries if e[1] is not None)
         for e in self._entries:
             e[1] = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

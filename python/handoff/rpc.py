@@ -24,7 +24,7 @@ import threading
 import traceback
 
 from . import kinds, typed
-from ._fd import close_all
+from ._fd import Closing, close_all
 from .channel import Channel, Listener
 from .errors import Disconnected, HandoffError, Malformed, TooLarge, WrongAccess, WrongKind
 from .typed import BOOL, STR, U32, U64, Enum, Reader, Struct, Tuple
@@ -161,27 +161,23 @@ class NewContext:
     """A result that opens a context (`Result<Context<T>, E>`)."""
 
 
+def _role(part, handles, word):
+    """How the canonical text names a parameter or result: a value by its
+    type, handles (a `handles` instance) as word[decl]shape, else a context."""
+    if isinstance(part, Value):
+        return "value:" + part.type_text
+    if isinstance(part, handles):
+        return f"{word}[{part.decl()}]{part.shape}"
+    return "context"
+
+
 class Method:
     def __init__(self, name, params, result, error):
         self.name, self.params, self.result, self.error = name, list(params), result, error
 
     def canonical_line(self):
-        parts = []
-        for pname, p in self.params:
-            if isinstance(p, Value):
-                role = "value:" + p.type_text
-            elif isinstance(p, HandleParam):
-                role = f"handle[{p.decl()}]{p.shape}"
-            else:
-                role = "context"
-            parts.append(f"{pname}:{role};")
-        r = self.result
-        if isinstance(r, Value):
-            out = "value:" + r.type_text
-        elif isinstance(r, Out):
-            out = f"out[{r.decl()}]{r.shape}"
-        else:
-            out = "context"
+        parts = [f"{pname}:{_role(p, HandleParam, 'handle')};" for pname, p in self.params]
+        out = _role(self.result, Out, "out")
         return f"{self.name}({''.join(parts)})->{out}|{self.error.type_text}\n"
 
 
@@ -244,7 +240,7 @@ def _check_handle(fd, decl, what):
 # ───────────────────────────── client ─────────────────────────────
 
 
-class Client:
+class Client(Closing):
     """A blocking client: one call at a time."""
 
     def __init__(self, channel, interface):
@@ -275,12 +271,6 @@ class Client:
 
     def close(self):
         self.channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _id(self):
         i = self._next_id

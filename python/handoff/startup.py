@@ -7,6 +7,7 @@ import os
 import struct
 
 from . import kinds, typed
+from ._fd import Closing
 from .errors import BadStartupData, WrongKind
 
 MAGIC = b"HNDOFFSD"
@@ -59,7 +60,7 @@ def create_value(schema, value):
     return create(data, FORMAT_VALUE)
 
 
-class StartupData:
+class StartupData(Closing):
     """Validated, read-only mapped startup data. `payload` is a memoryview
     of the mapping; `close()` unmaps it and closes the descriptor."""
 
@@ -128,9 +129,3 @@ class StartupData:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -50,7 +50,9 @@ def child():
     ch.close()
 
 
-def echo():
+def answer_each(answer):
+    """Calls answer(ch, msg) for each message on the inherited channel until
+    the parent hangs up, then checks every descriptor was closed."""
     ch = Inherited.from_env().channel()
     base = count_open()
     while True:
@@ -58,21 +60,22 @@ def echo():
             msg = ch.recv()
         except Disconnected:
             break
-        with msg:
-            ch.send(report(msg.fds))
-            ch.send(msg.bytes, msg.fds)
+        answer(ch, msg)
     check("descriptors closed", count_open() == base)
     ch.close()
 
 
+def echo():
+    def answer(ch, msg):
+        with msg:
+            ch.send(report(msg.fds))
+            ch.send(msg.bytes, msg.fds)
+
+    answer_each(answer)
+
+
 def typed_echo():
-    ch = Inherited.from_env().channel()
-    base = count_open()
-    while True:
-        try:
-            msg = ch.recv()
-        except Disconnected:
-            break
+    def answer(ch, msg):
         value = typed.decode(shared.ENVELOPE, msg.bytes, msg.take())
         data, fds = typed.encode(shared.ENVELOPE, value)
         try:
@@ -82,8 +85,8 @@ def typed_echo():
                 v = value[1]
                 for fd in [v["file"]] + ([v["maybe"]] if v["maybe"] is not None else []) + v["many"]:
                     os.close(fd)
-    check("descriptors closed", count_open() == base)
-    ch.close()
+
+    answer_each(answer)
 
 
 class PyFiles:

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-import peer
+import files_server
 import shared
 from handoff import (
     BadInheritance, BadStartupData, Channel, Disconnected, Listener, Malformed, Poisoned, TooLarge, WrongKind,
@@ -308,18 +308,10 @@ def test_an_announced_descriptor_that_is_not_open_is_refused():
 @pytest.fixture
 def rpc_conn(tmp_path):
     """A raw channel to a Python interop.Files server, after the handshake."""
-    path = tmp_path / "s.sock"
-    listener = Listener(path)
-    server = rpc.Server(shared.FILES, peer.PyFiles())
-    ch = Channel.connect(path)
-    t = threading.Thread(target=server.serve_connection, args=(listener.accept(),))
-    t.start()
-    ch.send(rpc.frame(rpc.HELLO, 0, 0, 0, rpc._body(rpc.HELLO_BODY, shared.FILES.identity())))
-    ch.recv().close()
-    yield ch
-    ch.close()
-    t.join()
-    listener.close()
+    with files_server.raw_connection(tmp_path / "s.sock") as ch:
+        ch.send(rpc.frame(rpc.HELLO, 0, 0, 0, rpc._body(rpc.HELLO_BODY, shared.FILES.identity())))
+        ch.recv().close()
+        yield ch
 
 
 def call(ch, method, body, fds=(), call_id=5):
@@ -369,22 +361,14 @@ def test_rpc_calls_that_fail_the_checks_get_a_fault_and_the_connection_goes_on(r
 
 def test_rpc_frames_that_break_the_rules_close_the_connection(tmp_path, no_leaks):
     for first in [rpc.frame(rpc.CALL, 0, 1, 0), rpc.frame(rpc.WELCOME, 0, 0, 0), b"\x01\x01"]:
-        path = tmp_path / "s.sock"
-        listener = Listener(path)
-        server = rpc.Server(shared.FILES, peer.PyFiles())
-        ch = Channel.connect(path)
-        t = threading.Thread(target=server.serve_connection, args=(listener.accept(),))
-        t.start()
-        ch.send(first)
-        with ch.recv() as msg:
-            h = rpc.Header.decode(msg.bytes, 0)
-            assert (h.type, h.call_id) == (rpc.FAULT, 0)
-            assert typed.decode(rpc.FAULT_BODY, msg.bytes[rpc.HEADER_LEN:])[0] == "Malformed"
-        with pytest.raises(Disconnected):
-            ch.recv()
-        ch.close()
-        t.join()
-        listener.close()
+        with files_server.raw_connection(tmp_path / "s.sock") as ch:
+            ch.send(first)
+            with ch.recv() as msg:
+                h = rpc.Header.decode(msg.bytes, 0)
+                assert (h.type, h.call_id) == (rpc.FAULT, 0)
+                assert typed.decode(rpc.FAULT_BODY, msg.bytes[rpc.HEADER_LEN:])[0] == "Malformed"
+            with pytest.raises(Disconnected):
+                ch.recv()
 
 
 def test_random_bytes_never_escape_as_anything_but_malformed(no_leaks):
@@ -474,7 +458,11 @@ def test_a_child_claims_what_it_inherited_and_checks_it(tmp_path, no_leaks):
         os.environ.update(LISTEN_FDS="2", LISTEN_PID=str(os.getpid()),
                           LISTEN_FDNAMES="config:handoff.startup")
 
-    code = shared.IMPORT_PATH + (
+    def run_child(code):  # with descriptors 3 and 4 placed; its output
+        return subprocess.run([sys.executable, "-c", shared.IMPORT_PATH + code], preexec_fn=place,
+                              pass_fds=(3, 4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    out = run_child(
         "import os\n"
         "from handoff import Inherited, WrongAccess\n"
         "inh = Inherited.from_env()\n"
@@ -482,20 +470,16 @@ def test_a_child_claims_what_it_inherited_and_checks_it(tmp_path, no_leaks):
         "cfg = inh.take('config', 'file', 'read')\n"
         "print(os.read(cfg, 100).decode(), inh.startup_data().bytes().decode(), sep='|')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], preexec_fn=place, pass_fds=(3, 4),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert out.returncode == 0, out.stdout.decode()
     assert out.stdout.decode().strip() == "port = 1|startup bytes"
 
-    wrong = shared.IMPORT_PATH + (
+    out = run_child(
         "from handoff import Inherited, WrongAccess\n"
         "try:\n"
         "    Inherited.from_env().take('config', 'file', 'write')\n"
         "except WrongAccess as e:\n"
         "    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", wrong], preexec_fn=place, pass_fds=(3, 4),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert b"inherited 'config': expected write access, got read" in out.stdout, out.stdout
     for x in [f, data] + hi:
         os.close(x)

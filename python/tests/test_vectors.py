@@ -4,13 +4,12 @@ handoff/tests/python_interop.rs."""
 import json
 import os
 import socket
-import threading
 
 import pytest
 
-import peer
+import files_server
 import shared
-from handoff import Channel, Listener, frame, rpc, startup, typed
+from handoff import Channel, frame, rpc, startup, typed
 
 with open(shared.VECTORS, encoding="utf-8") as f:
     V = json.load(f)
@@ -118,41 +117,24 @@ def test_python_server_answers_byte_for_byte(tmp_path, no_leaks):
     """The same frames the Rust test sends to a Rust server get the same
     bytes back from the Python server."""
     r = V["rpc"]
-    path = tmp_path / "py.sock"
-    listener = Listener(path)
-    server = rpc.Server(shared.FILES, peer.PyFiles())
-    ch = Channel.connect(path)
-    conn = listener.accept()
-    t = threading.Thread(target=server.serve_connection, args=(conn,))
-    t.start()
-    for send, expect in [("hello", "welcome"), ("call_refuse_no", "reply_err_no"),
-                         ("close_unknown_5", "fault_unknown_context")]:
-        ch.send(bytes.fromhex(r[send]))
-        with ch.recv() as got:
-            assert got.bytes.hex() == r[expect], send
-    ch.close()
-    t.join()
-    listener.close()
+    with files_server.raw_connection(tmp_path / "py.sock") as ch:
+        for send, expect in [("hello", "welcome"), ("call_refuse_no", "reply_err_no"),
+                             ("close_unknown_5", "fault_unknown_context")]:
+            ch.send(bytes.fromhex(r[send]))
+            with ch.recv() as got:
+                assert got.bytes.hex() == r[expect], send
 
 
 def test_python_server_faults_the_shared_bad_calls(tmp_path, no_leaks):
     r = V["rpc"]
-    path = tmp_path / "py.sock"
-    listener = Listener(path)
-    server = rpc.Server(shared.FILES, peer.PyFiles())
-    ch = Channel.connect(path)
-    t = threading.Thread(target=server.serve_connection, args=(listener.accept(),))
-    t.start()
-    ch.send(bytes.fromhex(r["hello"]))
-    ch.recv().close()
-    for bad in r["bad_calls"]:
-        ch.send(bytes.fromhex(bad["call"]))
-        with ch.recv() as got:
-            h = rpc.Header.decode(got.bytes, 0)
-            assert (h.type, h.call_id) == (rpc.FAULT, rpc.Header.decode(bytes.fromhex(bad["call"]), 0).call_id)
-            assert typed.decode(rpc.FAULT_BODY, got.bytes[rpc.HEADER_LEN:])[0] == bad["fault"], bad["what"]
-            if bad["reply"]:
-                assert got.bytes.hex() == bad["reply"], bad["what"]
-    ch.close()
-    t.join()
-    listener.close()
+    with files_server.raw_connection(tmp_path / "py.sock") as ch:
+        ch.send(bytes.fromhex(r["hello"]))
+        ch.recv().close()
+        for bad in r["bad_calls"]:
+            ch.send(bytes.fromhex(bad["call"]))
+            with ch.recv() as got:
+                h = rpc.Header.decode(got.bytes, 0)
+                assert (h.type, h.call_id) == (rpc.FAULT, rpc.Header.decode(bytes.fromhex(bad["call"]), 0).call_id)
+                assert typed.decode(rpc.FAULT_BODY, got.bytes[rpc.HEADER_LEN:])[0] == bad["fault"], bad["what"]
+                if bad["reply"]:
+                    assert got.bytes.hex() == bad["reply"], bad["what"]

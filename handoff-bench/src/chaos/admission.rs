@@ -260,9 +260,7 @@ pub fn rpc_server(cfg: &Cfg) -> Result<Row> {
     });
     checks.check(stats.calls == 1, || format!("{} calls ran", stats.calls));
     checks.check(server.alive()?, || "the server died".into());
-    server.kid.send(b"exit", &[])?;
-    let exit = server.kid.wait(Duration::from_secs(10))?;
-    checks.check(exit.success(), || format!("the server ended with {exit}"));
+    server.stop(&mut checks)?;
     Ok(Row {
         case: CASE,
         thrown,

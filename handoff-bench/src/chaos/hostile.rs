@@ -417,11 +417,7 @@ pub fn rpc_server(cfg: &Cfg) -> Result<Row> {
         )
     });
     checks.check(stats.panics == 0, || format!("{} panics", stats.panics));
-    server.kid.send(b"exit", &[])?;
-    let status = server.kid.wait(Duration::from_secs(10))?;
-    checks.check(status.success(), || {
-        format!("the server ended with {status}")
-    });
+    server.stop(&mut checks)?;
     Ok(Row {
         case: "5b hostile bytes: RPC server",
         thrown: format!(

@@ -14,7 +14,7 @@ use handoff::Error;
 use serde::{Deserialize, Serialize};
 
 use super::server::{stamp_text, ChaosClient, ServerKid, Session, Stats, STAMP_LEN};
-use super::{child_ctl, env, send_json, Cfg, Checks, Kid, Rng, Row, TempDir};
+use super::{child_ctl, env, send_json, unlinked_file, Cfg, Checks, Kid, Rng, Row, TempDir};
 use crate::Result;
 
 pub const ROLE: &str = "rpc-client";
@@ -61,17 +61,7 @@ pub fn client_role() -> Result<()> {
     let end: u64 = env(END_ENV)?;
     let dir: PathBuf = env(DIR_ENV)?;
     let files = (0..WINDOW)
-        .map(|slot| -> Result<File> {
-            let p = dir.join(format!("c{id}.i{incarnation}.{slot}"));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&p)?;
-            std::fs::remove_file(&p)?;
-            Ok(f)
-        })
+        .map(|slot| unlinked_file(&dir.join(format!("c{id}.i{incarnation}.{slot}"))))
         .collect::<Result<Vec<_>>>()?;
     let baseline = handoff::count_open_handles()?;
     {

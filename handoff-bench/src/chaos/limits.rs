@@ -581,11 +581,7 @@ pub fn abandoned(cfg: &Cfg) -> Result<Row> {
         .map_err(|e| e.to_string())
         .and_then(|c| c.stamp(&file, 1, 1).map_err(|e| e.to_string()));
     checks.check(serves.is_ok(), || format!("no longer serves: {serves:?}"));
-    server.kid.send(b"exit", &[])?;
-    let status = server.kid.wait(Duration::from_secs(10))?;
-    checks.check(status.success(), || {
-        format!("the server ended with {status}")
-    });
+    server.stop(&mut checks)?;
     Ok(Row {
         case: "2d abandoned connections",
         thrown: format!(

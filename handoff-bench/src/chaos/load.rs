@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::server::{ChaosBlockingClient, ServerKid};
-use super::{child_ctl, env, mib, percentile, send_json, Cfg, Checks, Kid, Row, TempDir};
+use super::{
+    child_ctl, env, mib, percentile, send_json, unlinked_file, Cfg, Checks, Kid, Row, TempDir,
+};
 use crate::Result;
 
 pub const ROLE: &str = "load-client";
@@ -56,14 +58,7 @@ pub fn client_role() -> Result<()> {
                     // Every thread reaches both barriers, whatever fails, or
                     // the rest would wait for it for ever.
                     let setup = (|| -> Result<_> {
-                        let p = dir.join(format!("load{id}"));
-                        let file = std::fs::OpenOptions::new()
-                            .read(true)
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .open(&p)?;
-                        std::fs::remove_file(&p)?;
+                        let file = unlinked_file(&dir.join(format!("load{id}")))?;
                         Ok((file, ChaosBlockingClient::connect(&path)?))
                     })();
                     ready.wait();
@@ -199,11 +194,7 @@ pub fn run(cfg: &Cfg) -> Result<Row> {
     });
     checks.check(after.panics == 0, || format!("{} panics", after.panics));
     checks.check(server.alive()?, || "the server died".into());
-    server.kid.send(b"exit", &[])?;
-    let status = server.kid.wait(Duration::from_secs(10))?;
-    checks.check(status.success(), || {
-        format!("the server ended with {status}")
-    });
+    server.stop(&mut checks)?;
     let ms = |ns: u64| ns as f64 / 1e6;
     Ok(Row {
         case: "4 load",

@@ -438,6 +438,20 @@ pub fn env<T: std::str::FromStr>(name: &str) -> Result<T> {
         .map_err(|_| format!("{name}={v:?} does not parse").into())
 }
 
+/// A file at `path`, created empty for reading and writing and unlinked at
+/// once: a client's handle to pass, which nothing else can reach and
+/// nothing has to clean up.
+pub fn unlinked_file(path: &std::path::Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    std::fs::remove_file(path)?;
+    Ok(file)
+}
+
 /// This process's resident set now and at its peak, in KiB.
 pub fn memory() -> Result<Memory> {
     memory_of("self")

@@ -12,7 +12,7 @@ use handoff::rpc::{Context, Server};
 use handoff::{AsyncListener, BorrowedHandle, Error, Handle, Listener};
 use serde::{Deserialize, Serialize};
 
-use super::{child_ctl, env, send_json, wait_for, Kid};
+use super::{child_ctl, env, send_json, wait_for, Checks, Kid};
 
 pub const ROLE: &str = "rpc-server";
 const SOCKET_ENV: &str = "HANDOFF_CHAOS_SOCKET";
@@ -298,5 +298,15 @@ impl ServerKid {
     /// Fails unless the server is still running.
     pub fn alive(&mut self) -> crate::Result<bool> {
         Ok(self.kid.exited()?.is_none())
+    }
+
+    /// Asks the server to exit, and checks that it ends cleanly.
+    pub fn stop(&mut self, checks: &mut Checks) -> crate::Result<()> {
+        self.kid.send(b"exit", &[])?;
+        let status = self.kid.wait(Duration::from_secs(10))?;
+        checks.check(status.success(), || {
+            format!("the server ended with {status}")
+        });
+        Ok(())
     }
 }

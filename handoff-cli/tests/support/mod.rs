@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use handoff::restart::{Notification, Service};
 
+/// The test each `handoff serve` test binary runs as a generation (it
+/// calls [`generation_role`]).
+pub const ROLE: &str = "generation_role";
 pub const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 pub const MODE_ENV: &str = "TEST_MODE_FILE";
 
@@ -37,6 +40,8 @@ pub struct Supervisor {
     pub control: PathBuf,
     pub mode: PathBuf,
     pub log: PathBuf,
+    /// Dropped after the supervisor is killed (see [`Supervisor::alone`]).
+    _serial: Option<MutexGuard<'static, ()>>,
 }
 
 /// Options for [`Supervisor::start`].
@@ -64,11 +69,54 @@ impl Default for Opts<'_> {
     }
 }
 
+impl<'a> Opts<'a> {
+    /// The defaults, with generation 1 in `first_mode`.
+    pub fn mode(first_mode: &'a str) -> Self {
+        Opts {
+            first_mode,
+            ..Opts::default()
+        }
+    }
+
+    /// The defaults, with `listens` instead of one TCP listener.
+    pub fn listening(listens: &'a [&'a str]) -> Self {
+        Opts {
+            listens,
+            ..Opts::default()
+        }
+    }
+
+    /// With `--drain-timeout` set to `secs`.
+    pub fn drain(self, secs: &'a str) -> Self {
+        Opts {
+            drain_timeout: secs,
+            ..self
+        }
+    }
+
+    /// With `--ready-timeout` set to `secs`.
+    pub fn ready(self, secs: &'a str) -> Self {
+        Opts {
+            ready_timeout: secs,
+            ..self
+        }
+    }
+}
+
 impl Supervisor {
     pub fn start(test: &str, opts: Opts<'_>) -> Supervisor {
         let s = Supervisor::spawn(test, opts);
         s.wait_serving(1);
         s
+    }
+
+    /// As [`Supervisor::start`] for the generation test, holding the
+    /// [`serial`] lock until the supervisor is gone.
+    pub fn alone(opts: Opts<'_>) -> Supervisor {
+        let serial = serial();
+        let mut sv = Supervisor::start(ROLE, opts);
+        sv._serial = Some(serial);
+        sv
     }
 
     /// Starts without waiting for generation 1.
@@ -104,6 +152,7 @@ impl Supervisor {
             control,
             mode,
             log,
+            _serial: None,
         }
     }
 
@@ -206,6 +255,13 @@ impl Supervisor {
         (out.status.code().unwrap_or(-1), text.trim().to_owned())
     }
 
+    /// `handoff restart` with no options, which must succeed: its line.
+    pub fn restart_ok(&self) -> String {
+        let (code, line) = self.restart(&[]);
+        assert_eq!(code, 0, "{line}\n{}", self.log_text());
+        line
+    }
+
     /// Main pids of the running generations.
     pub fn generation_pids(&self) -> Vec<u32> {
         self.status()["generations"]
@@ -289,6 +345,21 @@ impl Drop for Supervisor {
     }
 }
 
+/// `handoff restart` to the supervisor whose control socket is `control`,
+/// which must succeed.
+pub fn restart_at(control: &Path) {
+    let out = handoff()
+        .args(["restart", "--control"])
+        .arg(control)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Children of `pid` that are zombies.
 pub fn zombies_of(pid: u32) -> usize {
     children_of(pid)
@@ -332,6 +403,12 @@ pub fn socket_inodes(pid: u32) -> Vec<u64> {
             .collect()
         })
         .unwrap_or_default()
+}
+
+/// A local TCP port that was free a moment ago (bound, read, released).
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
 }
 
 /// One request: connect, read the answer to the end.

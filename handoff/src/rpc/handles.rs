@@ -61,20 +61,7 @@ impl HandleSpec {
 
 /// A handle a call sends: the caller's, borrowed for the call, or a
 /// restricted duplicate the call owns (closed once the call is sent).
-#[derive(Debug)]
-pub(crate) enum OutHandle<'a> {
-    Borrowed(BorrowedHandle<'a>),
-    Owned(Handle),
-}
-
-impl OutHandle<'_> {
-    fn borrow(&self) -> BorrowedHandle<'_> {
-        match self {
-            OutHandle::Borrowed(h) => *h,
-            OutHandle::Owned(h) => h.borrow(),
-        }
-    }
-}
+pub(crate) type OutHandle<'a> = crate::handle::MaybeOwned<'a>;
 
 /// The handles of a call being built, in index order. The first is kept
 /// inline: most calls carry at most one, and need no list.

@@ -315,64 +315,24 @@ mod tests {
     #[test]
     fn bad_headers_are_malformed_never_panics() {
         let good = frame(FrameType::Call, 1, 3, 0, &()).unwrap();
+        // `bytes` with byte `at` set to `value`.
+        let set = |bytes: &[u8], at: usize, value: u8| {
+            let mut b = bytes.to_vec();
+            b[at] = value;
+            b
+        };
         let cases: Vec<(Vec<u8>, usize)> = vec![
             (vec![], 0),
             (good[..23].to_vec(), 0),
-            (
-                {
-                    let mut b = good.clone();
-                    b[0] = 2;
-                    b
-                },
-                0,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[1] = 0;
-                    b
-                },
-                0,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[1] = 99;
-                    b
-                },
-                0,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[2] = 1;
-                    b
-                },
-                0,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[8] = 0;
-                    b
-                },
-                0,
-            ),
+            (set(&good, 0, 2), 0),
+            (set(&good, 1, 0), 0),
+            (set(&good, 1, 99), 0),
+            (set(&good, 2, 1), 0),
+            (set(&good, 8, 0), 0),
             (good.clone(), 1),
+            ([&good[..], &[0]].concat(), 0),
             (
-                {
-                    let mut b = good.clone();
-                    b.push(0);
-                    b
-                },
-                0,
-            ),
-            (
-                {
-                    let mut b = frame(FrameType::Reply, 0, 3, 0, &()).unwrap();
-                    b[4] = 1;
-                    b
-                },
+                set(&frame(FrameType::Reply, 0, 3, 0, &()).unwrap(), 4, 1),
                 0,
             ),
         ];

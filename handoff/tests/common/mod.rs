@@ -10,6 +10,32 @@ use handoff::{count_open_handles, AsHandle, BorrowedHandle, Channel, Handle, Raw
 
 const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 
+/// The name of the test function it is written in, as libtest lists it
+/// and `--exact` wants it: how a test re-runs itself in a child without
+/// spelling its own name again.
+#[allow(unused_macros)]
+macro_rules! this_test {
+    () => {{
+        fn here() {}
+        &*$crate::common::test_name(::std::any::type_name_of_val(&here))
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use this_test;
+
+/// The test's name from the path of an item declared in it
+/// (`crate::module::test::here`, with `{{closure}}` steps when declared in
+/// a closure or async block): the path less the crate, the item and those
+/// steps.
+pub fn test_name(item_path: &'static str) -> String {
+    let steps: Vec<&str> = item_path
+        .split("::")
+        .skip(1)
+        .filter(|s| !s.starts_with('{'))
+        .collect();
+    steps[..steps.len() - 1].join("::")
+}
+
 /// The role this process was started with, if it is a child.
 pub fn role() -> Option<String> {
     std::env::var(ROLE_ENV).ok()
@@ -108,6 +134,30 @@ pub fn parent_channel() -> Channel {
         .try_clone_to_owned()
         .expect("duplicate stdin");
     Channel::from_handle(h).expect("stdin is a channel")
+}
+
+/// In a child: the channel the parent passed on standard input; in the
+/// parent (no role), `None`. How a test that re-runs itself tells which
+/// side it is on.
+pub fn child_channel() -> Option<Channel> {
+    role().map(|_| parent_channel())
+}
+
+/// Lowers this process's descriptor limit to leave room for `more`
+/// descriptors beyond those open now (Unix: RLIMIT_NOFILE).
+#[cfg(unix)]
+pub fn leave_room_for(more: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let open = count_open_handles().unwrap() as u64;
+    let old = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open + more),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
 }
 
 /// Waits for a child and asserts it succeeded.
@@ -533,15 +583,42 @@ pub fn ready_to_be_killed(parent: &Channel, index: usize, hold: impl FnOnce()) -
 }
 
 /// Re-runs this binary's `test` as a client of the listener at `path` (the
-/// child's role says where: see [`connect_as_client`]).
+/// child's role says where: see [`client_channel`]).
 pub fn spawn_listener_client(test: &str, path: &std::path::Path) -> Child {
     spawn_plain(test, &format!("client:{}", path.display()))
 }
 
-/// In a child started by [`spawn_listener_client`]: connects to the
-/// listener its role names.
-pub fn connect_as_client(role: &str) -> Channel {
-    Channel::connect(role.strip_prefix("client:").unwrap()).unwrap()
+/// In a child started by [`spawn_listener_client`]: a channel connected
+/// to the listener its role names; in the parent (no role), `None`.
+pub fn client_channel() -> Option<Channel> {
+    let role = role()?;
+    Some(Channel::connect(role.strip_prefix("client:").unwrap()).unwrap())
+}
+
+/// Runs `test` with a listener bound at a fresh address (and that
+/// address), no other counting test running, and asserts the open-handle
+/// count is back where it was afterwards.
+pub fn with_listener(test: impl FnOnce(handoff::Listener, &std::path::Path)) {
+    without_leaks(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = listener_path(dir.path());
+        test(handoff::Listener::bind(&path).unwrap(), &path);
+    });
+}
+
+/// Runs `test` on the async runtime with a listener bound at a fresh
+/// address (and that address, for clients), counting handles once warm.
+pub fn with_async_listener<F: std::future::Future<Output = ()>>(
+    test: impl FnOnce(handoff::AsyncListener, std::path::PathBuf) -> F,
+) {
+    without_leaks_once_warm(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = listener_path(dir.path());
+        runtime().block_on(async {
+            let listener = handoff::AsyncListener::bind(&path).unwrap();
+            test(listener, path.clone()).await
+        });
+    });
 }
 
 /// Where a listener binds: a socket file in `dir` on Unix, a fresh pipe
@@ -579,4 +656,19 @@ pub fn sendmsg_with_devnull(
         assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
     }
     rustix::net::sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, flags).unwrap()
+}
+
+/// A connected pair of seqpacket Unix sockets (Linux; the other Unix
+/// systems have none), for the checks that a channel of the stream
+/// transport refuses one.
+#[cfg(target_os = "linux")]
+pub fn seqpacket_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap()
 }

@@ -3,31 +3,18 @@
 
 use std::io;
 
-use super::{unsupported, BorrowedRaw, OwnedRaw, RawHandle, NO_BACKEND};
-use crate::{Access, Error, Kind, Result};
+use super::{BorrowedRaw, OwnedRaw, RawHandle};
+use crate::{Access, Kind, Result};
 
-pub(crate) fn try_clone(_b: BorrowedRaw<'_>) -> io::Result<OwnedRaw> {
-    Err(unsupported())
-}
-
-pub(crate) fn kind(_b: BorrowedRaw<'_>) -> io::Result<Kind> {
-    Err(unsupported())
-}
-
-pub(crate) fn access(_b: BorrowedRaw<'_>) -> io::Result<Access> {
-    Err(unsupported())
-}
-
-pub(crate) fn is_inheritable(_b: BorrowedRaw<'_>) -> io::Result<bool> {
-    Err(unsupported())
-}
-
-pub(crate) fn set_inheritable(_b: BorrowedRaw<'_>, _inheritable: bool) -> io::Result<()> {
-    Err(unsupported())
-}
-
-pub(crate) fn restrict(_b: BorrowedRaw<'_>, _want: Access) -> Result<OwnedRaw> {
-    Err(Error::Unsupported(NO_BACKEND))
+no_backend_fns! {
+    fn try_clone(_b: BorrowedRaw<'_>) -> io::Result<OwnedRaw>;
+    fn kind(_b: BorrowedRaw<'_>) -> io::Result<Kind>;
+    fn access(_b: BorrowedRaw<'_>) -> io::Result<Access>;
+    fn is_inheritable(_b: BorrowedRaw<'_>) -> io::Result<bool>;
+    fn set_inheritable(_b: BorrowedRaw<'_>, _inheritable: bool) -> io::Result<()>;
+    fn restrict(_b: BorrowedRaw<'_>, _want: Access) -> Result<OwnedRaw>;
+    fn claim_inherited(_raw: RawHandle) -> io::Result<OwnedRaw>;
+    fn count_open() -> io::Result<usize>;
 }
 
 /// Borrows a handle number.
@@ -66,12 +53,4 @@ pub(crate) fn raw_from_bits(bits: u64) -> RawHandle {
     return bits as RawHandle;
     #[cfg(windows)]
     return bits as usize as RawHandle;
-}
-
-pub(crate) fn claim_inherited(_raw: RawHandle) -> io::Result<OwnedRaw> {
-    Err(unsupported())
-}
-
-pub(crate) fn count_open() -> io::Result<usize> {
-    Err(unsupported())
 }

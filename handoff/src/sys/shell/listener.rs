@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 
 use super::socket::Socket;
-use super::{unsupported, BorrowedRaw, Never};
+use super::{BorrowedRaw, Never};
 
 /// There are no listeners. The Unix listener lends its descriptor
 /// (`AsFd`), so this type says it could.
@@ -25,8 +25,8 @@ impl std::os::fd::AsRawFd for Listening {
     }
 }
 
-pub(crate) fn bind(_path: &Path, _backlog: i32) -> io::Result<Listening> {
-    Err(unsupported())
+no_backend_fns! {
+    fn bind(_path: &Path, _backlog: i32) -> io::Result<Listening>;
 }
 
 pub(crate) fn accept(l: &Listening, _nonblocking: bool) -> io::Result<Socket> {

@@ -11,6 +11,20 @@
 //! The handle types stay the platform's (`OwnedFd`, `OwnedHandle`) so the
 //! portable `AsFd`/`AsHandle` implementations keep their meaning.
 
+/// Declares contract functions that do nothing but fail: each signature,
+/// with a body returning [`NoBackend::no_backend`] as the error of its
+/// result type.
+macro_rules! no_backend_fns {
+    ($($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub(crate) fn $name($($arg: $ty),*) -> $ret {
+                Err($crate::sys::shell::NoBackend::no_backend())
+            }
+        )*
+    };
+}
+
 pub(crate) mod handle;
 pub(crate) mod listener;
 pub(crate) mod process;
@@ -43,6 +57,24 @@ pub(crate) const NO_BACKEND: &str = "handoff has no backend for this platform";
 /// The error every fallible item returns.
 pub(crate) fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, NO_BACKEND)
+}
+
+/// The error a function of this backend fails with, in each error type
+/// the contract uses.
+pub(crate) trait NoBackend {
+    fn no_backend() -> Self;
+}
+
+impl NoBackend for io::Error {
+    fn no_backend() -> Self {
+        unsupported()
+    }
+}
+
+impl NoBackend for crate::Error {
+    fn no_backend() -> Self {
+        crate::Error::Unsupported(NO_BACKEND)
+    }
 }
 
 /// A value that cannot exist: the types the contract names but only a

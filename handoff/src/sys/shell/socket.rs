@@ -3,7 +3,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{unsupported, BorrowedRaw, OwnedRaw, NO_BACKEND};
+use super::{BorrowedRaw, OwnedRaw, NO_BACKEND};
 
 /// One end of a channel. It can be made from a handle (the contract asks
 /// for `From<OwnedRaw>`), but `is_channel` never lets the portable code try.
@@ -21,41 +21,28 @@ pub(crate) struct Received {
     pub handles_truncated: bool,
 }
 
-pub(crate) fn pair() -> io::Result<(Socket, Socket)> {
-    Err(unsupported())
-}
-
-pub(crate) fn connect(_path: &Path) -> io::Result<Socket> {
-    Err(unsupported())
-}
-
-pub(crate) fn is_channel(_b: BorrowedRaw<'_>) -> io::Result<bool> {
-    Err(unsupported())
-}
-
-pub(crate) fn configure(_s: &Socket, _wanted_datagram: usize) -> io::Result<usize> {
-    Err(unsupported())
-}
-
-pub(crate) fn send(
-    _s: &Socket,
-    _header: &[u8],
-    _payload: &[u8],
-    _handles: &[BorrowedRaw<'_>],
-    _nonblocking: bool,
-) -> io::Result<()> {
-    Err(unsupported())
-}
-
-pub(crate) fn recv(
-    _s: &Socket,
-    _header: &mut [u8],
-    _dst: &mut Vec<u8>,
-    _scratch: &mut Vec<u8>,
-    _on_handle: impl FnMut(OwnedRaw),
-    _nonblocking: bool,
-) -> io::Result<Received> {
-    Err(unsupported())
+no_backend_fns! {
+    fn pair() -> io::Result<(Socket, Socket)>;
+    fn connect(_path: &Path) -> io::Result<Socket>;
+    fn is_channel(_b: BorrowedRaw<'_>) -> io::Result<bool>;
+    fn configure(_s: &Socket, _wanted_datagram: usize) -> io::Result<usize>;
+    fn send(
+        _s: &Socket,
+        _header: &[u8],
+        _payload: &[u8],
+        _handles: &[BorrowedRaw<'_>],
+        _nonblocking: bool,
+    ) -> io::Result<()>;
+    fn recv(
+        _s: &Socket,
+        _header: &mut [u8],
+        _dst: &mut Vec<u8>,
+        _scratch: &mut Vec<u8>,
+        _on_handle: impl FnMut(OwnedRaw),
+        _nonblocking: bool,
+    ) -> io::Result<Received>;
+    fn wait(_s: &Socket, _writable: bool) -> io::Result<()>;
+    fn peer_credentials(_s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedRaw>)>;
 }
 
 pub(crate) fn flush(_s: &Socket, _nonblocking: bool) -> io::Result<()> {
@@ -66,16 +53,8 @@ pub(crate) fn peer_hung_up(_s: &Socket) -> bool {
     true
 }
 
-pub(crate) fn wait(_s: &Socket, _writable: bool) -> io::Result<()> {
-    Err(unsupported())
-}
-
 pub(crate) fn is_exhaustion(_e: &io::Error) -> bool {
     false
-}
-
-pub(crate) fn peer_credentials(_s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedRaw>)> {
-    Err(unsupported())
 }
 
 pub(crate) fn as_raw(s: &Socket) -> BorrowedRaw<'_> {

@@ -75,9 +75,9 @@ impl Child {
     }
 }
 
-#[cfg(windows)]
-pub(crate) fn parent_pid() -> io::Result<u32> {
-    Err(unsupported())
+no_backend_fns! {
+    #[cfg(windows)]
+    fn parent_pid() -> io::Result<u32>;
 }
 
 /// std's command behind `spawn::unix::CommandExt`; never run here.

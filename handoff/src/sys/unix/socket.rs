@@ -249,35 +249,18 @@ pub(crate) fn recv(
     let (spare_ptr, spare_len) = (spare.as_mut_ptr(), spare.len());
     let extra = scratch.spare_capacity_mut();
     let (extra_ptr, extra_len) = (extra.as_mut_ptr(), extra.len());
-    // Only the buffers that can take bytes: fewer iovecs, less kernel work.
-    let empty = libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    };
-    let mut iov = [empty, empty, empty];
-    let mut count = 0;
     // The buffers together take at most one maximal datagram, so a longer
     // one sets MSG_TRUNC and is refused, however much room `dst` has (a
     // message announced with several fragments has reserved all of it).
+    // With room for a whole datagram in `dst`, the scratch takes nothing
+    // and is left out.
     let spare_take = spare_len.min(MAX_DATAGRAM_PAYLOAD);
     let extra_take = extra_len.min(MAX_DATAGRAM_PAYLOAD - spare_take);
-    for (base, len) in [
+    let (mut iov, count) = iovecs([
         (header.as_mut_ptr(), header.len()),
         (spare_ptr.cast::<u8>(), spare_take),
         (extra_ptr.cast::<u8>(), extra_take),
-    ] {
-        if len > 0 {
-            iov[count] = libc::iovec {
-                iov_base: base.cast(),
-                iov_len: len,
-            };
-            count += 1;
-        }
-        // Room for a whole datagram already: the scratch is not needed.
-        if count >= 2 && spare_take == MAX_DATAGRAM_PAYLOAD {
-            break;
-        }
-    }
+    ]);
     // SAFETY: every iovec points at writable memory of the stated length
     // (dst's and scratch's spare capacity, the header) that outlives the
     // call; the kernel only writes, so uninitialised memory is fine.
@@ -325,6 +308,27 @@ pub(crate) fn peer_hung_up(s: &Socket) -> bool {
         Ok(_) => fds[0].revents().contains(PollFlags::HUP),
         Err(_) => true,
     }
+}
+
+/// The iovecs for `bufs` (each a start and a length), the empty ones left
+/// out: fewer iovecs, less kernel work. Returns them and how many there
+/// are, first.
+pub(super) fn iovecs<const N: usize>(bufs: [(*mut u8, usize); N]) -> ([libc::iovec; N], usize) {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; N];
+    let mut count = 0;
+    for (base, len) in bufs {
+        if len > 0 {
+            iov[count] = libc::iovec {
+                iov_base: base.cast(),
+                iov_len: len,
+            };
+            count += 1;
+        }
+    }
+    (iov, count)
 }
 
 /// A control buffer of `N` aligned words, uninitialised, as the slice

@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
 
-use super::socket::{control_words, recv_with_rights, send_flags, wait_fd, Received};
+use super::socket::{control_words, iovecs, recv_with_rights, send_flags, wait_fd, Received};
 use super::stream::{self, Prefix, MIN_FRAME, PREFIX_LEN};
 use crate::channel::frame::{HEADER_LEN, MAX_DATAGRAM};
 
@@ -578,21 +578,8 @@ fn recv_chunk(
     // no further.
     const CONTROL_WORDS: usize = rustix::cmsg_space!(ScmRights(MAX_HANDLES_PER_DATAGRAM)) / 8 + 1;
     let mut control = MaybeUninit::<[u64; CONTROL_WORDS]>::uninit();
-    let empty = libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    };
-    let mut iov = [empty, empty];
-    let mut count = 0;
-    for &(base, len) in bufs.iter().take(2) {
-        if len > 0 {
-            iov[count] = libc::iovec {
-                iov_base: base.cast(),
-                iov_len: len,
-            };
-            count += 1;
-        }
-    }
+    let buf = |i: usize| bufs.get(i).copied().unwrap_or((std::ptr::null_mut(), 0));
+    let (mut iov, count) = iovecs([buf(0), buf(1)]);
     // SAFETY: each iovec is one of the caller's buffers, writable for its
     // length and outliving the call (see `recv_chunk`'s callers).
     let (n, msg_flags) = unsafe {

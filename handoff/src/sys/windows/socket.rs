@@ -262,29 +262,17 @@ fn read_message(s: &Socket, buf: &mut Vec<u8>, timeout: Option<Duration>) -> io:
         spare.as_mut_ptr().cast::<u8>(),
         spare.len().min(MAX_WIRE - start),
     );
-    let (n, more) = overlapped(pipe, timeout, |ov| {
-        // SAFETY: the buffer is writable for `cap` bytes and outlives the
-        // operation (overlapped() waits for it); the kernel only writes.
-        unsafe { ReadFile(pipe, ptr, cap as u32, std::ptr::null_mut(), ov) }
-    })?;
+    // SAFETY: the spare capacity is writable for `cap` bytes and stays put
+    // until the read is done; the kernel only writes.
+    let (n, more) = unsafe { read_into(pipe, ptr, cap, timeout) }?;
     // SAFETY: the read wrote `n` bytes at the start of the spare capacity,
     // right after the `start` bytes already there.
     unsafe { buf.set_len(start + n) };
     if more {
         let mut rest = vec![0u8; 64 * 1024];
         loop {
-            let (_, more) = overlapped(pipe, None, |ov| {
-                // SAFETY: as above, into `rest`.
-                unsafe {
-                    ReadFile(
-                        pipe,
-                        rest.as_mut_ptr(),
-                        rest.len() as u32,
-                        std::ptr::null_mut(),
-                        ov,
-                    )
-                }
-            })?;
+            // SAFETY: `rest` is writable for its length and outlives the read.
+            let (_, more) = unsafe { read_into(pipe, rest.as_mut_ptr(), rest.len(), None) }?;
             if !more {
                 break;
             }
@@ -295,6 +283,24 @@ fn read_message(s: &Socket, buf: &mut Vec<u8>, timeout: Option<Duration>) -> io:
         ));
     }
     Ok(())
+}
+
+/// One overlapped `ReadFile` of at most `len` bytes into `ptr`: the bytes
+/// read, and whether the message goes on past them (`ERROR_MORE_DATA`).
+///
+/// # Safety
+/// `ptr` is writable for `len` bytes until this returns (it waits for the
+/// operation, or cancels it, before returning).
+unsafe fn read_into(
+    pipe: HANDLE,
+    ptr: *mut u8,
+    len: usize,
+    timeout: Option<Duration>,
+) -> io::Result<(usize, bool)> {
+    overlapped(pipe, timeout, |ov| {
+        // SAFETY: the caller's guarantee; the kernel only writes.
+        unsafe { ReadFile(pipe, ptr, len as u32, std::ptr::null_mut(), ov) }
+    })
 }
 
 /// Writes one datagram.
@@ -895,17 +901,22 @@ mod tests {
             let mut header = [0u8; 16];
             let (mut dst, mut scratch) = (Vec::new(), Vec::new());
 
+            // The next datagram, and the handles that came with it.
+            let mut recv_one = || {
+                let mut got = Vec::new();
+                let r = recv(
+                    &b,
+                    &mut header,
+                    &mut dst,
+                    &mut scratch,
+                    |h| got.push(h),
+                    false,
+                );
+                (r.unwrap(), got)
+            };
+
             forge(process_identity().1);
-            let mut got = Vec::new();
-            let r = recv(
-                &b,
-                &mut header,
-                &mut dst,
-                &mut scratch,
-                |h| got.push(h),
-                false,
-            )
-            .unwrap();
+            let (r, got) = recv_one();
             assert_eq!((r.len, r.handles_truncated, got.len()), (16, false, 1));
             assert_ne!(got[0].as_raw_handle(), mine.as_raw_handle(), "a copy");
             drop(got);
@@ -913,16 +924,7 @@ mod tests {
 
             // The same pid with another creation time is another process.
             forge(process_identity().1 ^ 1);
-            let mut got = Vec::new();
-            let r = recv(
-                &b,
-                &mut header,
-                &mut dst,
-                &mut scratch,
-                |h| got.push(h),
-                false,
-            )
-            .unwrap();
+            let (r, got) = recv_one();
             assert!(r.handles_truncated && got.is_empty());
 
             // A value that names nothing in the sender.
