@@ -7,7 +7,10 @@ use crate::Seals;
 
 pub(crate) const CAN_GROW: bool = false;
 
-pub(crate) fn create(_name: &str, _len: u64) -> io::Result<OwnedRaw> {
+pub(crate) fn create_with_reader(
+    _name: &str,
+    _len: u64,
+) -> io::Result<(OwnedRaw, Option<OwnedRaw>)> {
     Err(unsupported())
 }
 
