@@ -203,7 +203,7 @@ impl Child {
             // Reaped: the pid may name someone else by now.
             return Ok(());
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(not(handoff_portable))]
         if let Some(pidfd) = &self.pidfd {
             return rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL)
                 .map_err(io::Error::from);
