@@ -429,10 +429,12 @@ mod watch {
     use std::io;
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-    use rustix::event::kqueue::{kevent, kqueue, Event, EventFilter, EventFlags, ProcessEvents};
+    use rustix::event::kqueue::{
+        kevent, kqueue, Event, EventFilter, EventFlags, ProcessEvents, UserDefinedFlags, UserFlags,
+    };
     use rustix::event::{PollFd, PollFlags};
     use rustix::io::Errno;
-    use rustix::process::Pid;
+    use rustix::process::{Pid, WaitId, WaitIdOptions};
 
     use crate::{Error, Result};
 
@@ -454,9 +456,50 @@ mod watch {
         // returns once the change is applied.
         match unsafe { kevent(&kq, &[change], &mut none, None) } {
             Ok(_) => Ok(kq),
+            // The kernel attaches the filter to live processes only. Our
+            // own child that has exited but is not reaped yet still has
+            // its status to give: its watch starts out saying it exited.
+            Err(Errno::SRCH) if is_our_zombie(pid) => {
+                already_exited(&kq).map_err(|e| Error::os("kevent(EVFILT_USER)", e))?;
+                Ok(kq)
+            }
             Err(Errno::SRCH) => Err(Error::NoSuchProcess { pid: raw }),
             Err(e) => Err(Error::os("kevent(EVFILT_PROC)", e.into())),
         }
+    }
+
+    /// Whether `pid` is a child of this process that has exited and waits
+    /// to be reaped (`WNOWAIT` leaves it so).
+    fn is_our_zombie(pid: Pid) -> bool {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        matches!(
+            rustix::process::waitid(WaitId::Pid(pid), options),
+            Ok(Some(_))
+        )
+    }
+
+    /// Makes the kqueue readable for good: a user event, added and
+    /// triggered, never drained.
+    fn already_exited(kq: &OwnedFd) -> io::Result<()> {
+        let user = |flags: UserFlags, action: EventFlags| {
+            Event::new(
+                EventFilter::User {
+                    ident: 0,
+                    flags,
+                    user_flags: UserDefinedFlags::new(0),
+                },
+                action,
+                std::ptr::null_mut(),
+            )
+        };
+        let changes = [
+            user(UserFlags::empty(), EventFlags::ADD),
+            user(UserFlags::TRIGGER, EventFlags::empty()),
+        ];
+        let mut none: Vec<Event> = Vec::new();
+        // SAFETY: as in `watch`: no pointer or descriptor in the events.
+        unsafe { kevent(kq, &changes, &mut none, None) }?;
+        Ok(())
     }
 
     fn readable(kq: BorrowedFd<'_>, block: bool) -> io::Result<bool> {
