@@ -115,6 +115,9 @@ fn main() -> ExitCode {
     if let Some(code) = chaos::child_main() {
         return code;
     }
+    if let Some(code) = restart::pipe_sink_main() {
+        return code;
+    }
     let cli = Cli::parse();
     if cli.portable && !portable::active() {
         if let Err(e) = portable::build_and_run() {

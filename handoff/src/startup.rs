@@ -45,7 +45,7 @@ pub const VERSION: u32 = 1;
 pub const HEADER_LEN: u64 = 64;
 
 /// The payload is opaque bytes.
-const FORMAT_BYTES: u32 = 0;
+pub(crate) const FORMAT_BYTES: u32 = 0;
 /// The payload is a value encoded as in `docs/wire-format.md` (typed payloads).
 const FORMAT_VALUE: u32 = 1;
 
@@ -159,7 +159,7 @@ pub fn create_from(source: impl AsHandle, len: Option<u64>) -> Result<Handle> {
 
 /// The writable object with its header, and the read-only handle to hand
 /// on where one cannot be made later (see `finish`).
-fn begin(format: u32, payload_len: u64) -> Result<(Handle, Option<Handle>)> {
+pub(crate) fn begin(format: u32, payload_len: u64) -> Result<(Handle, Option<Handle>)> {
     let total = HEADER_LEN
         .checked_add(payload_len)
         .ok_or_else(|| Error::InvalidArgument("startup data too large".into()))?;
@@ -171,7 +171,7 @@ fn begin(format: u32, payload_len: u64) -> Result<(Handle, Option<Handle>)> {
     Ok((fd, reader.map(Handle::from)))
 }
 
-fn finish(fd: Handle, reader: Option<Handle>) -> Result<Handle> {
+pub(crate) fn finish(fd: Handle, reader: Option<Handle>) -> Result<Handle> {
     match sys::shm::add_seals(fd.borrow().into(), Seals::IMMUTABLE) {
         Ok(()) => {}
         // Platforms without seals still get the data; the child is told by

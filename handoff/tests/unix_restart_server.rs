@@ -178,12 +178,13 @@ fn serves_each_protocol_naming_its_generation_then_drains() {
             .unwrap();
         client.connect(rig.udp.local_addr().unwrap()).unwrap();
         let mut buf = [0u8; 256];
-        for seq in [0u32, 1, 41] {
+        // The flow's count: every datagram since its `seq=0`.
+        for (seq, served) in [(0u32, 1), (1, 2), (41, 3), (0, 1)] {
             client.send(format!("seq={seq}").as_bytes()).unwrap();
             let n = client.recv(&mut buf).unwrap();
             assert_eq!(
                 std::str::from_utf8(&buf[..n]).unwrap(),
-                format!("seq={seq} {label}")
+                format!("seq={seq} n={served} {label}")
             );
         }
         client.send(b"seq=x").unwrap();
@@ -195,6 +196,18 @@ fn serves_each_protocol_naming_its_generation_then_drains() {
         let mut echo = String::new();
         unix.read_to_string(&mut echo).unwrap();
         assert_eq!(echo, format!("{label} ping 5\n"));
+
+        // A long-lived stream: every line back as sent, any byte but the
+        // newline, until the client closes.
+        let mut stream = UnixStream::connect(rig.dir.path().join("app.sock")).unwrap();
+        stream.write_all(b"stream\n").unwrap();
+        for line in [&b"one\n"[..], b"\x00\xff\r two\n"] {
+            stream.write_all(line).unwrap();
+            let mut back = vec![0u8; line.len()];
+            stream.read_exact(&mut back).unwrap();
+            assert_eq!(back, line);
+        }
+        drop(stream);
 
         terminate(&child);
         let status = child.wait().unwrap();
@@ -272,6 +285,163 @@ fn a_socket_of_the_wrong_kind_is_refused() {
         assert!(!status.success());
         assert!(text.contains("a listening TCP socket"), "{text}");
         assert!(text.contains("datagram"), "{text}");
+    }
+    leaks.assert();
+}
+
+/// One keep-alive request on an open connection: the body.
+fn keep_alive(http: &mut TcpStream) -> String {
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(http.read(&mut byte).unwrap(), 1, "closed mid-head");
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8(got).unwrap();
+    assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    http.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+fn read_pid(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The pid in `path` once it is there and differs from `old` (a minute at
+/// most: a bound, not a measurement).
+fn next_pid(path: &std::path::Path, old: Option<u32>) -> u32 {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match read_pid(path) {
+            Some(p) if Some(p) != old => return p,
+            _ => assert!(Instant::now() < until, "no new pid in {}", path.display()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+#[test]
+fn self_contained_upgrades_keep_connections_streams_and_flows() {
+    let _serial = serial();
+    let leaks = LeakCheck::new();
+    {
+        let rig = Rig::new();
+        let mode = rig.dir.path().join("mode");
+        std::fs::write(&mode, "good\n").unwrap();
+        let pid_file = rig.dir.path().join("pid");
+        let mut first = handoff::Command::new(server())
+            .handle("http", &rig.http)
+            .handle("udp", &rig.udp)
+            .handle("unix", &rig.unix)
+            .env("RESTART_SERVER_SELF_CONTAINED", "1")
+            .env("RESTART_SERVER_MODE_FILE", &mode)
+            .env("RESTART_SERVER_PID_FILE", &pid_file)
+            .env("HANDOFF_GENERATION", "1")
+            .stderr(handoff::spawn::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Every generation writes to this pipe (the successors inherit
+        // it); a thread passes the lines on.
+        let err = std::fs::File::from(std::os::fd::OwnedFd::from(first.take_stderr().unwrap()));
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let wait_line = |what: &str| {
+            let until = Instant::now() + Duration::from_secs(60);
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                let l = lines.recv_timeout(left).expect(what);
+                if l.contains(what) {
+                    return;
+                }
+            }
+        };
+
+        let one = next_pid(&pid_file, None);
+        let mut http = TcpStream::connect(rig.http.local_addr().unwrap()).unwrap();
+        let mut stream = UnixStream::connect(rig.dir.path().join("app.sock")).unwrap();
+        stream.write_all(b"stream\n").unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        udp.connect(rig.udp.local_addr().unwrap()).unwrap();
+        let mut seq = 0u32;
+        // Each exchange on the same three: answered by `pid`, the flow's
+        // count carried across generations.
+        let mut exchange = |pid: u32| {
+            assert!(keep_alive(&mut http).contains(&format!("pid={pid}")));
+            let line = format!("line {seq}\n");
+            stream.write_all(line.as_bytes()).unwrap();
+            let mut back = vec![0u8; line.len()];
+            stream.read_exact(&mut back).unwrap();
+            assert_eq!(back, line.as_bytes());
+            udp.send(format!("seq={seq}").as_bytes()).unwrap();
+            let mut buf = [0u8; 128];
+            let n = udp.recv(&mut buf).unwrap();
+            let answer = std::str::from_utf8(&buf[..n]).unwrap().to_owned();
+            assert!(
+                answer.starts_with(&format!("seq={seq} n={} ", seq + 1)),
+                "{answer}"
+            );
+            assert!(answer.ends_with(&format!("pid={pid}")), "{answer}");
+            seq += 1;
+        };
+        exchange(one);
+
+        signal(one, rustix::process::Signal::HUP);
+        let two = next_pid(&pid_file, Some(one));
+        assert!(first.wait().unwrap().success());
+        exchange(two);
+
+        // A successor that refuses the state: the upgrade fails, the same
+        // process serves on with the same connections and flows.
+        std::fs::write(&mode, "refuse-state\n").unwrap();
+        signal(two, rustix::process::Signal::HUP);
+        wait_line("upgrade failed");
+        std::fs::write(&mode, "good\n").unwrap();
+        assert_eq!(read_pid(&pid_file), Some(two));
+        exchange(two);
+
+        signal(two, rustix::process::Signal::HUP);
+        let three = next_pid(&pid_file, Some(two));
+        exchange(three);
+        let until = Instant::now() + Duration::from_secs(60);
+        while !gone(two) {
+            assert!(Instant::now() < until, "generation 2 still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        drop((http, stream, udp));
+        signal(three, rustix::process::Signal::TERM);
+        reader.join().unwrap();
+        assert!(gone(three));
     }
     leaks.assert();
 }

@@ -1,18 +1,23 @@
 //! The campaign's phases, in order: capacity, baseline load, load with
-//! restarts, the negative control, gunicorn; then the checks.
+//! restarts, large state, the self-contained mode under the same load, the
+//! negative control, gunicorn; then the checks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::counters::{self, Counters};
+use super::handover_stats;
 use super::keepalive::KeepAlive;
 use super::load::{self, Load, Rates, Target};
 use super::naive::{self, Naive};
-use super::outcome::{Outcome, Recorder, Span};
+use super::outcome::{Outcome, Recorder, Span, PROTOS};
 use super::plot::{self, Mark, MarkKind};
 use super::procs;
 use super::report::{self, Check, Report};
+use super::self_contained;
+use super::state_phase;
+use super::stream_client::Streams;
 use super::supervisor::{self, Supervisor, Timeouts};
 use crate::Result;
 
@@ -29,6 +34,15 @@ struct Size {
     rates: Rates,
     /// Keep-alive HTTP clients and their requests a second in all.
     keepalive: (usize, f64),
+    /// Long-lived Unix streams, one line a second each.
+    streams: usize,
+    /// Bad versions of the handover itself (`HANDOVER_BAD`), beside the
+    /// supervisor's (`bad`).
+    handover_bad: usize,
+    /// Restarts of the self-contained server.
+    self_contained: usize,
+    /// The large-state phase: bytes of state, restarts.
+    big_state: (u64, usize),
 }
 
 impl Size {
@@ -51,6 +65,10 @@ impl Size {
                 gunicorn_restarts: 3,
                 rates,
                 keepalive: (100, 1000.0),
+                streams: 100,
+                handover_bad: 10,
+                self_contained: 20,
+                big_state: (256 << 20, 3),
             }
         } else {
             Size {
@@ -63,6 +81,10 @@ impl Size {
                 gunicorn_restarts: 20,
                 rates,
                 keepalive: (200, 10_000.0),
+                streams: 100,
+                handover_bad: 100,
+                self_contained: 100,
+                big_state: (1 << 30, 5),
             }
         }
     }
@@ -78,7 +100,8 @@ enum Step {
     Supervisor,
 }
 
-/// The bad versions, in turn (the server's mode names).
+/// The bad versions the supervisor must catch, in turn (the server's
+/// mode names).
 const BAD: [&str; 5] = [
     "crash-before-ready",
     "hang-before-ready",
@@ -87,15 +110,28 @@ const BAD: [&str; 5] = [
     "ignore-stop",
 ];
 
+/// The bad versions of the handover, in turn: each fails before it says
+/// `READY=1`, and the old generation must serve on with every connection.
+const HANDOVER_BAD: [&str; 4] = [
+    "refuse-state",
+    "crash-taking",
+    "crash-taken",
+    "few-descriptors",
+];
+
 fn plan(size: &Size) -> Vec<Step> {
-    let bad_every = (size.restarts / size.bad.max(1)).max(2);
-    let sup_every = (size.restarts / size.supervisor.max(1)).max(2);
-    let mut bad = 0;
+    let bad_every = (size.restarts / size.bad.max(1)).max(4);
+    let handover_every = (size.restarts / size.handover_bad.max(1)).max(4);
+    let sup_every = (size.restarts / size.supervisor.max(1)).max(4);
+    let (mut bad, mut handover) = (0, 0);
     (0..size.restarts)
         .map(|i| {
             if i % bad_every == bad_every / 2 && bad < size.bad {
                 bad += 1;
                 Step::Bad(BAD[(bad - 1) % BAD.len()])
+            } else if i % handover_every == handover_every / 4 && handover < size.handover_bad {
+                handover += 1;
+                Step::Bad(HANDOVER_BAD[(handover - 1) % HANDOVER_BAD.len()])
             } else if i % sup_every == sup_every - 1 {
                 Step::Supervisor
             } else {
@@ -180,6 +216,7 @@ pub fn run(quick: bool) -> Result<Report> {
         unix: dir.join("app.sock"),
     };
     let mode_file = dir.join("mode");
+    let stats_file = dir.join("handover-stats");
     std::fs::write(&mode_file, "good\n")?;
     let mut sup = Supervisor::start(
         &bins.handoff,
@@ -187,7 +224,10 @@ pub fn run(quick: bool) -> Result<Report> {
         &dir.join("control.sock"),
         TIMEOUTS,
         &[bins.server.as_os_str()],
-        &[("RESTART_SERVER_MODE_FILE", mode_file.as_os_str())],
+        &[
+            ("RESTART_SERVER_MODE_FILE", mode_file.as_os_str()),
+            ("RESTART_SERVER_STATS", stats_file.as_os_str()),
+        ],
         &log,
     )?;
     let mut current = sup.wait_serving(Duration::from_secs(10), || {
@@ -204,6 +244,13 @@ pub fn run(quick: bool) -> Result<Report> {
     let load = Load::start(&runtime, &target, size.rates, &recorder)?;
     let (clients, rate) = size.keepalive;
     let keepalive = KeepAlive::start(&runtime, target.http, clients, rate, &recorder);
+    let streams = Streams::start(
+        &runtime,
+        target.unix.clone(),
+        size.streams,
+        Duration::from_secs(1),
+        &recorder,
+    );
     std::thread::sleep(size.baseline);
     let restart_from = started.elapsed().as_secs() as usize + 1;
     std::thread::sleep(Duration::from_secs(restart_from as u64) - started.elapsed());
@@ -310,12 +357,43 @@ pub fn run(quick: bool) -> Result<Report> {
     // A short tail after the last restart counts as "during".
     std::thread::sleep(Duration::from_secs(2));
     eprintln!("restart campaign: stopping the load ...");
+    let lines = streams.stop(&runtime);
     let kept = keepalive.stop(&runtime);
     load.stop(&runtime);
     let after = counters::read()?;
     let seconds = recorder.snapshot();
     let lag = recorder.lag_ms();
     sup.stop(Duration::from_secs(TIMEOUTS.drain + 2));
+    let handovers = handover_stats::read(&stats_file);
+
+    eprintln!(
+        "restart campaign: {} MiB of state, {} restarts ...",
+        size.big_state.0 >> 20,
+        size.big_state.1
+    );
+    let big = state_phase::run(
+        &bins.handoff,
+        &bins.server,
+        &dir,
+        size.big_state.0,
+        size.big_state.1,
+    )?;
+
+    eprintln!(
+        "restart campaign: self-contained mode, {} restarts ...",
+        size.self_contained
+    );
+    let selfc = self_contained::run(
+        &runtime,
+        &bins.server,
+        &dir,
+        self_contained::Work {
+            restarts: size.self_contained,
+            rates: size.rates,
+            keepalive: size.keepalive,
+            streams: size.streams,
+        },
+    )?;
 
     eprintln!("restart campaign: negative control ...");
     let naive = negative_control(&runtime, &bins.server, &dir, size)?;
@@ -342,15 +420,15 @@ pub fn run(quick: bool) -> Result<Report> {
     let during = Span::of(&seconds, restart_from, seconds.len());
     let all = Span::of(&seconds, 0, seconds.len());
     let delta = counters::delta(&before, &after);
-    let total = |span: &Span, o: Outcome| -> u64 { (0..3).map(|p| span.count(p, o)).sum() };
+    let total = |span: &Span, o: Outcome| -> u64 { (0..PROTOS).map(|p| span.count(p, o)).sum() };
 
     let mut checks = Vec::new();
     checks.push(Check::new(
         "restarts succeed",
         format!(
             "{} of {}",
-            size.restarts - size.bad - size.supervisor,
-            size.restarts - size.bad - size.supervisor
+            size.restarts - size.bad - size.handover_bad - size.supervisor,
+            size.restarts - size.bad - size.handover_bad - size.supervisor
         ),
         good.measured(),
         good.pass(),
@@ -358,9 +436,11 @@ pub fn run(quick: bool) -> Result<Report> {
     checks.push(Check::new(
         "bad versions refused, old serves",
         format!(
-            "{} of {}, each within {} s",
+            "{} of {} ({} of the supervisor's, {} of the handover), each within {} s",
+            size.bad + size.handover_bad,
+            size.bad + size.handover_bad,
             size.bad,
-            size.bad,
+            size.handover_bad,
             TIMEOUTS.ready + 5
         ),
         bad.measured(),
@@ -378,7 +458,7 @@ pub fn run(quick: bool) -> Result<Report> {
         "0",
         format!(
             "{failed} of {}",
-            (0..3).map(|p| all.requests(p)).sum::<u64>()
+            (0..PROTOS).map(|p| all.requests(p)).sum::<u64>()
         ),
         failed == 0 && all.requests(0) > 0,
     ));
@@ -396,12 +476,102 @@ pub fn run(quick: bool) -> Result<Report> {
         ),
         kept.reconnects() == 0 && kept.requests > 0,
     ));
-    let gaps = total(&all, Outcome::Lost) + total(&all, Outcome::Duplicate);
     checks.push(Check::new(
-        "0 UDP sequence gaps",
-        "0 lost, 0 duplicate",
-        gaps.to_string(),
-        gaps == 0,
+        "long-lived streams: 0 reconnects, every byte back",
+        format!("0 reconnects, 0 corrupted ({} streams)", lines.clients),
+        format!(
+            "{} reconnects, {} corrupted ({} connects, {} lines, {} bytes echoed)",
+            lines.reconnects(),
+            lines.corrupted,
+            lines.connects,
+            lines.lines,
+            lines.bytes
+        ),
+        lines.reconnects() == 0 && lines.corrupted == 0 && lines.lines > 0,
+    ));
+    let gaps = total(&all, Outcome::Lost) + total(&all, Outcome::Duplicate);
+    let stateless = total(&all, Outcome::Stateless);
+    checks.push(Check::new(
+        "0 UDP sequence gaps, flow state kept",
+        "0 lost, 0 duplicate, 0 without the flow's state",
+        format!("{gaps} lost or duplicate, {stateless} without the flow's state"),
+        gaps == 0 && stateless == 0,
+    ));
+    let good_handovers = size.restarts - size.bad - size.handover_bad - size.supervisor;
+    notes.push(format!(
+        "handovers under load: {}",
+        handover_stats::summary(&handovers)
+    ));
+    checks.push(Check::new(
+        "state and connections handed over",
+        format!("at every good restart ({good_handovers}), state validated"),
+        format!("{} handovers", handovers.len()),
+        handovers.len() >= good_handovers,
+    ));
+    let state_faster = big.median_state_ms() < big.median_pipe_ms();
+    let state_ok = big.ok == big.restarts && big.handovers.len() >= big.restarts;
+    notes.push(format!("large state: {}", big.summary()));
+    if !big.problems.is_empty() {
+        notes.push(format!("large state: {}", big.problems.join("; ")));
+    }
+    if quick {
+        checks.push(Check::new(
+            "large state handed over and validated",
+            format!("{} of {} restarts", big.restarts, big.restarts),
+            format!(
+                "{}/{} (timing in the notes, not judged in --quick)",
+                big.ok, big.restarts
+            ),
+            state_ok,
+        ));
+    } else {
+        checks.push(Check::new(
+            "large state: faster than one pipe copy",
+            format!("{} MiB per restart, median < pipe", big.bytes >> 20),
+            format!(
+                "{:.0} ms vs pipe {:.0} ms ({}/{} restarts)",
+                big.median_state_ms(),
+                big.median_pipe_ms(),
+                big.ok,
+                big.restarts
+            ),
+            state_ok && state_faster,
+        ));
+    }
+    let self_failed = selfc.span.failures();
+    let self_requests: u64 = (0..PROTOS).map(|p| selfc.span.requests(p)).sum();
+    let self_moved: Vec<String> = selfc
+        .counters
+        .iter()
+        .filter(|(_, &v)| v > 0)
+        .map(|(k, v)| format!("{k} +{v}"))
+        .collect();
+    let mut self_problems = String::new();
+    if !selfc.problems.is_empty() {
+        self_problems = format!(" (first: {})", selfc.problems.join("; "));
+    }
+    checks.push(Check::new(
+        "self-contained: restarts, 0 failed, 0 reconnects",
+        format!("{} of {}, 0 failed, 0 reconnects, counters 0", selfc.restarts, selfc.restarts),
+        format!(
+            "{}/{}{self_problems}, {self_failed} of {self_requests} failed, {} + {} reconnects, counters {}",
+            selfc.ok,
+            selfc.restarts,
+            selfc.keepalive.reconnects(),
+            selfc.streams.reconnects(),
+            if self_moved.is_empty() { "all 0".to_string() } else { self_moved.join(", ") }
+        ),
+        selfc.ok == selfc.restarts
+            && self_failed == 0
+            && self_requests > 0
+            && selfc.keepalive.reconnects() == 0
+            && selfc.streams.reconnects() == 0
+            && selfc.streams.corrupted == 0
+            && self_moved.is_empty(),
+    ));
+    notes.push(format!(
+        "self-contained handovers: {}",
+        handover_stats::summary(&selfc.handovers)
     ));
     let moved: Vec<String> = delta
         .iter()
@@ -492,7 +662,7 @@ pub fn run(quick: bool) -> Result<Report> {
         .map(|(i, s)| {
             let span = Span::of(std::slice::from_ref(s), 0, 1);
             let h = span.all_latency();
-            let requests = (0..3).map(|p| span.requests(p)).sum();
+            let requests = (0..PROTOS).map(|p| span.requests(p)).sum();
             let lag = lag.get(i).copied().unwrap_or(0.0);
             (
                 requests,
@@ -574,6 +744,8 @@ pub fn run(quick: bool) -> Result<Report> {
         naive_traffic: report::traffic(&naive.span),
         naive_counters: naive.counters,
         naive_restarts: naive.restarts,
+        self_contained_traffic: report::traffic(&selfc.span),
+        self_contained_counters: selfc.counters,
         gunicorn: gunicorn_text,
         picture: picture.display().to_string(),
         series,
@@ -695,8 +867,8 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            assert_eq!(bad.len(), size.bad);
-            for mode in BAD {
+            assert_eq!(bad.len(), size.bad + size.handover_bad);
+            for mode in BAD.into_iter().chain(HANDOVER_BAD) {
                 assert!(bad.contains(&mode), "{mode} never planned");
             }
             let selfs = steps.iter().filter(|s| **s == Step::Supervisor).count();

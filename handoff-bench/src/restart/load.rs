@@ -209,7 +209,7 @@ impl Load {
 /// (one protocol at a time). Successful requests per second.
 pub fn capacity(rt: &Runtime, target: &Target, time: Duration) -> [f64; 3] {
     let mut rates = [0.0; 3];
-    for (i, proto) in Proto::ALL.into_iter().enumerate() {
+    for (i, proto) in Proto::LOADED.into_iter().enumerate() {
         let done = Arc::new(AtomicU64::new(0));
         let until = Instant::now() + time;
         rt.block_on(async {
@@ -238,7 +238,7 @@ pub fn capacity(rt: &Runtime, target: &Target, time: Duration) -> [f64; 3] {
                                 }
                                 (Proto::Unix, _) => unix_client::request(&target.unix, n).await,
                                 (Proto::Udp, Some(s)) => udp_client::ping(s, n).await,
-                                (Proto::Udp, None) => Err(Outcome::Other),
+                                (Proto::Udp, None) | (Proto::Stream, _) => Err(Outcome::Other),
                             }
                         };
                         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), one).await

@@ -16,6 +16,7 @@
 mod campaign;
 mod counters;
 mod gunicorn;
+mod handover_stats;
 mod http_client;
 mod keepalive;
 mod load;
@@ -25,11 +26,20 @@ mod outcome;
 mod plot;
 mod procs;
 mod report;
+mod self_contained;
+mod state_phase;
+mod stream_client;
 mod supervisor;
 mod udp_client;
 mod unix_client;
 
 use std::process::ExitCode;
+
+/// The receiving process of the large-state phase's pipe copy, when this
+/// binary was started as one.
+pub fn pipe_sink_main() -> Option<ExitCode> {
+    state_phase::pipe_sink_main()
+}
 
 pub fn run(quick: bool, json: bool) -> ExitCode {
     match netns::enter() {

@@ -4,24 +4,37 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The three protocols the reference server speaks.
+/// What the reference server serves: HTTP (new connections and
+/// keep-alive ones), UDP flows, Unix-stream connections of one exchange
+/// each, and long-lived Unix streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     Http,
     Udp,
     Unix,
+    Stream,
 }
 
+/// How many protocols are tallied.
+pub const PROTOS: usize = 4;
+
 impl Proto {
-    pub const ALL: [Proto; 3] = [Proto::Http, Proto::Udp, Proto::Unix];
+    pub const ALL: [Proto; PROTOS] = [Proto::Http, Proto::Udp, Proto::Unix, Proto::Stream];
+    /// The protocols of the open-loop load (offered at fixed rates, their
+    /// capacity measured).
+    pub const LOADED: [Proto; 3] = [Proto::Http, Proto::Udp, Proto::Unix];
     pub fn name(self) -> &'static str {
         match self {
             Proto::Http => "http",
             Proto::Udp => "udp",
             Proto::Unix => "unix",
+            Proto::Stream => "stream",
         }
     }
 }
+
+/// How many fates a request can have.
+pub const OUTCOMES: usize = 10;
 
 /// One request's fate. Everything but `Ok` is a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +56,16 @@ pub enum Outcome {
     Lost,
     /// A UDP sequence number answered twice.
     Duplicate,
+    /// A UDP answer whose flow count is not the flow's: served by a
+    /// generation that did not hold the flow's state (or after an earlier
+    /// datagram of the flow was lost on the way in).
+    Stateless,
     /// Any other error on the client's side (out of ports, ...).
     Other,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; OUTCOMES] = [
         Outcome::Ok,
         Outcome::Refused,
         Outcome::Reset,
@@ -57,6 +74,7 @@ impl Outcome {
         Outcome::Wrong,
         Outcome::Lost,
         Outcome::Duplicate,
+        Outcome::Stateless,
         Outcome::Other,
     ];
     pub fn name(self) -> &'static str {
@@ -69,6 +87,7 @@ impl Outcome {
             Outcome::Wrong => "wrong",
             Outcome::Lost => "lost",
             Outcome::Duplicate => "duplicate",
+            Outcome::Stateless => "stateless",
             Outcome::Other => "other",
         }
     }
@@ -157,7 +176,7 @@ impl Histogram {
 /// One second of one protocol.
 #[derive(Debug, Clone, Default)]
 pub struct Second {
-    pub outcomes: [u64; 9],
+    pub outcomes: [u64; OUTCOMES],
     /// Latencies of the successful requests.
     pub latency: Histogram,
 }
@@ -173,7 +192,7 @@ impl Second {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub start: Instant,
-    seconds: Arc<Mutex<Vec<[Second; 3]>>>,
+    seconds: Arc<Mutex<Vec<[Second; PROTOS]>>>,
     /// Per second, the most any request started after its scheduled time
     /// (microseconds): the load generator's own stalls, told apart from the
     /// server's.
@@ -230,7 +249,7 @@ impl Recorder {
     }
 
     /// A copy of the tallies so far: `[second][protocol]`.
-    pub fn snapshot(&self) -> Vec<[Second; 3]> {
+    pub fn snapshot(&self) -> Vec<[Second; PROTOS]> {
         self.seconds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -241,11 +260,11 @@ impl Recorder {
 /// The tallies of a span of seconds, per protocol.
 #[derive(Debug, Clone, Default)]
 pub struct Span {
-    pub per_proto: [Second; 3],
+    pub per_proto: [Second; PROTOS],
 }
 
 impl Span {
-    pub fn of(seconds: &[[Second; 3]], from: usize, to: usize) -> Span {
+    pub fn of(seconds: &[[Second; PROTOS]], from: usize, to: usize) -> Span {
         let mut span = Span::default();
         for second in seconds.iter().take(to).skip(from) {
             for (sum, s) in span.per_proto.iter_mut().zip(second) {

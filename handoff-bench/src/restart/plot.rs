@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::outcome::{Second, Span};
+use super::outcome::{Second, Span, PROTOS};
 
 /// What kind of restart a mark is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct Mark {
 
 pub fn draw(
     path: &Path,
-    seconds: &[[Second; 3]],
+    seconds: &[[Second; PROTOS]],
     marks: &[Mark],
     title: &str,
 ) -> Result<(), String> {

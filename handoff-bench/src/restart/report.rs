@@ -80,6 +80,9 @@ pub struct Report {
     pub naive_traffic: Vec<Traffic>,
     pub naive_counters: Counters,
     pub naive_restarts: usize,
+    /// The self-contained server (no supervisor) under the same load.
+    pub self_contained_traffic: Vec<Traffic>,
+    pub self_contained_counters: Counters,
     pub gunicorn: Option<String>,
     pub picture: String,
     /// Per second of load: requests, failures, p50 and p99 (ms), and the
@@ -115,10 +118,10 @@ impl Report {
             t,
             "load (open loop) and capacity (closed loop), requests/s:"
         );
-        for (i, p) in Proto::ALL.iter().enumerate() {
+        for (i, p) in Proto::LOADED.iter().enumerate() {
             let _ = writeln!(
                 t,
-                "  {:<5} offered {:>7.0}   capacity {:>8.0}   ({:.0}% of capacity)",
+                "  {:<6} offered {:>7.0}   capacity {:>8.0}   ({:.0}% of capacity)",
                 p.name(),
                 self.offered_per_s[i],
                 self.capacity_per_s[i],
@@ -129,18 +132,22 @@ impl Report {
             ("without restarts (baseline)", &self.baseline),
             ("during restarts", &self.during),
             (
+                "self-contained mode (SIGHUP upgrades, no supervisor)",
+                &self.self_contained_traffic,
+            ),
+            (
                 "negative control (naive SO_REUSEPORT handover)",
                 &self.naive_traffic,
             ),
         ] {
             let _ = writeln!(t, "\n{title}:");
-            let _ = write!(t, "  {:<5} {:>9}", "proto", "requests");
+            let _ = write!(t, "  {:<6} {:>9}", "proto", "requests");
             for o in Outcome::ALL {
                 let _ = write!(t, " {:>9}", o.name());
             }
             let _ = writeln!(t, " {:>8} {:>8}", "p50 ms", "p99 ms");
             for r in rows.iter() {
-                let _ = write!(t, "  {:<5} {:>9}", r.protocol, r.requests);
+                let _ = write!(t, "  {:<6} {:>9}", r.protocol, r.requests);
                 for (_, n) in &r.outcomes {
                     let _ = write!(t, " {n:>9}");
                 }
@@ -150,13 +157,14 @@ impl Report {
         let _ = writeln!(t, "\nkernel counter deltas (private namespace):");
         let _ = writeln!(
             t,
-            "  {:<24} {:>10} {:>14}",
-            "counter", "campaign", "naive control"
+            "  {:<24} {:>10} {:>14} {:>14}",
+            "counter", "campaign", "self-contained", "naive control"
         );
         for (k, v) in &self.counters {
             let _ = writeln!(
                 t,
-                "  {k:<24} {v:>10} {:>14}",
+                "  {k:<24} {v:>10} {:>14} {:>14}",
+                self.self_contained_counters.get(k).copied().unwrap_or(0),
                 self.naive_counters.get(k).copied().unwrap_or(0)
             );
         }

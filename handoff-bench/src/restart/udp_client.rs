@@ -1,6 +1,9 @@
 //! UDP flows with sequence numbers: each flow is one client socket (its
 //! source address is the flow), sends `seq=N` with N counting up from 0,
-//! and expects `seq=N gen=G pid=P` back exactly once.
+//! and expects `seq=N n=K gen=G pid=P` back exactly once, K being the
+//! server's count of the flow's datagrams: N + 1 when the flow's state
+//! went with it across every restart (the server keeps it per flow and
+//! hands it to the next generation).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -80,14 +83,8 @@ impl Flow {
     }
 
     fn answer(&self, datagram: &[u8], recorder: &Recorder) {
-        let text = std::str::from_utf8(datagram).unwrap_or("");
-        let parsed = text.strip_prefix("seq=").and_then(|rest| {
-            let (seq, label) = rest.split_once(' ')?;
-            generation_pid(label)?;
-            seq.parse::<u64>().ok()
-        });
         let now = Instant::now();
-        let Some(seq) = parsed else {
+        let Some((seq, served)) = parse(datagram) else {
             recorder.record(Proto::Udp, now, Outcome::Wrong);
             return;
         };
@@ -95,7 +92,12 @@ impl Flow {
         match state.waiting.remove(&seq) {
             Some(scheduled) => {
                 drop(state);
-                recorder.record(Proto::Udp, scheduled, Outcome::Ok);
+                let outcome = if served == seq + 1 {
+                    Outcome::Ok
+                } else {
+                    Outcome::Stateless
+                };
+                recorder.record(Proto::Udp, scheduled, outcome);
             }
             None if seq < state.next => {
                 drop(state);
@@ -138,12 +140,29 @@ pub async fn ping(socket: &UdpSocket, seq: u64) -> Result<(), Outcome> {
         .recv(&mut buf)
         .await
         .map_err(|e| Outcome::of_error(&e))?;
-    let want = format!("seq={seq} ");
-    match std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(|t| t.strip_prefix(want.as_str()))
-    {
-        Some(label) if generation_pid(label).is_some() => Ok(()),
+    match parse(&buf[..n]) {
+        Some((got, _)) if got == seq => Ok(()),
         _ => Err(Outcome::Wrong),
+    }
+}
+
+/// `seq=N n=K gen=G pid=P`: the sequence number and the flow count.
+fn parse(datagram: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(datagram).ok()?;
+    let rest = text.strip_prefix("seq=")?;
+    let (seq, rest) = rest.split_once(' ')?;
+    let (served, label) = rest.strip_prefix("n=")?.split_once(' ')?;
+    generation_pid(label)?;
+    Some((seq.parse().ok()?, served.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_answer_carries_the_number_and_the_flow_count() {
+        assert_eq!(super::parse(b"seq=4 n=5 gen=2 pid=77"), Some((4, 5)));
+        assert_eq!(super::parse(b"seq=4 gen=2 pid=77"), None);
+        assert_eq!(super::parse(b"seq=4 n=x gen=2 pid=77"), None);
+        assert_eq!(super::parse(b"bad datagram gen=2 pid=77"), None);
     }
 }

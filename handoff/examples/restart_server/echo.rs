@@ -1,27 +1,42 @@
-//! The UDP echo with per-flow sequence numbers and the Unix-stream echo.
+//! The UDP echo with per-flow state and the Unix-stream echoes.
 //!
 //! UDP: a datagram `seq=N` from a flow (its source address) is answered
-//! `seq=N gen=G pid=P`; the client checks every number comes back exactly
-//! once. Unix: everything up to the first newline (or end of file) comes
-//! back after `gen=G pid=P `.
+//! `seq=N n=K gen=G pid=P`, K counting the flow's datagrams served so far
+//! by every generation since the flow's `seq=0`: the flows travel in the
+//! state, and one generation reads the socket at a time, so K is N + 1 for
+//! a client that started at 0 and lost nothing. Unix: a first line `stream` makes the connection a
+//! long-lived echo of every line, byte for byte, handed over at a restart
+//! like an idle keep-alive connection; any other first line comes back
+//! once after `gen=G pid=P ` and the connection closes.
+
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UdpSocket, UnixListener, UnixStream};
+use tokio::sync::watch;
 
 use crate::server::{stopped, Shared};
+use crate::snapshot::Flows;
 
 const MAX_LINE: usize = 4096;
 
-pub async fn udp_loop(socket: UdpSocket, mut shared: Shared) -> UdpSocket {
+/// Reads the socket until `halt`; the flows stay behind the lock, read
+/// only once the loop has ended.
+pub async fn udp_loop(
+    socket: UdpSocket,
+    flows: Arc<Mutex<Flows>>,
+    mut halt: watch::Receiver<bool>,
+    label: Arc<str>,
+) {
     let mut buf = [0u8; 512];
     loop {
         let (n, from) = tokio::select! {
             biased;
-            _ = stopped(&mut shared.stop) => return socket,
+            _ = stopped(&mut halt) => return,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("restart_server[{}]: udp receive: {e}", shared.label);
+                    eprintln!("restart_server[{label}]: udp receive: {e}");
                     continue;
                 }
             },
@@ -31,20 +46,35 @@ pub async fn udp_loop(socket: UdpSocket, mut shared: Shared) -> UdpSocket {
             .and_then(|t| t.strip_prefix("seq="))
         {
             Some(seq) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
-                format!("seq={seq} {}", shared.label)
+                let served = {
+                    let mut flows = flows.lock().unwrap_or_else(|e| e.into_inner());
+                    let served = flows.entry(from).or_insert(0);
+                    // `seq=0` starts a flow: a client port the kernel
+                    // hands out again is a new flow.
+                    if seq == "0" {
+                        *served = 0;
+                    }
+                    *served += 1;
+                    *served
+                };
+                format!("seq={seq} n={served} {label}")
             }
-            _ => format!("bad datagram {}", shared.label),
+            _ => format!("bad datagram {label}"),
         };
         // A full send buffer loses this answer; the client counts it.
         let _ = socket.send_to(reply.as_bytes(), from).await;
     }
 }
 
-pub async fn unix_accept_loop(listener: UnixListener, mut shared: Shared) -> UnixListener {
+pub async fn unix_accept_loop(
+    listener: UnixListener,
+    shared: Shared,
+    mut halt: watch::Receiver<bool>,
+) {
     loop {
         let stream = tokio::select! {
             biased;
-            _ = stopped(&mut shared.stop) => return listener,
+            _ = stopped(&mut halt) => return,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
@@ -68,6 +98,10 @@ async fn unix_echo(mut stream: UnixStream, shared: Shared) {
             Err(_) => return,
         }
     }
+    if let Some(rest) = line.strip_prefix(b"stream\n") {
+        let pending = rest.to_vec();
+        return stream_echo(stream, shared, pending).await;
+    }
     if let Some(end) = line.iter().position(|&b| b == b'\n') {
         line.truncate(end + 1);
     }
@@ -76,4 +110,36 @@ async fn unix_echo(mut stream: UnixStream, shared: Shared) {
     let _ = stream.write_all(&reply).await;
     let _ = stream.shutdown().await;
     drop(shared);
+}
+
+/// A long-lived stream: every line comes back as it came. Between two
+/// lines it gives itself to a handover (its unechoed bytes travel with
+/// it); at stop it closes.
+pub async fn stream_echo(mut stream: UnixStream, mut shared: Shared, mut buf: Vec<u8>) {
+    let _live = shared.pool.live();
+    let mut handover = shared.pool.requested.clone();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            if stream.write_all(&buf[..=end]).await.is_err() {
+                return;
+            }
+            buf.drain(..=end);
+        }
+        if buf.len() > MAX_LINE {
+            return;
+        }
+        tokio::select! {
+            r = stream.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
+            // No line half echoed here: the next generation may take it.
+            Ok(_) = handover.wait_for(|h| *h) => {
+                shared.pool.give_stream(stream, buf);
+                return;
+            }
+            _ = stopped(&mut shared.stop) => return,
+        }
+    }
 }

@@ -1,45 +1,54 @@
-//! Live handover of idle keep-alive HTTP connections to the next
-//! generation (`handoff::restart::handover`). The doorbell's far end is in
-//! the supervisor's store under `handoff.handover`. A new generation rings
-//! it once it has said `READY=1`; its predecessor answers only when it is
-//! told to stop, that is once the supervisor has judged the new generation
-//! (ready, stayed up, holds its listeners), so connections never go to a
-//! version that is about to be killed. Then the new generation stores a
-//! doorbell of its own in place of its predecessor's.
+//! Live handover of state and connections to the next generation
+//! (`handoff::restart::handover`). The doorbell's far end reaches the next
+//! generation under `handoff.handover`: from the supervisor's store under
+//! `handoff serve`, or passed directly by a generation that starts its own
+//! successor (`upgrade.rs`).
+//!
+//! The new generation rings before it says `READY=1`. The old one then
+//! halts its accept loops, gathers its idle keep-alive connections and
+//! long-lived streams (each gives itself up between two requests or
+//! lines), halts its UDP loop, seals the flows and its cache as state and
+//! offers both. The new one validates the state (or refuses it, and
+//! exits: the restart fails and the old generation resumes as it was),
+//! takes the connections, serves them, starts reading UDP with the flows,
+//! and only then says `READY=1`. The old generation keeps its parked
+//! copies until it is told to stop; if the new one dies first, they come
+//! back and the old one resumes everything.
 
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use handoff::restart::handover::{
     Connection, Doorbell, Incoming, Outgoing, TakeLimits, Takeover, DOORBELL,
 };
 use handoff::restart::Service;
 use handoff::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Mutex};
 
-use crate::server::Shared;
+use crate::front::Front;
+use crate::mode::Mode;
+use crate::server::{stopped, Shared};
+use crate::snapshot::{self, Cache, Flows};
 
 /// How long the old generation waits for its connections to reach a
 /// point between two requests.
 const GATHER: Duration = Duration::from_millis(200);
 /// How long each side waits for the other's answer.
 const ANSWER: Duration = Duration::from_secs(5);
-/// How long a new generation waits for its predecessor to be told to stop
-/// (the supervisor's judgement after `READY=1`, then the stop signal).
-const OFFER: Duration = Duration::from_secs(60);
+/// How a handed-over connection says what it is.
+const HTTP: &[u8] = b"http";
+const STREAM: &[u8] = b"stream";
 
-/// What each HTTP connection task holds to take part in a handover.
+/// What each connection task holds to take part in a handover.
 #[derive(Clone)]
 pub struct Pool {
     /// Raised while a handover gathers connections.
     pub requested: watch::Receiver<bool>,
     /// Where a connection between two requests gives itself up.
-    pub yielded: mpsc::UnboundedSender<Connection>,
-    /// Set while a next generation has rung and waits: a request answered
-    /// during the stop then keeps its connection open, to be handed over.
-    pending: Arc<AtomicBool>,
+    yielded: mpsc::UnboundedSender<Connection>,
     live: Arc<AtomicUsize>,
     next_id: Arc<AtomicU64>,
 }
@@ -54,26 +63,33 @@ impl Drop for Live {
 }
 
 impl Pool {
-    /// Whether a next generation waits for this one's connections.
-    pub fn pending(&self) -> bool {
-        self.pending.load(Ordering::Relaxed)
-    }
-
     pub fn live(&self) -> Live {
         self.live.fetch_add(1, Ordering::Relaxed);
         Live(self.live.clone())
     }
 
-    /// Gives `stream` (idle between requests, `pending` bytes already
-    /// read) to the handover.
-    pub fn give(&self, stream: tokio::net::TcpStream, pending: Vec<u8>) {
-        let Ok(std) = stream.into_std() else { return };
+    /// Gives an HTTP connection idle between requests (`pending` bytes
+    /// already read) to the handover.
+    pub fn give_tcp(&self, stream: tokio::net::TcpStream, pending: Vec<u8>) {
+        if let Ok(s) = stream.into_std() {
+            self.give(OwnedFd::from(s), pending, HTTP);
+        }
+    }
+
+    /// Gives a long-lived stream between two lines to the handover.
+    pub fn give_stream(&self, stream: tokio::net::UnixStream, pending: Vec<u8>) {
+        if let Ok(s) = stream.into_std() {
+            self.give(OwnedFd::from(s), pending, STREAM);
+        }
+    }
+
+    fn give(&self, fd: OwnedFd, pending: Vec<u8>, what: &[u8]) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _ = self.yielded.send(Connection {
             id,
-            handle: Handle::from(OwnedFd::from(std)),
+            handle: Handle::from(fd),
             pending,
-            position: Vec::new(),
+            position: what.to_vec(),
         });
     }
 }
@@ -91,7 +107,6 @@ pub fn pool() -> (Pool, Gatherer) {
         Pool {
             requested,
             yielded: tx,
-            pending: Arc::new(AtomicBool::new(false)),
             live: Arc::new(AtomicUsize::new(0)),
             next_id: Arc::new(AtomicU64::new(0)),
         },
@@ -102,179 +117,335 @@ pub fn pool() -> (Pool, Gatherer) {
     )
 }
 
-/// Serves `conns` here again (handed back, or taken over).
+/// Serves `conns` here (taken over, handed back or kept).
 pub fn serve(conns: Vec<Connection>, shared: &Shared) {
     for c in conns {
-        let std = std::net::TcpStream::from(OwnedFd::from(c.handle));
-        if let Ok(stream) = tokio::net::TcpStream::from_std(std) {
-            tokio::spawn(crate::http::connection_with(
-                stream,
-                shared.clone(),
-                c.pending,
-            ));
+        let fd = OwnedFd::from(c.handle);
+        if c.position == STREAM {
+            let std = std::os::unix::net::UnixStream::from(fd);
+            if let Ok(s) = tokio::net::UnixStream::from_std(std) {
+                tokio::spawn(crate::echo::stream_echo(s, shared.clone(), c.pending));
+            }
+        } else {
+            let std = std::net::TcpStream::from(fd);
+            if let Ok(s) = tokio::net::TcpStream::from_std(std) {
+                tokio::spawn(crate::http::connection_with(s, shared.clone(), c.pending));
+            }
         }
     }
 }
 
-/// The new generation, once it has said `READY=1`: rings the
-/// predecessor's doorbell (`bell`, from the store) and serves what it is
-/// handed when the predecessor stops; then stores a doorbell of its own,
-/// and only then says `Serving` (the predecessor exits after it, so the
-/// next restart finds this generation's doorbell in the store).
-pub fn start(service: Arc<Service>, bell: Option<Handle>, shared: Shared, gatherer: Gatherer) {
-    tokio::spawn(async move {
-        let mut stop = shared.stop.clone();
-        let taken = match bell {
-            None => None,
-            Some(bell) => tokio::select! {
-                t = take_over(bell, &shared) => t,
-                // Told to stop before its predecessor was (a version the
-                // supervisor refused): nothing to take, and the
-                // predecessor's doorbell must stay in the store.
-                _ = crate::server::stopped(&mut stop) => return,
-            },
-        };
-        if *stop.borrow() {
-            return;
+/// What the new generation took from its predecessor.
+pub struct Took {
+    pub flows: Flows,
+    pub cache: Cache,
+    pub connections: Vec<Connection>,
+    /// Kept open while this generation lives: its end closing is what
+    /// tells the predecessor to take the connections back.
+    pub session: Takeover,
+}
+
+/// The new generation, before `READY=1`: rings the predecessor's doorbell
+/// and takes its state and connections. `Ok(None)`: nobody answered (no
+/// predecessor alive), start afresh. `Err`: the predecessor answered and
+/// the handover failed; this generation must not say it is ready (the
+/// predecessor serves on). The bad versions of `mode.rs` end here.
+pub async fn take_over(bell: Handle, mode: Mode, label: &str) -> Result<Option<Took>, String> {
+    let limits = TakeLimits {
+        timeout: ANSWER,
+        ..TakeLimits::default()
+    };
+    let mut incoming = match Incoming::connect(bell, limits).await {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("restart_server[{label}]: no predecessor answers ({e}): starting afresh");
+            return Ok(None);
         }
-        announce(service, shared, gatherer);
-        if let Some(t) = taken {
-            if let Err(e) = t.serving().await {
-                eprintln!("restart_server: Serving not sent: {e}");
-            }
+    };
+    let offered = incoming.offered();
+    let version = if mode == Mode::RefuseState {
+        snapshot::VERSION + 1
+    } else {
+        snapshot::VERSION
+    };
+    let started = Instant::now();
+    let opened = match incoming.take_state() {
+        Some(h) => snapshot::open(h, version),
+        None => Err("the predecessor offered no state".into()),
+    };
+    let (flows, cache) = match opened {
+        Ok(s) => s,
+        Err(reason) => {
+            let _ = incoming.refuse(&reason).await;
+            eprintln!("restart_server[{label}]: {mode}: refused the state: {reason}; exiting with status 5");
+            std::process::exit(5);
         }
+    };
+    let validated = started.elapsed();
+    match mode {
+        Mode::CrashTaking if offered == 0 => {
+            eprintln!(
+                "restart_server[{label}]: {mode}: no connections offered; exiting with status 6"
+            );
+            std::process::exit(6);
+        }
+        Mode::CrashTaking => die_when_descriptors_arrive(),
+        Mode::FewDescriptors => room_for_half(offered),
+        _ => {}
+    }
+    let mut t = incoming
+        .accept()
+        .await
+        .map_err(|e| format!("handover failed: {e}"))?;
+    let connections = std::mem::take(&mut t.connections);
+    match mode {
+        Mode::CrashTaken => {
+            eprintln!(
+                "restart_server[{label}]: {mode}: took {} connections; exiting with status 7",
+                connections.len()
+            );
+            std::process::exit(7);
+        }
+        Mode::FewDescriptors => {
+            eprintln!(
+                "restart_server[{label}]: {mode}: room for {} of {offered} connections; exiting with status 8",
+                connections.len()
+            );
+            std::process::exit(8);
+        }
+        _ => {}
+    }
+    eprintln!(
+        "restart_server[{label}]: took {} of {offered} connections and {} bytes of state (validated in {:.1} ms)",
+        connections.len(),
+        cache.bytes().len(),
+        validated.as_secs_f64() * 1e3
+    );
+    Ok(Some(Took {
+        flows,
+        cache,
+        connections,
+        session: t,
+    }))
+}
+
+/// `crash-taking`: a thread that kills this process once the descriptor
+/// count rises, i.e. when the connections have arrived and before they
+/// are acknowledged.
+fn die_when_descriptors_arrive() {
+    let open = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let before = open();
+    std::thread::spawn(move || loop {
+        if open() > before {
+            eprintln!("restart_server: crash-taking: the connections arrived; SIGKILL");
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+        }
+        std::thread::sleep(Duration::from_micros(200));
     });
 }
 
-async fn take_over(bell: Handle, shared: &Shared) -> Option<Takeover> {
-    let limits = TakeLimits {
-        timeout: OFFER,
-        ..TakeLimits::default()
-    };
-    let incoming = match Incoming::connect(bell, limits).await {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("restart_server[{}]: no handover: {e}", shared.label);
-            return None;
-        }
-    };
-    match incoming.accept().await {
-        Ok(mut t) => {
-            eprintln!(
-                "restart_server[{}]: took {} connections",
-                shared.label,
-                t.connections.len()
-            );
-            serve(std::mem::take(&mut t.connections), shared);
-            Some(t)
-        }
-        Err(e) => {
-            eprintln!("restart_server[{}]: handover failed: {e}", shared.label);
-            None
-        }
-    }
+/// `few-descriptors`: a soft descriptor limit with room for about half of
+/// `offered` beyond the library's reserve.
+fn room_for_half(offered: u64) {
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as u64;
+    let limit = open + TakeLimits::default().reserve + offered.div_ceil(2);
+    let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: old.maximum,
+        },
+    );
 }
 
-/// Stores a doorbell of this generation's own in place of its
-/// predecessor's and answers the next generation's ring at stop.
-fn announce(service: Arc<Service>, shared: Shared, gatherer: Gatherer) {
-    if !service.is_supervised() {
-        return;
-    }
-    if let Some(bell) = store_doorbell(&service) {
-        tokio::spawn(answer(service, bell, shared, gatherer));
-    }
+/// The old generation's side, shared by every way the next one arrives.
+pub struct Answerer {
+    /// Under a supervisor: where a dead doorbell is replaced.
+    pub service: Option<Arc<Service>>,
+    pub front: Arc<Mutex<Front>>,
+    pub shared: Shared,
+    pub gatherer: Gatherer,
+    pub cache: Arc<Cache>,
 }
 
 /// A new doorbell whose far end replaces whatever the store holds under
 /// the name.
-fn store_doorbell(service: &Service) -> Option<Doorbell> {
+pub fn store_doorbell(service: &Service) -> Option<Doorbell> {
     let (bell, peer) = Doorbell::new().ok()?;
     service.remove(DOORBELL).ok()?;
     service.store(DOORBELL, &peer).ok()?;
     Some(bell)
 }
 
-/// Keeps the latest ring until this generation is told to stop, then
-/// hands its idle connections over on it.
-async fn answer(service: Arc<Service>, mut bell: Doorbell, mut shared: Shared, mut g: Gatherer) {
-    let pool = shared.pool.clone();
-    let mut waiting: Option<Outgoing> = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = crate::server::stopped(&mut shared.stop) => break,
-            // A later ring replaces an earlier one: the generation that
-            // rang first was refused and killed, or it would not ring again.
-            r = bell.ring() => match r {
-                Ok(s) => {
-                    waiting = Some(s);
-                    pool.pending.store(true, Ordering::Relaxed);
-                }
-                // Nobody holds the far end any more: a refused version
-                // took it out of the store, or the store dropped it. A
-                // dead doorbell answers every ring at once, so go on with
-                // a new one rather than spin on this one.
-                Err(handoff::Error::Disconnected { .. }) => match store_doorbell(&service) {
-                    Some(b) => bell = b,
-                    None => return,
+impl Answerer {
+    /// Answers rings until this generation is told to stop (`None`) or,
+    /// without a supervisor's store, the doorbell's far end is gone (the
+    /// answerer comes back for another doorbell). After a handover it
+    /// answers no more (the doorbell in the store is the new generation's)
+    /// unless the connections come back.
+    pub async fn run(mut self, mut bell: Doorbell) -> Option<Answerer> {
+        let mut stop = self.shared.stop.clone();
+        loop {
+            let session = tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => return None,
+                r = bell.ring() => match r {
+                    Ok(s) => s,
+                    // Nobody holds the far end any more (the store dropped
+                    // it, or a new generation replaced it and then died):
+                    // a dead doorbell answers every ring at once, so go on
+                    // with a new one rather than spin on this one.
+                    Err(handoff::Error::Disconnected { .. }) => {
+                        let Some(service) = self.service.as_deref() else {
+                            return Some(self);
+                        };
+                        match store_doorbell(service) {
+                            Some(b) => {
+                                bell = b;
+                                continue;
+                            }
+                            None => return None,
+                        }
+                    }
+                    // A malformed ring: the next one is answered.
+                    Err(_) => continue,
                 },
-                // A malformed ring: the next one is answered.
-                Err(_) => {}
-            },
-            // A connection that gave itself up too late for a handover.
-            Some(c) = g.yielded.recv() => serve(vec![c], &shared),
-        }
-    }
-    let Some(session) = waiting else { return };
-    g.request.send_replace(true);
-    let mut conns = Vec::new();
-    let deadline = tokio::time::sleep(GATHER);
-    tokio::pin!(deadline);
-    // Until every connection task has given itself up or ended (a task
-    // counts itself live until then, and gives before it ends), so one in
-    // the middle of a request is waited for too. Counting the tasks once at
-    // the start instead missed one spawned just before the stop but not yet
-    // running: it gave itself in place of one still answering, which then
-    // came too late and was closed here (2 reconnects in a quick campaign).
-    let mut tick = tokio::time::interval(Duration::from_millis(2));
-    while pool.live.load(Ordering::Relaxed) > 0 {
-        tokio::select! {
-            Some(c) = g.yielded.recv() => conns.push(c),
-            _ = tick.tick() => {}
-            _ = &mut deadline => break,
-        }
-    }
-    while let Ok(c) = g.yielded.try_recv() {
-        conns.push(c);
-    }
-    let offered = conns.len();
-    let outcome = session.hand_over(None, conns, ANSWER).await;
-    g.request.send_replace(false);
-    pool.pending.store(false, Ordering::Relaxed);
-    match outcome {
-        Err(f) => {
+                // A connection that gave itself up too late for a handover.
+                Some(c) = self.gatherer.yielded.recv() => {
+                    serve(vec![c], &self.shared);
+                    continue;
+                }
+            };
+            let Some(parked) = self.hand_over(session).await else {
+                continue;
+            };
+            let hold = parked.hold();
+            tokio::pin!(hold);
+            let back = loop {
+                tokio::select! {
+                    // Told to stop: the new generation was judged; the
+                    // parked copies close here.
+                    _ = stopped(&mut stop) => return None,
+                    // One that gave itself up after the gathering: it
+                    // stays here.
+                    Some(c) = self.gatherer.yielded.recv() => serve(vec![c], &self.shared),
+                    back = &mut hold => break back,
+                }
+            };
             eprintln!(
-                "restart_server[{}]: handover failed: {}",
-                shared.label, f.error
+                "restart_server[{}]: the next generation ended; {} connections back, serving again",
+                self.shared.label,
+                back.len()
             );
-            serve(f.connections, &shared);
-        }
-        Ok(h) => {
-            eprintln!(
-                "restart_server[{}]: handed over {} of {offered} connections",
-                shared.label,
-                h.parked.len()
-            );
-            serve(h.kept, &shared);
-            // The new generation says Serving once it serves them; if it
-            // dies first they come back and are finished here.
-            if let Ok(back) = tokio::time::timeout(ANSWER, h.parked.settle()).await {
-                serve(back, &shared);
+            serve(back, &self.shared);
+            if let Err(e) = self.front.lock().await.resume(&self.shared) {
+                eprintln!("restart_server[{}]: resume: {e}", self.shared.label);
             }
         }
     }
-    while let Ok(c) = g.yielded.try_recv() {
-        serve(vec![c], &shared);
+
+    /// One handover; the parked connections if it happened.
+    async fn hand_over(&mut self, session: Outgoing) -> Option<handoff::restart::handover::Parked> {
+        let label = self.shared.label.clone();
+        let started = Instant::now();
+        let front = self.front.clone();
+        let mut front = front.lock().await;
+        // New connections go to the next generation from now on.
+        front.halt_accept().await;
+        let conns = self.gather().await;
+        let gathered = started.elapsed();
+        let udp_halted = Instant::now();
+        let flows = front.halt_udp().await;
+        let built = Instant::now();
+        let state = match snapshot::create(&flows, &self.cache) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("restart_server[{label}]: state not sealed: {e}; serving on");
+                serve(conns, &self.shared);
+                let _ = front.resume(&self.shared);
+                return None;
+            }
+        };
+        let build = built.elapsed();
+        let offered = conns.len();
+        let session_started = Instant::now();
+        let outcome = session.hand_over(Some(state), conns, ANSWER).await;
+        let session_time = session_started.elapsed();
+        self.gatherer.request.send_replace(false);
+        match outcome {
+            Err(f) => {
+                eprintln!(
+                    "restart_server[{label}]: handover failed: {}; serving on",
+                    f.error
+                );
+                serve(f.connections, &self.shared);
+                if let Err(e) = front.resume(&self.shared) {
+                    eprintln!("restart_server[{label}]: resume: {e}");
+                }
+                None
+            }
+            Ok(h) => {
+                let udp_pause = udp_halted.elapsed();
+                eprintln!(
+                    "restart_server[{label}]: handed over {} of {offered} connections",
+                    h.parked.len()
+                );
+                stats(&format!(
+                    "handover {label} connections={} offered={offered} state_bytes={} gather_ms={:.3} build_ms={:.3} session_ms={:.3} udp_pause_ms={:.3}",
+                    h.parked.len(),
+                    self.cache.bytes().len(),
+                    gathered.as_secs_f64() * 1e3,
+                    build.as_secs_f64() * 1e3,
+                    session_time.as_secs_f64() * 1e3,
+                    udp_pause.as_secs_f64() * 1e3,
+                ));
+                // Those it had no room for stay here until this
+                // generation stops.
+                serve(h.kept, &self.shared);
+                Some(h.parked)
+            }
+        }
+    }
+
+    /// Every connection task gives itself up between two requests or
+    /// ends (a task counts itself live until then, and gives before it
+    /// ends), so one in the middle of a request is waited for too, up to
+    /// `GATHER`.
+    async fn gather(&mut self) -> Vec<Connection> {
+        self.gatherer.request.send_replace(true);
+        let live = self.shared.pool.live.clone();
+        let mut conns = Vec::new();
+        let deadline = tokio::time::sleep(GATHER);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_millis(2));
+        while live.load(Ordering::Relaxed) > 0 {
+            tokio::select! {
+                Some(c) = self.gatherer.yielded.recv() => conns.push(c),
+                _ = tick.tick() => {}
+                _ = &mut deadline => break,
+            }
+        }
+        while let Ok(c) = self.gatherer.yielded.try_recv() {
+            conns.push(c);
+        }
+        conns
+    }
+}
+
+/// One line to the file named by `RESTART_SERVER_STATS`, for the campaign.
+fn stats(line: &str) {
+    let Some(path) = std::env::var_os("RESTART_SERVER_STATS") else {
+        return;
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::server::{stopped, Shared};
 
@@ -14,11 +15,11 @@ const MAX_HEAD: usize = 16 * 1024;
 /// request (answered with `Connection: close`).
 const IDLE_AT_STOP: Duration = Duration::from_secs(1);
 
-pub async fn accept_loop(listener: TcpListener, mut shared: Shared) -> TcpListener {
+pub async fn accept_loop(listener: TcpListener, shared: Shared, mut halt: watch::Receiver<bool>) {
     loop {
         let stream = tokio::select! {
             biased;
-            _ = stopped(&mut shared.stop) => return listener,
+            _ = stopped(&mut halt) => return,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
@@ -108,7 +109,7 @@ pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf:
                     // Between two requests: the next generation may take it.
                     // (`Err`, no handover in this generation, never fires.)
                     Ok(_) = handover.wait_for(|h| *h) => {
-                        shared.pool.give(stream, buf);
+                        shared.pool.give_tcp(stream, buf);
                         return;
                     }
                 }
@@ -136,15 +137,10 @@ pub async fn connection_with(mut stream: TcpStream, mut shared: Shared, mut buf:
                 Ok(n) => body -= n,
             }
         }
-        // At stop the connection closes after this answer, unless a next
-        // generation waits to take it over.
-        let keep_alive = head.keep_alive && (!*shared.stop.borrow() || shared.pool.pending());
-        if head.keep_alive && !keep_alive {
-            eprintln!(
-                "restart_server[{}]: a keep-alive connection closed at stop: no next generation waits",
-                shared.label
-            );
-        }
+        // At stop the connection closes after this answer: a next
+        // generation takes connections before it says it is ready, so
+        // none waits for them by now.
+        let keep_alive = head.keep_alive && !*shared.stop.borrow();
         let text = format!("{}\n", shared.label);
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Handoff-Generation: {}\r\nConnection: {}\r\n\r\n{text}",

@@ -18,6 +18,8 @@
 #[cfg(target_os = "linux")]
 mod echo;
 #[cfg(target_os = "linux")]
+mod front;
+#[cfg(target_os = "linux")]
 mod handover;
 #[cfg(target_os = "linux")]
 mod http;
@@ -25,6 +27,10 @@ mod http;
 mod mode;
 #[cfg(target_os = "linux")]
 mod server;
+#[cfg(target_os = "linux")]
+mod snapshot;
+#[cfg(target_os = "linux")]
+mod upgrade;
 
 #[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {

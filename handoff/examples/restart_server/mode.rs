@@ -24,6 +24,20 @@ pub enum Mode {
     /// deadline. (One that went on accepting after SIGTERM would lose the
     /// connections it holds when killed, whatever the supervisor does.)
     IgnoreStop,
+    /// Takes the predecessor's offer and refuses its state (as a version
+    /// that reads another state format would), then exits with status 5
+    /// before `READY=1`.
+    RefuseState,
+    /// Accepts the state and is killed (`SIGKILL`, by itself) the moment
+    /// the connections' descriptors arrive, before it acknowledges them.
+    CrashTaking,
+    /// Takes the connections (acknowledged, committed) and exits with
+    /// status 7 before serving them or saying `READY=1`.
+    CrashTaken,
+    /// Lowers its descriptor limit so that about half the offered
+    /// connections fit, takes what fits, and exits with status 8 before
+    /// `READY=1` (out of descriptors halfway).
+    FewDescriptors,
     /// Bind fresh `SO_REUSEPORT` sockets (addresses from
     /// `RESTART_SERVER_NAIVE_{HTTP,UDP,UNIX}`) instead of inheriting: the
     /// handover that loses connections, for the negative control.
@@ -31,13 +45,17 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 11] = [
         Mode::Good,
         Mode::CrashBeforeReady,
         Mode::HangBeforeReady,
         Mode::CrashAfterReady,
         Mode::CloseListeners,
         Mode::IgnoreStop,
+        Mode::RefuseState,
+        Mode::CrashTaking,
+        Mode::CrashTaken,
+        Mode::FewDescriptors,
         Mode::Naive,
     ];
 
@@ -49,8 +67,27 @@ impl Mode {
             Mode::CrashAfterReady => "crash-after-ready",
             Mode::CloseListeners => "close-listeners",
             Mode::IgnoreStop => "ignore-stop",
+            Mode::RefuseState => "refuse-state",
+            Mode::CrashTaking => "crash-taking",
+            Mode::CrashTaken => "crash-taken",
+            Mode::FewDescriptors => "few-descriptors",
             Mode::Naive => "naive",
         }
+    }
+
+    /// Whether this version takes its predecessor's state and connections.
+    /// The versions that test the supervisor (bad starts, closed
+    /// listeners) do not: their predecessor serves on untouched.
+    pub fn takes_over(self) -> bool {
+        matches!(
+            self,
+            Mode::Good
+                | Mode::IgnoreStop
+                | Mode::RefuseState
+                | Mode::CrashTaking
+                | Mode::CrashTaken
+                | Mode::FewDescriptors
+        )
     }
 
     /// `RESTART_SERVER_MODE`, else the first line of

@@ -8,20 +8,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use handoff::restart::handover::DOORBELL;
 use handoff::restart::Service;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use tokio::sync::{mpsc, watch};
 
+use crate::front::Front;
+use crate::handover::{Answerer, Took};
 use crate::mode::Mode;
-use crate::{echo, http};
-
-const UDP_BUFFER: usize = 4 << 20;
-const BACKLOG: i32 = 4096;
+use crate::snapshot::Cache;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// The sockets this generation serves, each optional: the supervisor may
 /// hand over any subset.
+#[derive(Default)]
 pub struct Sockets {
     pub http: Option<std::net::TcpListener>,
     pub udp: Option<std::net::UdpSocket>,
@@ -36,8 +37,15 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     #[expect(dead_code, reason = "held, never read: the last drop ends the drain")]
     pub in_flight: mpsc::Sender<()>,
-    /// Live handover of idle HTTP connections (`handover.rs`).
+    /// Live handover of idle connections (`handover.rs`).
     pub pool: crate::handover::Pool,
+}
+
+/// Whether this process starts its own successor on `SIGHUP`
+/// (`RESTART_SERVER_SELF_CONTAINED=1`, passed on to every successor)
+/// rather than being restarted by a supervisor.
+fn self_contained() -> bool {
+    std::env::var_os("RESTART_SERVER_SELF_CONTAINED").is_some_and(|v| v == "1")
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -53,9 +61,9 @@ pub fn run() -> Result<ExitCode> {
         Mode::Naive => bind_naive()?,
         _ => inherit(&mut service)?,
     };
-    let bell = service.take_all(handoff::restart::handover::DOORBELL).pop();
+    let bell = service.take_all(DOORBELL).pop();
     let service = Arc::new(service);
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     match mode {
         Mode::CrashBeforeReady => {
             eprintln!("restart_server[{label}]: {mode}: exiting with status 3");
@@ -89,115 +97,153 @@ pub fn run() -> Result<ExitCode> {
             eprintln!("restart_server[{label}]: {mode}: exiting with status 4");
             std::process::exit(4);
         }
+        let mut front = Front::new(sockets)?;
+        // The predecessor's state and connections, before READY=1.
+        let handover = std::env::var_os("RESTART_SERVER_HANDOVER").is_none_or(|v| v != "0");
+        // A version that does not take over from a live predecessor must
+        // not read UDP either: it would answer flows without their state
+        // while the predecessor still reads the same socket.
+        let leaves_udp = bell.is_some() && handover && !mode.takes_over();
+        let took: Option<Took> = match bell {
+            Some(bell) if handover && mode.takes_over() => {
+                match crate::handover::take_over(bell, mode, &label).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("restart_server[{label}]: {e}; exiting with status 9");
+                        std::process::exit(9);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (cache, session) = match took {
+            Some(t) => {
+                *front.flows.lock().unwrap_or_else(|e| e.into_inner()) = t.flows;
+                crate::handover::serve(t.connections, &shared);
+                (t.cache, Some(t.session))
+            }
+            None => (Cache::fresh(), None),
+        };
+        // Only now, holding the predecessor's state, does this generation
+        // accept: one that fails its handover has accepted nothing it
+        // would take down with it. (The predecessor stopped accepting when
+        // it answered; connections wait in the shared queue meanwhile.)
         // Registering with the runtime arms the loops; only then ready.
-        // Each loop gives its socket back when it stops.
-        let mut loops = tokio::task::JoinSet::new();
-        if let Some(l) = sockets.http {
-            deepen(&l);
-            let listener = tokio::net::TcpListener::from_std(nonblocking(l)?)?;
-            loops.spawn(keep(http::accept_loop(listener, shared.clone())));
+        front.accept(&shared)?;
+        if !leaves_udp {
+            front.read_udp(&label)?;
         }
-        if let Some(s) = sockets.udp {
-            // Room for a few hundred milliseconds of datagrams: on a busy
-            // machine a generation can be off the CPU that long, and the
-            // default buffer holds only some tens of milliseconds at
-            // thousands of datagrams a second. (The kernel caps it at
-            // net.core.rmem_max; the socket, and so the setting, is shared
-            // with every generation.)
-            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, UDP_BUFFER);
-            let socket = tokio::net::UdpSocket::from_std(nonblocking(s)?)?;
-            loops.spawn(keep(echo::udp_loop(socket, shared.clone())));
-        }
-        if let Some(l) = sockets.unix {
-            deepen(&l);
-            l.set_nonblocking(true)?;
-            let listener = tokio::net::UnixListener::from_std(l)?;
-            loops.spawn(keep(echo::unix_accept_loop(listener, shared.clone())));
-        }
+        let front = Arc::new(tokio::sync::Mutex::new(front));
         tokio::task::yield_now().await;
         service.status(&format!("serving as {mode} ({label})"))?;
         service.ready()?;
-        // Live handover of keep-alive connections, with
-        // unless RESTART_SERVER_HANDOVER=0 (docs/restart.md).
-        if std::env::var_os("RESTART_SERVER_HANDOVER").is_none_or(|v| v != "0") {
-            crate::handover::start(service.clone(), bell, shared.clone(), gatherer);
-        } else {
-            drop(gatherer);
+        write_pid_file();
+        let answerer = Answerer {
+            service: None,
+            front: front.clone(),
+            shared: shared.clone(),
+            gatherer,
+            cache: Arc::new(cache),
+        };
+        // Under a supervisor: a doorbell of this generation's own in the
+        // store, in place of its predecessor's, answered until the stop.
+        let mut answerer = Some(answerer);
+        if handover && !self_contained() && service.is_supervised() && mode.takes_over() {
+            if let Some(bell) = crate::handover::store_doorbell(&service) {
+                if let Some(mut a) = answerer.take() {
+                    a.service = Some(service.clone());
+                    tokio::spawn(a.run(bell));
+                }
+            }
         }
         drop(pool);
         if mode == Mode::CloseListeners {
-            // The loops stop and their sockets are closed: this process
+            // The loops stop and the sockets are closed: this process
             // stays alive, ready, and serves nothing.
             eprintln!("restart_server[{label}]: {mode}: closing every listener");
-            stop_tx.send_replace(true);
-            while loops.join_next().await.is_some() {}
+            let mut f = front.lock().await;
+            f.halt().await;
+            f.close();
         }
-        let signal =
-            tokio::task::spawn_blocking(move || signals.forever().next().unwrap_or(SIGTERM))
-                .await?;
+        let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+        tokio::task::spawn_blocking(move || {
+            for s in signals.forever() {
+                if sig_tx.send(s).is_err() {
+                    break;
+                }
+            }
+        });
+        let signal = loop {
+            let s = sig_rx.recv().await.unwrap_or(SIGTERM);
+            if s != SIGHUP {
+                break s;
+            }
+            if !self_contained() {
+                eprintln!("restart_server[{label}]: SIGHUP ignored: not self-contained");
+                continue;
+            }
+            match answerer.take() {
+                Some(a) => match crate::upgrade::upgrade(a, &front, &label).await {
+                    crate::upgrade::Upgrade::Done => break SIGTERM,
+                    crate::upgrade::Upgrade::Failed(back) => answerer = back,
+                },
+                None => eprintln!("restart_server[{label}]: SIGHUP: no upgrade possible any more"),
+            }
+        };
+        // It holds a `Shared`: the drain below waits for every one.
+        drop(answerer);
         if mode == Mode::IgnoreStop {
             eprintln!(
                 "restart_server[{label}]: {mode}: signal {signal}: stops accepting, never exits"
             );
+            front.lock().await.halt().await;
             stop_tx.send_replace(true);
             std::future::pending::<()>().await;
         }
         let _ = service.stopping();
         eprintln!("restart_server[{label}]: signal {signal}: draining");
-        stop_tx.send_replace(true);
-        drop(shared);
         // The sockets stay open, unpolled, until the drain is over, as
         // most servers' do until they exit: harmless for a socket shared
         // with the next generation (one queue), and what makes the naive
         // handover lose the connections queued on its own socket meanwhile.
-        let mut sockets = Vec::new();
-        while let Some(socket) = loops.join_next().await {
-            sockets.push(socket?);
-        }
-        // Every accept loop and connection holds a sender: `None` means the
-        // last one finished.
+        front.lock().await.halt().await;
+        stop_tx.send_replace(true);
+        drop(shared);
+        // Every connection holds a sender: `None` means the last one
+        // finished.
         let _ = all_done.recv().await;
-        drop(sockets);
+        drop(session);
+        drop(front);
         Ok::<(), Box<dyn Error>>(())
     })?;
-    // Blocking tasks (the signal thread is done) need not be waited for.
+    // Blocking tasks (the signal thread) need not be waited for.
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
 }
 
-/// Calls `listen` again with a deeper backlog, as nginx does with the
-/// sockets it inherits: std binds with 128, about 60 ms of new connections
-/// at 2,000 a second, and a generation briefly off the CPU on a busy
-/// machine would see the kernel drop SYNs (`TcpExtListenOverflows`), which
-/// clients feel as a one-second retransmission. The kernel caps it at
-/// net.core.somaxconn; the socket is shared, so every generation agrees.
-fn deepen(listener: &impl std::os::fd::AsFd) {
-    let _ = rustix::net::listen(listener, BACKLOG);
-}
-
-/// A loop's returned socket, kept only to be closed later.
-type Kept = Box<dyn std::any::Any + Send>;
-
-async fn keep<T: Send + 'static>(run: impl std::future::Future<Output = T>) -> Kept {
-    Box::new(run.await)
-}
-
-fn nonblocking<T: Into<OwnedFd> + From<OwnedFd>>(socket: T) -> std::io::Result<T> {
-    let fd: OwnedFd = socket.into();
-    rustix::io::ioctl_fionbio(&fd, true)?;
-    Ok(T::from(fd))
+/// The pid of the generation that serves, for whoever sends the next
+/// `SIGHUP` in self-contained mode (`RESTART_SERVER_PID_FILE`), replaced
+/// whole by a rename.
+fn write_pid_file() {
+    let Some(path) = std::env::var_os("RESTART_SERVER_PID_FILE") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, format!("{}\n", std::process::id())).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
 }
 
 /// The sockets named under `LISTEN_FDS`, each checked to be of its kind
 /// (a UDP socket passed as `http` is an error naming both); any other
 /// inherited name is an error rather than silently left open.
 fn inherit(service: &mut Service) -> Result<Sockets> {
-    let mut sockets = Sockets {
-        http: None,
-        udp: None,
-        unix: None,
-    };
+    let mut sockets = Sockets::default();
     let names: Vec<String> = service.names().map(str::to_owned).collect();
+    if names.is_empty() && self_contained() {
+        return bind_own();
+    }
     if names.is_empty() {
         return Err("no sockets under LISTEN_FDS: run under `handoff serve --listen http=tcp:HOST:PORT ...`".into());
     }
@@ -223,23 +269,38 @@ fn inherit(service: &mut Service) -> Result<Sockets> {
 /// `SO_REUSEPORT`, beside the previous generation's own (for Unix sockets,
 /// the path unlinked and bound anew).
 fn bind_naive() -> Result<Sockets> {
+    bind_fresh("RESTART_SERVER_NAIVE", true)
+}
+
+/// Self-contained generation 1 with nothing inherited: binds the
+/// addresses in `RESTART_SERVER_BIND_{HTTP,UDP,UNIX}` itself (without
+/// `SO_REUSEPORT`: an address in use is an error). Its successors inherit
+/// these sockets from it.
+fn bind_own() -> Result<Sockets> {
+    bind_fresh("RESTART_SERVER_BIND", false)
+}
+
+fn bind_fresh(prefix: &str, reuseport: bool) -> Result<Sockets> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let fresh = |ty: SocketType, var: &str| -> Result<Option<OwnedFd>> {
-        let Ok(addr) = std::env::var(var) else {
+        let var = format!("{prefix}_{var}");
+        let Ok(addr) = std::env::var(&var) else {
             return Ok(None);
         };
         let addr: std::net::SocketAddrV4 =
             addr.parse().map_err(|e| format!("{var}={addr}: {e}"))?;
         let fd = rustix::net::socket_with(AddressFamily::INET, ty, SocketFlags::CLOEXEC, None)?;
         sockopt::set_socket_reuseaddr(&fd, true)?;
-        sockopt::set_socket_reuseport(&fd, true)?;
+        if reuseport {
+            sockopt::set_socket_reuseport(&fd, true)?;
+        }
         rustix::net::bind(&fd, &addr)?;
         if ty == SocketType::STREAM {
             rustix::net::listen(&fd, 1024)?;
         }
         Ok(Some(fd))
     };
-    let unix = match std::env::var("RESTART_SERVER_NAIVE_UNIX") {
+    let unix = match std::env::var(format!("{prefix}_UNIX")) {
         Ok(path) => {
             let _ = std::fs::remove_file(&path);
             Some(std::os::unix::net::UnixListener::bind(&path)?)
@@ -247,8 +308,8 @@ fn bind_naive() -> Result<Sockets> {
         Err(_) => None,
     };
     Ok(Sockets {
-        http: fresh(SocketType::STREAM, "RESTART_SERVER_NAIVE_HTTP")?.map(Into::into),
-        udp: fresh(SocketType::DGRAM, "RESTART_SERVER_NAIVE_UDP")?.map(Into::into),
+        http: fresh(SocketType::STREAM, "HTTP")?.map(Into::into),
+        udp: fresh(SocketType::DGRAM, "UDP")?.map(Into::into),
         unix,
     })
 }

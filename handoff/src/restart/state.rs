@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::HandoverError;
-use crate::startup::StartupData;
+use crate::startup::{Populate, StartupData};
 use crate::{Error, Handle, Result};
 
 /// Identifies restart state inside startup data.
@@ -22,20 +22,48 @@ pub const HEADER_LEN: usize = 32;
 const FORMAT_BYTES: u32 = 0;
 const FORMAT_VALUE: u32 = 1;
 
-fn header(version: u32, format: u32, payload: &[u8]) -> [u8; HEADER_LEN] {
+fn header(version: u32, format: u32, len: u64, crc: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..16].copy_from_slice(&format.to_le_bytes());
-    h[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    h[24..28].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h[16..24].copy_from_slice(&len.to_le_bytes());
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
 /// Seals `bytes` as state of the application's `version`: one copy into
 /// shared memory, none on the receiving side.
 pub fn create(version: u32, bytes: &[u8]) -> Result<Handle> {
-    crate::startup::create_parts(&[&header(version, FORMAT_BYTES, bytes), bytes])
+    create_parts(version, &[bytes])
+}
+
+/// Seals the concatenation of `parts` as state of `version`, each part
+/// copied once into the shared memory: a large part (a cache) and a small
+/// one (positions read at the last moment) need not be joined first.
+pub fn create_parts(version: u32, parts: &[&[u8]]) -> Result<Handle> {
+    let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let (fd, reader) =
+        crate::startup::begin(crate::startup::FORMAT_BYTES, HEADER_LEN as u64 + total)?;
+    let write = |bytes: &[u8], at: u64| {
+        crate::sys::shm::write_all_at(fd.borrow().into(), bytes, at)
+            .map_err(|e| Error::os("write restart state", e))
+    };
+    // The checksum is taken of each piece just before it is written, while
+    // it is in the processor's cache: one pass over the caller's memory
+    // rather than two (a gigabyte of state is read once, not twice).
+    let mut crc = crc32fast::Hasher::new();
+    let mut at = crate::startup::HEADER_LEN + HEADER_LEN as u64;
+    for part in parts {
+        for piece in part.chunks(1 << 20) {
+            crc.update(piece);
+            write(piece, at)?;
+            at += piece.len() as u64;
+        }
+    }
+    let h = header(version, FORMAT_BYTES, total, crc.finalize());
+    write(&h, crate::startup::HEADER_LEN)?;
+    crate::startup::finish(fd, reader)
 }
 
 /// Seals `value` (encoded as a typed payload, without handles) as state
@@ -47,7 +75,13 @@ pub fn create_value<T: Serialize + ?Sized>(version: u32, value: &T) -> Result<Ha
             "state cannot carry handles; hand them over as connections or store them".into(),
         ));
     }
-    crate::startup::create_parts(&[&header(version, FORMAT_VALUE, &bytes), &bytes])
+    let h = header(
+        version,
+        FORMAT_VALUE,
+        bytes.len() as u64,
+        crc32fast::hash(&bytes),
+    );
+    crate::startup::create_parts(&[&h, &bytes])
 }
 
 /// State received from the previous generation, validated and mapped
@@ -64,7 +98,9 @@ impl State {
     /// bytes, and maps it. Every failure is an
     /// [`Error::Handover`] naming the check; the handle is closed.
     pub fn open(handle: Handle, version: u32, max_len: u64) -> Result<State> {
-        let data = StartupData::open(handle).map_err(|e| match e {
+        // Every byte is read at once by the checksum: map them all in one
+        // go rather than fault them in page by page.
+        let data = StartupData::open_with(handle, Populate::Now).map_err(|e| match e {
             Error::BadStartupData(m) if m.starts_with("not sealed") => {
                 Error::from(HandoverError::StateNotSealed(m))
             }

@@ -27,6 +27,7 @@
 //! back on every failure; the new one serves only after `Commit`. Copies
 //! closed meanwhile are duplicates, so the client sees no FIN and no reset.
 
+pub mod blocking;
 mod new;
 mod old;
 mod successor;

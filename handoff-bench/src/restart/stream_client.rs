@@ -1,0 +1,214 @@
+//! Long-lived Unix streams: each client opens one connection, says
+//! `stream`, then sends one line a period (bytes of every value but the
+//! newline, a different length and content each time) and expects the
+//! same bytes back. It counts its own connects: with the live handover a
+//! restart moves the connection to the next generation, so the connects
+//! at the end equal the clients, and every byte sent came back as sent.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::outcome::{Outcome, Proto, Recorder};
+
+/// No line waits longer than this for its echo.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the clients counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub clients: u64,
+    pub connects: u64,
+    pub lines: u64,
+    /// Bytes sent and compared with their echo.
+    pub bytes: u64,
+    /// Echoes that differed from what was sent.
+    pub corrupted: u64,
+}
+
+impl Counts {
+    pub fn reconnects(&self) -> u64 {
+        self.connects.saturating_sub(self.clients)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    connects: AtomicU64,
+    lines: AtomicU64,
+    bytes: AtomicU64,
+    corrupted: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Streams {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    clients: u64,
+}
+
+impl Streams {
+    /// `clients` streams to the Unix socket at `path`, one line each per
+    /// `period`, spread over the period.
+    pub fn start(
+        rt: &Runtime,
+        path: PathBuf,
+        clients: usize,
+        period: Duration,
+        recorder: &Recorder,
+    ) -> Streams {
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::default());
+        let start = Instant::now();
+        let tasks = (0..clients)
+            .map(|i| {
+                let first = start + period.mul_f64(i as f64 / clients as f64);
+                rt.spawn(client(
+                    path.clone(),
+                    i as u64,
+                    first,
+                    period,
+                    stop_rx.clone(),
+                    shared.clone(),
+                    recorder.clone(),
+                ))
+            })
+            .collect();
+        Streams {
+            stop,
+            tasks,
+            shared,
+            clients: clients as u64,
+        }
+    }
+
+    pub fn stop(self, rt: &Runtime) -> Counts {
+        self.stop.send_replace(true);
+        rt.block_on(async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        });
+        Counts {
+            clients: self.clients,
+            connects: self.shared.connects.load(Ordering::Relaxed),
+            lines: self.shared.lines.load(Ordering::Relaxed),
+            bytes: self.shared.bytes.load(Ordering::Relaxed),
+            corrupted: self.shared.corrupted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn client(
+    path: PathBuf,
+    id: u64,
+    first: Instant,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    rec: Recorder,
+) {
+    let mut conn: Option<UnixStream> = None;
+    for k in 0u64.. {
+        let when = first + period.mul_f64(k as f64);
+        if when > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(when.into()) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let line = message(id, k);
+        shared.lines.fetch_add(1, Ordering::Relaxed);
+        shared.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+        let answer = tokio::time::timeout(DEADLINE, async {
+            if conn.is_none() {
+                shared.connects.fetch_add(1, Ordering::Relaxed);
+                let mut s = UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| Outcome::of_error(&e))?;
+                s.write_all(b"stream\n")
+                    .await
+                    .map_err(|e| Outcome::of_error(&e))?;
+                conn = Some(s);
+            }
+            let stream = conn.as_mut().ok_or(Outcome::Other)?;
+            stream
+                .write_all(&line)
+                .await
+                .map_err(|e| Outcome::of_error(&e))?;
+            let mut echo = vec![0u8; line.len()];
+            stream
+                .read_exact(&mut echo)
+                .await
+                .map_err(|e| Outcome::of_error(&e))?;
+            Ok::<bool, Outcome>(echo == line)
+        })
+        .await;
+        let outcome = match answer {
+            Ok(Ok(true)) => Outcome::Ok,
+            Ok(Ok(false)) => {
+                shared.corrupted.fetch_add(1, Ordering::Relaxed);
+                Outcome::Wrong
+            }
+            Ok(Err(o)) => o,
+            Err(_) => Outcome::Late,
+        };
+        if outcome != Outcome::Ok {
+            // Whatever is left on it would be read as the next echo.
+            conn = None;
+            eprintln!(
+                "restart campaign: stream {id} failed at {:.1} s ({})",
+                when.saturating_duration_since(rec.start).as_secs_f64(),
+                outcome.name()
+            );
+        }
+        rec.record(Proto::Stream, when, outcome);
+    }
+}
+
+/// Line `k` of stream `id`: 16 to 271 bytes of every value but the
+/// newline, then the newline.
+fn message(id: u64, k: u64) -> Vec<u8> {
+    let mut x = (id << 32 ^ k).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let len = 16 + (next() % 256) as usize;
+    let mut line: Vec<u8> = (0..len)
+        .map(|_| match (next() % 256) as u8 {
+            b'\n' => b'\r',
+            b => b,
+        })
+        .collect();
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_differ_and_end_once_with_a_newline() {
+        let a = super::message(1, 2);
+        let b = super::message(1, 3);
+        assert_ne!(a, b);
+        for m in [&a, &b] {
+            assert!(m.len() >= 17);
+            assert_eq!(m.iter().filter(|&&c| c == b'\n').count(), 1);
+            assert_eq!(m.last(), Some(&b'\n'));
+        }
+    }
+}
