@@ -48,7 +48,11 @@ impl Entrant {
 /// The entrants of a benchmark. The raw baseline tries every socket type
 /// that can do the job, with the kernel's default socket buffers and with
 /// the larger send buffer handoff asks for, since either may win; the
-/// best one is the baseline.
+/// best one is the baseline. When handoff is built in its portable Unix
+/// configuration (channels over `SOCK_STREAM`), only the `SOCK_STREAM`
+/// entrants are the baseline, so each row's speed is the portable channel
+/// against raw `SOCK_STREAM` in the same run; the others still run, as
+/// experiments.
 pub fn entrants(measure: Measure) -> Vec<Entrant> {
     let mut out: Vec<Entrant> = Vec::new();
     let raw = |s: SocketKind, b: Buffers, chunk: usize| {
@@ -56,7 +60,12 @@ pub fn entrants(measure: Measure) -> Vec<Entrant> {
         if chunk > 0 {
             label = format!("{label} {}", size_label(chunk));
         }
-        Entrant::new(Side::Baseline, label, Kind::Raw(s, b), chunk)
+        let side = if handoff::__private::PORTABLE_UNIX && s != SocketKind::Stream {
+            Side::Experiment
+        } else {
+            Side::Baseline
+        };
+        Entrant::new(side, label, Kind::Raw(s, b), chunk)
     };
     match measure {
         Measure::Fds { .. } | Measure::Rtt { .. } => {

@@ -19,6 +19,7 @@ mod handles;
 mod job;
 mod mapping;
 mod pidfd_bench;
+mod portable;
 mod proc;
 mod raw;
 mod report;
@@ -71,6 +72,13 @@ struct Cli {
     #[arg(long)]
     restart: bool,
 
+    /// Run the benchmarks with handoff built in its portable Unix
+    /// configuration (channels over SOCK_STREAM, as on macOS and the BSDs),
+    /// against raw SOCK_STREAM as the baseline: builds that configuration
+    /// into target/portable-release first (on Linux) and runs it instead.
+    #[arg(long)]
+    portable: bool,
+
     /// Also run the throughput benchmarks with both processes pinned to
     /// CPU 0, as `<name>_pinned` (the latency ones always run both ways).
     #[arg(long)]
@@ -111,6 +119,12 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    if cli.portable && !portable::active() {
+        if let Err(e) = portable::build_and_run() {
+            eprintln!("handoff-bench --portable: {}", describe(e.as_ref()));
+        }
+        return ExitCode::FAILURE;
+    }
     if cli.chaos {
         return chaos::run(cli.quick);
     }
@@ -194,9 +208,14 @@ fn parent(cli: &Cli) -> Result<()> {
         let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
         writeln!(
             stdout,
-            "handoff-bench{}: best of {} repetitions, {threads} CPUs; speed > 1 means faster than the baseline\n",
+            "handoff-bench{}: best of {} repetitions, {threads} CPUs; speed > 1 means faster than the baseline{}\n",
             if cli.quick { " --quick" } else { "" },
             cfg.reps,
+            if portable::active() {
+                "\nhandoff in its portable Unix configuration (SOCK_STREAM framing): the baseline is the best raw SOCK_STREAM entrant"
+            } else {
+                ""
+            },
         )?;
         write!(stdout, "{}", report::table(&rows))?;
     }

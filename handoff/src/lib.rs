@@ -105,6 +105,10 @@ pub mod __private {
         pub use crate::sys::stream::*;
     }
 
+    /// Whether this build uses the portable Unix configuration of the
+    /// backend (the benchmarks then compare against raw `SOCK_STREAM`).
+    pub const PORTABLE_UNIX: bool = cfg!(handoff_portable);
+
     /// `Inherited::parse_windows`, run by the tests on every platform.
     pub fn parse_windows(
         handles: Option<&str>,

@@ -15,8 +15,16 @@ use crate::{BorrowedHandle, Error, Handle, RawHandle, Result};
 /// A process, held by a handle that names it race-free.
 ///
 /// On Linux the handle is a pidfd (Linux ≥ 5.3); on Windows a process
-/// handle; other Unix systems have no pidfd and return
-/// [`Error::Unsupported`] from every constructor.
+/// handle. macOS and the BSDs have no pidfd: there (and on Linux in the
+/// portable configuration, `--cfg handoff_unix_portable`) a process is
+/// held by pid and a descriptor that watches it for its exit (a kqueue;
+/// a `/proc/<pid>` directory on Linux), so waiting, polling and killing
+/// work, while [`Process::pull_handle`], [`Process::from_handle`] and
+/// moving handles between other processes are [`Error::Unsupported`].
+/// A watch opened by pid names the process that had the pid at that moment;
+/// signalling it afterwards checks the watch first, which leaves a short
+/// window a pidfd does not have (none for an unreaped child of this
+/// process, whose pid cannot be reused).
 #[derive(Debug)]
 pub struct Process {
     handle: Handle,

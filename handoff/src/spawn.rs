@@ -365,7 +365,8 @@ impl Child {
     /// A process handle (a pidfd on Linux, the process handle on Windows)
     /// that becomes readable (signalled) when the child exits; wait on it in
     /// an event loop instead of calling [`wait`](Self::wait). `None` where
-    /// the kernel has no pidfds.
+    /// the kernel has no pidfds, and in the portable Unix configuration
+    /// ([`process`](Self::process) still works there).
     pub fn exit_handle(&self) -> Option<BorrowedHandle<'_>> {
         self.inner.exit_handle().map(BorrowedHandle::from)
     }

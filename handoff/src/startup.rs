@@ -18,6 +18,15 @@
 //! replaces the seal, and it trusts the creator (the parent) not to have
 //! kept a writable duplicate.
 //!
+//! The portable Unix configuration (macOS, the BSDs; Linux with
+//! `--cfg handoff_unix_portable`) has POSIX shared memory, which cannot be
+//! sealed either. The object is created under a random name with `O_EXCL`,
+//! opened a second time read-only and unlinked at once; the creator writes
+//! through its writable descriptor, drops it, and hands on the read-only
+//! one. The child checks that its descriptor is read-only (it can then
+//! neither `write` the object nor map it writable and shared) and, as on
+//! Windows, trusts its creator not to have kept a writable descriptor.
+//!
 //! The header is specified in `docs/wire-format.md`.
 
 use serde::{Deserialize, Serialize};
@@ -61,10 +70,10 @@ fn os(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 /// [`F_ADD_SEALS`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 #[doc(alias = "memfd_create")]
 pub fn create(bytes: &[u8]) -> Result<Handle> {
-    let fd = begin(FORMAT_BYTES, bytes.len() as u64)?;
+    let (fd, reader) = begin(FORMAT_BYTES, bytes.len() as u64)?;
     sys::shm::write_all_at(fd.borrow().into(), bytes, HEADER_LEN)
         .map_err(os("write startup data"))?;
-    finish(fd)
+    finish(fd, reader)
 }
 
 /// Creates sealed startup data holding the concatenation of `parts`, each
@@ -72,13 +81,13 @@ pub fn create(bytes: &[u8]) -> Result<Handle> {
 /// before a caller's bytes this way without copying them first).
 pub(crate) fn create_parts(parts: &[&[u8]]) -> Result<Handle> {
     let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
-    let fd = begin(FORMAT_BYTES, total)?;
+    let (fd, reader) = begin(FORMAT_BYTES, total)?;
     let mut at = HEADER_LEN;
     for part in parts {
         sys::shm::write_all_at(fd.borrow().into(), part, at).map_err(os("write startup data"))?;
         at += part.len() as u64;
     }
-    finish(fd)
+    finish(fd, reader)
 }
 
 /// Creates sealed startup data holding `value`, encoded as a typed payload.
@@ -90,10 +99,10 @@ pub fn create_value<T: Serialize + ?Sized>(value: &T) -> Result<Handle> {
             "startup data cannot carry handles; pass them as named handles".into(),
         ));
     }
-    let fd = begin(FORMAT_VALUE, bytes.len() as u64)?;
+    let (fd, reader) = begin(FORMAT_VALUE, bytes.len() as u64)?;
     sys::shm::write_all_at(fd.borrow().into(), &bytes, HEADER_LEN)
         .map_err(os("write startup data"))?;
-    finish(fd)
+    finish(fd, reader)
 }
 
 /// Creates sealed startup data from `source` (a file or a pipe): the next
@@ -117,7 +126,7 @@ pub fn create_from(source: impl AsHandle, len: Option<u64>) -> Result<Handle> {
         }
         return create(&all);
     }
-    let fd = begin(FORMAT_BYTES, len.unwrap_or(0))?;
+    let (fd, reader) = begin(FORMAT_BYTES, len.unwrap_or(0))?;
     let dst = fd.borrow();
     let max = len.unwrap_or(u64::MAX);
     let mut copied = sys::shm::copy_in_kernel(src.into(), dst.into(), HEADER_LEN, max)
@@ -145,22 +154,24 @@ pub fn create_from(source: impl AsHandle, len: Option<u64>) -> Result<Handle> {
         None => sys::shm::write_all_at(dst.into(), &header(FORMAT_BYTES, copied), 0)
             .map_err(os("write startup header"))?,
     }
-    finish(fd)
+    finish(fd, reader)
 }
 
-pub(crate) fn begin(format: u32, payload_len: u64) -> Result<Handle> {
+/// The writable object with its header, and the read-only handle to hand
+/// on where one cannot be made later (see `finish`).
+pub(crate) fn begin(format: u32, payload_len: u64) -> Result<(Handle, Option<Handle>)> {
     let total = HEADER_LEN
         .checked_add(payload_len)
         .ok_or_else(|| Error::InvalidArgument("startup data too large".into()))?;
-    let fd = Handle::from(
-        sys::shm::create("handoff-startup", total).map_err(os("create shared memory"))?,
-    );
+    let (fd, reader) = sys::shm::create_with_reader("handoff-startup", total)
+        .map_err(os("create shared memory"))?;
+    let fd = Handle::from(fd);
     sys::shm::write_all_at(fd.borrow().into(), &header(format, payload_len), 0)
         .map_err(os("write startup header"))?;
-    Ok(fd)
+    Ok((fd, reader.map(Handle::from)))
 }
 
-pub(crate) fn finish(fd: Handle) -> Result<Handle> {
+pub(crate) fn finish(fd: Handle, reader: Option<Handle>) -> Result<Handle> {
     match sys::shm::add_seals(fd.borrow().into(), Seals::IMMUTABLE) {
         Ok(()) => {}
         // Platforms without seals still get the data; the child is told by
@@ -169,7 +180,12 @@ pub(crate) fn finish(fd: Handle) -> Result<Handle> {
         Err(e) => return Err(Error::os("seal startup data", e)),
     }
     // Hand over a read-only handle: the child can map it read-only only.
-    fd.restrict(Access::READ).or(Ok(fd))
+    // The writable one is dropped here, so where nothing is sealed (POSIX
+    // shared memory, Windows sections) no writable handle is left.
+    match reader {
+        Some(reader) => Ok(reader),
+        None => fd.restrict(Access::READ).or(Ok(fd)),
+    }
 }
 
 /// When the pages of [`StartupData`] are faulted in.
@@ -195,8 +211,9 @@ impl StartupData {
     /// Validates `handle` as startup data and maps it read-only.
     ///
     /// Checks, in order, before trusting a byte: it is shared memory; it is
-    /// sealed against writing, growing and shrinking (on Windows, where
-    /// nothing can be sealed: the handle cannot map it writable); it is at
+    /// sealed against writing, growing and shrinking (on Windows and in the
+    /// portable Unix configuration, where nothing can be sealed: the handle
+    /// cannot write it or map it writable); it is at
     /// least a header long; magic and version match; the header's payload
     /// length and offset describe exactly the object's size (on Windows,
     /// where a section is a whole number of pages, that size rounded up to
@@ -216,14 +233,18 @@ impl StartupData {
         let bad = |m: String| Error::BadStartupData(m);
         let size = match handle.kind()? {
             Kind::SharedMemory { size, seals } => {
-                if cfg!(any(
-                    target_os = "linux",
-                    target_os = "android",
-                    target_os = "freebsd"
-                )) && !seals.contains(Seals::WRITE | Seals::GROW | Seals::SHRINK)
-                {
+                let sealed = seals.contains(Seals::WRITE | Seals::GROW | Seals::SHRINK);
+                if cfg!(all(unix, not(handoff_portable))) && !sealed {
                     return Err(bad(format!(
                         "not sealed against change (seals: {seals}); its creator could still modify it"
+                    )));
+                }
+                // POSIX shared memory has no seals: a read-only descriptor
+                // stands in for them, as on Windows (a sealed memfd, where
+                // the platform has them, is accepted as it is).
+                if cfg!(handoff_portable) && !sealed && handle.access()?.contains(Access::WRITE) {
+                    return Err(bad(format!(
+                        "not sealed against change (seals: {seals}) and the descriptor can write it; without seals startup data must arrive read-only"
                     )));
                 }
                 if cfg!(windows) && handle.access()?.contains(Access::WRITE) {

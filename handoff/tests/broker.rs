@@ -3,7 +3,8 @@
 //! access only, and B checks that the kernel refuses writes (`EBADF` on
 //! Linux, `ERROR_ACCESS_DENIED` on Windows). Linux and Windows; on Windows
 //! the broker can also move the handle from A's table straight into B's.
-#![cfg(any(target_os = "linux", windows))]
+//! Not in the portable configuration, which cannot pull handles.
+#![cfg(all(any(target_os = "linux", windows), not(handoff_unix_portable)))]
 
 mod common;
 

@@ -3,8 +3,9 @@
 //! processes, pushing them in (Windows), and `duplicate`'s option rules.
 //!
 //! Every test here runs on Linux and on Windows unless it is marked
-//! otherwise; other Unix systems have no pidfd (`Unsupported`).
-#![cfg(any(target_os = "linux", windows))]
+//! otherwise; other Unix systems have no pidfd (`Unsupported`), nor has the
+//! portable configuration forced on Linux (`unix_process_by_pid.rs`).
+#![cfg(all(any(target_os = "linux", windows), not(handoff_unix_portable)))]
 
 mod common;
 

@@ -43,7 +43,8 @@ pub fn create(version: u32, bytes: &[u8]) -> Result<Handle> {
 /// one (positions read at the last moment) need not be joined first.
 pub fn create_parts(version: u32, parts: &[&[u8]]) -> Result<Handle> {
     let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
-    let fd = crate::startup::begin(crate::startup::FORMAT_BYTES, HEADER_LEN as u64 + total)?;
+    let (fd, reader) =
+        crate::startup::begin(crate::startup::FORMAT_BYTES, HEADER_LEN as u64 + total)?;
     let write = |bytes: &[u8], at: u64| {
         crate::sys::shm::write_all_at(fd.borrow().into(), bytes, at)
             .map_err(|e| Error::os("write restart state", e))
@@ -62,7 +63,7 @@ pub fn create_parts(version: u32, parts: &[&[u8]]) -> Result<Handle> {
     }
     let h = header(version, FORMAT_BYTES, total, crc.finalize());
     write(&h, crate::startup::HEADER_LEN)?;
-    crate::startup::finish(fd)
+    crate::startup::finish(fd, reader)
 }
 
 /// Seals `value` (encoded as a typed payload, without handles) as state

@@ -38,7 +38,7 @@
 //! | `socket::MAX_HANDLES_PER_DATAGRAM` | how many handles one datagram (fragment) carries |
 //! | `socket::peer_credentials(s)` | pid, uid, gid and a race-free process handle where the OS has one (Windows: the pid the pipe recorded, a handle opened by it, uid/gid `u32::MAX`), else `Unsupported` (`socket::NO_PEER_CREDENTIALS` says why) |
 //! | `socket::NO_TRANSPORT` | why channels or listeners are `Unsupported` where a backend reports `ErrorKind::Unsupported` |
-//! | `shm::create(name, len)`, `shm::CAN_GROW` | anonymous, non-inheritable shared memory of `len` bytes; whether it can grow after creation |
+//! | `shm::create_with_reader(name, len)`, `shm::CAN_GROW` | anonymous, non-inheritable shared memory of `len` bytes, and a read-only handle to it where none can be made later (Unix portable configuration: POSIX shared memory, whose name is unlinked at once), else `None`; whether it can grow after creation |
 //! | `shm::size_fits(wanted, size)` | whether an object of `size` bytes is what `wanted` bytes were created as (sections round up to pages) |
 //! | `shm::write_all_at`, `shm::read_exact_at`, `shm::read`, `shm::len`, `shm::copy_in_kernel`, `shm::add_seals` | fill and inspect it (`add_seals` is `Unsupported` where nothing can be sealed) |
 //! | `shm::Mapping::read_only(b, len, populate)`, `Mapping::as_slice` | a read-only mapping whose bytes cannot change under the slice |

@@ -7,6 +7,7 @@ use crate::Seals;
 
 pub(crate) const CAN_GROW: bool = false;
 
+<<<<<<< HEAD
 no_backend_fns! {
     fn create(_name: &str, _len: u64) -> io::Result<OwnedRaw>;
     fn len(_b: BorrowedRaw<'_>) -> io::Result<u64>;
@@ -20,6 +21,13 @@ no_backend_fns! {
         _max: u64,
     ) -> io::Result<u64>;
     fn add_seals(_b: BorrowedRaw<'_>, _seals: Seals) -> io::Result<()>;
+=======
+pub(crate) fn create_with_reader(
+    _name: &str,
+    _len: u64,
+) -> io::Result<(OwnedRaw, Option<OwnedRaw>)> {
+    Err(unsupported())
+>>>>>>> h/portable2
 }
 
 pub(crate) fn size_fits(wanted: u64, size: u64) -> bool {

@@ -3,7 +3,9 @@
 //! envp, the ordered descriptor moves, the `LISTEN_PID` buffer) and the
 //! code that runs it in the child, where only async-signal-safe calls are
 //! allowed (no allocation, no locks, no panics). `spawn.rs` builds the
-//! plan; `vfork.rs` (Linux) and std's `pre_exec` hook run `child_side`.
+//! plan; `vfork.rs` (Linux) and std's `pre_exec` hook run `child_side`,
+//! and `posix_spawn.rs` (portable configuration) turns the same ordered
+//! moves into file actions.
 
 use std::ffi::CString;
 use std::io;
@@ -33,12 +35,12 @@ pub(super) struct Plan {
     pub(super) cwd: Option<CString>,
     /// Whether the child must reset signal handlers and its mask itself
     /// (std does it on its own path).
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    #[cfg_attr(handoff_portable, allow(dead_code))]
     pub(super) reset_signals: bool,
     /// Highest descriptor to visit when `close_range` is unavailable.
     pub(super) fallback_max_fd: RawFd,
     /// The error of the step that failed in a `vfork` child; 0 if none.
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    #[cfg_attr(handoff_portable, allow(dead_code))]
     pub(super) child_errno: AtomicI32,
 }
 
@@ -151,7 +153,7 @@ pub(super) fn order_moves(moves: &[(RawFd, RawFd)]) -> (Vec<Op>, usize) {
 /// failure. Async-signal-safe only, and free of panics: on the `vfork` path
 /// it shares the parent's memory.
 pub(super) fn child_side(plan: &mut Plan) -> io::Error {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(not(handoff_portable))]
     if plan.reset_signals {
         reset_signals();
     }
@@ -279,7 +281,7 @@ fn write_decimal(out: &mut [u8], mut value: u64) {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(not(handoff_portable))]
 /// Puts every signal handler back to its default, `SIGPIPE` included (the
 /// Rust runtime ignores it, and an ignored signal stays ignored across
 /// exec), then unblocks everything, as std does for its children. Runs in

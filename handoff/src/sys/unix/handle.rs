@@ -77,6 +77,14 @@ pub(crate) fn kind(fd: BorrowedFd<'_>) -> io::Result<Kind> {
                 Kind::Other
             }
         }
+        // XNU's fstat of POSIX shared memory reports its permission bits
+        // and no file type at all (pshm_stat), and nothing else it stats
+        // does that.
+        #[cfg(target_vendor = "apple")]
+        FileType::Unknown if u32::from(stat.st_mode) & 0o170_000 == 0 => Kind::SharedMemory {
+            size: stat.st_size as u64,
+            seals: Seals::NONE,
+        },
         _ => anon_inode_kind(fd),
     };
     Ok(kind)

@@ -10,6 +10,8 @@ pub(crate) mod limits;
 pub(crate) mod listener;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) mod notify;
+#[cfg(handoff_portable)]
+mod posix_spawn;
 pub(crate) mod process;
 pub(crate) mod random;
 #[cfg(feature = "tokio")]
@@ -24,7 +26,7 @@ pub(crate) mod spawn;
 pub(crate) mod stream;
 #[cfg(handoff_portable)]
 mod stream_socket;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(not(handoff_portable))]
 mod vfork;
 
 /// The owned handle of this platform.

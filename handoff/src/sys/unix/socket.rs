@@ -485,7 +485,8 @@ pub(super) fn wait_fd(fd: BorrowedFd<'_>, writable: bool) -> io::Result<()> {
 }
 
 /// Why peer credentials are unavailable.
-pub(crate) const NO_PEER_CREDENTIALS: &str = "peer credentials are implemented for Linux only";
+pub(crate) const NO_PEER_CREDENTIALS: &str =
+    "peer credentials are implemented for Linux, macOS and FreeBSD 13 or newer only";
 
 /// Borrows the socket's descriptor.
 #[cfg(not(handoff_portable))]
@@ -525,32 +526,111 @@ pub(crate) fn connect(path: &Path) -> io::Result<Socket> {
 }
 
 /// Peer credentials: pid, uid, gid, and a pidfd where the kernel offers one.
+///
+/// The portable configuration returns no process handle: it holds
+/// processes by pid, and a process opened by the pid the kernel recorded at
+/// connect time may be another one by now (macOS's `LOCAL_PEERPID` and
+/// FreeBSD's `xucred` give only the number; Linux's `SO_PEERPIDFD` is a
+/// pidfd, which that configuration does not use).
 pub(crate) fn peer_credentials(s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedFd>)> {
     let fd = s.as_fd();
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let cred = rustix::net::sockopt::socket_peercred(fd)?;
-        Ok((
-            cred.pid.as_raw_nonzero().get() as u32,
-            cred.uid.as_raw(),
-            cred.gid.as_raw(),
-            peer_pidfd(fd),
-        ))
+    let (pid, uid, gid) = peer_ids(fd)?;
+    #[cfg(not(handoff_portable))]
+    let process = peer_pidfd(fd);
+    #[cfg(handoff_portable)]
+    let process = None;
+    Ok((pid, uid, gid, process))
+}
+
+/// `SO_PEERCRED`: the peer's pid, uid and gid at connect time.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn peer_ids(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let cred = rustix::net::sockopt::socket_peercred(fd)?;
+    Ok((
+        cred.pid.as_raw_nonzero().get() as u32,
+        cred.uid.as_raw(),
+        cred.gid.as_raw(),
+    ))
+}
+
+/// `getpeereid` for the effective uid and gid, `LOCAL_PEERPID` for the pid
+/// (rustix has neither, hence libc).
+#[cfg(target_vendor = "apple")]
+fn peer_ids(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: getpeereid writes one uid_t and one gid_t into locals.
+    if unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+        return Err(io::Error::last_os_error());
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = fd;
-        Err(io::Error::new(
+    let mut pid: libc::pid_t = 0;
+    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `pid`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERPID,
+            (&mut pid as *mut libc::pid_t).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid as u32, uid, gid))
+}
+
+/// `LOCAL_PEERCRED`: an `xucred` with the effective uid, the groups (the
+/// first is the effective gid) and, since FreeBSD 13, the pid.
+#[cfg(target_os = "freebsd")]
+fn peer_ids(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let mut cred = std::mem::MaybeUninit::<libc::xucred>::zeroed();
+    let mut len = std::mem::size_of::<libc::xucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERCRED,
+            cred.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zeroed, then filled by the kernel: every field is plain data.
+    let cred = unsafe { cred.assume_init() };
+    // SAFETY: both members of the union are plain data; the kernel writes
+    // the pid there since FreeBSD 13 (older ones leave it zero).
+    let pid = unsafe { cred.cr_pid__c_anonymous_union.cr_pid };
+    if cred.cr_version != libc::XUCRED_VERSION || cred.cr_ngroups < 1 || pid <= 0 {
+        return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             NO_PEER_CREDENTIALS,
-        ))
+        ));
     }
+    Ok((pid as u32, cred.cr_uid, cred.cr_groups[0]))
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd"
+)))]
+fn peer_ids(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    let _ = fd;
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        NO_PEER_CREDENTIALS,
+    ))
 }
 
 /// `SO_PEERPIDFD` (Linux 6.5): a pidfd for the peer that stays true even if
 /// its pid is reused. rustix has no wrapper for it, so libc's getsockopt is
 /// called directly.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(not(handoff_portable))]
 fn peer_pidfd(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
     #[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
     const SO_PEERPIDFD: libc::c_int = 0x0056;

@@ -24,8 +24,16 @@
 //! stack of its own (`vfork.rs`): no page tables are copied, which is most
 //! of what `fork` costs, and an `exec` failure comes back through shared
 //! memory. When the caller asked for std's command (`spawn::unix::CommandExt`:
-//! for uid, process groups, …) and on other Unix systems, std forks and the
-//! same steps run in a `pre_exec` hook.
+//! for uid, process groups, …), std forks and the same steps run in a
+//! `pre_exec` hook.
+//!
+//! The portable configuration (macOS, the BSDs; Linux when forced) uses
+//! `posix_spawn` with file actions instead (`posix_spawn.rs`), except where
+//! it cannot do what is asked: a child that is given handles needs
+//! `LISTEN_PID`, its own pid, in its environment before `exec`, which only
+//! a step run in the child can write, so those children are made by std's
+//! fork with the hook, as is a change of directory where the file actions
+//! have no `chdir`.
 //!
 //! This module uses libc rather than rustix: the child side juggles raw
 //! numbers between clone and exec, where rustix's owned-descriptor API would
@@ -195,7 +203,7 @@ impl Child {
             // Reaped: the pid may name someone else by now.
             return Ok(());
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        #[cfg(not(handoff_portable))]
         if let Some(pidfd) = &self.pidfd {
             return rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL)
                 .map_err(io::Error::from);
@@ -218,11 +226,16 @@ impl Child {
 /// streams, and returns the child with a pidfd where the kernel has one.
 pub(crate) fn spawn(spec: &mut Spec, req: SpawnRequest<'_>) -> io::Result<Child> {
     let streams = Streams::open(spec)?;
-    let via_std = spec.std.is_some() || !cfg!(any(target_os = "linux", target_os = "android"));
-    let mut plan = Box::new(prepare(spec, req, &streams, !via_std)?);
-    let (pid, pidfd) = match &mut spec.std {
-        Some(std) => spawn_with_std(std, &mut plan)?,
-        None => spawn_direct(&mut plan)?,
+    let route = Route::choose(spec, req.handles.len());
+    let mut plan = Box::new(prepare(spec, req, &streams, route == Route::Vfork)?);
+    let (pid, pidfd) = match (&mut spec.std, route) {
+        (Some(std), _) => spawn_with_std(std, &mut plan)?,
+        (None, Route::Std) => spawn_with_std(
+            &mut StdCommand::new(OsStr::from_bytes(plan.path.as_bytes())),
+            &mut plan,
+        )?,
+        (None, Route::Vfork) => spawn_vfork(&mut plan)?,
+        (None, Route::PosixSpawn) => spawn_posix(&plan)?,
     };
     drop(plan);
     Ok(Child {
@@ -233,17 +246,58 @@ pub(crate) fn spawn(spec: &mut Spec, req: SpawnRequest<'_>) -> io::Result<Child>
     })
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn spawn_direct(plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+/// How a child is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `clone(CLONE_VM | CLONE_VFORK)` running `child_side` (Linux).
+    Vfork,
+    /// `posix_spawn` with file actions (portable configuration).
+    PosixSpawn,
+    /// std's fork with `child_side` in a `pre_exec` hook: whenever the
+    /// caller asked for std's command, and in the portable configuration
+    /// for what `posix_spawn` cannot do (write `LISTEN_PID`, which only the
+    /// child can know; change directory where the libc crate has no
+    /// `posix_spawn_file_actions_addchdir_np`).
+    Std,
+}
+
+impl Route {
+    fn choose(spec: &Spec, handles: usize) -> Route {
+        if spec.std.is_some() {
+            return Route::Std;
+        }
+        if cfg!(not(handoff_portable)) {
+            return Route::Vfork;
+        }
+        #[cfg(handoff_portable)]
+        if handles > 0 || (spec.cwd.is_some() && !super::posix_spawn::CAN_CHDIR) {
+            return Route::Std;
+        }
+        let _ = handles;
+        Route::PosixSpawn
+    }
+}
+
+#[cfg(not(handoff_portable))]
+fn spawn_vfork(plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
     super::vfork::spawn(plan)
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn spawn_direct(plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
-    spawn_with_std(
-        &mut StdCommand::new(OsStr::from_bytes(plan.path.as_bytes())),
-        plan,
-    )
+#[cfg(handoff_portable)]
+fn spawn_vfork(_plan: &mut Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    unreachable!("the portable configuration never chooses vfork")
+}
+
+#[cfg(handoff_portable)]
+fn spawn_posix(plan: &Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    let pid = super::posix_spawn::spawn(plan)?;
+    // Not reaped until we wait for it, so its pid names exactly this child.
+    Ok((pid, pidfd_for(pid)))
+}
+
+#[cfg(not(handoff_portable))]
+fn spawn_posix(_plan: &Plan) -> io::Result<(libc::pid_t, Option<OwnedFd>)> {
+    unreachable!("only the portable configuration uses posix_spawn")
 }
 
 fn spawn_with_std(
@@ -448,4 +502,52 @@ fn is_executable_file(p: &Path) -> bool {
             rustix::fs::AtFlags::EACCESS,
         )
         .is_ok()
+}
+
+// Linux: dup3, and /bin/sh's `read`.
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    /// A standard stream whose source already has the stream's number and
+    /// is close-on-exec still reaches the child: `dup2` onto itself does
+    /// not clear the flag, so each way of spawning clears it another way
+    /// (`fcntl` in the child, a round trip through a spare number in the
+    /// file actions, `addinherit_np` on Apple).
+    #[test]
+    fn a_stream_already_at_its_number_arrives_though_close_on_exec() {
+        let (r, w) = std::io::pipe().unwrap();
+        // SAFETY: descriptor 0 of this test process is replaced by the
+        // pipe's read end, close-on-exec, and owned below; no test here
+        // reads standard input.
+        let zero = unsafe {
+            assert_eq!(
+                libc::dup3(std::os::fd::AsRawFd::as_raw_fd(&r), 0, libc::O_CLOEXEC),
+                0
+            );
+            OwnedFd::from_raw_fd(0)
+        };
+        drop(r);
+        let spawned = crate::Command::new("sh")
+            .args(["-c", "read line && echo \"got:$line\""])
+            .stdin(crate::Handle::from(zero))
+            .stdout(crate::spawn::Stdio::piped())
+            .spawn();
+        // Descriptor 0 was closed with the command; /dev/null takes it
+        // again, as it was before, whatever the spawn did.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: dup2 onto the now unused number 0.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) };
+        let mut child = spawned.unwrap();
+        let mut w = std::fs::File::from(OwnedFd::from(w));
+        w.write_all(b"hello\n").unwrap();
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(OwnedFd::from(child.take_stdout().unwrap()))
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{out}");
+        assert_eq!(out, "got:hello\n");
+    }
 }

@@ -34,6 +34,15 @@ fn raw(h: BorrowedHandle<'_>) -> HANDLE {
     h.as_raw_handle() as HANDLE
 }
 
+/// As `create`; a read-only handle can always be made later here
+/// (`handle::restrict`), so none is made now.
+pub(crate) fn create_with_reader(
+    name: &str,
+    len: u64,
+) -> io::Result<(OwnedHandle, Option<OwnedHandle>)> {
+    create(name, len).map(|h| (h, None))
+}
+
 /// Creates an anonymous, non-inheritable section of exactly `len` bytes.
 pub(crate) fn create(_name: &str, len: u64) -> io::Result<OwnedHandle> {
     if len == 0 {
