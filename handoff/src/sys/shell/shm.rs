@@ -7,9 +7,8 @@ use crate::Seals;
 
 pub(crate) const CAN_GROW: bool = false;
 
-<<<<<<< HEAD
 no_backend_fns! {
-    fn create(_name: &str, _len: u64) -> io::Result<OwnedRaw>;
+    fn create_with_reader(_name: &str, _len: u64) -> io::Result<(OwnedRaw, Option<OwnedRaw>)>;
     fn len(_b: BorrowedRaw<'_>) -> io::Result<u64>;
     fn write_all_at(_b: BorrowedRaw<'_>, _bytes: &[u8], _offset: u64) -> io::Result<()>;
     fn read(_b: BorrowedRaw<'_>, _buf: &mut [u8]) -> io::Result<usize>;
@@ -21,13 +20,6 @@ no_backend_fns! {
         _max: u64,
     ) -> io::Result<u64>;
     fn add_seals(_b: BorrowedRaw<'_>, _seals: Seals) -> io::Result<()>;
-=======
-pub(crate) fn create_with_reader(
-    _name: &str,
-    _len: u64,
-) -> io::Result<(OwnedRaw, Option<OwnedRaw>)> {
-    Err(unsupported())
->>>>>>> h/portable2
 }
 
 pub(crate) fn size_fits(wanted: u64, size: u64) -> bool {
