@@ -24,6 +24,11 @@ const GIVE_UP: Duration = Duration::from_secs(5);
 pub struct Flow {
     socket: UdpSocket,
     state: Mutex<State>,
+    /// Held from taking a number to handing its datagram to the kernel:
+    /// two sends of one flow (the load generator catching up after a
+    /// stall runs them at once) must leave in their numbers' order, or the
+    /// server's count would be judged against the wrong datagram.
+    sending: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +44,7 @@ impl Flow {
         Ok(Arc::new(Flow {
             socket,
             state: Mutex::default(),
+            sending: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -48,6 +54,7 @@ impl Flow {
 
     /// Sends the flow's next number, scheduled at `scheduled`.
     pub async fn send(&self, scheduled: Instant, recorder: &Recorder) {
+        let _in_order = self.sending.lock().await;
         let seq = {
             let mut state = self.state();
             let seq = state.next;

@@ -90,6 +90,17 @@ impl Mode {
         )
     }
 
+    /// The bad versions of the handover: each fails before it says
+    /// `READY=1`. They accept nothing before their handover, so what they
+    /// measure is the handover alone (a version that dies holding
+    /// connections it accepted loses those, whatever the protocol).
+    pub fn fails_handover(self) -> bool {
+        matches!(
+            self,
+            Mode::RefuseState | Mode::CrashTaking | Mode::CrashTaken | Mode::FewDescriptors
+        )
+    }
+
     /// `RESTART_SERVER_MODE`, else the first line of
     /// `RESTART_SERVER_MODE_FILE`, else good. An unknown name is an error,
     /// not a silent good version.
