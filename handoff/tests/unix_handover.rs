@@ -10,6 +10,7 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use common::handover::assert_handover_error;
 use common::handover::{
     ask, assert_new_serves_all, assert_state_refused, connections, exit_code, expected,
     generations, grant, new_serves, old_serves, raw_ring, runtime, spawn_new, state_bytes, MODE,
@@ -239,11 +240,7 @@ fn unacknowledged_connections_come_back_after_the_timeout() {
             Duration::from_millis(500),
         );
         let failed = old.outcome.expect_err("timed out");
-        assert!(
-            matches!(failed.error, Error::Handover(HandoverError::Timeout(_))),
-            "{}",
-            failed.error
-        );
+        assert_handover_error!(failed.error, Timeout(_));
         assert_eq!(failed.connections.len(), 300);
         // The silent generation still holds copies: until it is gone (a
         // supervisor kills it at its ready timeout) a connection the old one
@@ -262,11 +259,7 @@ fn a_channel_closed_halfway_leaves_everything_with_the_old() {
     generations(new_generation, || {
         let mut old = old_generation_of(this_test!(), "die-after-connections", 50);
         let failed = old.outcome.expect_err("closed");
-        assert!(
-            matches!(failed.error, Error::Handover(HandoverError::Closed(_))),
-            "{}",
-            failed.error
-        );
+        assert_handover_error!(failed.error, Closed(_));
         old_serves(&mut old.clients, failed.connections);
         assert_eq!(exit_code(old.child), Some(4));
     });

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use common::handover::assert_handover_error;
 use common::handover::{grant, raw_ring, runtime};
 use common::without_leaks;
 use handoff::restart::handover::wire::{self, ConnMeta, Msg};
@@ -201,15 +202,12 @@ fn more_connections_than_announced_are_refused() {
             let _pairs = send_socket_pairs(&session, 3);
             let _ = session.recv();
         });
-        assert!(
-            matches!(
-                err,
-                Error::Handover(HandoverError::TooManyConnections {
-                    sent: 3,
-                    allowed: 2
-                })
-            ),
-            "{err}"
+        assert_handover_error!(
+            err,
+            TooManyConnections {
+                sent: 3,
+                allowed: 2
+            }
         );
     });
 }
@@ -240,10 +238,7 @@ fn a_channel_closed_after_the_offer_is_a_closed_error() {
             offer(&session, 5);
             drop(session);
         });
-        assert!(
-            matches!(err, Error::Handover(HandoverError::Closed(_))),
-            "{err}"
-        );
+        assert_handover_error!(err, Closed(_));
     });
 }
 
@@ -262,10 +257,7 @@ fn an_old_generation_that_never_commits_times_out() {
             let _ = session.recv();
             std::thread::sleep(Duration::from_millis(600));
         });
-        assert!(
-            matches!(err, Error::Handover(HandoverError::Timeout(_))),
-            "{err}"
-        );
+        assert_handover_error!(err, Timeout(_));
     });
 }
 
@@ -344,11 +336,7 @@ fn an_inconsistent_acknowledgement_keeps_everything_with_the_old() {
         });
         let failed = failed_hand_over(rt, bell, conns, Duration::from_secs(10));
         new.join().unwrap();
-        assert!(
-            matches!(failed.error, Error::Handover(HandoverError::Protocol(_))),
-            "{}",
-            failed.error
-        );
+        assert_handover_error!(failed.error, Protocol(_));
         assert_eq!(failed.connections.len(), 2);
         drop((failed, theirs));
     });
@@ -366,10 +354,7 @@ fn a_malformed_ring_is_refused() {
         .unwrap();
         peer.send(&hello, &[]).unwrap();
         let err = rt.block_on(bell.ring()).unwrap_err();
-        assert!(
-            matches!(err, Error::Handover(HandoverError::Protocol(_))),
-            "{err}"
-        );
+        assert_handover_error!(err, Protocol(_));
         peer.send(&[1, 2, 3], &[]).unwrap();
         assert!(rt.block_on(bell.ring()).is_err());
         let (a, b) = socket_pairs(1);
@@ -460,11 +445,7 @@ fn a_new_generation_that_stops_reading_cannot_hold_the_old() {
         let failed = failed_hand_over(rt, bell, vec![conn], Duration::from_millis(300));
         stop_tx.send(()).unwrap();
         new.join().unwrap();
-        assert!(
-            matches!(failed.error, Error::Handover(HandoverError::Timeout(_))),
-            "{}",
-            failed.error
-        );
+        assert_handover_error!(failed.error, Timeout(_));
         assert_eq!(failed.connections.len(), 1);
         assert_eq!(failed.connections[0].id, 7);
         assert_eq!(failed.connections[0].pending.len(), 8 << 20);

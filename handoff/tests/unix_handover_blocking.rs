@@ -14,6 +14,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::handover::assert_handover_error;
 use common::handover::{
     assert_new_serves_all, assert_state_refused, connections, exit_code, generations, new_serves,
     runtime, spawn_new, state_bytes, MODE,
@@ -58,10 +59,7 @@ fn new_generation() {
         // hand_over was called inside a runtime): the ring is answered by
         // the session closing.
         let err = Incoming::connect(bell.try_clone().unwrap(), limits()).unwrap_err();
-        assert!(
-            matches!(err, Error::Handover(HandoverError::Closed(_))),
-            "{err}"
-        );
+        assert_handover_error!(err, Closed(_));
     }
     if mode == "async" {
         return async_new_generation(bell);

@@ -25,6 +25,24 @@ pub fn generations(new_generation: fn(), old_generation: impl FnOnce()) {
     super::without_leaks(old_generation);
 }
 
+/// Asserts that `err` (a `handoff::Error`) is the handover error that
+/// `pattern` (a `HandoverError` variant) matches, and shows it otherwise.
+#[allow(unused_macros)]
+macro_rules! assert_handover_error {
+    ($err:expr, $($pattern:tt)+) => {{
+        let err = &$err;
+        assert!(
+            matches!(
+                err,
+                ::handoff::Error::Handover(::handoff::restart::HandoverError::$($pattern)+)
+            ),
+            "{err}"
+        );
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use assert_handover_error;
+
 /// A runtime on this thread: the handover's own tasks need no more.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
