@@ -17,7 +17,7 @@ use common::handover::{
 };
 use common::this_test;
 use handoff::restart::handover::{
-    start_successor, Connection, Doorbell, Failed, Handed, Incoming, TakeLimits, DOORBELL,
+    start_successor, Connection, Doorbell, Failed, Handed, Incoming, Parked, TakeLimits, DOORBELL,
     SELF_CONTAINED,
 };
 use handoff::restart::state::{self, State};
@@ -150,6 +150,25 @@ fn old_generation_of(test: &str, mode: &str, n: usize) -> Old {
     old_generation(test, mode, n, Vec::new(), Duration::from_secs(30))
 }
 
+/// The new generation in `mode` takes all `n` connections and goes,
+/// exiting with `code`; `back` (settling or holding the parked copies)
+/// returns every one, and the old generation serves each.
+fn parked_come_back<F: std::future::Future<Output = Vec<Connection>>>(
+    test: &str,
+    mode: &str,
+    n: usize,
+    code: i32,
+    back: impl FnOnce(Parked) -> F,
+) {
+    let mut old = old_generation_of(test, mode, n);
+    let handed = old.outcome.map_err(|f| f.error).unwrap();
+    assert_eq!(handed.parked.len(), n);
+    let back = old.rt.block_on(back(handed.parked));
+    assert_eq!(back.len(), n);
+    old_serves(&mut old.clients, back);
+    assert_eq!(exit_code(old.child), Some(code));
+}
+
 /// 600 connections (three messages' worth of handles) move to the new
 /// process with their unread bytes and positions; each client's next
 /// request is answered by generation 2, then end-of-file (the old copy was
@@ -162,8 +181,7 @@ fn connections_are_served_by_the_new_process() {
         assert!(handed.kept.is_empty());
         assert_eq!(handed.parked.len(), 600);
         assert!(old.rt.block_on(handed.parked.settle()).is_empty());
-        assert_new_serves_all(&mut old.clients);
-        assert_eq!(exit_code(old.child), Some(0));
+        assert_new_serves_all(&mut old.clients, old.child);
     });
 }
 
@@ -196,9 +214,7 @@ fn connections_past_the_new_process_limit_stay_with_the_old() {
 fn refused_state_leaves_everything_with_the_old() {
     generations(new_generation, || {
         let mut old = old_generation_of(this_test!(), "refuse", 20);
-        let failed = old.outcome.expect_err("refused");
-        assert_state_refused(failed, VERSION, 20, &mut old.clients);
-        assert_eq!(exit_code(old.child), Some(0));
+        assert_state_refused(old.outcome, VERSION, &mut old.clients, old.child);
     });
 }
 
@@ -221,8 +237,7 @@ fn a_pipe_or_a_listener_is_not_a_connection() {
             assert!(why.contains("not a connected stream socket"), "{why}");
         }
         assert!(old.rt.block_on(handed.parked.settle()).is_empty());
-        assert_new_serves_all(&mut old.clients);
-        assert_eq!(exit_code(old.child), Some(0));
+        assert_new_serves_all(&mut old.clients, old.child);
     });
 }
 
@@ -271,13 +286,7 @@ fn a_channel_closed_halfway_leaves_everything_with_the_old() {
 #[test]
 fn a_crash_after_taking_returns_the_connections() {
     generations(new_generation, || {
-        let mut old = old_generation_of(this_test!(), "crash-after-take", 50);
-        let handed = old.outcome.map_err(|f| f.error).unwrap();
-        assert_eq!(handed.parked.len(), 50);
-        let back = old.rt.block_on(handed.parked.settle());
-        assert_eq!(back.len(), 50);
-        old_serves(&mut old.clients, back);
-        assert_eq!(exit_code(old.child), Some(3));
+        parked_come_back(this_test!(), "crash-after-take", 50, 3, Parked::settle);
     });
 }
 
@@ -293,7 +302,7 @@ fn a_self_contained_service_hands_over_to_its_own_successor() {
         let mut cmd = common::self_command(this_test!(), "new");
         cmd.env(MODE, "self");
         let rt = runtime();
-        let mut child = rt.block_on(async {
+        let child = rt.block_on(async {
             let (bell, peer) = Doorbell::new().unwrap();
             let http = Handle::from(listener);
             let upgrade = tokio::task::spawn_blocking(move || {
@@ -315,8 +324,7 @@ fn a_self_contained_service_hands_over_to_its_own_successor() {
             assert!(handed.parked.settle().await.is_empty());
             child
         });
-        assert_new_serves_all(&mut clients);
-        assert!(child.wait().unwrap().success());
+        assert_new_serves_all(&mut clients, child);
     });
 }
 
@@ -326,12 +334,6 @@ fn a_self_contained_service_hands_over_to_its_own_successor() {
 #[test]
 fn held_connections_come_back_when_the_new_process_goes() {
     generations(new_generation, || {
-        let mut old = old_generation_of(this_test!(), "exit-after-serving", 30);
-        let handed = old.outcome.map_err(|f| f.error).unwrap();
-        assert_eq!(handed.parked.len(), 30);
-        let back = old.rt.block_on(handed.parked.hold());
-        assert_eq!(back.len(), 30);
-        old_serves(&mut old.clients, back);
-        assert_eq!(exit_code(old.child), Some(5));
+        parked_come_back(this_test!(), "exit-after-serving", 30, 5, Parked::hold);
     });
 }

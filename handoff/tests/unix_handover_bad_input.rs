@@ -185,7 +185,9 @@ fn offer(session: &Channel, connections: u64) {
         .unwrap();
 }
 
-fn expect_grant(session: &Channel) -> u64 {
+/// Offers `connections` and returns how many the new generation granted.
+fn offer_granted(session: &Channel, connections: u64) -> u64 {
+    offer(session, connections);
     let m = session.recv().unwrap();
     match wire::decode(&m.bytes, 0).unwrap() {
         Msg::Grant { take } => take,
@@ -197,8 +199,7 @@ fn expect_grant(session: &Channel) -> u64 {
 fn more_connections_than_announced_are_refused() {
     without_leaks(|| {
         let err = against_raw_old(TakeLimits::default(), |session| {
-            offer(&session, 2);
-            assert_eq!(expect_grant(&session), 2);
+            assert_eq!(offer_granted(&session, 2), 2);
             let _pairs = send_socket_pairs(&session, 3);
             let _ = session.recv();
         });
@@ -220,8 +221,7 @@ fn more_connections_than_the_cap_are_refused() {
             ..TakeLimits::default()
         };
         let err = against_raw_old(limits, |session| {
-            offer(&session, 300);
-            assert_eq!(expect_grant(&session), 4);
+            assert_eq!(offer_granted(&session, 300), 4);
             let _pairs = send_socket_pairs(&session, 300);
             let _ = session.recv();
         });
@@ -250,8 +250,7 @@ fn an_old_generation_that_never_commits_times_out() {
             ..TakeLimits::default()
         };
         let err = against_raw_old(limits, |session| {
-            offer(&session, 2);
-            expect_grant(&session);
+            offer_granted(&session, 2);
             let _pairs = send_socket_pairs(&session, 2);
             // Taken arrives; no Commit is ever sent.
             let _ = session.recv();
@@ -398,8 +397,7 @@ fn malformed_then_good_ring(
 fn an_unconnected_stream_socket_is_declined() {
     without_leaks(|| {
         let takeover = take_from_raw_old(TakeLimits::default(), |session| {
-            offer(&session, 2);
-            assert_eq!(expect_grant(&session), 2);
+            assert_eq!(offer_granted(&session, 2), 2);
             let (connected, _peer) = UnixStream::pair().unwrap();
             let unconnected = rustix::net::socket(
                 rustix::net::AddressFamily::INET,

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::handover::assert_handover_error;
 use common::handover::{
-    assert_new_serves_all, assert_state_refused, connections, exit_code, generations, new_serves,
-    runtime, spawn_new, state_bytes, MODE,
+    assert_new_serves_all, assert_state_refused, connections, generations, new_serves, runtime,
+    spawn_new, state_bytes, MODE,
 };
 use common::this_test;
 use handoff::restart::handover::blocking::{Doorbell, Handed, Incoming};
@@ -144,8 +144,7 @@ fn blocking_generations_hand_over_connections() {
         assert!(handed.refused.is_empty());
         assert_eq!(handed.parked.len(), 300);
         assert!(handed.parked.settle().unwrap().is_empty());
-        assert_new_serves_all(&mut old.clients);
-        assert_eq!(exit_code(old.child), Some(0));
+        assert_new_serves_all(&mut old.clients, old.child);
     });
 }
 
@@ -155,9 +154,7 @@ fn blocking_generations_hand_over_connections() {
 fn a_refused_state_leaves_the_connections_with_the_old() {
     generations(new_generation, || {
         let mut old = old_generation(this_test!(), "refuse", 20);
-        let failed = old.outcome.expect_err("refused");
-        assert_state_refused(failed, VERSION, 20, &mut old.clients);
-        assert_eq!(exit_code(old.child), Some(0));
+        assert_state_refused(old.outcome, VERSION, &mut old.clients, old.child);
     });
 }
 
@@ -221,8 +218,7 @@ fn inside_a_runtime_the_blocking_form_refuses() {
         let parked = not_run.value;
         assert_eq!(parked.len(), 10);
         assert!(parked.settle().unwrap().is_empty());
-        assert_new_serves_all(&mut clients);
-        assert_eq!(exit_code(child), Some(0));
+        assert_new_serves_all(&mut clients, child);
     });
 }
 
@@ -235,7 +231,6 @@ fn a_blocking_old_generation_hands_over_to_an_async_new_one() {
         let handed = old.outcome.map_err(|f| f.error).unwrap();
         assert_eq!(handed.parked.len(), 30);
         assert!(handed.parked.settle().unwrap().is_empty());
-        assert_new_serves_all(&mut old.clients);
-        assert_eq!(exit_code(old.child), Some(0));
+        assert_new_serves_all(&mut old.clients, old.child);
     });
 }

@@ -110,11 +110,13 @@ pub fn ask(client: &mut TcpStream) -> String {
     out
 }
 
-/// Each client's next request is answered by the new generation.
-pub fn assert_new_serves_all(clients: &mut [TcpStream]) {
+/// Each client's next request is answered by the new generation, which
+/// then exits successfully.
+pub fn assert_new_serves_all(clients: &mut [TcpStream], new: handoff::Child) {
     for (i, c) in clients.iter_mut().enumerate() {
         assert_eq!(ask(c), expected(2, i as u64));
     }
+    assert_eq!(exit_code(new), Some(0));
 }
 
 /// The old generation serves `conns` itself: each client's request is
@@ -132,9 +134,16 @@ pub fn old_serves(clients: &mut [TcpStream], conns: Vec<Connection>) {
 }
 
 /// The handover failed because the new generation refused the state,
-/// version `version` (another version than it wants), and each of the
-/// `n` connections is still the old generation's, which serves it.
-pub fn assert_state_refused(failed: Failed, version: u32, n: usize, clients: &mut [TcpStream]) {
+/// version `version` (another version than it wants): every connection
+/// is still the old generation's, which serves it, and the new generation
+/// exits successfully.
+pub fn assert_state_refused<H: std::fmt::Debug>(
+    outcome: Result<H, Failed>,
+    version: u32,
+    clients: &mut [TcpStream],
+    new: handoff::Child,
+) {
+    let failed = outcome.expect_err("refused");
     match &failed.error {
         handoff::Error::Handover(HandoverError::Refused(reason)) => {
             let said = format!("state version {version}");
@@ -142,8 +151,9 @@ pub fn assert_state_refused(failed: Failed, version: u32, n: usize, clients: &mu
         }
         e => panic!("{e}"),
     }
-    assert_eq!(failed.connections.len(), n);
+    assert_eq!(failed.connections.len(), clients.len());
     old_serves(clients, failed.connections);
+    assert_eq!(exit_code(new), Some(0));
 }
 
 /// Re-runs this binary's `test` as the new generation in `mode`, with the
