@@ -9,19 +9,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{serial, LeakCheck};
+use common::handover::assert_handover_error;
+use common::handover::{grant, raw_ring, runtime};
+use common::without_leaks;
 use handoff::restart::handover::wire::{self, ConnMeta, Msg};
-use handoff::restart::handover::{Connection, Doorbell, Incoming, TakeLimits};
+use handoff::restart::handover::{Connection, Doorbell, Failed, Incoming, TakeLimits};
 use handoff::restart::state::{self, State};
 use handoff::restart::HandoverError;
-use handoff::{Channel, Error, Handle};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use handoff::{AsHandle, BorrowedHandle, Channel, Error, Handle};
 
 /// State bytes with a header written by hand.
 fn raw_state(version: u32, len: u64, crc: u32, payload: &[u8]) -> Handle {
@@ -44,8 +39,10 @@ fn open_err(h: Handle, version: u32, max: u64) -> HandoverError {
 
 #[test]
 fn bad_state_is_refused_with_its_reason() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
+    without_leaks(bad_state_is_refused);
+}
+
+fn bad_state_is_refused() {
     let payload = b"sessions and counters".to_vec();
     let crc = crc(&payload);
     // Good, as a baseline: read in place.
@@ -105,7 +102,6 @@ fn bad_state_is_refused_with_its_reason() {
         open_err(handoff::startup::create(&[7u8; 64]).unwrap(), 3, 1024),
         HandoverError::StateMalformed(_)
     ));
-    leaks.assert();
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -130,33 +126,50 @@ fn socket_pairs(n: usize) -> (Vec<UnixStream>, Vec<UnixStream>) {
     (0..n).map(|_| UnixStream::pair().unwrap()).unzip()
 }
 
-fn send_connections(session: &Channel, ends: &[UnixStream]) {
-    let meta: Vec<ConnMeta> = (0..ends.len() as u64)
+/// Sends `handles` as connections 0, 1, ... with nothing pending.
+fn send_connections(session: &Channel, handles: &[BorrowedHandle<'_>]) -> handoff::Result<()> {
+    let meta: Vec<ConnMeta> = (0..handles.len() as u64)
         .map(|id| ConnMeta {
             id,
             pending: Vec::new(),
             position: Vec::new(),
         })
         .collect();
-    let handles: Vec<_> = ends
-        .iter()
-        .map(|s| handoff::AsHandle::as_handle(s))
-        .collect();
-    // A sender that ignores the grant gets refused by the receiver; a
-    // failed send (the peer gave up) is fine here.
-    let _ = session.send(&wire::encode(&Msg::Connections(meta)).unwrap(), &handles);
+    session.send(&wire::encode(&Msg::Connections(meta)).unwrap(), handles)
 }
 
-/// Runs the new generation's side against a hand-made old one in a thread.
-fn against_raw_old(limits: TakeLimits, old: impl FnOnce(Channel) + Send + 'static) -> Error {
+/// Sends one end of each of `n` connected Unix socket pairs as
+/// connections, whatever was granted; returns both ends, open until the
+/// caller is done. A sender that ignores the grant gets refused by the
+/// receiver; a failed send (the peer gave up) is fine here.
+fn send_socket_pairs(session: &Channel, n: usize) -> (Vec<UnixStream>, Vec<UnixStream>) {
+    let pairs = socket_pairs(n);
+    let handles: Vec<_> = pairs.0.iter().map(|s| s.as_handle()).collect();
+    let _ = send_connections(session, &handles);
+    pairs
+}
+
+/// Runs the new generation's side against a hand-made old one in a
+/// thread: what taking the connections came to.
+fn take_from_raw_old(
+    limits: TakeLimits,
+    old: impl FnOnce(Channel) + Send + 'static,
+) -> handoff::Result<handoff::restart::handover::Takeover> {
     let (bell_ours, bell_theirs) = Channel::pair().unwrap();
     let t = std::thread::spawn(move || old(raw_old_session(&bell_ours)));
-    let err = runtime().block_on(async {
+    let taken = runtime().block_on(async {
         let incoming = Incoming::connect(bell_theirs.into_handle(), limits).await?;
-        incoming.accept().await.map(|_| ())
+        incoming.accept().await
     });
     t.join().unwrap();
-    err.expect_err("the handover must fail")
+    taken
+}
+
+/// As [`take_from_raw_old`], where taking must fail: the error.
+fn against_raw_old(limits: TakeLimits, old: impl FnOnce(Channel) + Send + 'static) -> Error {
+    take_from_raw_old(limits, old)
+        .map(drop)
+        .expect_err("the handover must fail")
 }
 
 fn offer(session: &Channel, connections: u64) {
@@ -172,7 +185,9 @@ fn offer(session: &Channel, connections: u64) {
         .unwrap();
 }
 
-fn expect_grant(session: &Channel) -> u64 {
+/// Offers `connections` and returns how many the new generation granted.
+fn offer_granted(session: &Channel, connections: u64) -> u64 {
+    offer(session, connections);
     let m = session.recv().unwrap();
     match wire::decode(&m.bytes, 0).unwrap() {
         Msg::Grant { take } => take,
@@ -182,207 +197,178 @@ fn expect_grant(session: &Channel) -> u64 {
 
 #[test]
 fn more_connections_than_announced_are_refused() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let err = against_raw_old(TakeLimits::default(), |session| {
-        offer(&session, 2);
-        assert_eq!(expect_grant(&session), 2);
-        let (ours, _theirs) = socket_pairs(3);
-        send_connections(&session, &ours);
-        let _ = session.recv();
-    });
-    assert!(
-        matches!(
+    without_leaks(|| {
+        let err = against_raw_old(TakeLimits::default(), |session| {
+            assert_eq!(offer_granted(&session, 2), 2);
+            let _pairs = send_socket_pairs(&session, 3);
+            let _ = session.recv();
+        });
+        assert_handover_error!(
             err,
-            Error::Handover(HandoverError::TooManyConnections {
+            TooManyConnections {
                 sent: 3,
                 allowed: 2
-            })
-        ),
-        "{err}"
-    );
-    leaks.assert();
+            }
+        );
+    });
 }
 
 #[test]
 fn more_connections_than_the_cap_are_refused() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let limits = TakeLimits {
-        max_connections: 4,
-        ..TakeLimits::default()
-    };
-    let err = against_raw_old(limits, |session| {
-        offer(&session, 300);
-        assert_eq!(expect_grant(&session), 4);
-        let (ours, _theirs) = socket_pairs(300);
-        send_connections(&session, &ours);
-        let _ = session.recv();
+    without_leaks(|| {
+        let limits = TakeLimits {
+            max_connections: 4,
+            ..TakeLimits::default()
+        };
+        let err = against_raw_old(limits, |session| {
+            assert_eq!(offer_granted(&session, 300), 4);
+            let _pairs = send_socket_pairs(&session, 300);
+            let _ = session.recv();
+        });
+        // The channel refuses a message with more handles than its cap and
+        // closes those that arrived.
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     });
-    // The channel refuses a message with more handles than its cap and
-    // closes those that arrived.
-    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
-    leaks.assert();
 }
 
 #[test]
 fn a_channel_closed_after_the_offer_is_a_closed_error() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let err = against_raw_old(TakeLimits::default(), |session| {
-        offer(&session, 5);
-        drop(session);
+    without_leaks(|| {
+        let err = against_raw_old(TakeLimits::default(), |session| {
+            offer(&session, 5);
+            drop(session);
+        });
+        assert_handover_error!(err, Closed(_));
     });
-    assert!(
-        matches!(err, Error::Handover(HandoverError::Closed(_))),
-        "{err}"
-    );
-    leaks.assert();
 }
 
 #[test]
 fn an_old_generation_that_never_commits_times_out() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let limits = TakeLimits {
-        timeout: Duration::from_millis(200),
-        ..TakeLimits::default()
-    };
-    let err = against_raw_old(limits, |session| {
-        offer(&session, 2);
-        expect_grant(&session);
-        let (ours, _theirs) = socket_pairs(2);
-        send_connections(&session, &ours);
-        // Taken arrives; no Commit is ever sent.
-        let _ = session.recv();
-        std::thread::sleep(Duration::from_millis(600));
+    without_leaks(|| {
+        let limits = TakeLimits {
+            timeout: Duration::from_millis(200),
+            ..TakeLimits::default()
+        };
+        let err = against_raw_old(limits, |session| {
+            offer_granted(&session, 2);
+            let _pairs = send_socket_pairs(&session, 2);
+            // Taken arrives; no Commit is ever sent.
+            let _ = session.recv();
+            std::thread::sleep(Duration::from_millis(600));
+        });
+        assert_handover_error!(err, Timeout(_));
     });
-    assert!(
-        matches!(err, Error::Handover(HandoverError::Timeout(_))),
-        "{err}"
-    );
-    leaks.assert();
 }
 
-/// A hand-made new generation: rings the doorbell whose far end is
-/// `peer`, takes the offer and grants `take` connections; returns the
-/// session.
-fn raw_new_session(peer: Handle, take: u64) -> Channel {
-    let bell = Channel::from_handle(peer).unwrap();
-    let (session, far) = Channel::pair().unwrap();
-    let hello = Msg::Hello {
-        protocol: wire::PROTOCOL,
-    };
-    bell.send(&wire::encode(&hello).unwrap(), &[far.as_borrowed()])
-        .unwrap();
-    drop(far);
-    let _offer = session.recv().unwrap();
-    session
-        .send(&wire::encode(&Msg::Grant { take }).unwrap(), &[])
-        .unwrap();
-    session
+/// Runs `test` with a real old generation's doorbell, on a runtime on
+/// this thread (entered), and the far end a new generation rings; no other
+/// counting test runs, and the open-handle count afterwards is asserted to
+/// be what it was.
+fn with_doorbell(test: impl FnOnce(&tokio::runtime::Runtime, &Doorbell, Handle)) {
+    without_leaks(|| {
+        let rt = runtime();
+        let in_rt = rt.enter();
+        let (bell, peer) = Doorbell::new().unwrap();
+        test(&rt, &bell, peer);
+        drop((bell, in_rt));
+    });
+}
+
+/// A hand-made new generation in a thread: rings the doorbell whose far
+/// end is `peer`, grants `take` connections, then does `then`.
+fn raw_new_generation(
+    peer: Handle,
+    take: u64,
+    then: impl FnOnce(Channel) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (session, _) = raw_ring(peer);
+        grant(&session, take);
+        then(session)
+    })
+}
+
+/// The old generation rings `bell` and hands `conns` over within
+/// `timeout`, which must fail: how.
+fn failed_hand_over(
+    rt: &tokio::runtime::Runtime,
+    bell: &Doorbell,
+    conns: Vec<Connection>,
+    timeout: Duration,
+) -> Failed {
+    rt.block_on(async {
+        let out = bell.ring().await.unwrap();
+        out.hand_over(None, conns, timeout).await
+    })
+    .expect_err("the handover must fail")
 }
 
 /// A hand-made new generation acknowledging a connection twice: the old
 /// side refuses the answer and keeps every connection.
 #[test]
 fn an_inconsistent_acknowledgement_keeps_everything_with_the_old() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let rt = runtime();
-    let _in = rt.enter();
-    let (bell, peer) = Doorbell::new().unwrap();
-    let (ours, theirs) = socket_pairs(2);
-    let conns: Vec<Connection> = ours
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| Connection::new(i as u64, Handle::from(OwnedFd::from(s))))
-        .collect();
-    let new = std::thread::spawn(move || {
-        let session = raw_new_session(peer, 2);
-        let got = session.recv().unwrap();
-        assert_eq!(got.handles.len(), 2);
-        session
-            .send(
-                &wire::encode(&Msg::Taken {
-                    taken: vec![0, 0],
-                    refused: vec![],
-                })
-                .unwrap(),
-                &[],
-            )
-            .unwrap();
-        // The old side answers Abort.
-        let answer = session.recv().unwrap();
-        assert!(matches!(
-            wire::decode(&answer.bytes, 0).unwrap(),
-            Msg::Abort { .. }
-        ));
+    with_doorbell(|rt, bell, peer| {
+        let (ours, theirs) = socket_pairs(2);
+        let conns: Vec<Connection> = (0..)
+            .zip(ours)
+            .map(|(i, s)| Connection::new(i, s))
+            .collect();
+        let new = raw_new_generation(peer, 2, |session| {
+            let got = session.recv().unwrap();
+            assert_eq!(got.handles.len(), 2);
+            session
+                .send(
+                    &wire::encode(&Msg::Taken {
+                        taken: vec![0, 0],
+                        refused: vec![],
+                    })
+                    .unwrap(),
+                    &[],
+                )
+                .unwrap();
+            // The old side answers Abort.
+            let answer = session.recv().unwrap();
+            assert!(matches!(
+                wire::decode(&answer.bytes, 0).unwrap(),
+                Msg::Abort { .. }
+            ));
+        });
+        let failed = failed_hand_over(rt, bell, conns, Duration::from_secs(10));
+        new.join().unwrap();
+        assert_handover_error!(failed.error, Protocol(_));
+        assert_eq!(failed.connections.len(), 2);
+        drop((failed, theirs));
     });
-    let failed = rt
-        .block_on(async {
-            let out = bell.ring().await.unwrap();
-            out.hand_over(None, conns, Duration::from_secs(10)).await
-        })
-        .expect_err("inconsistent");
-    new.join().unwrap();
-    assert!(
-        matches!(failed.error, Error::Handover(HandoverError::Protocol(_))),
-        "{}",
-        failed.error
-    );
-    assert_eq!(failed.connections.len(), 2);
-    drop(failed);
-    drop(theirs);
-    drop(bell);
-    drop(_in);
-    drop(rt);
-    leaks.assert();
 }
 
 /// A ring without a session channel, or with two handles, is refused and
 /// its handles closed; the doorbell still works.
 #[test]
 fn a_malformed_ring_is_refused() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let rt = runtime();
-    let in_rt = rt.enter();
-    let (bell, peer) = Doorbell::new().unwrap();
-    let peer = Channel::from_handle(peer).unwrap();
-    let hello = wire::encode(&Msg::Hello {
-        protocol: wire::PROTOCOL,
-    })
-    .unwrap();
-    peer.send(&hello, &[]).unwrap();
-    let err = rt.block_on(bell.ring()).unwrap_err();
-    assert!(
-        matches!(err, Error::Handover(HandoverError::Protocol(_))),
-        "{err}"
-    );
-    peer.send(&[1, 2, 3], &[]).unwrap();
-    assert!(rt.block_on(bell.ring()).is_err());
-    let (a, b) = socket_pairs(1);
-    peer.send(
-        &hello,
-        &[
-            handoff::AsHandle::as_handle(&a[0]),
-            handoff::AsHandle::as_handle(&b[0]),
-        ],
-    )
-    .unwrap();
-    assert!(rt.block_on(bell.ring()).is_err());
-    drop((a, b));
-    // A datagram that is not a fragment at all, written on the raw
-    // socket: malformed, and the doorbell still answers the next ring
-    // (on a transport that keeps datagram boundaries only).
-    #[cfg(not(handoff_portable))]
-    malformed_then_good_ring(&rt, &bell, peer, &hello);
-    #[cfg(handoff_portable)]
-    drop(peer);
-    drop((bell, in_rt));
-    drop(rt);
-    leaks.assert();
+    with_doorbell(|rt, bell, peer| {
+        let peer = Channel::from_handle(peer).unwrap();
+        let hello = wire::encode(&Msg::Hello {
+            protocol: wire::PROTOCOL,
+        })
+        .unwrap();
+        peer.send(&hello, &[]).unwrap();
+        let err = rt.block_on(bell.ring()).unwrap_err();
+        assert_handover_error!(err, Protocol(_));
+        peer.send(&[1, 2, 3], &[]).unwrap();
+        assert!(rt.block_on(bell.ring()).is_err());
+        let (a, b) = socket_pairs(1);
+        peer.send(&hello, &[a[0].as_handle(), b[0].as_handle()])
+            .unwrap();
+        assert!(rt.block_on(bell.ring()).is_err());
+        drop((a, b));
+        // A datagram that is not a fragment at all, written on the raw
+        // socket: malformed, and the doorbell still answers the next ring
+        // (on a transport that keeps datagram boundaries only).
+        #[cfg(not(handoff_portable))]
+        malformed_then_good_ring(rt, bell, peer, &hello);
+        #[cfg(handoff_portable)]
+        drop(peer);
+    });
 }
 
 #[cfg(not(handoff_portable))]
@@ -409,60 +395,33 @@ fn malformed_then_good_ring(
 /// beside it is taken.
 #[test]
 fn an_unconnected_stream_socket_is_declined() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let (bell_ours, bell_theirs) = Channel::pair().unwrap();
-    let old = std::thread::spawn(move || {
-        let session = raw_old_session(&bell_ours);
-        offer(&session, 2);
-        assert_eq!(expect_grant(&session), 2);
-        let (connected, _peer) = UnixStream::pair().unwrap();
-        let unconnected = rustix::net::socket(
-            rustix::net::AddressFamily::INET,
-            rustix::net::SocketType::STREAM,
-            None,
-        )
-        .unwrap();
-        let meta: Vec<ConnMeta> = (0..2)
-            .map(|id| ConnMeta {
-                id,
-                pending: Vec::new(),
-                position: Vec::new(),
-            })
-            .collect();
-        session
-            .send(
-                &wire::encode(&Msg::Connections(meta)).unwrap(),
-                &[
-                    handoff::AsHandle::as_handle(&connected),
-                    handoff::AsHandle::as_handle(&unconnected),
-                ],
+    without_leaks(|| {
+        let takeover = take_from_raw_old(TakeLimits::default(), |session| {
+            assert_eq!(offer_granted(&session, 2), 2);
+            let (connected, _peer) = UnixStream::pair().unwrap();
+            let unconnected = rustix::net::socket(
+                rustix::net::AddressFamily::INET,
+                rustix::net::SocketType::STREAM,
+                None,
             )
             .unwrap();
-        let answer = session.recv().unwrap();
-        let Msg::Taken { taken, refused } = wire::decode(&answer.bytes, 0).unwrap() else {
-            panic!("no Taken");
-        };
-        assert_eq!(taken, [0]);
-        assert_eq!(refused.len(), 1);
-        assert_eq!(refused[0].0, 1);
-        assert!(refused[0].1.contains("not connected"), "{}", refused[0].1);
-        session
-            .send(&wire::encode(&Msg::Commit).unwrap(), &[])
-            .unwrap();
-    });
-    let takeover = runtime()
-        .block_on(async {
-            let incoming =
-                Incoming::connect(bell_theirs.into_handle(), TakeLimits::default()).await?;
-            incoming.accept().await
+            send_connections(&session, &[connected.as_handle(), unconnected.as_handle()]).unwrap();
+            let answer = session.recv().unwrap();
+            let Msg::Taken { taken, refused } = wire::decode(&answer.bytes, 0).unwrap() else {
+                panic!("no Taken");
+            };
+            assert_eq!(taken, [0]);
+            assert_eq!(refused.len(), 1);
+            assert_eq!(refused[0].0, 1);
+            assert!(refused[0].1.contains("not connected"), "{}", refused[0].1);
+            session
+                .send(&wire::encode(&Msg::Commit).unwrap(), &[])
+                .unwrap();
         })
         .unwrap();
-    old.join().unwrap();
-    assert_eq!(takeover.connections.len(), 1);
-    assert_eq!(takeover.declined.len(), 1);
-    drop(takeover);
-    leaks.assert();
+        assert_eq!(takeover.connections.len(), 1);
+        assert_eq!(takeover.declined.len(), 1);
+    });
 }
 
 /// A new generation that grants connections and then stops reading: the
@@ -470,43 +429,24 @@ fn an_unconnected_stream_socket_is_declined() {
 /// `Timeout`, and every connection is back with the old generation.
 #[test]
 fn a_new_generation_that_stops_reading_cannot_hold_the_old() {
-    let _s = serial();
-    let leaks = LeakCheck::new();
-    let rt = runtime();
-    let in_rt = rt.enter();
-    let (bell, peer) = Doorbell::new().unwrap();
-    let (ours, theirs) = socket_pairs(1);
-    let mut conn = Connection::new(
-        7,
-        Handle::from(OwnedFd::from(ours.into_iter().next().unwrap())),
-    );
-    // More unread bytes than a socket buffer holds, so the Connections
-    // message cannot go out while nobody reads.
-    conn.pending = vec![0x5a; 8 << 20];
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let new = std::thread::spawn(move || {
-        let _session = raw_new_session(peer, 1);
-        // Reads nothing more until the old side has given up.
-        let _ = stop_rx.recv();
+    with_doorbell(|rt, bell, peer| {
+        let (ours, theirs) = socket_pairs(1);
+        let mut conn = Connection::new(7, ours.into_iter().next().unwrap());
+        // More unread bytes than a socket buffer holds, so the Connections
+        // message cannot go out while nobody reads.
+        conn.pending = vec![0x5a; 8 << 20];
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let new = raw_new_generation(peer, 1, move |_session| {
+            // Reads nothing more until the old side has given up.
+            let _ = stop_rx.recv();
+        });
+        let failed = failed_hand_over(rt, bell, vec![conn], Duration::from_millis(300));
+        stop_tx.send(()).unwrap();
+        new.join().unwrap();
+        assert_handover_error!(failed.error, Timeout(_));
+        assert_eq!(failed.connections.len(), 1);
+        assert_eq!(failed.connections[0].id, 7);
+        assert_eq!(failed.connections[0].pending.len(), 8 << 20);
+        drop((failed, theirs));
     });
-    let failed = rt
-        .block_on(async {
-            let out = bell.ring().await.unwrap();
-            out.hand_over(None, vec![conn], Duration::from_millis(300))
-                .await
-        })
-        .expect_err("the send must time out");
-    stop_tx.send(()).unwrap();
-    new.join().unwrap();
-    assert!(
-        matches!(failed.error, Error::Handover(HandoverError::Timeout(_))),
-        "{}",
-        failed.error
-    );
-    assert_eq!(failed.connections.len(), 1);
-    assert_eq!(failed.connections[0].id, 7);
-    assert_eq!(failed.connections[0].pending.len(), 8 << 20);
-    drop((failed, theirs, bell, in_rt));
-    drop(rt);
-    leaks.assert();
 }

@@ -8,16 +8,15 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::http_client;
 use super::outcome::{Outcome, Proto, Recorder};
+use super::schedule::{Clients, Schedule};
 
 /// No request waits longer than this for its answer.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -50,12 +49,7 @@ struct Shared {
 
 /// The running clients; `stop` ends them and returns the counts.
 #[derive(Debug)]
-pub struct KeepAlive {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
-    clients: u64,
-}
+pub struct KeepAlive(Clients<Shared>);
 
 impl KeepAlive {
     /// `clients` connections to `server`, `rate` requests a second in all.
@@ -66,69 +60,30 @@ impl KeepAlive {
         rate: f64,
         recorder: &Recorder,
     ) -> KeepAlive {
-        let (stop, stop_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::default());
         let period = Duration::from_secs_f64(clients as f64 / rate);
-        let start = Instant::now();
-        let tasks = (0..clients)
-            .map(|i| {
-                // Spread the clients over the period so the load is even.
-                let first = start + period.mul_f64(i as f64 / clients as f64);
-                rt.spawn(client(
-                    server,
-                    first,
-                    period,
-                    stop_rx.clone(),
-                    shared.clone(),
-                    recorder.clone(),
-                ))
-            })
-            .collect();
-        KeepAlive {
-            stop,
-            tasks,
-            shared,
-            clients: clients as u64,
-        }
+        KeepAlive(Clients::start(
+            rt,
+            clients,
+            period,
+            |_, schedule, shared| client(server, schedule, shared, recorder.clone()),
+        ))
     }
 
     pub fn stop(self, rt: &Runtime) -> Counts {
-        self.stop.send_replace(true);
-        rt.block_on(async {
-            for t in self.tasks {
-                let _ = t.await;
-            }
-        });
+        let (clients, shared) = self.0.stop(rt);
         Counts {
-            clients: self.clients,
-            connects: self.shared.connects.load(Ordering::Relaxed),
-            requests: self.shared.requests.load(Ordering::Relaxed),
-            closed_by_server: self.shared.closed_by_server.load(Ordering::Relaxed),
+            clients,
+            connects: shared.connects.load(Ordering::Relaxed),
+            requests: shared.requests.load(Ordering::Relaxed),
+            closed_by_server: shared.closed_by_server.load(Ordering::Relaxed),
         }
     }
 }
 
-async fn client(
-    server: SocketAddr,
-    first: Instant,
-    period: Duration,
-    mut stop: watch::Receiver<bool>,
-    shared: Arc<Shared>,
-    rec: Recorder,
-) {
+async fn client(server: SocketAddr, mut schedule: Schedule, shared: Arc<Shared>, rec: Recorder) {
     let mut conn: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(512);
-    for k in 0u64.. {
-        let when = first + period.mul_f64(k as f64);
-        if when > Instant::now() {
-            tokio::select! {
-                _ = tokio::time::sleep_until(when.into()) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while let Some((k, when)) = schedule.tick().await {
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let answer = tokio::time::timeout(DEADLINE, async {
             if conn.is_none() {

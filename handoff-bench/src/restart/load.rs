@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::outcome::{Outcome, Proto, Recorder};
+use super::schedule::Schedule;
 use super::udp_client::{self, Flow};
 use super::{http_client, unix_client};
 
@@ -72,23 +73,20 @@ impl Drop for Flight {
 /// Calls `fire(k, when)` at `when = start + k / rate` for k = 0, 1, ...
 /// until `stop`; if the runtime wakes late, the missed ticks fire at once
 /// with their own scheduled times.
-async fn ticker(rate: f64, mut stop: watch::Receiver<bool>, mut fire: impl FnMut(u64, Instant)) {
-    let start = Instant::now();
+async fn ticker(rate: f64, stop: watch::Receiver<bool>, mut fire: impl FnMut(u64, Instant)) {
     let period = Duration::from_secs_f64(1.0 / rate);
-    let mut k = 0u64;
-    loop {
-        let when = start + period.mul_f64(k as f64);
-        if when > Instant::now() {
-            tokio::select! {
-                _ = tokio::time::sleep_until(when.into()) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
-        if *stop.borrow() {
-            return;
-        }
+    let mut schedule = Schedule::new(Instant::now(), period, stop);
+    while let Some((k, when)) = schedule.tick().await {
         fire(k, when);
-        k += 1;
+    }
+}
+
+/// A request's outcome: its own, or `Late` once past the deadline.
+async fn in_time(request: impl std::future::Future<Output = Result<(), Outcome>>) -> Outcome {
+    match tokio::time::timeout(DEADLINE, request).await {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(o)) => o,
+        Err(_) => Outcome::Late,
     }
 }
 
@@ -121,16 +119,7 @@ impl Load {
             rt.spawn(ticker(rates.http, stop_rx.clone(), move |k, when| {
                 let (rec, flight) = (rec.clone(), Flight::new(&count));
                 tokio::spawn(async move {
-                    let outcome = match tokio::time::timeout(
-                        DEADLINE,
-                        http_client::request(server, source(k), k),
-                    )
-                    .await
-                    {
-                        Ok(Ok(())) => Outcome::Ok,
-                        Ok(Err(o)) => o,
-                        Err(_) => Outcome::Late,
-                    };
+                    let outcome = in_time(http_client::request(server, source(k), k)).await;
                     rec.record(Proto::Http, when, outcome);
                     drop(flight);
                 });
@@ -146,16 +135,7 @@ impl Load {
             rt.spawn(ticker(rates.unix, stop_rx.clone(), move |k, when| {
                 let (rec, flight, path) = (rec.clone(), Flight::new(&count), path.clone());
                 tokio::spawn(async move {
-                    let outcome = match tokio::time::timeout(
-                        DEADLINE,
-                        unix_client::request(&path, k),
-                    )
-                    .await
-                    {
-                        Ok(Ok(())) => Outcome::Ok,
-                        Ok(Err(o)) => o,
-                        Err(_) => Outcome::Late,
-                    };
+                    let outcome = in_time(unix_client::request(&path, k)).await;
                     rec.record(Proto::Unix, when, outcome);
                     drop(flight);
                 });

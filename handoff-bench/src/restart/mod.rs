@@ -26,6 +26,7 @@ mod outcome;
 mod plot;
 mod procs;
 mod report;
+mod schedule;
 mod self_contained;
 mod state_phase;
 mod stream_client;

@@ -8,15 +8,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::outcome::{Outcome, Proto, Recorder};
+use super::schedule::{Clients, Schedule};
 
 /// No line waits longer than this for its echo.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -48,12 +47,7 @@ struct Shared {
 }
 
 #[derive(Debug)]
-pub struct Streams {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
-    clients: u64,
-}
+pub struct Streams(Clients<Shared>);
 
 impl Streams {
     /// `clients` streams to the Unix socket at `path`, one line each per
@@ -65,44 +59,22 @@ impl Streams {
         period: Duration,
         recorder: &Recorder,
     ) -> Streams {
-        let (stop, stop_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::default());
-        let start = Instant::now();
-        let tasks = (0..clients)
-            .map(|i| {
-                let first = start + period.mul_f64(i as f64 / clients as f64);
-                rt.spawn(client(
-                    path.clone(),
-                    i as u64,
-                    first,
-                    period,
-                    stop_rx.clone(),
-                    shared.clone(),
-                    recorder.clone(),
-                ))
-            })
-            .collect();
-        Streams {
-            stop,
-            tasks,
-            shared,
-            clients: clients as u64,
-        }
+        Streams(Clients::start(
+            rt,
+            clients,
+            period,
+            |id, schedule, shared| client(path.clone(), id, schedule, shared, recorder.clone()),
+        ))
     }
 
     pub fn stop(self, rt: &Runtime) -> Counts {
-        self.stop.send_replace(true);
-        rt.block_on(async {
-            for t in self.tasks {
-                let _ = t.await;
-            }
-        });
+        let (clients, shared) = self.0.stop(rt);
         Counts {
-            clients: self.clients,
-            connects: self.shared.connects.load(Ordering::Relaxed),
-            lines: self.shared.lines.load(Ordering::Relaxed),
-            bytes: self.shared.bytes.load(Ordering::Relaxed),
-            corrupted: self.shared.corrupted.load(Ordering::Relaxed),
+            clients,
+            connects: shared.connects.load(Ordering::Relaxed),
+            lines: shared.lines.load(Ordering::Relaxed),
+            bytes: shared.bytes.load(Ordering::Relaxed),
+            corrupted: shared.corrupted.load(Ordering::Relaxed),
         }
     }
 }
@@ -110,24 +82,12 @@ impl Streams {
 async fn client(
     path: PathBuf,
     id: u64,
-    first: Instant,
-    period: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut schedule: Schedule,
     shared: Arc<Shared>,
     rec: Recorder,
 ) {
     let mut conn: Option<UnixStream> = None;
-    for k in 0u64.. {
-        let when = first + period.mul_f64(k as f64);
-        if when > Instant::now() {
-            tokio::select! {
-                _ = tokio::time::sleep_until(when.into()) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while let Some((k, when)) = schedule.tick().await {
         let line = message(id, k);
         shared.lines.fetch_add(1, Ordering::Relaxed);
         shared.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UdpSocket, UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::accept;
 use crate::server::{stopped, Shared};
 use crate::snapshot::Flows;
 
@@ -66,26 +67,8 @@ pub async fn udp_loop(
     }
 }
 
-pub async fn unix_accept_loop(
-    listener: UnixListener,
-    shared: Shared,
-    mut halt: watch::Receiver<bool>,
-) {
-    loop {
-        let stream = tokio::select! {
-            biased;
-            _ = stopped(&mut halt) => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    eprintln!("restart_server[{}]: unix accept: {e}", shared.label);
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(unix_echo(stream, shared.clone()));
-    }
+pub async fn unix_accept_loop(listener: UnixListener, shared: Shared, halt: watch::Receiver<bool>) {
+    accept::accept_loop(listener, "unix", shared, halt, unix_echo).await
 }
 
 async fn unix_echo(mut stream: UnixStream, shared: Shared) {

@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::accept;
 use crate::server::{stopped, Shared};
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -15,24 +16,12 @@ const MAX_HEAD: usize = 16 * 1024;
 /// request (answered with `Connection: close`).
 const IDLE_AT_STOP: Duration = Duration::from_secs(1);
 
-pub async fn accept_loop(listener: TcpListener, shared: Shared, mut halt: watch::Receiver<bool>) {
-    loop {
-        let stream = tokio::select! {
-            biased;
-            _ = stopped(&mut halt) => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // EMFILE and the like: back off, keep the listener.
-                    eprintln!("restart_server[{}]: http accept: {e}", shared.label);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
+pub async fn accept_loop(listener: TcpListener, shared: Shared, halt: watch::Receiver<bool>) {
+    accept::accept_loop(listener, "http", shared, halt, |stream, shared| {
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, shared.clone()));
-    }
+        connection(stream, shared)
+    })
+    .await
 }
 
 /// What one request asked for, once its head is complete.

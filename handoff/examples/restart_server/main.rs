@@ -16,6 +16,8 @@
 //! the supervisor.
 
 #[cfg(target_os = "linux")]
+mod accept;
+#[cfg(target_os = "linux")]
 mod echo;
 #[cfg(target_os = "linux")]
 mod front;

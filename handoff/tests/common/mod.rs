@@ -8,6 +8,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use handoff::{count_open_handles, AsHandle, BorrowedHandle, Channel, Handle, RawHandle};
 
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+pub mod handover;
+
 const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 
 /// The name of the test function it is written in, as libtest lists it
