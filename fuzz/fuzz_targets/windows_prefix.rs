@@ -9,19 +9,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     match prefix::parse(data) {
         Datagram::Ack(batch) => assert_eq!(&prefix::ack(batch)[..], data),
-        Datagram::Fragment {
-            count,
-            pid,
-            created,
-            batch,
-            values,
-            fragment,
-        } => {
-            let values: Vec<u32> = prefix::values(values).collect();
-            assert_eq!(values.len(), count);
+        Datagram::Fragment(f) => {
+            let values: Vec<u32> = f.values().collect();
+            assert_eq!(values.len(), f.count);
             let mut again = Vec::new();
-            prefix::begin_fragment(&mut again, pid, created, batch, &values);
-            again.extend_from_slice(fragment);
+            prefix::begin_fragment(&mut again, f.pid, f.created, f.batch, &values);
+            again.extend_from_slice(f.fragment);
             assert_eq!(again, data);
         }
         Datagram::Bad(_) => {}

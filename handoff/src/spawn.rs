@@ -325,24 +325,63 @@ pub mod unix {
     }
 }
 
-/// Searches each directory of `path_var` (a `PATH` value) in order for
-/// `program`: `accept` gets the directory joined with the program and
-/// returns what to run, or `None` to go on. Both backends' PATH search;
-/// what makes a candidate runnable is theirs.
+/// Where the program of a spawn is looked for: its name, the child's
+/// environment (for `PATH`) and working directory. Both backends search
+/// through it; what names a path rather than a bare name, and what makes a
+/// candidate runnable, is theirs.
 #[cfg_attr(handoff_no_backend, allow(dead_code))]
-pub(crate) fn search_path(
-    program: &Path,
-    path_var: &OsStr,
-    mut accept: impl FnMut(PathBuf) -> Option<PathBuf>,
-) -> std::io::Result<PathBuf> {
-    std::env::split_paths(path_var)
-        .find_map(|dir| accept(dir.join(program)))
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{} not found in PATH", program.display()),
-            )
-        })
+pub(crate) struct ProgramSearch<'a> {
+    pub(crate) program: &'a Path,
+    env: &'a [(OsString, OsString)],
+    cwd: Option<&'a Path>,
+}
+
+#[cfg_attr(handoff_no_backend, allow(dead_code))]
+impl<'a> ProgramSearch<'a> {
+    /// The search for `spec`'s program in a child whose full environment
+    /// is `env`.
+    pub(crate) fn new(spec: &'a Spec, env: &'a [(OsString, OsString)]) -> Self {
+        ProgramSearch {
+            program: Path::new(&spec.program),
+            env,
+            cwd: spec.cwd.as_deref(),
+        }
+    }
+
+    /// `p` as the child sees it: a relative path is taken from the child's
+    /// working directory, which it changes to before it runs the program.
+    pub(crate) fn seen_by_child(&self, p: &Path) -> PathBuf {
+        match self.cwd {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_owned(),
+        }
+    }
+
+    /// Searches each directory of the child's `PATH` (the first variable
+    /// `is_path` accepts the name of; `default` when there is none) in
+    /// order: `accept` gets the directory joined with the program and
+    /// returns what to run, or `None` to go on.
+    pub(crate) fn search_path(
+        &self,
+        is_path: impl Fn(&OsStr) -> bool,
+        default: &str,
+        accept: impl FnMut(PathBuf) -> Option<PathBuf>,
+    ) -> std::io::Result<PathBuf> {
+        let path_var = self
+            .env
+            .iter()
+            .find(|(k, _)| is_path(k))
+            .map_or(OsStr::new(default), |(_, v)| v.as_os_str());
+        std::env::split_paths(path_var)
+            .map(|dir| dir.join(self.program))
+            .find_map(accept)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} not found in PATH", self.program.display()),
+                )
+            })
+    }
 }
 
 /// A spawned child.

@@ -26,24 +26,36 @@ pub const MAX_WIRE: usize = PREFIX_LEN + 4 * MAX_HANDLES + super::frame::MAX_DAT
 pub enum Datagram<'a> {
     /// The peer took (or discarded) batch `.0`: its copies can close.
     Ack(u64),
-    /// A fragment, naming `count` handles left in flight by process `pid`
-    /// (created at `created`) as batch `batch`.
-    Fragment {
-        /// How many handle values follow the prefix.
-        count: usize,
-        /// The sender's pid.
-        pid: u32,
-        /// The sender's creation time, so a reused pid is told apart.
-        created: u64,
-        /// The batch the values belong to (0 when there are none).
-        batch: u64,
-        /// The values, 4 little-endian bytes each ([`values`] reads them).
-        values: &'a [u8],
-        /// The channel fragment itself (`channel/frame.rs`).
-        fragment: &'a [u8],
-    },
+    /// A fragment behind the handles its sender left in flight.
+    Fragment(Fragment<'a>),
     /// Not a datagram a conforming peer writes; the text says why.
     Bad(&'static str),
+}
+
+/// A fragment, naming `count` handles left in flight by process `pid`
+/// (created at `created`) as batch `batch`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    /// How many handle values follow the prefix.
+    pub count: usize,
+    /// The sender's pid.
+    pub pid: u32,
+    /// The sender's creation time, so a reused pid is told apart.
+    pub created: u64,
+    /// The batch the values belong to (0 when there are none).
+    pub batch: u64,
+    /// The values, 4 little-endian bytes each ([`Fragment::values`] reads
+    /// them).
+    pub values: &'a [u8],
+    /// The channel fragment itself (`channel/frame.rs`).
+    pub fragment: &'a [u8],
+}
+
+impl Fragment<'_> {
+    /// The handle values, in order.
+    pub fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.values.chunks_exact(4).map(|v| u32_at(v, 0))
+    }
 }
 
 fn u16_at(b: &[u8], i: usize) -> u16 {
@@ -77,22 +89,17 @@ pub fn parse(d: &[u8]) -> Datagram<'_> {
             if count > MAX_HANDLES || d.len() < PREFIX_LEN + 4 * count {
                 return Datagram::Bad("fragment prefix announces more handles than it holds");
             }
-            Datagram::Fragment {
+            Datagram::Fragment(Fragment {
                 count,
                 pid: u32_at(d, 4),
                 created: u64_at(d, 8),
                 batch: u64_at(d, 16),
                 values: &d[PREFIX_LEN..PREFIX_LEN + 4 * count],
                 fragment: &d[PREFIX_LEN + 4 * count..],
-            }
+            })
         }
         Some(_) => Datagram::Bad("unknown datagram kind"),
     }
-}
-
-/// The handle values of a fragment, in order.
-pub fn values(values: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    values.chunks_exact(4).map(|v| u32_at(v, 0))
 }
 
 /// Starts a fragment datagram in `d`: the prefix and the handle values;
@@ -137,17 +144,10 @@ mod tests {
             "see docs/wire-format.md, Windows"
         );
         match parse(&d) {
-            Datagram::Fragment {
-                count,
-                pid,
-                created,
-                batch,
-                values: v,
-                fragment,
-            } => {
-                assert_eq!((count, pid, created, batch), (2, 7, 9, 5));
-                assert_eq!(values(v).collect::<Vec<_>>(), [0x1a4, 0x1b0]);
-                assert_eq!(fragment, &[1, 3, 2, 0]);
+            Datagram::Fragment(f) => {
+                assert_eq!((f.count, f.pid, f.created, f.batch), (2, 7, 9, 5));
+                assert_eq!(f.values().collect::<Vec<_>>(), [0x1a4, 0x1b0]);
+                assert_eq!(f.fragment, &[1, 3, 2, 0]);
             }
             other => panic!("not a fragment: {other:?}"),
         }

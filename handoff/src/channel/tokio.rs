@@ -19,6 +19,11 @@ use serde::Serialize;
 use super::{frame, typed, Channel, Listener, Message};
 use crate::{sys, BorrowedHandle, Error, Handle, Result};
 
+/// What a failed wait for readiness becomes.
+fn poll_failed(e: std::io::Error) -> Error {
+    Error::os("poll", e)
+}
+
 /// A [`Channel`] driven by tokio.
 #[derive(Debug)]
 pub struct AsyncChannel {
@@ -173,7 +178,7 @@ impl AsyncChannel {
                     }
                 })
                 .await
-                .map_err(|e| Error::os("poll", e))?;
+                .map_err(poll_failed)?;
             }
             if let Err(e) = sent {
                 partial.armed = false;
@@ -193,7 +198,7 @@ impl AsyncChannel {
                 other => Some(other),
             })
             .await
-            .map_err(|e| Error::os("poll", e))?;
+            .map_err(poll_failed)?;
         }
         partial.armed = false;
         flushed.map_err(|e| channel.send_failed(count, e))
@@ -269,11 +274,7 @@ impl AsyncChannel {
         }
         let mut first = true;
         loop {
-            let mut ready = self
-                .inner
-                .readable()
-                .await
-                .map_err(|e| Error::os("poll", e))?;
+            let mut ready = self.inner.readable().await.map_err(poll_failed)?;
             match channel.try_recv_into(msg) {
                 Err(Error::WouldBlock) => {
                     first = false;
@@ -323,11 +324,7 @@ impl AsyncListener {
     /// Waits for the next client.
     pub async fn accept(&self) -> Result<AsyncChannel> {
         loop {
-            let mut ready = self
-                .inner
-                .readable()
-                .await
-                .map_err(|e| Error::os("poll", e))?;
+            let mut ready = self.inner.readable().await.map_err(poll_failed)?;
             match self.inner.get_ref().try_accept() {
                 Ok(ch) => return AsyncChannel::new(ch),
                 Err(Error::WouldBlock) => ready.clear_ready(),

@@ -252,43 +252,27 @@ impl Notification {
 impl fmt::Display for Notification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let line = |v: &str| v.split('\n').next().unwrap_or("").to_owned();
-        let mut lines: Vec<String> = Vec::new();
-        if self.ready {
-            lines.push("READY=1".into());
-        }
-        if self.reloading {
-            lines.push("RELOADING=1".into());
-        }
-        if self.stopping {
-            lines.push("STOPPING=1".into());
-        }
-        if let Some(s) = &self.status {
-            lines.push(format!("STATUS={}", line(s)));
-        }
-        if let Some(p) = self.main_pid {
-            lines.push(format!("MAINPID={p}"));
-        }
-        if let Some(t) = self.extend_timeout_usec {
-            lines.push(format!("EXTEND_TIMEOUT_USEC={t}"));
-        }
-        if self.fd_store {
-            lines.push("FDSTORE=1".into());
-        }
-        if self.fd_store_remove {
-            lines.push("FDSTOREREMOVE=1".into());
-        }
-        if let Some(name) = &self.fd_name {
-            lines.push(format!("FDNAME={}", line(name)));
-        }
-        if let Some(p) = self.fd_poll {
-            lines.push(format!("FDPOLL={}", u8::from(p)));
-        }
-        if self.barrier {
-            lines.push("BARRIER=1".into());
-        }
-        for (k, v) in &self.unknown {
-            lines.push(format!("{}={}", line(k), line(v)));
-        }
+        let flag = |on: bool, text: &str| on.then(|| text.to_owned());
+        // In this order, so that the text is the same for the same value.
+        let known = [
+            flag(self.ready, "READY=1"),
+            flag(self.reloading, "RELOADING=1"),
+            flag(self.stopping, "STOPPING=1"),
+            self.status.as_ref().map(|s| format!("STATUS={}", line(s))),
+            self.main_pid.map(|p| format!("MAINPID={p}")),
+            self.extend_timeout_usec
+                .map(|t| format!("EXTEND_TIMEOUT_USEC={t}")),
+            flag(self.fd_store, "FDSTORE=1"),
+            flag(self.fd_store_remove, "FDSTOREREMOVE=1"),
+            self.fd_name.as_ref().map(|n| format!("FDNAME={}", line(n))),
+            self.fd_poll.map(|p| format!("FDPOLL={}", u8::from(p))),
+            flag(self.barrier, "BARRIER=1"),
+        ];
+        let unknown = self
+            .unknown
+            .iter()
+            .map(|(k, v)| format!("{}={}", line(k), line(v)));
+        let mut lines: Vec<String> = known.into_iter().flatten().chain(unknown).collect();
         if lines.is_empty() {
             // A message of only cleared flags ("READY=0") says nothing, but an
             // empty datagram is not a message: encode it as one cleared flag

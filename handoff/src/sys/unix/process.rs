@@ -17,6 +17,52 @@ pub(crate) use linux::*;
 #[cfg(handoff_portable)]
 pub(crate) use portable::*;
 
+use std::os::fd::BorrowedFd;
+
+use rustix::process::{Pid, Signal};
+
+use crate::{Error, Result};
+
+const PUSH_REFUSED: &str =
+    "a process as the target: Unix cannot install a descriptor in another process; send \
+     it over a Channel (Target::Channel) instead";
+/// Unix cannot install a descriptor in another process.
+pub(crate) const NO_PUSH: Option<&str> = Some(PUSH_REFUSED);
+
+/// The pid of the calling process.
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
+}
+
+/// `pid` as the kernel's type: refused where no process can have it.
+fn pid_arg(pid: u32) -> Result<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| Error::InvalidArgument(format!("{pid} is not a valid process id")))
+}
+
+/// Signal number `signo`, refused unless it names a signal.
+fn signal_arg(signo: i32) -> Result<Signal> {
+    Signal::from_named_raw(signo)
+        .ok_or_else(|| Error::InvalidArgument(format!("{signo} is not a known signal number")))
+}
+
+/// Kills the process with `SIGKILL`.
+pub(crate) fn kill(process: BorrowedFd<'_>, pid: u32) -> Result<()> {
+    signal(process, pid, Signal::KILL.as_raw())
+}
+
+/// Refused: see [`NO_PUSH`].
+pub(crate) fn push(
+    _process: BorrowedFd<'_>,
+    _pid: u32,
+    _handle: BorrowedFd<'_>,
+    _inheritable: bool,
+) -> Result<u32> {
+    Err(Error::Unsupported(PUSH_REFUSED))
+}
+
 #[cfg(not(handoff_portable))]
 mod linux {
     use std::io;
@@ -24,8 +70,9 @@ mod linux {
 
     use rustix::event::{PollFd, PollFlags};
     use rustix::io::Errno;
-    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, Signal, WaitId, WaitIdOptions};
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, WaitId, WaitIdOptions};
 
+    use super::{current_pid, pid_arg, signal_arg};
     use crate::process::ExitStatus;
     use crate::{Error, Kind, Result};
 
@@ -35,17 +82,9 @@ mod linux {
     const TOO_OLD_SIGNAL: &str =
         "pidfd_send_signal needs Linux 5.1 or newer; this kernel is too old";
 
-    /// The pid of the calling process.
-    pub(crate) fn current_pid() -> u32 {
-        std::process::id()
-    }
-
     /// Opens a pidfd for `pid`, close-on-exec (the kernel always sets it).
     pub(crate) fn open(pid: u32) -> Result<OwnedFd> {
-        let raw = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .ok_or_else(|| Error::InvalidArgument(format!("{pid} is not a valid process id")))?;
+        let raw = pid_arg(pid)?;
         rustix::process::pidfd_open(raw, PidfdFlags::empty()).map_err(|e| match e {
             Errno::SRCH => Error::NoSuchProcess { pid },
             // Without PIDFD_THREAD the kernel only accepts a thread-group
@@ -95,13 +134,8 @@ mod linux {
     const REMOTE_CLOSE_REFUSED: &str =
         "close_source with a handle of another process: Linux cannot close a descriptor in \
          another process (pidfd_getfd only copies it); ask its owner to close it";
-    const PUSH_REFUSED: &str =
-        "a process as the target: Linux cannot install a descriptor in another process; send \
-         it over a Channel (Target::Channel) instead";
     /// Linux cannot close a descriptor in another process.
     pub(crate) const NO_REMOTE_CLOSE: Option<&str> = Some(REMOTE_CLOSE_REFUSED);
-    /// Linux cannot install a descriptor in another process.
-    pub(crate) const NO_PUSH: Option<&str> = Some(PUSH_REFUSED);
 
     /// Copies descriptor `target` out of the process behind `pidfd`.
     /// `close_source` is refused (see [`NO_REMOTE_CLOSE`]).
@@ -219,9 +253,7 @@ mod linux {
 
     /// Sends signal number `signo` through the pidfd.
     pub(crate) fn signal(pidfd: BorrowedFd<'_>, pid: u32, signo: i32) -> Result<()> {
-        let sig = Signal::from_named_raw(signo).ok_or_else(|| {
-            Error::InvalidArgument(format!("{signo} is not a known signal number"))
-        })?;
+        let sig = signal_arg(signo)?;
         rustix::process::pidfd_send_signal(pidfd, sig).map_err(|e| match e {
             Errno::SRCH => Error::NoSuchProcess { pid },
             Errno::PERM => Error::NotPermitted(format!(
@@ -232,21 +264,6 @@ mod linux {
             e => Error::os("pidfd_send_signal", e.into()),
         })
     }
-
-    /// Kills the process with `SIGKILL`.
-    pub(crate) fn kill(pidfd: BorrowedFd<'_>, pid: u32) -> Result<()> {
-        signal(pidfd, pid, Signal::KILL.as_raw())
-    }
-
-    /// Refused: see [`NO_PUSH`].
-    pub(crate) fn push(
-        _pidfd: BorrowedFd<'_>,
-        _pid: u32,
-        _handle: BorrowedFd<'_>,
-        _inheritable: bool,
-    ) -> Result<u32> {
-        Err(Error::Unsupported(PUSH_REFUSED))
-    }
 }
 
 #[cfg(handoff_portable)]
@@ -255,8 +272,9 @@ mod portable {
     use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
     use rustix::io::Errno;
-    use rustix::process::{Pid, Signal, WaitOptions};
+    use rustix::process::{Pid, WaitOptions};
 
+    use super::{current_pid, pid_arg, signal_arg};
     use crate::process::ExitStatus;
     use crate::{Error, Result};
 
@@ -264,27 +282,14 @@ mod portable {
          a handle cannot be copied out of another process";
     const NO_PID_OF: &str = "the portable Unix configuration holds processes by pid: a handle \
          received from elsewhere cannot be turned back into a process";
-    const PUSH_REFUSED: &str =
-        "a process as the target: Unix cannot install a descriptor in another process; send \
-         it over a Channel (Target::Channel) instead";
     /// Nothing can be copied out of another process here, let alone closed.
     pub(crate) const NO_REMOTE_CLOSE: Option<&str> = Some(NO_PULL);
-    /// Unix cannot install a descriptor in another process.
-    pub(crate) const NO_PUSH: Option<&str> = Some(PUSH_REFUSED);
-
-    /// The pid of the calling process.
-    pub(crate) fn current_pid() -> u32 {
-        std::process::id()
-    }
 
     /// A descriptor that watches process `pid` for its exit (see
     /// `watch`): from then on the exit of that process, not of a later one
     /// with the same pid, is what it reports.
     pub(crate) fn open(pid: u32) -> Result<OwnedFd> {
-        let raw = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .ok_or_else(|| Error::InvalidArgument(format!("{pid} is not a valid process id")))?;
+        let raw = pid_arg(pid)?;
         super::watch::watch(raw, pid)
     }
 
@@ -302,16 +307,6 @@ mod portable {
         _close_source: bool,
     ) -> Result<OwnedFd> {
         Err(Error::Unsupported(NO_PULL))
-    }
-
-    /// Refused: see [`NO_PUSH`].
-    pub(crate) fn push(
-        _fd: BorrowedFd<'_>,
-        _pid: u32,
-        _handle: BorrowedFd<'_>,
-        _inheritable: bool,
-    ) -> Result<u32> {
-        Err(Error::Unsupported(PUSH_REFUSED))
     }
 
     /// True when the watched process has exited, without waiting.
@@ -335,8 +330,7 @@ mod portable {
                 "a process cannot wait for its own exit".into(),
             ));
         }
-        let raw = Pid::from_raw(pid as i32)
-            .ok_or_else(|| Error::InvalidArgument(format!("{pid} is not a valid process id")))?;
+        let raw = pid_arg(pid)?;
         loop {
             if exited(fd).map_err(|e| Error::os("watch process exit", e))? {
                 // A status if it is our zombie; nothing can say how any
@@ -392,11 +386,8 @@ mod portable {
     /// watch says it has exited (its pid may be someone else's by then; for
     /// our own unreaped child it cannot be).
     pub(crate) fn signal(fd: BorrowedFd<'_>, pid: u32, signo: i32) -> Result<()> {
-        let sig = Signal::from_named_raw(signo).ok_or_else(|| {
-            Error::InvalidArgument(format!("{signo} is not a known signal number"))
-        })?;
-        let raw = Pid::from_raw(pid as i32)
-            .ok_or_else(|| Error::InvalidArgument(format!("{pid} is not a valid process id")))?;
+        let sig = signal_arg(signo)?;
+        let raw = pid_arg(pid)?;
         if exited(fd).map_err(|e| Error::os("watch process exit", e))? {
             return Err(Error::NoSuchProcess { pid });
         }
@@ -408,11 +399,6 @@ mod portable {
             )),
             e => Error::os("kill", e.into()),
         })
-    }
-
-    /// Kills the process with `SIGKILL`.
-    pub(crate) fn kill(fd: BorrowedFd<'_>, pid: u32) -> Result<()> {
-        signal(fd, pid, Signal::KILL.as_raw())
     }
 }
 

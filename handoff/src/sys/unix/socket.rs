@@ -562,45 +562,45 @@ fn peer_ids(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
     if unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut pid: libc::pid_t = 0;
-    let mut len = std::mem::size_of::<libc::pid_t>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `pid`.
+    // SAFETY: a pid_t is plain data.
+    let pid: libc::pid_t = unsafe { local_sockopt(fd, libc::LOCAL_PEERPID)? };
+    Ok((pid as u32, uid, gid))
+}
+
+/// `getsockopt(SOL_LOCAL, option)` read as a `T`, zeroed first.
+///
+/// # Safety
+///
+/// `T` must be plain data (any bytes, zero included, are a valid `T`) and
+/// the type the kernel writes for `option`.
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+unsafe fn local_sockopt<T>(fd: BorrowedFd<'_>, option: libc::c_int) -> io::Result<T> {
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_LOCAL,
-            libc::LOCAL_PEERPID,
-            (&mut pid as *mut libc::pid_t).cast(),
+            option,
+            value.as_mut_ptr().cast(),
             &mut len,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((pid as u32, uid, gid))
+    // SAFETY: zeroed, then partly or wholly written by the kernel; the
+    // caller promises any bytes are a valid `T`.
+    Ok(unsafe { value.assume_init() })
 }
 
 /// `LOCAL_PEERCRED`: an `xucred` with the effective uid, the groups (the
 /// first is the effective gid) and, since FreeBSD 13, the pid.
 #[cfg(target_os = "freebsd")]
 fn peer_ids(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
-    let mut cred = std::mem::MaybeUninit::<libc::xucred>::zeroed();
-    let mut len = std::mem::size_of::<libc::xucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_LOCAL,
-            libc::LOCAL_PEERCRED,
-            cred.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: zeroed, then filled by the kernel: every field is plain data.
-    let cred = unsafe { cred.assume_init() };
+    // SAFETY: every field of an xucred is plain data.
+    let cred: libc::xucred = unsafe { local_sockopt(fd, libc::LOCAL_PEERCRED)? };
     // SAFETY: both members of the union are plain data; the kernel writes
     // the pid there since FreeBSD 13 (older ones leave it zero).
     let pid = unsafe { cred.cr_pid__c_anonymous_union.cr_pid };

@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use super::child::{child_side, order_moves, Plan, LISTEN_PID_CAPACITY};
 use super::process::pidfd_for;
-use crate::spawn::Spec;
+use crate::spawn::{ProgramSearch, Spec};
 use crate::stdio::StdioKind;
 
 /// The first descriptor number handed to the child (systemd's
@@ -381,7 +381,7 @@ fn prepare(
     reset_signals: bool,
 ) -> io::Result<Plan> {
     let program = spec.program.as_os_str();
-    let path = resolve(program, &req.env, spec.cwd.as_deref())?;
+    let path = resolve(&ProgramSearch::new(spec, &req.env))?;
     let path = cstring(path.into_os_string().into_vec(), "program path")?;
 
     let mut argv = vec![cstring(program.as_bytes().to_vec(), "program")?];
@@ -467,28 +467,16 @@ fn prepare(
 /// child's `PATH` and as seen from the child's working directory. A
 /// relative result stays relative: the child changes directory before
 /// `execve`, as std's children do.
-fn resolve(
-    program: &OsStr,
-    env: &[(OsString, OsString)],
-    cwd: Option<&Path>,
-) -> io::Result<PathBuf> {
-    let p = Path::new(program);
-    if program.as_bytes().contains(&b'/') {
-        return Ok(p.to_owned());
+fn resolve(search: &ProgramSearch<'_>) -> io::Result<PathBuf> {
+    if search.program.as_os_str().as_bytes().contains(&b'/') {
+        return Ok(search.program.to_owned());
     }
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        // glibc's execvp uses this when PATH is unset.
-        .unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
-    crate::spawn::search_path(p, &path_var, |candidate| {
-        let from_here = match cwd {
-            Some(d) if candidate.is_relative() => d.join(&candidate),
-            _ => candidate.clone(),
-        };
-        is_executable_file(&from_here).then_some(candidate)
-    })
+    // glibc's execvp uses /bin:/usr/bin when PATH is unset.
+    search.search_path(
+        |k| k == "PATH",
+        "/bin:/usr/bin",
+        |candidate| is_executable_file(&search.seen_by_child(&candidate)).then_some(candidate),
+    )
 }
 
 /// A regular file this process may execute (by its effective ids, as

@@ -216,7 +216,7 @@ fn linger(s: &Socket) {
         match read_message(s, &mut buf, Some(left)) {
             Ok(_) => match prefix::parse(&buf) {
                 Datagram::Ack(batch) => s.release(batch),
-                Datagram::Fragment { count, batch, .. } if count > 0 => ack(s, batch),
+                Datagram::Fragment(f) if f.count > 0 => ack(s, f.batch),
                 _ => {}
             },
             // The reader is gone: nothing in flight can be pulled any more,
@@ -434,18 +434,24 @@ pub(crate) fn is_channel(h: BorrowedHandle<'_>) -> io::Result<bool> {
     if unsafe { GetFileType(raw) } != FILE_TYPE_PIPE {
         return Ok(false);
     }
+    Ok(pipe_flags(raw).is_ok_and(|flags| flags & PIPE_TYPE_MESSAGE != 0))
+}
+
+/// `GetNamedPipeInfo`'s flags for `pipe` (which end, which mode).
+fn pipe_flags(pipe: HANDLE) -> io::Result<u32> {
     let mut flags = 0u32;
-    // SAFETY: as above; unneeded out pointers may be null.
-    let ok = unsafe {
+    // SAFETY: the caller holds `pipe` open for the call; the out pointers
+    // not needed may be null.
+    cvt(unsafe {
         GetNamedPipeInfo(
-            raw,
+            pipe,
             &mut flags,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         )
-    };
-    Ok(ok != 0 && flags & PIPE_TYPE_MESSAGE != 0)
+    })?;
+    Ok(flags)
 }
 
 /// Bytes waiting in the pipe (0 when none), or the pipe's error.
@@ -658,27 +664,20 @@ pub(crate) fn recv(
                 }
             }
             read_message(s, &mut buf, None).map_err(|e| gone(s, e))?;
-            let (count, pid, created, batch, values, fragment) = match prefix::parse(&buf) {
+            let f = match prefix::parse(&buf) {
                 Datagram::Ack(batch) => {
                     s.release(batch);
                     continue;
                 }
                 Datagram::Bad(why) => return Err(malformed(why)),
-                Datagram::Fragment {
-                    count,
-                    pid,
-                    created,
-                    batch,
-                    values,
-                    fragment,
-                } => (count, pid, created, batch, values, fragment),
+                Datagram::Fragment(f) => f,
             };
             let mut handles_truncated = false;
-            if count > 0 {
+            if f.count > 0 {
                 let mut state = s.state();
-                match source(&mut state, pid, created) {
+                match source(&mut state, f.pid, f.created) {
                     Ok(from) => {
-                        for v in prefix::values(values) {
+                        for v in f.values() {
                             match pull(from, v) {
                                 Ok(h) => on_handle(h),
                                 Err(_) => {
@@ -691,15 +690,15 @@ pub(crate) fn recv(
                     Err(_) => handles_truncated = true,
                 }
                 drop(state);
-                ack(s, batch);
+                ack(s, f.batch);
             }
-            let in_header = fragment.len().min(header.len());
-            header[..in_header].copy_from_slice(&fragment[..in_header]);
-            if fragment.len() > header.len() {
-                dst.extend_from_slice(&fragment[header.len()..]);
+            let in_header = f.fragment.len().min(header.len());
+            header[..in_header].copy_from_slice(&f.fragment[..in_header]);
+            if f.fragment.len() > header.len() {
+                dst.extend_from_slice(&f.fragment[header.len()..]);
             }
             return Ok(Received {
-                len: fragment.len(),
+                len: f.fragment.len(),
                 truncated: false,
                 handles_truncated,
             });
@@ -852,20 +851,8 @@ pub(crate) const NO_ID: u32 = u32::MAX;
 pub(crate) fn peer_credentials(s: &Socket) -> io::Result<(u32, u32, u32, Option<OwnedHandle>)> {
     use windows_sys::Win32::System::Pipes::{GetNamedPipeServerProcessId, PIPE_SERVER_END};
     let pipe = s.pipe();
-    let mut flags = 0u32;
-    // SAFETY: our own pipe handle; the out pointers we do not need may be
-    // null.
-    cvt(unsafe {
-        GetNamedPipeInfo(
-            pipe,
-            &mut flags,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-    })?;
     let mut pid = 0u32;
-    if flags & PIPE_SERVER_END != 0 {
+    if pipe_flags(pipe)? & PIPE_SERVER_END != 0 {
         // SAFETY: our own pipe handle; `pid` is ours to write.
         cvt(unsafe { GetNamedPipeClientProcessId(pipe, &mut pid) })?;
     } else {

@@ -43,7 +43,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::cvt;
-use crate::spawn::Spec;
+use crate::spawn::{ProgramSearch, Spec};
 use crate::stdio::{Stdio, StdioKind};
 
 /// The convention's variables; a child never inherits the parent's own.
@@ -66,18 +66,21 @@ pub(crate) fn forget_convention_vars() {
 /// True when two environment variable names are the same variable:
 /// Windows compares them without regard to case.
 pub(crate) fn same_var(a: &OsStr, b: &OsStr) -> bool {
-    let up = |s: &OsStr| -> Vec<u16> {
-        s.encode_wide()
-            .map(|c| {
-                if (b'a' as u16..=b'z' as u16).contains(&c) {
-                    c - 32
-                } else {
-                    c
-                }
-            })
-            .collect()
-    };
-    up(a) == up(b)
+    var_key(a) == var_key(b)
+}
+
+/// A variable name as Windows compares and sorts it: UTF-16 with ASCII
+/// letters upper-cased.
+fn var_key(name: &OsStr) -> Vec<u16> {
+    name.encode_wide()
+        .map(|c| {
+            if (b'a' as u16..=b'z' as u16).contains(&c) {
+                c - 32
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// What the caller hands to [`spawn`] besides the command.
@@ -309,41 +312,26 @@ fn push_quoted(out: &mut Vec<u16>, arg: &OsStr) {
 /// Finds the program: a path is taken as given (relative to the child's
 /// directory); a bare name is searched in the child's `PATH`, as is, then
 /// with `.exe`. The current directory is never searched.
-fn resolve(
-    program: &OsStr,
-    env: &[(OsString, OsString)],
-    cwd: Option<&Path>,
-) -> io::Result<PathBuf> {
-    let p = Path::new(program);
-    let has_dir = program
+fn resolve(search: &ProgramSearch<'_>) -> io::Result<PathBuf> {
+    let has_dir = search
+        .program
+        .as_os_str()
         .encode_wide()
         .any(|c| c == b'\\' as u16 || c == b'/' as u16 || c == b':' as u16);
-    let candidates = |base: PathBuf| -> Vec<PathBuf> {
-        let mut v = vec![base.clone()];
-        if base.extension().is_none() {
-            v.push(base.with_extension("exe"));
-        }
-        v
+    let runnable = |base: PathBuf| -> Option<PathBuf> {
+        let with_exe = base
+            .extension()
+            .is_none()
+            .then(|| base.with_extension("exe"));
+        std::iter::once(base)
+            .chain(with_exe)
+            .find(|c| std::fs::metadata(c).is_ok_and(|m| m.is_file()))
     };
-    let found = |c: &Path| std::fs::metadata(c).map(|m| m.is_file()).unwrap_or(false);
     if has_dir {
-        let base = match cwd {
-            Some(dir) if p.is_relative() => dir.join(p),
-            _ => p.to_owned(),
-        };
-        return candidates(base)
-            .into_iter()
-            .find(|c| found(c))
+        return runnable(search.seen_by_child(search.program))
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such program"));
     }
-    let path_var = env
-        .iter()
-        .find(|(k, _)| same_var(k, OsStr::new("PATH")))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    crate::spawn::search_path(p, &path_var, |base| {
-        candidates(base).into_iter().find(|c| found(c))
-    })
+    search.search_path(|k| same_var(k, OsStr::new("PATH")), "", runnable)
 }
 
 /// The attribute list, freed on drop.
@@ -400,7 +388,7 @@ impl Drop for Attributes {
 /// Spawns `b` with exactly the standard handles and the named handles, and
 /// returns the child.
 pub(crate) fn spawn(b: &mut Spec, req: SpawnRequest<'_>) -> io::Result<Child> {
-    let app = resolve(&b.program, &req.env, b.cwd.as_deref())?;
+    let app = resolve(&ProgramSearch::new(b, &req.env))?;
     if let Some(ext) = app.extension().and_then(|e| e.to_str()) {
         if ext.eq_ignore_ascii_case("bat") || ext.eq_ignore_ascii_case("cmd") {
             // cmd.exe parses its command line by other rules than the C
@@ -537,18 +525,7 @@ pub(crate) fn spawn(b: &mut Spec, req: SpawnRequest<'_>) -> io::Result<Child> {
 
 /// A Unicode environment block, sorted by name as Windows expects.
 fn environment_block(mut env: Vec<(OsString, OsString)>) -> io::Result<Vec<u16>> {
-    let key = |k: &OsString| -> Vec<u16> {
-        k.encode_wide()
-            .map(|c| {
-                if (b'a' as u16..=b'z' as u16).contains(&c) {
-                    c - 32
-                } else {
-                    c
-                }
-            })
-            .collect()
-    };
-    env.sort_by_key(|(k, _)| key(k));
+    env.sort_by_key(|(k, _)| var_key(k));
     let mut block = Vec::new();
     for (k, v) in env {
         let k: Vec<u16> = k.encode_wide().collect();
