@@ -19,7 +19,7 @@ use std::io;
 use std::os::windows::ffi::{OsStrExt, OsStringExt};
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::os::windows::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use windows_sys::Win32::Foundation::{
