@@ -42,6 +42,9 @@ pub trait Everything {
         #[handle(directory)] a: ::handoff::BorrowedHandle<'_>,
         #[handle(pipe, write)] b: ::handoff::BorrowedHandle<'_>,
         #[handle(socket)] c: ::handoff::BorrowedHandle<'_>,
+    ) -> ::core::result::Result<(), Failure>;
+    async fn more_kinds(
+        &self,
         #[handle(process)] d: ::handoff::BorrowedHandle<'_>,
         #[handle(timer)] e: ::handoff::BorrowedHandle<'_>,
         #[handle(terminal)] f: ::handoff::BorrowedHandle<'_>,
@@ -95,6 +98,11 @@ impl Everything for Nothing {
         _a: ::handoff::BorrowedHandle<'_>,
         _b: ::handoff::BorrowedHandle<'_>,
         _c: ::handoff::BorrowedHandle<'_>,
+    ) -> ::core::result::Result<(), Failure> {
+        ::core::result::Result::Ok(())
+    }
+    async fn more_kinds(
+        &self,
         _d: ::handoff::BorrowedHandle<'_>,
         _e: ::handoff::BorrowedHandle<'_>,
         _f: ::handoff::BorrowedHandle<'_>,
