@@ -12,9 +12,10 @@ use handoff::{Channel, Limits};
 use libfuzzer_sys::fuzz_target;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
+mod common;
+
 fuzz_target!(|data: &[u8]| {
-    let before = handoff::count_open_handles().unwrap();
-    {
+    common::without_leaks(|| {
         let (ch, theirs) = Channel::pair().unwrap();
         let ch = ch.with_limits(Limits { max_bytes: 1 << 16, max_handles: 64 });
         let raw = OwnedFd::from(theirs.into_handle());
@@ -47,6 +48,5 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => continue,
             }
         }
-    }
-    assert_eq!(handoff::count_open_handles().unwrap(), before, "handle leak");
+    });
 });

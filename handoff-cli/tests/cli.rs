@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const ROLE_ENV: &str = "HANDOFF_CLI_TEST_ROLE";
 const FILE_ENV: &str = "HANDOFF_CLI_TEST_FILE";
@@ -100,6 +100,14 @@ impl Holder {
 
     fn fd(&self, name: &str) -> &str {
         &self.fds[name]
+    }
+
+    /// `handoff grab` of the handle this holder printed as `name`, then
+    /// `rest`: the options, `--` and the command.
+    fn grab(&self, name: &str, rest: &[&str]) -> Command {
+        let mut cmd = handoff();
+        cmd.args(["grab", &self.pid(), self.fd(name)]).args(rest);
+        cmd
     }
 }
 
@@ -333,38 +341,39 @@ fn ls_json_is_one_object_per_handle() {
     assert_eq!(by_fd["0"]["kind"], "pipe", "the holder's stdin");
 }
 
+/// Every one of ten thousand handles is listed, each kind as many times as
+/// the holder made it. How long the listing takes is printed, not asserted:
+/// a test's verdict does not hang on the machine's load.
 #[test]
-fn ls_lists_ten_thousand_handles_quickly() {
+fn ls_lists_ten_thousand_handles() {
     let holder = Holder::spawn("many", &[]);
     assert_eq!(holder.fd("count"), "10000");
     let start = Instant::now();
-    let out = run(handoff().args(["ls", "--json", &holder.pid()]));
+    let out = run_ok(handoff().args(["ls", "--json", &holder.pid()]));
     let took = start.elapsed();
-    assert!(out.status.success());
-    let lines = stdout(&out).lines().count();
-    assert!(lines >= 10_000, "{lines} handles listed");
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    let mut lines = 0;
+    for line in stdout(&out).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *kinds
+            .entry(v["kind"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+        lines += 1;
+    }
     eprintln!("handoff ls --json: {lines} handles in {took:?}");
-    // The target is under a second for an optimised build; a debug build
-    // on a busy machine gets slack.
-    let limit = if cfg!(debug_assertions) {
-        Duration::from_secs(5)
-    } else {
-        Duration::from_secs(1)
-    };
-    assert!(took < limit, "{lines} handles took {took:?}");
+    assert!(lines >= 10_000, "{lines} handles listed");
+    // The holder's 1000 socket pairs and 1000 pipes, the rest copies of
+    // one file; stdio and the test harness add a few of each.
+    let listed = |kind: &str| kinds.get(kind).copied().unwrap_or(0);
+    assert!(listed("socket") >= 2000, "{kinds:?}");
+    assert!(listed("pipe") >= 2000, "{kinds:?}");
+    assert!(listed("file") >= 6000, "{kinds:?}");
 }
 
 #[test]
 fn grab_a_file_into_cat() {
     let (holder, _dir, _path) = holder_with_file();
-    let out = run_ok(handoff().args([
-        "grab",
-        &holder.pid(),
-        holder.fd("file"),
-        "--stdin",
-        "--",
-        "cat",
-    ]));
+    let out = run_ok(&mut holder.grab("file", &["--stdin", "--", "cat"]));
     assert_eq!(out.stdout, FILE_DATA);
 }
 
@@ -372,15 +381,7 @@ fn grab_a_file_into_cat() {
 fn grab_a_pipe_at_fd_3_with_the_systemd_variables() {
     let holder = holder_with_file().0;
     let script = r#"cat <&3; echo "$LISTEN_FDS $LISTEN_PID $$ $LISTEN_FDNAMES"; if [ -e /proc/$$/fd/4 ]; then echo leaked; fi"#;
-    let out = run_ok(handoff().args([
-        "grab",
-        &holder.pid(),
-        holder.fd("pipe"),
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]));
+    let out = run_ok(&mut holder.grab("pipe", &["--", "sh", "-c", script]));
     let text = stdout(&out);
     let (data, vars) = text.split_at(PIPE_DATA.len());
     assert_eq!(data.as_bytes(), PIPE_DATA);
@@ -395,32 +396,14 @@ fn grab_a_pipe_at_fd_3_with_the_systemd_variables() {
 fn grab_as_another_number_or_as_stdout() {
     let (holder, _dir, path) = holder_with_file();
     let script = r#"cat <&7; echo "[$LISTEN_FDS]""#;
-    let out = run_ok(handoff().args([
-        "grab",
-        &holder.pid(),
-        holder.fd("file"),
-        "--as",
-        "7",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]));
+    let out = run_ok(&mut holder.grab("file", &["--as", "7", "--", "sh", "-c", script]));
     assert_eq!(
         stdout(&out),
         format!("{}[]\n", String::from_utf8_lossy(FILE_DATA))
     );
 
     // The grabbed handle shares the holder's file offset, now at the end.
-    let out = run(handoff().args([
-        "grab",
-        &holder.pid(),
-        holder.fd("file"),
-        "--stdout",
-        "--",
-        "echo",
-        "appended",
-    ]));
+    let out = run(&mut holder.grab("file", &["--stdout", "--", "echo", "appended"]));
     assert!(out.status.success());
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -431,17 +414,10 @@ fn grab_as_another_number_or_as_stdout() {
 #[test]
 fn grab_with_reduced_access_is_enforced_by_the_kernel() {
     let (holder, _dir, path) = holder_with_file();
-    let out = run(handoff().args([
-        "grab",
-        &holder.pid(),
-        holder.fd("file"),
-        "--access",
-        "r",
-        "--",
-        "sh",
-        "-c",
-        "echo overwrite >&3",
-    ]));
+    let out = run(&mut holder.grab(
+        "file",
+        &["--access", "r", "--", "sh", "-c", "echo overwrite >&3"],
+    ));
     assert!(!out.status.success());
     assert_ne!(
         out.status.code(),
@@ -450,15 +426,7 @@ fn grab_with_reduced_access_is_enforced_by_the_kernel() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), FILE_DATA);
 
-    let out = run(handoff().args([
-        "grab",
-        &holder.pid(),
-        holder.fd("pipe"),
-        "--access",
-        "w",
-        "--",
-        "true",
-    ]));
+    let out = run(&mut holder.grab("pipe", &["--access", "w", "--", "true"]));
     assert_one_line_error(&out, 125, "wrong access");
 }
 
@@ -498,15 +466,7 @@ fn bogus_pid_and_fd_are_one_line_errors() {
         &format!("process {pid} has no open handle 9999"),
     );
     assert_one_line_error(
-        &run(handoff().args([
-            "grab",
-            &pid,
-            holder.fd("socket"),
-            "--access",
-            "r",
-            "--",
-            "true",
-        ])),
+        &run(&mut holder.grab("socket", &["--access", "r", "--", "true"])),
         125,
         "unsupported",
     );

@@ -186,8 +186,7 @@ fn ignoring_the_stop_signal_ends_in_sigkill_at_the_drain_timeout() {
     let sv = Supervisor::alone(Opts::mode("ignore-term").drain("1"));
     let port = sv.port("http");
     let fds = sv.open_fds();
-    sv.set_mode("serve");
-    let line = sv.restart_ok();
+    let line = sv.restart_as("serve", 2);
     assert!(
         line.contains("generation 1 ignored SIGTERM and was killed at the drain timeout (1 s)"),
         "{line}"
@@ -223,9 +222,7 @@ fn two_triggers_at_once_give_one_restart() {
         first.1
     );
     // Exactly one generation was tried: the next is number 3.
-    sv.set_mode("serve");
-    let line = sv.restart_ok();
-    assert!(line.starts_with("generation 3 "), "{line}");
+    sv.restart_as("serve", 3);
     sv.stop();
 }
 
@@ -287,8 +284,7 @@ fn status_json_lists_generations_listeners_and_store() {
 fn a_stored_handle_reaches_the_next_generation_and_remove_closes_it() {
     let sv = Supervisor::alone(Opts::mode("store"));
     let fds = sv.open_fds();
-    sv.set_mode("check-store");
-    sv.restart_ok();
+    sv.restart_as("check-store", 2);
     let s = sv.status();
     assert_eq!(
         s["generations"][0]["status"],
@@ -302,8 +298,7 @@ fn a_stored_handle_reaches_the_next_generation_and_remove_closes_it() {
     assert!(sv
         .log_text()
         .contains("stored handle hung up; closed name=\"gone\""));
-    sv.set_mode("remove-store");
-    sv.restart_ok();
+    sv.restart_as("remove-store", 3);
     assert_eq!(sv.status()["stored"].as_array().unwrap().len(), 0);
     assert_eq!(sv.open_fds(), fds - 2, "FDSTOREREMOVE=1 closed the copy");
     sv.stop();
@@ -409,9 +404,7 @@ fn a_sigkilled_supervisor_leaves_the_generation_serving() {
 #[test]
 fn several_listeners_on_the_same_host_and_a_unix_path_survive_restarts() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("svc.sock");
-    let unix = format!("local=unix:{}", path.display());
+    let (_dir, path, unix) = unix_listen();
     let sv = Supervisor::start(
         ROLE,
         Opts::listening(&["http=tcp:127.0.0.1:0", "admin=tcp:127.0.0.1:0", &unix]),
@@ -568,8 +561,7 @@ fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
     assert_ne!(g["main_pid"], g["pid"], "{s}");
     let main = g["main_pid"].as_u64().unwrap() as u32;
     let first = g["pid"].as_u64().unwrap() as u32;
-    sv.set_mode("serve");
-    let line = sv.restart_ok();
+    let line = sv.restart_as("serve", 2);
     // The stop signal went to the main process (sleep, which died of it);
     // the process first spawned held on and was killed at the deadline.
     assert!(
@@ -590,9 +582,7 @@ fn mainpid_moves_the_main_process_and_a_restart_stops_both() {
 fn extend_timeout_usec_moves_the_ready_deadline() {
     let sv = Supervisor::alone(Opts::default().ready("1"));
     // Ready 2.5 s after start, with a 1 s ready timeout extended to 5 s.
-    sv.set_mode("slow-start");
-    let line = sv.restart_ok();
-    assert!(line.starts_with("generation 2 "), "{line}");
+    sv.restart_as("slow-start", 2);
     sv.stop();
 }
 

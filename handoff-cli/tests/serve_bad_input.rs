@@ -249,9 +249,7 @@ fn a_second_supervisor_on_the_same_control_socket_is_refused() {
 #[test]
 fn stale_socket_files_of_a_killed_supervisor_are_replaced() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("svc.sock");
-    let unix = format!("local=unix:{}", path.display());
+    let (_dir, path, unix) = unix_listen();
     let listens = ["http=tcp:127.0.0.1:0", unix.as_str()];
     let mut sv = Supervisor::start(ROLE, Opts::listening(&listens));
     let control = sv.control.clone();

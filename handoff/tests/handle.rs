@@ -61,9 +61,13 @@ fn restrict_is_enforced_by_the_kernel() {
         assert_eq!(ro.kind().unwrap(), Kind::File);
         assert!(!ro.is_inheritable().unwrap());
         let mut ro_file = std::fs::File::from(ro);
-        assert!(
-            ro_file.write(b"x").is_err(),
-            "a read-only handle cannot write"
+        let refused = ro_file.write(b"x");
+        assert!(refused.is_err(), "a read-only handle cannot write");
+        #[cfg(unix)]
+        assert_eq!(
+            refused.unwrap_err().raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error()),
+            "the kernel refuses the write itself"
         );
         let mut s = String::new();
         ro_file.read_to_string(&mut s).unwrap();

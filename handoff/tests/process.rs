@@ -452,19 +452,9 @@ fn bogus_pids_and_handles_are_typed_errors() {
         // A thread id names a task but not a process (Windows: in the
         // backend's unit tests, since reading one needs unsafe code).
         #[cfg(target_os = "linux")]
-        {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-            let t = std::thread::spawn(move || {
-                tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
-                    .unwrap();
-                let _ = stop_rx.recv();
-            });
-            let tid = rx.recv().unwrap();
+        with_another_thread(|tid| {
             assert!(matches!(Process::open(tid), Err(Error::InvalidArgument(_))));
-            stop_tx.send(()).unwrap();
-            t.join().unwrap();
-        }
+        });
 
         let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
         match Process::from_handle(Handle::from(file)) {

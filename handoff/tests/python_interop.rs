@@ -120,12 +120,7 @@ pub fn sample_vector() -> Sample {
 }
 
 fn typed_vector(v: &Json, name: &str) -> (Vec<u8>, u64) {
-    let entry = v["typed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no typed vector {name}"));
+    let entry = named(&v["typed"], "typed vector", name);
     (
         unhex(entry["hex"].as_str().unwrap()),
         entry["handles"].as_u64().unwrap(),

@@ -50,13 +50,14 @@ fn named_handles_reach_the_child_checked_and_claimed_once() {
             .open(dir.path().join("log"))
             .unwrap();
         let mem = shared_memory(b"abc");
-        let mut child = self_command(this_test!(), "child")
-            .handle("config", &config)
-            .handle("mem", &mem)
-            .handle("log", &log)
-            .spawn()
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        run_child_with_handles(
+            this_test!(),
+            &[
+                ("config", config.as_handle()),
+                ("mem", mem.as_handle()),
+                ("log", log.as_handle()),
+            ],
+        );
     });
 }
 
@@ -186,6 +187,26 @@ fn spawn_errors_close_the_handles() {
     });
 }
 
+/// The three values of an inheritance convention (count or handles,
+/// pid, names), each possibly unset.
+type ConventionValues<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// `parse`, the reading of one convention, refuses each of `cases` (for
+/// pid 7) as bad inheritance naming the variable, the peer's fault.
+fn assert_each_refused<T: std::fmt::Debug>(
+    cases: &[ConventionValues<'_>],
+    parse: impl Fn(Option<&str>, Option<&str>, Option<&str>, u32) -> handoff::Result<T>,
+) {
+    for &(handles, pid, names) in cases {
+        let e = parse(handles, pid, names, 7).unwrap_err();
+        assert!(
+            matches!(e, Error::BadInheritance { var: Some(_), .. }),
+            "{handles:?} {pid:?} {names:?}: {e}"
+        );
+        assert!(e.is_peer_fault());
+    }
+}
+
 #[test]
 fn parse_rejects_bogus_convention_values() {
     // The Unix convention (systemd's).
@@ -196,7 +217,7 @@ fn parse_rejects_bogus_convention_values() {
         Inherited::parse(Some("2"), Some("7"), None, 7).unwrap(),
         ["unknown", "unknown"]
     );
-    for (fds, pid, names) in [
+    let unix_cases = [
         (Some("x"), Some("7"), None),
         (Some("-1"), Some("7"), None),
         (Some(""), Some("7"), None),
@@ -209,14 +230,8 @@ fn parse_rejects_bogus_convention_values() {
         (Some("1"), Some("seven"), None),
         (Some("2"), Some("7"), Some("only-one")),
         (Some("1"), Some("7"), Some("a:b")),
-    ] {
-        let e = Inherited::parse(fds, pid, names, 7).unwrap_err();
-        assert!(
-            matches!(e, Error::BadInheritance { var: Some(_), .. }),
-            "{fds:?} {pid:?} {names:?}: {e}"
-        );
-        assert!(e.is_peer_fault());
-    }
+    ];
+    assert_each_refused(&unix_cases, Inherited::parse);
 
     // The Windows convention.
     let ok =
@@ -229,7 +244,7 @@ fn parse_rejects_bogus_convention_values() {
         handoff::__private::parse_windows(Some("4"), Some("7"), None, 7).unwrap(),
         [("unknown".to_string(), 4)]
     );
-    for (handles, pid, names) in [
+    let windows_cases = [
         (Some("x"), Some("7"), None),
         (Some(""), Some("7"), None),
         (Some("0"), Some("7"), None),
@@ -243,14 +258,8 @@ fn parse_rejects_bogus_convention_values() {
         (Some("8"), Some("x"), None),
         (Some("8:12"), Some("7"), Some("only-one")),
         (Some("8"), Some("7"), Some("a:b")),
-    ] {
-        let e = handoff::__private::parse_windows(handles, pid, names, 7).unwrap_err();
-        assert!(
-            matches!(e, Error::BadInheritance { var: Some(_), .. }),
-            "{handles:?} {pid:?} {names:?}: {e}"
-        );
-        assert!(e.is_peer_fault());
-    }
+    ];
+    assert_each_refused(&windows_cases, handoff::__private::parse_windows);
 }
 
 #[test]

@@ -50,18 +50,39 @@ fn pad(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
-/// A whole frame: prefix, header, payload, announcing `handles`, padded.
-fn frame(flags: u8, handles: u16, payload: &[u8]) -> Vec<u8> {
-    let h = header(flags, handles, handles.into(), payload.len() as u64);
+/// A whole frame: prefix, header, payload, padded; the header announces
+/// `handles` here and the message's `(handles, bytes)` totals.
+fn fragment(flags: u8, handles: u16, totals: (u32, u64), payload: &[u8]) -> Vec<u8> {
+    let h = header(flags, handles, totals.0, totals.1);
     let mut f = prefix((h.len() + payload.len()) as u32, handles);
     f.extend_from_slice(&h);
     f.extend_from_slice(payload);
     pad(f)
 }
 
+/// A whole frame whose own handles and payload are the message's totals.
+fn frame(flags: u8, handles: u16, payload: &[u8]) -> Vec<u8> {
+    fragment(
+        flags,
+        handles,
+        (handles.into(), payload.len() as u64),
+        payload,
+    )
+}
+
 /// A one-fragment message carrying `handles` handles.
 fn message(handles: u16, payload: &[u8]) -> Vec<u8> {
     frame(FIRST | LAST, handles, payload)
+}
+
+/// One-fragment messages back to back, as for one write: the first
+/// carries the write's one handle, the others none.
+fn messages(payloads: &[&[u8]]) -> Vec<u8> {
+    payloads
+        .iter()
+        .enumerate()
+        .flat_map(|(i, payload)| message(u16::from(i == 0), payload))
+        .collect()
 }
 
 /// Writes `bytes` in one `sendmsg` with `n` descriptors of /dev/null
@@ -158,18 +179,9 @@ fn two_fragments_in_one_write() {
         let (ch, raw) = evil_pair();
         // Two messages, and a message of two fragments, in one write; the
         // first message's handle rides on the write's first byte.
-        let mut bytes = message(1, b"one");
-        bytes.extend_from_slice(&message(0, b"two"));
-        let h = header(FIRST, 0, 0, 6);
-        let mut first = prefix((h.len() + 3) as u32, 0);
-        first.extend_from_slice(&h);
-        first.extend_from_slice(b"abc");
-        bytes.extend_from_slice(&pad(first));
-        let h = header(LAST, 0, 0, 6);
-        let mut last = prefix((h.len() + 3) as u32, 0);
-        last.extend_from_slice(&h);
-        last.extend_from_slice(b"def");
-        bytes.extend_from_slice(&pad(last));
+        let mut bytes = messages(&[b"one", b"two"]);
+        bytes.extend_from_slice(&fragment(FIRST, 0, (0, 6), b"abc"));
+        bytes.extend_from_slice(&fragment(LAST, 0, (0, 6), b"def"));
         send_with(&raw, &bytes, 1);
         let one = ch.recv().unwrap();
         assert_eq!((one.bytes.as_slice(), one.handles.len()), (&b"one"[..], 1));
@@ -428,10 +440,7 @@ fn an_end_given_away_between_messages_loses_nothing() {
     // socket.
     without_leaks(|| {
         let (ch, raw) = evil_pair();
-        let mut bytes = message(1, b"first");
-        bytes.extend_from_slice(&message(0, b"second"));
-        bytes.extend_from_slice(&message(0, &[9u8; 1000]));
-        send_with(&raw, &bytes, 1);
+        send_with(&raw, &messages(&[b"first", b"second", &[9u8; 1000]]), 1);
         assert_eq!(ch.recv().unwrap().bytes, b"first");
         let again = Channel::try_from(OwnedFd::from(ch)).unwrap();
         assert_eq!(again.recv().unwrap().bytes, b"second");

@@ -13,16 +13,16 @@ use std::time::Duration;
 use common::handover::assert_handover_error;
 use common::handover::{
     ask, assert_new_serves_all, assert_state_refused, connections, exit_code, expected,
-    generations, grant, new_serves, old_serves, raw_ring, runtime, spawn_new, state_bytes, MODE,
+    generations, grant, new_serves, old_serves, raw_ring, runtime, spawn_new, state_bytes,
+    state_refusal, MODE,
 };
 use common::this_test;
 use handoff::restart::handover::{
     start_successor, Connection, Doorbell, Failed, Handed, Incoming, Parked, TakeLimits, DOORBELL,
     SELF_CONTAINED,
 };
-use handoff::restart::state::{self, State};
-use handoff::restart::HandoverError;
-use handoff::{Error, Handle, Inherited};
+use handoff::restart::state;
+use handoff::{Handle, Inherited};
 
 const VERSION: u32 = 7;
 const STATE_LEN: u32 = 1_000_000;
@@ -46,21 +46,10 @@ fn new_generation() {
             ..TakeLimits::default()
         };
         let mut incoming = Incoming::connect(bell, limits).await.unwrap();
-        let want = if mode == "refuse" {
-            VERSION + 1
-        } else {
-            VERSION
-        };
-        match State::open(incoming.take_state().unwrap(), want, 1 << 30) {
-            Ok(st) => assert_eq!(st.bytes(), &state_bytes(STATE_LEN)[..]),
-            Err(e) => {
-                assert!(matches!(
-                    e,
-                    Error::Handover(HandoverError::StateVersion { .. })
-                ));
-                incoming.refuse(&e.to_string()).await.unwrap();
-                return;
-            }
+        let state = incoming.take_state().unwrap();
+        if let Some(reason) = state_refusal(state, &mode, VERSION, STATE_LEN) {
+            incoming.refuse(&reason).await.unwrap();
+            return;
         }
         let mut takeover = incoming.accept().await.unwrap();
         if mode == "crash-after-take" {

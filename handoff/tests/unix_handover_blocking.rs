@@ -17,13 +17,12 @@ use std::time::Duration;
 use common::handover::assert_handover_error;
 use common::handover::{
     assert_new_serves_all, assert_state_refused, connections, generations, new_serves, runtime,
-    spawn_new, state_bytes, MODE,
+    spawn_new, state_bytes, state_refusal, MODE,
 };
 use common::this_test;
 use handoff::restart::handover::blocking::{Doorbell, Handed, Incoming};
 use handoff::restart::handover::{Failed, TakeLimits, DOORBELL};
 use handoff::restart::state::{self, State};
-use handoff::restart::HandoverError;
 use handoff::{Error, Handle, Inherited};
 
 const VERSION: u32 = 3;
@@ -65,20 +64,9 @@ fn new_generation() {
         return async_new_generation(bell);
     }
     let mut incoming = Incoming::connect(bell, limits()).unwrap();
-    let want = if mode == "refuse" {
-        VERSION + 1
-    } else {
-        VERSION
-    };
-    match State::open(incoming.take_state().unwrap(), want, 1 << 20) {
-        Ok(st) => assert_eq!(st.bytes(), &state_bytes(STATE_LEN)[..]),
-        Err(e) => {
-            assert!(matches!(
-                e,
-                Error::Handover(HandoverError::StateVersion { .. })
-            ));
-            return incoming.refuse(&e.to_string()).unwrap();
-        }
+    let state = incoming.take_state().unwrap();
+    if let Some(reason) = state_refusal(state, &mode, VERSION, STATE_LEN) {
+        return incoming.refuse(&reason).unwrap();
     }
     let offered = incoming.offered();
     let mut takeover = incoming.accept().unwrap();

@@ -83,17 +83,9 @@ fn bad_pids_are_named() {
 #[test]
 fn a_thread_id_is_not_a_process() {
     without_leaks(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
-                .unwrap();
-            let _ = done_rx.recv();
+        with_another_thread(|tid| {
+            assert!(matches!(Process::open(tid), Err(Error::InvalidArgument(_))));
         });
-        let tid = rx.recv().unwrap();
-        assert!(matches!(Process::open(tid), Err(Error::InvalidArgument(_))));
-        drop(done_tx);
-        t.join().unwrap();
     });
 }
 

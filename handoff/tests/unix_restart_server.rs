@@ -17,7 +17,7 @@ use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{serial, LeakCheck};
+use common::without_leaks;
 
 /// target/<profile>/examples/restart_server, beside this test's deps/.
 fn server() -> PathBuf {
@@ -68,6 +68,13 @@ impl Rig {
             .stderr(handoff::spawn::Stdio::null())
             .spawn()
             .unwrap()
+    }
+
+    /// Spawns the server in `mode` and waits for its `READY=1`.
+    fn spawn_ready(&self, mode: &str) -> handoff::Child {
+        let mut child = self.spawn(mode);
+        assert!(self.wait_ready(&mut child).is_some(), "{mode}: no READY=1");
+        child
     }
 
     /// The notifications until `READY=1`, or `None` if the child exits
@@ -144,12 +151,9 @@ fn http(addr: std::net::SocketAddr, request: &str) -> String {
 
 #[test]
 fn serves_each_protocol_naming_its_generation_then_drains() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let rig = Rig::new();
-        let mut child = rig.spawn("good");
-        assert!(rig.wait_ready(&mut child).is_some(), "no READY=1");
+        let mut child = rig.spawn_ready("good");
         let label = format!("gen=7 pid={}", child.id());
         let addr = rig.http.local_addr().unwrap();
 
@@ -214,15 +218,12 @@ fn serves_each_protocol_naming_its_generation_then_drains() {
         assert!(status.success(), "{status}");
         // It closed its copies, never shut the shared sockets down.
         rig.still_listening();
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn each_bad_version_behaves_as_named() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let rig = Rig::new();
 
         let mut crash = rig.spawn("crash-before-ready");
@@ -232,20 +233,17 @@ fn each_bad_version_behaves_as_named() {
         );
         assert_eq!(crash.wait().unwrap().code(), Some(3));
 
-        let mut after = rig.spawn("crash-after-ready");
-        assert!(rig.wait_ready(&mut after).is_some());
+        let mut after = rig.spawn_ready("crash-after-ready");
         assert_eq!(after.wait().unwrap().code(), Some(4));
 
-        let mut closes = rig.spawn("close-listeners");
-        assert!(rig.wait_ready(&mut closes).is_some());
+        let mut closes = rig.spawn_ready("close-listeners");
         // Its copies closed, ours still listen; it stays alive until told.
         rig.still_listening();
         assert!(closes.try_wait().unwrap().is_none());
         terminate(&closes);
         assert!(closes.wait().unwrap().success());
 
-        let mut ignores = rig.spawn("ignore-stop");
-        assert!(rig.wait_ready(&mut ignores).is_some());
+        let mut ignores = rig.spawn_ready("ignore-stop");
         terminate(&ignores);
         // Still there after SIGTERM, until SIGKILL: sockets stay shared.
         rig.still_listening();
@@ -260,15 +258,12 @@ fn each_bad_version_behaves_as_named() {
         let mut unknown = rig.spawn("no-such-mode");
         assert!(rig.wait_ready(&mut unknown).is_none());
         assert!(!unknown.wait().unwrap().success());
-    }
-    leaks.assert();
+    });
 }
 
 #[test]
 fn a_socket_of_the_wrong_kind_is_refused() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let out = handoff::Command::new(server())
             .handle("http", &udp)
@@ -285,8 +280,7 @@ fn a_socket_of_the_wrong_kind_is_refused() {
         assert!(!status.success());
         assert!(text.contains("a listening TCP socket"), "{text}");
         assert!(text.contains("datagram"), "{text}");
-    }
-    leaks.assert();
+    });
 }
 
 /// One keep-alive request on an open connection: the body.
@@ -346,9 +340,7 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
 
 #[test]
 fn self_contained_upgrades_keep_connections_streams_and_flows() {
-    let _serial = serial();
-    let leaks = LeakCheck::new();
-    {
+    without_leaks(|| {
         let rig = Rig::new();
         let mode = rig.dir.path().join("mode");
         std::fs::write(&mode, "good\n").unwrap();
@@ -442,6 +434,5 @@ fn self_contained_upgrades_keep_connections_streams_and_flows() {
         signal(three, rustix::process::Signal::TERM);
         reader.join().unwrap();
         assert!(gone(three));
-    }
-    leaks.assert();
+    });
 }

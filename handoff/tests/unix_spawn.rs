@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use handoff::{Access, Error, Expect, Handle, Inherited, Kind, KindName, StartupData};
+use handoff::{Access, AsHandle, Error, Expect, Handle, Inherited, Kind, KindName, StartupData};
 
 #[test]
 fn only_the_named_handles_reach_the_child() {
@@ -59,13 +59,14 @@ fn only_the_named_handles_reach_the_child() {
         let config = std::fs::File::open(&config_path).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mem = sealed_memfd(b"abc");
-        let mut child = self_command(this_test!(), "child")
-            .handle("config", &config)
-            .handle("sock", &listener)
-            .handle("mem", &mem)
-            .spawn()
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        run_child_with_handles(
+            this_test!(),
+            &[
+                ("config", config.as_handle()),
+                ("sock", listener.as_handle()),
+                ("mem", mem.as_handle()),
+            ],
+        );
         drop(clutter);
     });
 }
@@ -80,13 +81,14 @@ fn sources_that_collide_with_targets_and_one_handle_twice() {
             let a = std::fs::File::open(format!("{dir}/a")).unwrap();
             let b = std::fs::File::open(format!("{dir}/b")).unwrap();
             assert_eq!(open_fds(), vec![0, 1, 2, 3, 4], "test precondition");
-            let mut child = self_command(this_test!(), "child")
-                .handle("first", &b)
-                .handle("second", &a)
-                .handle("again", &a)
-                .spawn()
-                .unwrap();
-            assert!(child.wait().unwrap().success());
+            run_child_with_handles(
+                this_test!(),
+                &[
+                    ("first", b.as_handle()),
+                    ("second", a.as_handle()),
+                    ("again", a.as_handle()),
+                ],
+            );
         }
         Some(_) => {
             let mut inherited = Inherited::from_env().unwrap();

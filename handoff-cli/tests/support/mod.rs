@@ -17,11 +17,25 @@ use std::time::{Duration, Instant};
 
 use handoff::restart::{Notification, Service};
 
+#[path = "../../../handoff/tests/common/named.rs"]
+mod named;
+pub use named::named;
+
 /// The test each `handoff serve` test binary runs as a generation (it
 /// calls [`generation_role`]).
 pub const ROLE: &str = "generation_role";
 pub const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 pub const MODE_ENV: &str = "TEST_MODE_FILE";
+
+/// A Unix socket path in a fresh temporary directory (removed when the
+/// returned `TempDir` drops), and the `--listen` spec that binds it under
+/// the name `local`.
+pub fn unix_listen() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.sock");
+    let spec = format!("local=unix:{}", path.display());
+    (dir, path, spec)
+}
 
 /// One test at a time: the open-handle counts are per process.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -223,12 +237,7 @@ impl Supervisor {
     /// The port a `tcp` listener named `name` is bound to.
     pub fn port(&self, name: &str) -> u16 {
         let s = self.status();
-        let l = s["listeners"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == name)
-            .unwrap_or_else(|| panic!("no listener {name}"));
+        let l = named(&s["listeners"], "listener", name);
         let addr = l["address"].as_str().unwrap();
         addr.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -259,6 +268,15 @@ impl Supervisor {
     pub fn restart_ok(&self) -> String {
         let (code, line) = self.restart(&[]);
         assert_eq!(code, 0, "{line}\n{}", self.log_text());
+        line
+    }
+
+    /// Restarts into `mode`, which must succeed with generation `n`
+    /// serving: the restart's line.
+    pub fn restart_as(&self, mode: &str, n: u64) -> String {
+        self.set_mode(mode);
+        let line = self.restart_ok();
+        assert!(line.starts_with(&format!("generation {n} ")), "{line}");
         line
     }
 

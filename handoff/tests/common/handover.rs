@@ -156,6 +156,28 @@ pub fn assert_state_refused<H: std::fmt::Debug>(
     assert_eq!(exit_code(new), Some(0));
 }
 
+/// The new generation's look at the state handed to it: `len` bytes of
+/// [`state_bytes`] at `version`. In mode "refuse" it wants the next
+/// version instead and gets the reason to refuse the handover with;
+/// otherwise it checks the bytes and gets `None`.
+pub fn state_refusal(state: Handle, mode: &str, version: u32, len: u32) -> Option<String> {
+    let want = if mode == "refuse" {
+        version + 1
+    } else {
+        version
+    };
+    match handoff::restart::state::State::open(state, want, len.into()) {
+        Ok(st) => {
+            assert_eq!(st.bytes(), &state_bytes(len)[..]);
+            None
+        }
+        Err(e) => {
+            assert_handover_error!(e, StateVersion { .. });
+            Some(e.to_string())
+        }
+    }
+}
+
 /// Re-runs this binary's `test` as the new generation in `mode`, with the
 /// far end of the doorbell.
 pub fn spawn_new(test: &str, mode: &str, doorbell: &Handle) -> handoff::Child {

@@ -10,6 +10,9 @@ use handoff::{count_open_handles, AsHandle, BorrowedHandle, Channel, Handle, Raw
 
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 pub mod handover;
+mod named;
+#[allow(unused_imports)]
+pub use named::named;
 
 const ROLE_ENV: &str = "HANDOFF_TEST_ROLE";
 
@@ -236,6 +239,17 @@ pub fn self_command(test: &str, role: &str) -> handoff::Command {
     cmd
 }
 
+/// Re-runs this binary's `test` in the role "child" with `handles` passed
+/// under their names, and asserts the child succeeded.
+pub fn run_child_with_handles(test: &str, handles: &[(&str, BorrowedHandle<'_>)]) {
+    let mut cmd = self_command(test, "child");
+    for (name, handle) in handles {
+        cmd.handle(name, handle);
+    }
+    let status = cmd.spawn().unwrap().wait().unwrap();
+    assert!(status.success(), "child failed: {status:?}");
+}
+
 /// Reads a whole file-like handle from offset 0.
 pub fn read_all(h: &Handle) -> Vec<u8> {
     let mut out = Vec::new();
@@ -298,6 +312,22 @@ pub fn open_fds() -> Vec<i32> {
     fds.retain(|fd| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok());
     fds.sort_unstable();
     fds
+}
+
+/// Runs `f` with the thread id of another thread of this process, which
+/// lives until `f` returns.
+#[cfg(target_os = "linux")]
+pub fn with_another_thread(f: impl FnOnce(u32)) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+            .unwrap();
+        let _ = done_rx.recv();
+    });
+    f(rx.recv().unwrap());
+    drop(done_tx);
+    t.join().unwrap();
 }
 
 /// A handle's number as it travels to another process: the descriptor on
