@@ -16,7 +16,7 @@ use tokio::runtime::Runtime;
 
 use super::http_client;
 use super::outcome::{Outcome, Proto, Recorder};
-use super::schedule::{Clients, Schedule};
+use super::schedule::{Clients, Connections, Schedule};
 
 /// No request waits longer than this for its answer.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -26,18 +26,10 @@ const MAX_RESPONSE: usize = 16 * 1024;
 /// What the clients counted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
-    pub clients: u64,
-    pub connects: u64,
+    pub connections: Connections,
     pub requests: u64,
     /// Connections the server ended with `Connection: close`.
     pub closed_by_server: u64,
-}
-
-impl Counts {
-    /// Connects beyond each client's first.
-    pub fn reconnects(&self) -> u64 {
-        self.connects.saturating_sub(self.clients)
-    }
 }
 
 #[derive(Debug, Default)]
@@ -72,8 +64,10 @@ impl KeepAlive {
     pub fn stop(self, rt: &Runtime) -> Counts {
         let (clients, shared) = self.0.stop(rt);
         Counts {
-            clients,
-            connects: shared.connects.load(Ordering::Relaxed),
+            connections: Connections {
+                clients,
+                connects: shared.connects.load(Ordering::Relaxed),
+            },
             requests: shared.requests.load(Ordering::Relaxed),
             closed_by_server: shared.closed_by_server.load(Ordering::Relaxed),
         }

@@ -50,6 +50,21 @@ impl Schedule {
     }
 }
 
+/// How many long-lived clients ran and how many connections they opened
+/// in all: each opens one to begin with, so any more is a reconnect.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connections {
+    pub clients: u64,
+    pub connects: u64,
+}
+
+impl Connections {
+    /// Connects beyond each client's first.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.saturating_sub(self.clients)
+    }
+}
+
 /// Long-lived clients on a runtime, counting into one `S`; `stop` ends
 /// them all and returns what they counted.
 #[derive(Debug)]

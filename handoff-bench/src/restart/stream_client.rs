@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
 
 use super::outcome::{Outcome, Proto, Recorder};
-use super::schedule::{Clients, Schedule};
+use super::schedule::{Clients, Connections, Schedule};
 
 /// No line waits longer than this for its echo.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -23,19 +23,12 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// What the clients counted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
-    pub clients: u64,
-    pub connects: u64,
+    pub connections: Connections,
     pub lines: u64,
     /// Bytes sent and compared with their echo.
     pub bytes: u64,
     /// Echoes that differed from what was sent.
     pub corrupted: u64,
-}
-
-impl Counts {
-    pub fn reconnects(&self) -> u64 {
-        self.connects.saturating_sub(self.clients)
-    }
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +63,10 @@ impl Streams {
     pub fn stop(self, rt: &Runtime) -> Counts {
         let (clients, shared) = self.0.stop(rt);
         Counts {
-            clients,
-            connects: shared.connects.load(Ordering::Relaxed),
+            connections: Connections {
+                clients,
+                connects: shared.connects.load(Ordering::Relaxed),
+            },
             lines: shared.lines.load(Ordering::Relaxed),
             bytes: shared.bytes.load(Ordering::Relaxed),
             corrupted: shared.corrupted.load(Ordering::Relaxed),
