@@ -4,6 +4,7 @@
 //! instead of slowing the load down.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,24 @@ impl Connections {
     /// Connects beyond each client's first.
     pub fn reconnects(&self) -> u64 {
         self.connects.saturating_sub(self.clients)
+    }
+}
+
+/// The connects of long-lived clients as they happen, shared by them all.
+#[derive(Debug, Default)]
+pub struct ConnectCounter(AtomicU64);
+
+impl ConnectCounter {
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connections `clients` clients made.
+    pub fn of(&self, clients: u64) -> Connections {
+        Connections {
+            clients,
+            connects: self.0.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
 
 use super::outcome::{Outcome, Proto, Recorder};
-use super::schedule::{Clients, Connections, Schedule};
+use super::schedule::{Clients, ConnectCounter, Connections, Schedule};
 
 /// No line waits longer than this for its echo.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -33,7 +33,7 @@ pub struct Counts {
 
 #[derive(Debug, Default)]
 struct Shared {
-    connects: AtomicU64,
+    connects: ConnectCounter,
     lines: AtomicU64,
     bytes: AtomicU64,
     corrupted: AtomicU64,
@@ -63,10 +63,7 @@ impl Streams {
     pub fn stop(self, rt: &Runtime) -> Counts {
         let (clients, shared) = self.0.stop(rt);
         Counts {
-            connections: Connections {
-                clients,
-                connects: shared.connects.load(Ordering::Relaxed),
-            },
+            connections: shared.connects.of(clients),
             lines: shared.lines.load(Ordering::Relaxed),
             bytes: shared.bytes.load(Ordering::Relaxed),
             corrupted: shared.corrupted.load(Ordering::Relaxed),
@@ -88,7 +85,7 @@ async fn client(
         shared.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
         let answer = tokio::time::timeout(DEADLINE, async {
             if conn.is_none() {
-                shared.connects.fetch_add(1, Ordering::Relaxed);
+                shared.connects.add();
                 let mut s = UnixStream::connect(&path)
                     .await
                     .map_err(|e| Outcome::of_error(&e))?;
