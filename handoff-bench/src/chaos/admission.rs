@@ -116,61 +116,36 @@ fn peer(path: &Path, uid: u32, rpc: bool) -> Result<Kid> {
     Kid::spawn(ROLE, &env)
 }
 
-/// What each case of who may connect starts from: how many outsiders try,
-/// what is thrown at the service, and a socket path in a directory every
-/// user may enter.
-struct World {
+/// Runs one case of who may connect, or skips it when not running as
+/// root (a child cannot switch to uid 65534 then). `body` gets the number
+/// of outsiders, a socket path named `socket` in a directory every user
+/// may enter, and the checks, and says what it observed; `thrown` is the
+/// case's description for that number of outsiders.
+fn run_case(
+    cfg: &Cfg,
     case: &'static str,
     expected: &'static str,
-    count: usize,
-    thrown: String,
-    checks: Checks,
-    /// Removed with the world.
-    _dir: TempDir,
-    path: PathBuf,
-}
-
-impl World {
-    /// The world for `case`, its socket named `socket`, `thrown` made from
-    /// the number of outsiders; or, when not running as root, the row that
-    /// skips the case.
-    fn new(
-        cfg: &Cfg,
-        case: &'static str,
-        expected: &'static str,
-        thrown: impl FnOnce(usize) -> String,
-        socket: &str,
-    ) -> Result<std::result::Result<World, Row>> {
-        let count: usize = cfg.pick(8, 64);
-        let thrown = thrown(count);
-        if let Some(row) = skip_unless_root(case, &thrown, expected) {
-            return Ok(Err(row));
-        }
-        let dir = TempDir::new("admit")?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        let path = dir.path().join(socket);
-        Ok(Ok(World {
-            case,
-            expected,
-            count,
-            thrown,
-            checks: Checks::default(),
-            _dir: dir,
-            path,
-        }))
+    thrown: impl FnOnce(usize) -> String,
+    socket: &str,
+    body: impl FnOnce(usize, &Path, &mut Checks) -> Result<String>,
+) -> Result<Row> {
+    let count: usize = cfg.pick(8, 64);
+    let thrown = thrown(count);
+    if let Some(row) = skip_unless_root(case, &thrown, expected) {
+        return Ok(row);
     }
-
-    /// The case's row: every outsider and the one root child connected.
-    fn row(self, observed: String) -> Row {
-        Row {
-            case: self.case,
-            thrown: self.thrown,
-            expected: self.expected,
-            observed,
-            counts: format!("{} connections, 1 admitted", self.count + 1),
-            verdict: self.checks.verdict(),
-        }
-    }
+    let dir = TempDir::new("admit")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let mut checks = Checks::default();
+    let observed = body(count, &dir.path().join(socket), &mut checks)?;
+    Ok(Row {
+        case,
+        thrown,
+        expected,
+        observed,
+        counts: format!("{} connections, 1 admitted", count + 1),
+        verdict: checks.verdict(),
+    })
 }
 
 /// Runs the outsiders one after another, each to its end.
@@ -196,11 +171,10 @@ pub fn listener(cfg: &Cfg) -> Result<Row> {
             "Listener with allow_uids([0]) on a socket file chmod 666; {count} child processes switched to uid 65534 connect and send a message with a handle, then one root child"
         )
     };
-    let mut world = match World::new(cfg, CASE, EXPECTED, thrown, "sock")? {
-        Ok(world) => world,
-        Err(skip) => return Ok(skip),
-    };
-    let (count, path, checks) = (world.count, &world.path, &mut world.checks);
+    run_case(cfg, CASE, EXPECTED, thrown, "sock", listener_case)
+}
+
+fn listener_case(count: usize, path: &Path, checks: &mut Checks) -> Result<String> {
     let baseline = handoff::count_open_handles()?;
     let listener = Listener::bind(path)?.allow_uids([0]);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
@@ -262,10 +236,10 @@ pub fn listener(cfg: &Cfg) -> Result<Row> {
     checks.check(handles == baseline, || {
         format!("the harness holds {handles} handles, {baseline} before")
     });
-    Ok(world.row(format!(
+    Ok(format!(
         "{refused}/{count} outsiders saw Disconnected; accept() returned {admitted_text}; root child got {:?}; handles {handles} (baseline {baseline})",
         report.outcome
-    )))
+    ))
 }
 
 /// 3b.
@@ -277,11 +251,10 @@ pub fn rpc_server(cfg: &Cfg) -> Result<Row> {
             "RPC server on a Listener with allow_uids([0]), socket chmod 666; {count} uid-65534 child processes try the handshake, then one root child calls"
         )
     };
-    let mut world = match World::new(cfg, CASE, EXPECTED, thrown, "rpc.sock")? {
-        Ok(world) => world,
-        Err(skip) => return Ok(skip),
-    };
-    let (count, path, checks) = (world.count, &world.path, &mut world.checks);
+    run_case(cfg, CASE, EXPECTED, thrown, "rpc.sock", rpc_server_case)
+}
+
+fn rpc_server_case(count: usize, path: &Path, checks: &mut Checks) -> Result<String> {
     let mut server = ServerKid::start(path, true)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     let refused = outsiders(path, count, true, checks)?;
@@ -305,8 +278,8 @@ pub fn rpc_server(cfg: &Cfg) -> Result<Row> {
     checks.check(stats.calls == 1, || format!("{} calls ran", stats.calls));
     checks.check(server.alive()?, || "the server died".into());
     server.stop(checks)?;
-    Ok(world.row(format!(
+    Ok(format!(
         "{refused}/{count} outsiders refused; server admitted {} connection(s), ran {} call(s); root child: {}; handles {} (baseline {})",
         stats.accepted, stats.calls, report.outcome, stats.handles, stats.baseline
-    )))
+    ))
 }
