@@ -49,8 +49,9 @@ impl Loops {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    /// Starts the loops `spawn` adds, as `slot`, unless `slot` runs already.
-    /// If `spawn` fails, the loops it added end with it.
+    /// Puts in `slot` the loops `spawn` starts, unless loops run there
+    /// already. If `spawn` fails, the loops it started end with it (a
+    /// `JoinSet` aborts its tasks when dropped).
     fn start(
         slot: &mut Option<Loops>,
         spawn: impl FnOnce(&mut JoinSet<()>, watch::Receiver<bool>) -> io::Result<()>,
