@@ -116,10 +116,36 @@ fn peer(path: &Path, uid: u32, rpc: bool) -> Result<Kid> {
     Kid::spawn(ROLE, &env)
 }
 
-fn world_dir() -> Result<TempDir> {
+/// Runs one case of who may connect, or skips it when not running as
+/// root (a child cannot switch to uid 65534 then). `body` gets the number
+/// of outsiders, a socket path named `socket` in a directory every user
+/// may enter, and the checks, and says what it observed; `thrown` is the
+/// case's description for that number of outsiders.
+fn run_case(
+    cfg: &Cfg,
+    case: &'static str,
+    expected: &'static str,
+    thrown: impl FnOnce(usize) -> String,
+    socket: &str,
+    body: impl FnOnce(usize, &Path, &mut Checks) -> Result<String>,
+) -> Result<Row> {
+    let count: usize = cfg.pick(8, 64);
+    let thrown = thrown(count);
+    if let Some(row) = skip_unless_root(case, &thrown, expected) {
+        return Ok(row);
+    }
     let dir = TempDir::new("admit")?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    Ok(dir)
+    let mut checks = Checks::default();
+    let observed = body(count, &dir.path().join(socket), &mut checks)?;
+    Ok(Row {
+        case,
+        thrown,
+        expected,
+        observed,
+        counts: format!("{} connections, 1 admitted", count + 1),
+        verdict: checks.verdict(),
+    })
 }
 
 /// Runs the outsiders one after another, each to its end.
@@ -140,19 +166,18 @@ fn outsiders(path: &Path, count: usize, rpc: bool, checks: &mut Checks) -> Resul
 pub fn listener(cfg: &Cfg) -> Result<Row> {
     const CASE: &str = "3a who may connect: Listener";
     const EXPECTED: &str = "outsiders connect but are dropped unread (they see Disconnected); accept() returns only the root child; listener's handles back to baseline";
-    let count: usize = cfg.pick(8, 64);
-    let thrown = format!(
-        "Listener with allow_uids([0]) on a socket file chmod 666; {count} child processes switched to uid 65534 connect and send a message with a handle, then one root child"
-    );
-    if let Some(row) = skip_unless_root(CASE, &thrown, EXPECTED) {
-        return Ok(row);
-    }
-    let mut checks = Checks::default();
-    let dir = world_dir()?;
-    let path = dir.path().join("sock");
+    let thrown = |count| {
+        format!(
+            "Listener with allow_uids([0]) on a socket file chmod 666; {count} child processes switched to uid 65534 connect and send a message with a handle, then one root child"
+        )
+    };
+    run_case(cfg, CASE, EXPECTED, thrown, "sock", listener_case)
+}
+
+fn listener_case(count: usize, path: &Path, checks: &mut Checks) -> Result<String> {
     let baseline = handoff::count_open_handles()?;
-    let listener = Listener::bind(&path)?.allow_uids([0]);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    let listener = Listener::bind(path)?.allow_uids([0]);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     let (tx, rx) = mpsc::channel();
     // accept() returns only an admitted peer; it runs while the outsiders
     // come and go, and hands back the first peer it lets through.
@@ -167,11 +192,11 @@ pub fn listener(cfg: &Cfg) -> Result<Row> {
         let _ = tx.send(outcome);
         drop(listener);
     });
-    let refused = outsiders(&path, count, false, &mut checks)?;
+    let refused = outsiders(path, count, false, checks)?;
     checks.check(rx.try_recv().is_err(), || {
         "the listener let an outsider through".into()
     });
-    let mut insider = peer(&path, 0, false)?;
+    let mut insider = peer(path, 0, false)?;
     let insider_pid = insider.pid();
     let admitted = rx.recv_timeout(Duration::from_secs(20));
     let report: PeerReport = insider.recv_json(Duration::from_secs(20))?;
@@ -199,7 +224,7 @@ pub fn listener(cfg: &Cfg) -> Result<Row> {
         other => {
             checks.fail(format!("the root peer was not admitted: {other:?}"));
             // Wake the acceptor so it lets go of the listener.
-            let _ = Channel::connect(&path);
+            let _ = Channel::connect(path);
         }
     }
     let _ = acceptor.join();
@@ -211,41 +236,33 @@ pub fn listener(cfg: &Cfg) -> Result<Row> {
     checks.check(handles == baseline, || {
         format!("the harness holds {handles} handles, {baseline} before")
     });
-    Ok(Row {
-        case: CASE,
-        thrown,
-        expected: EXPECTED,
-        observed: format!(
-            "{refused}/{count} outsiders saw Disconnected; accept() returned {admitted_text}; root child got {:?}; handles {handles} (baseline {baseline})",
-            report.outcome
-        ),
-        counts: format!("{} connections, 1 admitted", count + 1),
-        verdict: checks.verdict(),
-    })
+    Ok(format!(
+        "{refused}/{count} outsiders saw Disconnected; accept() returned {admitted_text}; root child got {:?}; handles {handles} (baseline {baseline})",
+        report.outcome
+    ))
 }
 
 /// 3b.
 pub fn rpc_server(cfg: &Cfg) -> Result<Row> {
     const CASE: &str = "3b who may connect: RPC server";
     const EXPECTED: &str = "outsiders' handshakes fail with Disconnected and never reach the server loop; the root child's call is answered";
-    let count: usize = cfg.pick(8, 64);
-    let thrown = format!(
-        "RPC server on a Listener with allow_uids([0]), socket chmod 666; {count} uid-65534 child processes try the handshake, then one root child calls"
-    );
-    if let Some(row) = skip_unless_root(CASE, &thrown, EXPECTED) {
-        return Ok(row);
-    }
-    let mut checks = Checks::default();
-    let dir = world_dir()?;
-    let path = dir.path().join("rpc.sock");
-    let mut server = ServerKid::start(&path, true)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
-    let refused = outsiders(&path, count, true, &mut checks)?;
+    let thrown = |count| {
+        format!(
+            "RPC server on a Listener with allow_uids([0]), socket chmod 666; {count} uid-65534 child processes try the handshake, then one root child calls"
+        )
+    };
+    run_case(cfg, CASE, EXPECTED, thrown, "rpc.sock", rpc_server_case)
+}
+
+fn rpc_server_case(count: usize, path: &Path, checks: &mut Checks) -> Result<String> {
+    let mut server = ServerKid::start(path, true)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    let refused = outsiders(path, count, true, checks)?;
     let after_outsiders = server.stats()?;
     checks.check(after_outsiders.accepted == 0, || {
         format!("{} outsiders were admitted", after_outsiders.accepted)
     });
-    let mut insider = peer(&path, 0, true)?;
+    let mut insider = peer(path, 0, true)?;
     let report: PeerReport = insider.recv_json(Duration::from_secs(20))?;
     let status = insider.wait(Duration::from_secs(10))?;
     checks.check(report.outcome == "answered" && status.success(), || {
@@ -260,16 +277,9 @@ pub fn rpc_server(cfg: &Cfg) -> Result<Row> {
     });
     checks.check(stats.calls == 1, || format!("{} calls ran", stats.calls));
     checks.check(server.alive()?, || "the server died".into());
-    server.stop(&mut checks)?;
-    Ok(Row {
-        case: CASE,
-        thrown,
-        expected: EXPECTED,
-        observed: format!(
-            "{refused}/{count} outsiders refused; server admitted {} connection(s), ran {} call(s); root child: {}; handles {} (baseline {})",
-            stats.accepted, stats.calls, report.outcome, stats.handles, stats.baseline
-        ),
-        counts: format!("{} connections, 1 admitted", count + 1),
-        verdict: checks.verdict(),
-    })
+    server.stop(checks)?;
+    Ok(format!(
+        "{refused}/{count} outsiders refused; server admitted {} connection(s), ran {} call(s); root child: {}; handles {} (baseline {})",
+        stats.accepted, stats.calls, report.outcome, stats.handles, stats.baseline
+    ))
 }

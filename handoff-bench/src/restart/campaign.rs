@@ -2,7 +2,6 @@
 //! restarts, large state, the self-contained mode under the same load, the
 //! negative control, gunicorn; then the checks.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -47,45 +46,34 @@ struct Size {
 
 impl Size {
     fn new(quick: bool) -> Size {
-        // The same load either way: the shape is the point.
-        let rates = Rates {
-            http: 2000.0,
-            udp: 5000.0,
-            unix: 500.0,
-            flows: 256,
-        };
-        if quick {
-            Size {
-                restarts: 100,
-                bad: 10,
-                supervisor: 5,
-                baseline: Duration::from_secs(10),
-                capacity: Duration::from_secs(2),
-                naive_restarts: 40,
-                gunicorn_restarts: 3,
-                rates,
-                keepalive: (100, 1000.0),
-                streams: 100,
-                handover_bad: 10,
-                self_contained: 20,
-                big_state: (256 << 20, 3),
+        /// The quick run's figure or the full run's.
+        fn pick<T>(quick: bool, short: T, full: T) -> T {
+            if quick {
+                short
+            } else {
+                full
             }
-        } else {
-            Size {
-                restarts: 1000,
-                bad: 100,
-                supervisor: 50,
-                baseline: Duration::from_secs(30),
-                capacity: Duration::from_secs(5),
-                naive_restarts: 60,
-                gunicorn_restarts: 20,
-                rates,
-                keepalive: (200, 10_000.0),
-                streams: 100,
-                handover_bad: 100,
-                self_contained: 100,
-                big_state: (1 << 30, 5),
-            }
+        }
+        Size {
+            restarts: pick(quick, 100, 1000),
+            bad: pick(quick, 10, 100),
+            supervisor: pick(quick, 5, 50),
+            baseline: Duration::from_secs(pick(quick, 10, 30)),
+            capacity: Duration::from_secs(pick(quick, 2, 5)),
+            naive_restarts: pick(quick, 40, 60),
+            gunicorn_restarts: pick(quick, 3, 20),
+            // The same load either way: the shape is the point.
+            rates: Rates {
+                http: 2000.0,
+                udp: 5000.0,
+                unix: 500.0,
+                flows: 256,
+            },
+            keepalive: pick(quick, (100, 1000.0), (200, 10_000.0)),
+            streams: 100,
+            handover_bad: pick(quick, 10, 100),
+            self_contained: pick(quick, 20, 100),
+            big_state: pick(quick, (256 << 20, 3), (1 << 30, 5)),
         }
     }
 }
@@ -210,11 +198,7 @@ pub fn run(quick: bool) -> Result<Report> {
         .enable_all()
         .build()?;
 
-    let target = Target {
-        http: SocketAddr::from(([127, 0, 0, 1], 18080)),
-        udp: SocketAddr::from(([127, 0, 0, 1], 18081)),
-        unix: dir.join("app.sock"),
-    };
+    let target = Target::local(18080, 18081, dir.join("app.sock"));
     let mode_file = dir.join("mode");
     let stats_file = dir.join("handover-stats");
     std::fs::write(&mode_file, "good\n")?;
@@ -466,28 +450,31 @@ pub fn run(quick: bool) -> Result<Report> {
     // handover the server never closes one, whatever restarts.
     checks.push(Check::new(
         "keep-alive clients: 0 reconnects",
-        format!("0 ({} clients)", kept.clients),
+        format!("0 ({} clients)", kept.connections.clients),
         format!(
             "{} ({} connects, {} requests, {} closed by the server)",
-            kept.reconnects(),
-            kept.connects,
+            kept.connections.reconnects(),
+            kept.connections.connects,
             kept.requests,
             kept.closed_by_server
         ),
-        kept.reconnects() == 0 && kept.requests > 0,
+        kept.connections.reconnects() == 0 && kept.requests > 0,
     ));
     checks.push(Check::new(
         "long-lived streams: 0 reconnects, every byte back",
-        format!("0 reconnects, 0 corrupted ({} streams)", lines.clients),
+        format!(
+            "0 reconnects, 0 corrupted ({} streams)",
+            lines.connections.clients
+        ),
         format!(
             "{} reconnects, {} corrupted ({} connects, {} lines, {} bytes echoed)",
-            lines.reconnects(),
+            lines.connections.reconnects(),
             lines.corrupted,
-            lines.connects,
+            lines.connections.connects,
             lines.lines,
             lines.bytes
         ),
-        lines.reconnects() == 0 && lines.corrupted == 0 && lines.lines > 0,
+        lines.connections.reconnects() == 0 && lines.corrupted == 0 && lines.lines > 0,
     ));
     let gaps = total(&all, Outcome::Lost) + total(&all, Outcome::Duplicate);
     let stateless = total(&all, Outcome::Stateless);
@@ -557,15 +544,15 @@ pub fn run(quick: bool) -> Result<Report> {
             "{}/{}{self_problems}, {self_failed} of {self_requests} failed, {} + {} reconnects, counters {}",
             selfc.ok,
             selfc.restarts,
-            selfc.keepalive.reconnects(),
-            selfc.streams.reconnects(),
+            selfc.keepalive.connections.reconnects(),
+            selfc.streams.connections.reconnects(),
             if self_moved.is_empty() { "all 0".to_string() } else { self_moved.join(", ") }
         ),
         selfc.ok == selfc.restarts
             && self_failed == 0
             && self_requests > 0
-            && selfc.keepalive.reconnects() == 0
-            && selfc.streams.reconnects() == 0
+            && selfc.keepalive.connections.reconnects() == 0
+            && selfc.streams.connections.reconnects() == 0
             && selfc.streams.corrupted == 0
             && self_moved.is_empty(),
     ));
@@ -768,11 +755,7 @@ fn negative_control(
     dir: &Path,
     size: Size,
 ) -> Result<NaiveResult> {
-    let target = Target {
-        http: SocketAddr::from(([127, 0, 0, 1], 18090)),
-        udp: SocketAddr::from(([127, 0, 0, 1], 18091)),
-        unix: dir.join("naive.sock"),
-    };
+    let target = Target::local(18090, 18091, dir.join("naive.sock"));
     let log = dir.join("naive.log");
     let mut naive = Naive::new(server, &target, dir, &log)?;
     let mut current = naive.start_next()?;

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use super::outcome::Outcome;
@@ -21,16 +21,27 @@ pub async fn request(server: SocketAddr, source: Ipv4Addr, n: u64) -> Result<(),
         .await
         .map_err(|e| Outcome::of_error(&e))?;
     let request = format!("GET /?n={n} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| Outcome::of_error(&e))?;
-    let mut response = Vec::with_capacity(256);
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| Outcome::of_error(&e))?;
+    let response = exchange(&mut stream, request.as_bytes()).await?;
     check(&response)
+}
+
+/// Sends `request` on a connection the server closes after one answer
+/// (TCP here, a Unix stream for the Unix client) and reads that answer to
+/// the end.
+pub async fn exchange<S>(stream: &mut S, request: &[u8]) -> Result<Vec<u8>, Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream
+        .write_all(request)
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
+    let mut answer = Vec::with_capacity(256);
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .map_err(|e| Outcome::of_error(&e))?;
+    Ok(answer)
 }
 
 /// A complete `200` whose body is `gen=G pid=P` and as long as it says.

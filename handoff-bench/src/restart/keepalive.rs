@@ -16,7 +16,7 @@ use tokio::runtime::Runtime;
 
 use super::http_client;
 use super::outcome::{Outcome, Proto, Recorder};
-use super::schedule::{Clients, Schedule};
+use super::schedule::{Clients, ConnectCounter, Connections, Schedule};
 
 /// No request waits longer than this for its answer.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -26,23 +26,15 @@ const MAX_RESPONSE: usize = 16 * 1024;
 /// What the clients counted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
-    pub clients: u64,
-    pub connects: u64,
+    pub connections: Connections,
     pub requests: u64,
     /// Connections the server ended with `Connection: close`.
     pub closed_by_server: u64,
 }
 
-impl Counts {
-    /// Connects beyond each client's first.
-    pub fn reconnects(&self) -> u64 {
-        self.connects.saturating_sub(self.clients)
-    }
-}
-
 #[derive(Debug, Default)]
 struct Shared {
-    connects: AtomicU64,
+    connects: ConnectCounter,
     requests: AtomicU64,
     closed_by_server: AtomicU64,
 }
@@ -72,8 +64,7 @@ impl KeepAlive {
     pub fn stop(self, rt: &Runtime) -> Counts {
         let (clients, shared) = self.0.stop(rt);
         Counts {
-            clients,
-            connects: shared.connects.load(Ordering::Relaxed),
+            connections: shared.connects.of(clients),
             requests: shared.requests.load(Ordering::Relaxed),
             closed_by_server: shared.closed_by_server.load(Ordering::Relaxed),
         }
@@ -87,7 +78,7 @@ async fn client(server: SocketAddr, mut schedule: Schedule, shared: Arc<Shared>,
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let answer = tokio::time::timeout(DEADLINE, async {
             if conn.is_none() {
-                shared.connects.fetch_add(1, Ordering::Relaxed);
+                shared.connects.add();
                 let s = TcpStream::connect(server)
                     .await
                     .map_err(|e| Outcome::of_error(&e))?;

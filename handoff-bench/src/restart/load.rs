@@ -35,6 +35,18 @@ pub struct Target {
     pub unix: PathBuf,
 }
 
+impl Target {
+    /// A server on the loopback address at ports `http` (TCP) and `udp`,
+    /// with its Unix socket at `unix`.
+    pub fn local(http: u16, udp: u16, unix: PathBuf) -> Target {
+        Target {
+            http: SocketAddr::from((Ipv4Addr::LOCALHOST, http)),
+            udp: SocketAddr::from((Ipv4Addr::LOCALHOST, udp)),
+            unix,
+        }
+    }
+}
+
 /// Requests per second per protocol, and the number of UDP flows.
 #[derive(Debug, Clone, Copy)]
 pub struct Rates {

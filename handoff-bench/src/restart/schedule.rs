@@ -4,6 +4,7 @@
 //! instead of slowing the load down.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,39 @@ impl Schedule {
         }
         self.next += 1;
         Some((k, when))
+    }
+}
+
+/// How many long-lived clients ran and how many connections they opened
+/// in all: each opens one to begin with, so any more is a reconnect.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connections {
+    pub clients: u64,
+    pub connects: u64,
+}
+
+impl Connections {
+    /// Connects beyond each client's first.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.saturating_sub(self.clients)
+    }
+}
+
+/// The connects of long-lived clients as they happen, shared by them all.
+#[derive(Debug, Default)]
+pub struct ConnectCounter(AtomicU64);
+
+impl ConnectCounter {
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connections `clients` clients made.
+    pub fn of(&self, clients: u64) -> Connections {
+        Connections {
+            clients,
+            connects: self.0.load(Ordering::Relaxed),
+        }
     }
 }
 

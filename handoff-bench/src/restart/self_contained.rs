@@ -6,7 +6,6 @@
 //! restart is a `SIGHUP` to the pid the serving generation wrote, judged
 //! by a new pid serving and the old one gone.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,11 +40,7 @@ pub struct Work {
 }
 
 pub fn run(rt: &tokio::runtime::Runtime, server: &Path, dir: &Path, work: Work) -> Result<SelfRun> {
-    let target = Target {
-        http: SocketAddr::from(([127, 0, 0, 1], 18120)),
-        udp: SocketAddr::from(([127, 0, 0, 1], 18121)),
-        unix: dir.join("self.sock"),
-    };
+    let target = Target::local(18120, 18121, dir.join("self.sock"));
     let pid_file = dir.join("self.pid");
     let stats = dir.join("self-stats");
     let log = std::fs::File::options()

@@ -7,7 +7,6 @@
 //! would pass them on.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,11 +33,7 @@ pub fn run(
     bytes: u64,
     restarts: usize,
 ) -> Result<StateRun> {
-    let target = Target {
-        http: SocketAddr::from(([127, 0, 0, 1], 18130)),
-        udp: SocketAddr::from(([127, 0, 0, 1], 18131)),
-        unix: dir.join("state.sock"),
-    };
+    let target = Target::local(18130, 18131, dir.join("state.sock"));
     let stats = dir.join("state-stats");
     let size = bytes.to_string();
     let mut sup = Supervisor::start(

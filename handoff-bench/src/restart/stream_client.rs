@@ -15,7 +15,7 @@ use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
 
 use super::outcome::{Outcome, Proto, Recorder};
-use super::schedule::{Clients, Schedule};
+use super::schedule::{Clients, ConnectCounter, Connections, Schedule};
 
 /// No line waits longer than this for its echo.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -23,8 +23,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// What the clients counted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
-    pub clients: u64,
-    pub connects: u64,
+    pub connections: Connections,
     pub lines: u64,
     /// Bytes sent and compared with their echo.
     pub bytes: u64,
@@ -32,15 +31,9 @@ pub struct Counts {
     pub corrupted: u64,
 }
 
-impl Counts {
-    pub fn reconnects(&self) -> u64 {
-        self.connects.saturating_sub(self.clients)
-    }
-}
-
 #[derive(Debug, Default)]
 struct Shared {
-    connects: AtomicU64,
+    connects: ConnectCounter,
     lines: AtomicU64,
     bytes: AtomicU64,
     corrupted: AtomicU64,
@@ -70,8 +63,7 @@ impl Streams {
     pub fn stop(self, rt: &Runtime) -> Counts {
         let (clients, shared) = self.0.stop(rt);
         Counts {
-            clients,
-            connects: shared.connects.load(Ordering::Relaxed),
+            connections: shared.connects.of(clients),
             lines: shared.lines.load(Ordering::Relaxed),
             bytes: shared.bytes.load(Ordering::Relaxed),
             corrupted: shared.corrupted.load(Ordering::Relaxed),
@@ -93,7 +85,7 @@ async fn client(
         shared.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
         let answer = tokio::time::timeout(DEADLINE, async {
             if conn.is_none() {
-                shared.connects.fetch_add(1, Ordering::Relaxed);
+                shared.connects.add();
                 let mut s = UnixStream::connect(&path)
                     .await
                     .map_err(|e| Outcome::of_error(&e))?;

@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::http_client::generation_pid;
+use super::http_client::{exchange, generation_pid};
 use super::outcome::Outcome;
 
 pub async fn request(path: &Path, n: u64) -> Result<(), Outcome> {
@@ -14,15 +13,7 @@ pub async fn request(path: &Path, n: u64) -> Result<(), Outcome> {
         .await
         .map_err(|e| Outcome::of_error(&e))?;
     let line = format!("ping {n}\n");
-    stream
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|e| Outcome::of_error(&e))?;
-    let mut reply = Vec::with_capacity(64);
-    stream
-        .read_to_end(&mut reply)
-        .await
-        .map_err(|e| Outcome::of_error(&e))?;
+    let reply = exchange(&mut stream, line.as_bytes()).await?;
     if reply.is_empty() || !reply.ends_with(b"\n") {
         return Err(Outcome::Eof);
     }

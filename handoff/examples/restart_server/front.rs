@@ -48,6 +48,22 @@ impl Loops {
         self.halt.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
     }
+
+    /// Puts in `slot` the loops `spawn` starts, unless loops run there
+    /// already. If `spawn` fails, the loops it started end with it (a
+    /// `JoinSet` aborts its tasks when dropped).
+    fn start(
+        slot: &mut Option<Loops>,
+        spawn: impl FnOnce(&mut JoinSet<()>, watch::Receiver<bool>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if slot.is_some() {
+            return Ok(());
+        }
+        let (mut loops, halt) = Loops::new();
+        spawn(&mut loops.tasks, halt)?;
+        *slot = Some(loops);
+        Ok(())
+    }
 }
 
 impl Front {
@@ -82,40 +98,30 @@ impl Front {
 
     /// Starts the accept loops (HTTP and Unix), unless they run.
     pub fn accept(&mut self, shared: &Shared) -> io::Result<()> {
-        if self.accepting.is_some() {
-            return Ok(());
-        }
-        let (mut loops, halt) = Loops::new();
-        if let Some(l) = &self.sockets.http {
-            let l = tokio::net::TcpListener::from_std(l.try_clone()?)?;
-            loops
-                .tasks
-                .spawn(http::accept_loop(l, shared.clone(), halt.clone()));
-        }
-        if let Some(l) = &self.sockets.unix {
-            let l = tokio::net::UnixListener::from_std(l.try_clone()?)?;
-            loops
-                .tasks
-                .spawn(echo::unix_accept_loop(l, shared.clone(), halt.clone()));
-        }
-        self.accepting = Some(loops);
-        Ok(())
+        let sockets = &self.sockets;
+        Loops::start(&mut self.accepting, |tasks, halt| {
+            if let Some(l) = &sockets.http {
+                let l = tokio::net::TcpListener::from_std(l.try_clone()?)?;
+                tasks.spawn(http::accept_loop(l, shared.clone(), halt.clone()));
+            }
+            if let Some(l) = &sockets.unix {
+                let l = tokio::net::UnixListener::from_std(l.try_clone()?)?;
+                tasks.spawn(echo::unix_accept_loop(l, shared.clone(), halt));
+            }
+            Ok(())
+        })
     }
 
     /// Starts reading UDP with the flows as they are, unless it runs.
     pub fn read_udp(&mut self, label: &Arc<str>) -> io::Result<()> {
-        if self.reading.is_some() {
-            return Ok(());
-        }
-        let (mut loops, halt) = Loops::new();
-        if let Some(s) = &self.sockets.udp {
-            let s = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
-            loops
-                .tasks
-                .spawn(echo::udp_loop(s, self.flows.clone(), halt, label.clone()));
-        }
-        self.reading = Some(loops);
-        Ok(())
+        let (sockets, flows) = (&self.sockets, &self.flows);
+        Loops::start(&mut self.reading, |tasks, halt| {
+            if let Some(s) = &sockets.udp {
+                let s = tokio::net::UdpSocket::from_std(s.try_clone()?)?;
+                tasks.spawn(echo::udp_loop(s, flows.clone(), halt, label.clone()));
+            }
+            Ok(())
+        })
     }
 
     pub async fn halt_accept(&mut self) {
